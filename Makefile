@@ -1,0 +1,68 @@
+# Every target sets up what it needs: a fresh clone runs `make run` or `make test` and nothing else.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+# jsii warns on every run that Node 20 is past its end of life; the CDK itself works on it.
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
+
+.PHONY: run test unit integration infra e2e lint format synth deploy diff bench clean
+
+$(VENV_STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+venv: $(VENV_STAMP)
+node: $(NODE_STAMP)
+
+## run: the whole stack locally (moto, the handlers, a gateway on :$(PORT), the SQS event source, the sweeper)
+run: $(VENV_STAMP)
+	$(PY) -m local
+
+## test: lint, then every suite (unit, integration, infrastructure, e2e)
+test: $(VENV_STAMP) $(NODE_STAMP) lint
+	$(PY) -m pytest tests -q
+
+unit: $(VENV_STAMP)
+	$(PY) -m pytest tests/unit -q
+integration: $(VENV_STAMP)
+	$(PY) -m pytest tests/integration -q
+infra: $(VENV_STAMP) $(NODE_STAMP)
+	$(PY) -m pytest tests/infrastructure -q
+e2e: $(VENV_STAMP)
+	$(PY) -m pytest tests/e2e -q
+
+lint: $(VENV_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(VENV_STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+## synth: write cdk.out/ (offline, no AWS credentials needed)
+synth: $(VENV_STAMP) $(NODE_STAMP)
+	node_modules/.bin/cdk synth --quiet
+
+## deploy / diff: need AWS credentials
+deploy: $(VENV_STAMP) $(NODE_STAMP)
+	node_modules/.bin/cdk deploy --require-approval never
+
+diff: $(VENV_STAMP) $(NODE_STAMP)
+	node_modules/.bin/cdk diff
+
+bench: $(VENV_STAMP)
+	$(PY) bench/coldstart.py
+
+clean:
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

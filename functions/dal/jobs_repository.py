@@ -1,0 +1,335 @@
+"""Job records and per-tenant counters in DynamoDB.
+
+Every write is conditional on the record's ``version``: a transition is read -> decide -> write, and a writer that
+lost a race gets ``ConcurrentUpdate`` and decides again from a fresh read. A status change and its counter update
+share one transaction, so the counters are exact however the writers interleave or crash.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from functions.models.errors import ConcurrentUpdate, InvalidQuery, StorageError
+from functions.models.job import HistoryEntry, Job, JobStatus
+
+STATUS_COUNTERS = tuple(status.value for status in JobStatus)
+ENQUEUED_COUNTER = "enqueued"
+
+INDEX_BY_TENANT = "by-tenant"
+INDEX_BY_STATUS = "by-status"
+INDEX_BY_TYPE = "by-type"
+INDEX_BY_SWEEP = "by-sweep"
+
+# index name -> (partition key attribute, sort key attribute)
+_INDEX_KEYS = {
+    INDEX_BY_TENANT: ("tenant", "createdKey"),
+    INDEX_BY_STATUS: ("tenantStatus", "createdKey"),
+    INDEX_BY_TYPE: ("tenantType", "createdKey"),
+}
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+class JobsRepository(Protocol):
+    def create(self, job: Job) -> None: ...
+    def get(self, tenant: str, job_id: str) -> Job | None: ...
+    def save(self, before: Job, after: Job) -> None: ...
+    def list_page(
+        self, tenant: str, status: JobStatus | None, job_type: str | None, limit: int, cursor: str | None
+    ) -> JobPage: ...
+    def counters(self, tenant: str) -> dict[str, int]: ...
+    def due_for_sweep(self, shard: int, until: str, limit: int) -> list[Job]: ...
+
+
+def record_key(tenant: str, job_id: str) -> str:
+    return f"{tenant}#{job_id}"
+
+
+def sweep_shard(job_id: str, shards: int) -> str:
+    return str(int(hashlib.sha256(job_id.encode()).hexdigest()[:8], 16) % shards)
+
+
+class DynamoJobsRepository:
+    def __init__(self, client: Any, jobs_table: str, stats_table: str, stats_shards: int, sweep_shards: int) -> None:
+        self._ddb = client
+        self._jobs_table = jobs_table
+        self._stats_table = stats_table
+        self._stats_shards = stats_shards
+        self._sweep_shards = sweep_shards
+
+    # --- writes ---
+
+    def create(self, job: Job) -> None:
+        put = {
+            "Put": {
+                "TableName": self._jobs_table,
+                "Item": self._to_item(job),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+        self._transact([put, self._counter_update(job.tenant, {ENQUEUED_COUNTER: 1, job.status.value: 1})])
+
+    def save(self, before: Job, after: Job) -> None:
+        """Write ``after`` if the stored record is still ``before``; raises ConcurrentUpdate otherwise."""
+        put = {
+            "Put": {
+                "TableName": self._jobs_table,
+                "Item": self._to_item(after.model_copy(update={"version": before.version + 1})),
+                "ConditionExpression": "version = :expected",
+                "ExpressionAttributeValues": {":expected": {"N": str(before.version)}},
+            }
+        }
+        items: list[dict[str, Any]] = [put]
+        if before.status != after.status:
+            items.append(self._counter_update(after.tenant, {before.status.value: -1, after.status.value: 1}))
+        self._transact(items)
+
+    def _counter_update(self, tenant: str, deltas: dict[str, int]) -> dict[str, Any]:
+        # A random shard per write keeps any single counter item far below DynamoDB's per-key write limit.
+        shard = random.randrange(self._stats_shards)
+        names = {f"#c{i}": name for i, name in enumerate(deltas)}
+        values = {f":d{i}": {"N": str(delta)} for i, delta in enumerate(deltas.values())}
+        return {
+            "Update": {
+                "TableName": self._stats_table,
+                "Key": {"pk": {"S": f"{tenant}#{shard}"}},
+                "UpdateExpression": "ADD " + ", ".join(f"#c{i} :d{i}" for i in range(len(deltas))),
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+        }
+
+    def _transact(self, items: list[dict[str, Any]]) -> None:
+        try:
+            if len(items) == 1:
+                self._single_write(items[0])
+            else:
+                self._ddb.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if code == "ConditionalCheckFailedException" or "ConditionalCheckFailed" in reasons:
+                raise ConcurrentUpdate("the job changed since it was read") from exc
+            raise StorageError(f"DynamoDB write failed: {code}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"DynamoDB write failed: {exc}") from exc
+
+    def _single_write(self, item: dict[str, Any]) -> None:
+        # A write without a status change needs no transaction (half the write cost).
+        put = item["Put"]
+        self._ddb.put_item(**put)
+
+    # --- reads ---
+
+    def get(self, tenant: str, job_id: str) -> Job | None:
+        try:
+            response = self._ddb.get_item(
+                TableName=self._jobs_table, Key={"pk": {"S": record_key(tenant, job_id)}}, ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"DynamoDB read failed: {exc}") from exc
+        item = response.get("Item")
+        return self._from_item(item) if item else None
+
+    def list_page(
+        self, tenant: str, status: JobStatus | None, job_type: str | None, limit: int, cursor: str | None
+    ) -> JobPage:
+        if status is not None:
+            index, partition = INDEX_BY_STATUS, f"{tenant}#{status.value}"
+        elif job_type is not None:
+            index, partition = INDEX_BY_TYPE, f"{tenant}#{job_type}"
+        else:
+            index, partition = INDEX_BY_TENANT, tenant
+        pk_attr, sk_attr = _INDEX_KEYS[index]
+        query: dict[str, Any] = {
+            "TableName": self._jobs_table,
+            "IndexName": index,
+            "KeyConditionExpression": "#p = :p",
+            "ExpressionAttributeNames": {"#p": pk_attr},
+            "ExpressionAttributeValues": {":p": {"S": partition}},
+            "ScanIndexForward": False,  # newest first
+        }
+        if status is not None and job_type is not None:
+            # Both filters: the status index narrows, the type is filtered; we keep reading until the page is full.
+            query["FilterExpression"] = "#t = :t"
+            query["ExpressionAttributeNames"]["#t"] = "type"
+            query["ExpressionAttributeValues"][":t"] = {"S": job_type}
+        start_key = _decode_cursor(cursor, pk_attr, sk_attr, partition) if cursor else None
+
+        jobs: list[Job] = []
+        last_item: dict[str, Any] | None = None
+        while len(jobs) < limit:
+            page_query = dict(query, Limit=limit - len(jobs))
+            if start_key:
+                page_query["ExclusiveStartKey"] = start_key
+            try:
+                response = self._ddb.query(**page_query)
+            except (ClientError, BotoCoreError) as exc:
+                raise StorageError(f"DynamoDB query failed: {exc}") from exc
+            for item in response.get("Items", []):
+                jobs.append(self._from_item(item))
+                last_item = item
+            start_key = response.get("LastEvaluatedKey")
+            if not start_key:
+                break
+        more = start_key is not None
+        next_cursor = None
+        if more and last_item is not None:
+            next_cursor = _encode_cursor({name: last_item[name]["S"] for name in ("pk", pk_attr, sk_attr)})
+        return JobPage(jobs=jobs, next_cursor=next_cursor)
+
+    def counters(self, tenant: str) -> dict[str, int]:
+        keys = [{"pk": {"S": f"{tenant}#{shard}"}} for shard in range(self._stats_shards)]
+        totals = {name: 0 for name in (ENQUEUED_COUNTER, *STATUS_COUNTERS)}
+        request: dict[str, Any] = {self._stats_table: {"Keys": keys, "ConsistentRead": True}}
+        try:
+            while request:
+                response = self._ddb.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self._stats_table, []):
+                    for name in totals:
+                        if name in item:
+                            totals[name] += int(item[name]["N"])
+                request = response.get("UnprocessedKeys") or {}
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"DynamoDB read failed: {exc}") from exc
+        return totals
+
+    def due_for_sweep(self, shard: int, until: str, limit: int) -> list[Job]:
+        try:
+            response = self._ddb.query(
+                TableName=self._jobs_table,
+                IndexName=INDEX_BY_SWEEP,
+                KeyConditionExpression="sweepShard = :s AND sweepAt <= :until",
+                ExpressionAttributeValues={":s": {"S": str(shard)}, ":until": {"S": until}},
+                Limit=limit,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"DynamoDB query failed: {exc}") from exc
+        return [self._from_item(item) for item in response.get("Items", [])]
+
+    # --- mapping ---
+
+    def _to_item(self, job: Job) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "pk": {"S": record_key(job.tenant, job.id)},
+            "id": {"S": job.id},
+            "tenant": {"S": job.tenant},
+            "type": {"S": job.type},
+            "status": {"S": job.status.value},
+            "payloadJson": {"S": json.dumps(job.payload, separators=(",", ":"))},
+            "priority": {"N": str(job.priority)},
+            "attempts": {"N": str(job.attempts)},
+            "maxAttempts": {"N": str(job.max_attempts)},
+            "createdAt": {"S": job.created_at},
+            "updatedAt": {"S": job.updated_at},
+            "version": {"N": str(job.version)},
+            "history": {"L": [{"M": _history_item(entry)} for entry in job.history]},
+            # Listing indexes: newest first within a tenant, by status, by type.
+            "createdKey": {"S": f"{job.created_at}#{job.id}"},
+            "tenantStatus": {"S": f"{job.tenant}#{job.status.value}"},
+            "tenantType": {"S": f"{job.tenant}#{job.type}"},
+        }
+        optional_strings = {
+            "runAt": job.run_at,
+            "startedAt": job.started_at,
+            "completedAt": job.completed_at,
+            "error": job.error,
+        }
+        for name, value in optional_strings.items():
+            if value is not None:
+                item[name] = {"S": value}
+        if job.result is not None:
+            item["resultJson"] = {"S": json.dumps(job.result, separators=(",", ":"))}
+        if job.lease_until_ms is not None:
+            item["leaseUntil"] = {"N": str(job.lease_until_ms)}
+        if job.next_attempt_at_ms is not None:
+            item["nextAttemptAt"] = {"N": str(job.next_attempt_at_ms)}
+        if job.sweep_at is not None:
+            # Sparse index: only jobs the sweeper must look at carry these attributes.
+            item["sweepShard"] = {"S": sweep_shard(job.id, self._sweep_shards)}
+            item["sweepAt"] = {"S": job.sweep_at}
+        return item
+
+    @staticmethod
+    def _from_item(item: dict[str, Any]) -> Job:
+        def text(name: str) -> str | None:
+            return item[name]["S"] if name in item else None
+
+        def number(name: str) -> int | None:
+            return int(item[name]["N"]) if name in item else None
+
+        return Job(
+            id=item["id"]["S"],
+            tenant=item["tenant"]["S"],
+            type=item["type"]["S"],
+            payload=json.loads(item["payloadJson"]["S"]),
+            status=JobStatus(item["status"]["S"]),
+            priority=int(item["priority"]["N"]),
+            attempts=int(item["attempts"]["N"]),
+            max_attempts=int(item["maxAttempts"]["N"]),
+            created_at=item["createdAt"]["S"],
+            updated_at=item["updatedAt"]["S"],
+            run_at=text("runAt"),
+            started_at=text("startedAt"),
+            completed_at=text("completedAt"),
+            result=json.loads(item["resultJson"]["S"]) if "resultJson" in item else None,
+            error=text("error"),
+            history=tuple(_history_entry(entry["M"]) for entry in item.get("history", {}).get("L", [])),
+            version=int(item["version"]["N"]),
+            lease_until_ms=number("leaseUntil"),
+            next_attempt_at_ms=number("nextAttemptAt"),
+            sweep_at=text("sweepAt"),
+        )
+
+
+def _history_item(entry: HistoryEntry) -> dict[str, Any]:
+    item: dict[str, Any] = {"status": {"S": entry.status.value}, "at": {"S": entry.at}}
+    if entry.attempt is not None:
+        item["attempt"] = {"N": str(entry.attempt)}
+    if entry.error is not None:
+        item["error"] = {"S": entry.error}
+    return item
+
+
+def _history_entry(item: dict[str, Any]) -> HistoryEntry:
+    return HistoryEntry(
+        status=JobStatus(item["status"]["S"]),
+        at=item["at"]["S"],
+        attempt=int(item["attempt"]["N"]) if "attempt" in item else None,
+        error=item["error"]["S"] if "error" in item else None,
+    )
+
+
+def _encode_cursor(key: dict[str, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, pk_attr: str, sk_attr: str, partition: str) -> dict[str, Any]:
+    """Decode and check a cursor: it must come from the same listing (same index, same tenant)."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        key = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise InvalidQuery("'cursor' is not a cursor returned by this listing") from exc
+    expected = {"pk", pk_attr, sk_attr}
+    if (
+        not isinstance(key, dict)
+        or set(key) != expected
+        or not all(isinstance(value, str) for value in key.values())
+        or key[pk_attr] != partition
+        or not key["pk"].startswith(partition.split("#", 1)[0] + "#")
+    ):
+        raise InvalidQuery("'cursor' is not a cursor returned by this listing")
+    return {name: {"S": value} for name, value in key.items()}

@@ -1,0 +1,89 @@
+"""HTTP plumbing for the API function: the request body, the caller's tenant, and domain errors as responses."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+
+from functions.handlers.runtime import logger, tenants
+from functions.models.errors import (
+    ApiError,
+    ConcurrentUpdate,
+    Forbidden,
+    InvalidBody,
+    NotFound,
+    PayloadTooLarge,
+    StorageError,
+)
+
+MAX_BODY_BYTES = 256 * 1024
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(body, separators=(",", ":")),
+        headers=headers,
+    )
+
+
+def read_json_body(app: APIGatewayRestResolver) -> Any:
+    raw = app.current_event.body or ""
+    data = raw.encode()
+    if app.current_event.is_base64_encoded:
+        try:
+            data = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidBody("the body is not valid base64") from exc
+    if len(data) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the body is {len(data)} bytes; the limit is {MAX_BODY_BYTES}")
+    if not data.strip():
+        raise InvalidBody("the body must be a JSON object")
+    try:
+        return json.loads(data, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidBody("the body is not valid JSON") from exc
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def caller_tenant(app: APIGatewayRestResolver) -> str:
+    """API Gateway has validated the key (usage plan); the key's tag says whose it is."""
+    identity = app.current_event.request_context.identity
+    key_id = identity.api_key_id if identity else None
+    tenant = tenants().tenant_for(key_id) if key_id else None
+    if tenant is None:
+        raise Forbidden("a valid x-api-key header is required")
+    return tenant
+
+
+def register_error_handlers(app: APIGatewayRestResolver) -> None:
+    @app.exception_handler(ApiError)
+    def _api_error(exc: ApiError) -> Response[str]:
+        return json_response(exc.status_code, exc.to_body())
+
+    @app.exception_handler(StorageError)
+    def _storage_error(exc: StorageError) -> Response[str]:
+        logger.exception("storage unavailable")
+        return json_response(503, {"error": "the job store is unavailable; try again", "code": "UNAVAILABLE"})
+
+    @app.exception_handler(ConcurrentUpdate)
+    def _conflict(exc: ConcurrentUpdate) -> Response[str]:
+        return json_response(409, {"error": str(exc), "code": "CONFLICT"})
+
+    @app.not_found
+    def _not_found(exc: Exception) -> Response[str]:
+        route = f"{app.current_event.http_method} {app.current_event.path}"
+        return json_response(404, NotFound(f"no route {route}").to_body())
+
+    @app.exception_handler(Exception)
+    def _unexpected(exc: Exception) -> Response[str]:
+        logger.exception("unhandled error")
+        return json_response(500, {"error": "internal error", "code": "INTERNAL"})

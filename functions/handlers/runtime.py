@@ -1,0 +1,73 @@
+"""The composition root: settings, clients, repositories and Powertools objects, built once per container."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, TypeVar, cast
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from functions.dal.clients import client
+from functions.dal.job_queue import SqsJobQueue
+from functions.dal.jobs_repository import DynamoJobsRepository
+from functions.dal.tenants import ApiKeyTagTenants
+from functions.settings import Settings
+
+logger = Logger()
+metrics = Metrics()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def traced(handler: F) -> F:
+    """X-Ray tracing when it is switched on. The X-Ray SDK costs ~0.3 s of import, so it is not loaded otherwise."""
+    if os.environ.get("POWERTOOLS_TRACE_DISABLED", "false").lower() == "true":
+        return handler
+    from aws_lambda_powertools import Tracer
+
+    return cast(F, Tracer().capture_lambda_handler(handler))
+
+
+def emit(name: str, value: float) -> None:
+    unit = MetricUnit.Milliseconds if name.endswith("Ms") else MetricUnit.Count
+    metrics.add_metric(name=name, unit=unit, value=value)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    repo: DynamoJobsRepository
+    queue: SqsJobQueue
+
+
+@lru_cache(maxsize=1)
+def runtime() -> Runtime:
+    settings = Settings.from_env()
+    return Runtime(
+        settings=settings,
+        repo=DynamoJobsRepository(
+            client("dynamodb"),
+            jobs_table=settings.jobs_table,
+            stats_table=settings.stats_table,
+            stats_shards=settings.stats_shards,
+            sweep_shards=settings.sweep_shards,
+        ),
+        queue=SqsJobQueue(client("sqs"), settings.queue_url, settings.dlq_url),
+    )
+
+
+@lru_cache(maxsize=1)
+def tenants() -> ApiKeyTagTenants:
+    # Only the API needs it; the other functions never load the API Gateway client.
+    return ApiKeyTagTenants(client("apigateway"))
+
+
+def reset() -> None:
+    """Forget every cached client and setting (tests and the local stack call this after changing the env)."""
+    runtime.cache_clear()
+    tenants.cache_clear()
+    client.cache_clear()

@@ -1,0 +1,26 @@
+"""The sweeper, run every minute by EventBridge (every second by the local stack)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.handlers.runtime import emit, logger, metrics, runtime, traced
+from functions.logic.clock import system_clock
+from functions.logic.sweep import SweepSettings, sweep
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@traced
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
+    rt = runtime()
+    settings = SweepSettings(
+        rt.settings.sweep_shards, rt.settings.pending_grace_seconds, rt.settings.release_ahead_seconds
+    )
+    report = sweep(rt.repo, rt.queue, system_clock, settings)
+    emit("ScheduledReleased", report.released)
+    emit("PendingResent", report.resent)
+    return asdict(report)

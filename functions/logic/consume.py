@@ -1,0 +1,288 @@
+"""Running one delivered message: decide from the record, claim the attempt, run the job, record the outcome.
+
+Delivery is at-least-once and messages can be duplicated (sweeper re-sends, retries via the API), so the record,
+not the message, decides what happens. Every transition is a conditional write on the record's version: of two
+consumers holding copies of one message, exactly one claims an attempt; the other drops its copy.
+
+Outcomes for the batch: returning means "delete this message"; raising means "leave it to its visibility timeout".
+A retry or a not-yet-due message sets that timeout first (``JobDeferred``), so it comes back exactly when due.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from pydantic import ValidationError
+
+from functions.dal.job_queue import JobQueue
+from functions.dal.jobs_repository import JobsRepository
+from functions.logic.backoff import backoff_seconds
+from functions.logic.clock import Clock, iso, parse_iso_ms
+from functions.logic.job_types import JobContext, get_job_type
+from functions.models.errors import ApiError, ConcurrentUpdate, JobFailure, JobsError
+from functions.models.job import HistoryEntry, Job, JobMessage, JobStatus
+
+logger = Logger(child=True)
+
+MAX_ERROR_LENGTH = 1000
+# A message up to this early is run rather than deferred: SQS delays and visibility are whole seconds.
+EARLY_TOLERANCE_MS = 1000
+_MAX_RACE_RETRIES = 3
+
+
+class Outcome(StrEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    DROPPED = "dropped"  # duplicate, cancelled, already final, or another consumer won
+    DEAD_LETTERED = "dead_lettered"  # malformed message
+
+
+class JobDeferred(JobsError):
+    """The message must come back later (backoff or schedule); its visibility timeout is already set."""
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    backoff_base_seconds: float
+    backoff_cap_seconds: float
+
+
+# Called with (metric name, value) so the handler can emit metrics without the logic knowing Powertools Metrics.
+EventSink = Callable[[str, float], None]
+
+
+def _no_events(name: str, value: float) -> None:
+    return None
+
+
+@dataclass
+class MessageConsumer:
+    repo: JobsRepository
+    queue: JobQueue
+    clock: Clock
+    settings: ConsumerSettings
+    events: EventSink = _no_events
+    rng: random.Random | None = None
+
+    def handle(self, body: str, source_arn: str, receipt_handle: str, remaining_ms: int) -> Outcome:
+        try:
+            message = JobMessage.model_validate_json(body)
+        except ValidationError:
+            # Poison: no retry can fix it. Move it aside without failing its batch neighbours.
+            logger.error("malformed message moved to the DLQ", extra={"body": body[:500]})
+            self.queue.dead_letter(body, "malformed message")
+            self.events("MalformedMessages", 1)
+            return Outcome.DEAD_LETTERED
+        logger.set_correlation_id(message.job_id)
+        logger.append_keys(tenant=message.tenant)
+        claimed = self._claim(message, source_arn, receipt_handle, remaining_ms)
+        if claimed is None:
+            return Outcome.DROPPED
+        return self._run(claimed, body, source_arn, receipt_handle)
+
+    # --- claiming an attempt ---
+
+    def _claim(self, message: JobMessage, source_arn: str, receipt_handle: str, remaining_ms: int) -> Job | None:
+        for _ in range(_MAX_RACE_RETRIES):
+            job = self.repo.get(message.tenant, message.job_id)
+            if job is None:
+                logger.warning("message for an unknown job dropped")
+                return None
+            now = self.clock()
+            wait_ms = self._wait_before_start(job, now)
+            if wait_ms is None:
+                logger.info("message dropped", extra={"status": job.status.value})
+                self.events("DuplicateMessages", 1)
+                return None
+            if wait_ms > EARLY_TOLERANCE_MS:
+                self.queue.defer(source_arn, receipt_handle, _ceil_seconds(wait_ms))
+                raise JobDeferred(f"job is {job.status.value} until {iso(now + wait_ms)}")
+            if job.attempts >= job.max_attempts:
+                # Only reachable when the last attempt died without recording its outcome.
+                self._fail(job, now, f"attempt {job.attempts} did not finish (consumer stopped or timed out)")
+                self._dead_letter(message.to_body(), job)
+                return None
+            started = self._start(job, now, remaining_ms)
+            try:
+                self.repo.save(job, started)
+            except ConcurrentUpdate:
+                continue
+            return started.model_copy(update={"version": job.version + 1})
+        raise ConcurrentUpdate("the job kept changing while being claimed")
+
+    @staticmethod
+    def _wait_before_start(job: Job, now: int) -> int | None:
+        """Milliseconds until the job may start (0: now), or None when this message has nothing to do."""
+        if job.status.is_final:
+            return None
+        if job.status == JobStatus.PROCESSING:
+            # Another consumer holds a live lease (its own message copy is still in flight): this copy is a duplicate.
+            if job.lease_until_ms is not None and job.lease_until_ms > now:
+                return None
+            return 0
+        if job.status == JobStatus.SCHEDULED and job.run_at is not None:
+            return max(0, parse_iso_ms(job.run_at) - now)
+        if job.status == JobStatus.RETRYING and job.next_attempt_at_ms is not None:
+            return max(0, job.next_attempt_at_ms - now)
+        return 0
+
+    @staticmethod
+    def _start(job: Job, now: int, remaining_ms: int) -> Job:
+        at = iso(now)
+        entries: list[HistoryEntry] = []
+        if job.status == JobStatus.SCHEDULED:
+            entries.append(HistoryEntry(status=JobStatus.PENDING, at=at))
+        elif job.status == JobStatus.PROCESSING:
+            entries.append(
+                HistoryEntry(
+                    status=JobStatus.RETRYING,
+                    at=at,
+                    attempt=job.attempts,
+                    error=f"attempt {job.attempts} did not finish (consumer stopped or timed out)",
+                )
+            )
+        attempt = job.attempts + 1
+        entries.append(HistoryEntry(status=JobStatus.PROCESSING, at=at, attempt=attempt))
+        return job.model_copy(
+            update={
+                "status": JobStatus.PROCESSING,
+                "attempts": attempt,
+                "started_at": at,
+                "updated_at": at,
+                # The attempt cannot outlive the invocation running it; past this, a redelivery may take over.
+                "lease_until_ms": now + max(remaining_ms, 1000),
+                "next_attempt_at_ms": None,
+                "sweep_at": None,
+                "history": (*job.history, *entries),
+            }
+        )
+
+    # --- running it ---
+
+    def _run(self, job: Job, body: str, source_arn: str, receipt_handle: str) -> Outcome:
+        self.events("JobsStarted", 1)
+        started = time.perf_counter()
+        try:
+            result = self._execute(job)
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job, then decided below
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            self.events("JobDurationMs", elapsed_ms)
+            return self._after_failure(job, exc, body, source_arn, receipt_handle)
+        self.events("JobDurationMs", (time.perf_counter() - started) * 1000)
+        now = self.clock()
+        completed = job.model_copy(
+            update={
+                "status": JobStatus.COMPLETED,
+                "result": result,
+                "error": None,
+                "updated_at": iso(now),
+                "completed_at": iso(now),
+                "lease_until_ms": None,
+                "history": (*job.history, HistoryEntry(status=JobStatus.COMPLETED, at=iso(now), attempt=job.attempts)),
+            }
+        )
+        if not self._save_outcome(job, completed):
+            return Outcome.DROPPED
+        self.events("JobsCompleted", 1)
+        return Outcome.COMPLETED
+
+    def _execute(self, job: Job) -> Any:
+        try:
+            job_type = get_job_type(job.type)
+            payload = job_type.parse_payload(job.payload)
+        except ApiError as exc:
+            raise _Permanent(f"cannot run this job: {exc.message}") from exc
+        context = JobContext(
+            job_id=job.id, tenant=job.tenant, attempt=job.attempts, max_attempts=job.max_attempts, logger=logger
+        )
+        result = job_type.handler(payload, context)
+        try:
+            json.dumps(result)
+        except (TypeError, ValueError) as exc:
+            raise _Permanent(f"the job's result is not JSON-serialisable: {exc}") from exc
+        return result
+
+    def _after_failure(self, job: Job, exc: Exception, body: str, source_arn: str, receipt_handle: str) -> Outcome:
+        retryable = exc.retryable if isinstance(exc, JobFailure) else not isinstance(exc, _Permanent)
+        error = _describe(exc)
+        now = self.clock()
+        if retryable and job.attempts < job.max_attempts:
+            delay = backoff_seconds(
+                job.attempts, self.settings.backoff_base_seconds, self.settings.backoff_cap_seconds, self.rng
+            )
+            retrying = job.model_copy(
+                update={
+                    "status": JobStatus.RETRYING,
+                    "error": error,
+                    "updated_at": iso(now),
+                    "lease_until_ms": None,
+                    "next_attempt_at_ms": now + delay * 1000,
+                    "history": (
+                        *job.history,
+                        HistoryEntry(status=JobStatus.RETRYING, at=iso(now), attempt=job.attempts, error=error),
+                    ),
+                }
+            )
+            if not self._save_outcome(job, retrying):
+                return Outcome.DROPPED
+            self.events("JobsRetried", 1)
+            logger.info("attempt failed; retrying", extra={"attempt": job.attempts, "delay_s": delay, "error": error})
+            self.queue.defer(source_arn, receipt_handle, delay)
+            raise JobDeferred(f"attempt {job.attempts} failed; next attempt in {delay}s")
+        logger.warning("job failed", extra={"attempt": job.attempts, "error": error, "retryable": retryable})
+        if not self._fail(job, now, error):
+            return Outcome.DROPPED
+        self._dead_letter(body, job)
+        return Outcome.FAILED
+
+    def _fail(self, job: Job, now: int, error: str) -> bool:
+        failed = job.model_copy(
+            update={
+                "status": JobStatus.FAILED,
+                "error": error,
+                "updated_at": iso(now),
+                "completed_at": iso(now),
+                "lease_until_ms": None,
+                "history": (
+                    *job.history,
+                    HistoryEntry(status=JobStatus.FAILED, at=iso(now), attempt=job.attempts, error=error),
+                ),
+            }
+        )
+        saved = self._save_outcome(job, failed)
+        if saved:
+            self.events("JobsFailed", 1)
+        return saved
+
+    def _dead_letter(self, body: str, job: Job) -> None:
+        # The record says "failed"; the DLQ keeps the message for operators (inspect, redrive).
+        self.queue.dead_letter(body, job.error or "failed")
+
+    def _save_outcome(self, before: Job, after: Job) -> bool:
+        try:
+            self.repo.save(before, after)
+        except ConcurrentUpdate:
+            # Our lease expired and another delivery took the job over (or it was changed by hand): theirs stands.
+            logger.warning("outcome not recorded: the job changed during the attempt", extra={"status": after.status})
+            return False
+        return True
+
+
+class _Permanent(Exception):
+    """Raised inside the consumer for failures that no retry can fix (unknown type, bad payload, bad result)."""
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc) if isinstance(exc, (JobFailure, _Permanent)) else f"{type(exc).__name__}: {exc}"
+    return text[:MAX_ERROR_LENGTH]
+
+
+def _ceil_seconds(ms: int) -> int:
+    return max(1, -(-ms // 1000))

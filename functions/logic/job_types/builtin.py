@@ -1,0 +1,63 @@
+"""The built-in job types of the foundation: ``simulate`` (the seeds' demo work) and ``message``."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from functions.logic.job_types.registry import JobContext, job_type
+from functions.models.errors import RetryableJobError
+
+
+class SimulatePayload(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    action: Literal["resize", "fetch"] = "resize"
+    target: str = Field(min_length=1, max_length=500)
+    duration_ms: int = Field(default=50, ge=0, le=60_000, alias="durationMs")
+    failure_rate: float = Field(default=0.35, ge=0, le=1, alias="failureRate")
+    should_fail: bool = Field(default=False, alias="shouldFail")
+
+    @field_validator("target")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+
+def attempt_roll(job_id: str, attempt: int) -> float:
+    """A uniform number in [0, 1) fixed by job and attempt: independent per attempt, reproducible in tests."""
+    digest = hashlib.sha256(f"{job_id}:{attempt}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+@job_type("simulate", payload=SimulatePayload)
+def simulate(payload: SimulatePayload, ctx: JobContext) -> str:
+    time.sleep(payload.duration_ms / 1000)
+    if payload.should_fail:
+        raise RetryableJobError(f"Simulated failure of {payload.action} (shouldFail)")
+    if attempt_roll(ctx.job_id, ctx.attempt) < payload.failure_rate:
+        raise RetryableJobError(f"Simulated {payload.action} failure on attempt {ctx.attempt}")
+    if payload.action == "resize":
+        return f"Resized {payload.target} to 800x600 (simulated)"
+    return f"Fetched {payload.target} (simulated)"
+
+
+class MessagePayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message: str = Field(min_length=1, max_length=500)
+
+    @field_validator("message", mode="before")
+    @classmethod
+    def _trim(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
+
+
+@job_type("message", payload=MessagePayload)
+def message(payload: MessagePayload, ctx: JobContext) -> str:
+    return payload.message

@@ -1,0 +1,72 @@
+"""Job types: name -> payload model -> handler, registered in one place with a decorator.
+
+    @job_type("resize-image", payload=ResizePayload)
+    def resize(payload: ResizePayload, ctx: JobContext) -> dict: ...
+
+A handler returns a JSON-serialisable result, raises ``RetryableJobError`` for transient trouble and
+``PermanentJobError`` when retrying cannot help; any other exception is treated as retryable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from functions.models.errors import InvalidPayload, InvalidType
+
+PayloadT = TypeVar("PayloadT", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class JobContext:
+    job_id: str
+    tenant: str
+    attempt: int
+    max_attempts: int
+    logger: logging.Logger | Any
+
+
+@dataclass(frozen=True)
+class JobType(Generic[PayloadT]):
+    name: str
+    payload_model: type[PayloadT]
+    handler: Callable[[PayloadT, JobContext], Any]
+
+    def parse_payload(self, payload: dict[str, Any]) -> PayloadT:
+        try:
+            return self.payload_model.model_validate(payload)
+        except ValidationError as exc:
+            details = [
+                {"field": ".".join(str(part) for part in err["loc"]) or "payload", "message": err["msg"]}
+                for err in exc.errors(include_url=False)
+            ]
+            raise InvalidPayload(f"payload is not valid for job type '{self.name}'", details=details) from exc
+
+
+_REGISTRY: dict[str, JobType[Any]] = {}
+
+
+def job_type(
+    name: str, *, payload: type[PayloadT]
+) -> Callable[[Callable[[PayloadT, JobContext], Any]], Callable[[PayloadT, JobContext], Any]]:
+    def register(handler: Callable[[PayloadT, JobContext], Any]) -> Callable[[PayloadT, JobContext], Any]:
+        if name in _REGISTRY:
+            raise ValueError(f"job type '{name}' is registered twice")
+        _REGISTRY[name] = JobType(name=name, payload_model=payload, handler=handler)
+        return handler
+
+    return register
+
+
+def registered_types() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_job_type(name: object) -> JobType[Any]:
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise InvalidType(f"'type' must be one of: {', '.join(registered_types())}")
+    return _REGISTRY[name]

@@ -1,0 +1,120 @@
+"""Reading and steering jobs on behalf of a tenant: get, list, cancel, retry, stats."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from functions.dal.job_queue import JobQueue
+from functions.dal.jobs_repository import STATUS_COUNTERS, JobPage, JobsRepository
+from functions.logic.clock import Clock, iso
+from functions.logic.enqueue import send_or_leave_to_sweeper
+from functions.models.errors import ConcurrentUpdate, InvalidQuery, InvalidState, NotFound
+from functions.models.job import (
+    CANCELLABLE_STATUSES,
+    RETRYABLE_STATUSES,
+    HistoryEntry,
+    Job,
+    JobStatus,
+)
+
+_MAX_RACE_RETRIES = 5
+
+
+def get_job(repo: JobsRepository, tenant: str, job_id: str) -> Job:
+    job = repo.get(tenant, job_id)
+    if job is None:
+        raise NotFound(f"job '{job_id}' not found")
+    return job
+
+
+def list_jobs(repo: JobsRepository, tenant: str, query: dict[str, str]) -> JobPage:
+    unknown = sorted(set(query) - {"status", "type", "limit", "cursor"})
+    if unknown:
+        raise InvalidQuery(f"unknown query parameter(s): {', '.join(unknown)}")
+    status: JobStatus | None = None
+    if query.get("status"):
+        try:
+            status = JobStatus(query["status"])
+        except ValueError as exc:
+            valid = ", ".join(s.value for s in JobStatus)
+            raise InvalidQuery(f"'status' must be one of: {valid}") from exc
+    raw_limit = query.get("limit", "50")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+        raise InvalidQuery("'limit' must be an integer from 1 to 100")
+    job_type = query.get("type") or None
+    return repo.list_page(tenant, status, job_type, int(raw_limit), query.get("cursor") or None)
+
+
+def job_stats(repo: JobsRepository, tenant: str) -> dict[str, Any]:
+    counters = repo.counters(tenant)
+    by_status = {name: max(0, counters.get(name, 0)) for name in STATUS_COUNTERS}
+    total = sum(by_status.values())
+    completed, failed = by_status["completed"], by_status["failed"]
+    return {
+        "enqueued": counters.get("enqueued", 0),
+        "processed": completed + failed,
+        "total": total,
+        **by_status,
+        "completionRate": completed / total if total else 0.0,
+        "failureRate": failed / total if total else 0.0,
+    }
+
+
+def cancel_job(repo: JobsRepository, tenant: str, job_id: str, clock: Clock) -> Job:
+    def cancel(job: Job, now: int) -> Job:
+        if job.status not in CANCELLABLE_STATUSES:
+            raise InvalidState(f"a {job.status.value} job cannot be cancelled")
+        # The queued message, if any, stays: the consumer drops messages of cancelled jobs.
+        return job.model_copy(
+            update={
+                "status": JobStatus.CANCELLED,
+                "updated_at": iso(now),
+                "completed_at": iso(now),
+                "history": (*job.history, HistoryEntry(status=JobStatus.CANCELLED, at=iso(now))),
+                "sweep_at": None,
+                "next_attempt_at_ms": None,
+            }
+        )
+
+    return _transition(repo, tenant, job_id, clock, cancel)
+
+
+def retry_job(
+    repo: JobsRepository, queue: JobQueue, tenant: str, job_id: str, clock: Clock, pending_grace_seconds: int
+) -> Job:
+    def retry(job: Job, now: int) -> Job:
+        if job.status not in RETRYABLE_STATUSES:
+            raise InvalidState(f"only failed or cancelled jobs can be retried, this one is {job.status.value}")
+        return job.model_copy(
+            update={
+                "status": JobStatus.PENDING,
+                "attempts": 0,
+                "updated_at": iso(now),
+                "completed_at": None,
+                "result": None,
+                "error": None,
+                "run_at": None,
+                "lease_until_ms": None,
+                "next_attempt_at_ms": None,
+                "history": (*job.history, HistoryEntry(status=JobStatus.PENDING, at=iso(now))),
+                "sweep_at": iso(now + pending_grace_seconds * 1000),
+            }
+        )
+
+    job = _transition(repo, tenant, job_id, clock, retry)
+    send_or_leave_to_sweeper(queue, job)
+    return job
+
+
+def _transition(repo: JobsRepository, tenant: str, job_id: str, clock: Clock, change: Callable[[Job, int], Job]) -> Job:
+    """Read, apply ``change``, write conditionally; on a lost race decide again from a fresh read."""
+    for _ in range(_MAX_RACE_RETRIES):
+        job = get_job(repo, tenant, job_id)
+        updated = change(job, clock())
+        try:
+            repo.save(job, updated)
+        except ConcurrentUpdate:
+            continue
+        return updated.model_copy(update={"version": job.version + 1})
+    raise ConcurrentUpdate(f"job '{job_id}' kept changing; try again")

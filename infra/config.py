@@ -1,0 +1,104 @@
+"""The one place for resource names and tunables, read by the CDK stack and by the local stack alike.
+
+Pure Python (no aws_cdk import) so that ``make run`` can use it without loading CDK.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+
+from functions.settings import Settings
+
+
+@dataclass(frozen=True)
+class ConsumerConfig:
+    timeout_seconds: int = 60
+    memory_mb: int = 512
+    batch_size: int = 10
+    batching_window_seconds: int = 1
+    # Lambda's SQS poller runs this many batches at once at most (event-source mapping max concurrency).
+    max_concurrency: int = 10
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    name: str = "jobs-queue"
+    dlq_name: str = "jobs-dlq"
+    # A safety net for crashes and poison messages; retries are counted on the job record (maxAttempts <= 25),
+    # and a deferred message (backoff or schedule) can be received a few extra times.
+    max_receive_count: int = 50
+    retention_days: int = 14
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    service_name: str = "jobs"
+    stack_name: str = "ServerlessJobs"
+    metrics_namespace: str = "ServerlessJobs"
+    jobs_table: str = "jobs"
+    stats_table: str = "job-stats"
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
+    api_timeout_seconds: int = 10
+    api_memory_mb: int = 512
+    sweeper_interval_seconds: int = 60
+    sweeper_timeout_seconds: int = 60
+    stats_shards: int = 8
+    sweep_shards: int = 4
+    backoff_base_seconds: float = 2.0
+    backoff_cap_seconds: float = 300.0
+    pending_grace_seconds: int = 120
+    # The tenant tag of the API key created with the stack (more keys: see README, "API keys").
+    bootstrap_tenant: str = "default"
+    api_rate_limit: int = 100
+    api_burst_limit: int = 200
+    powertools_version: str = "3.37.0"
+    python_version: str = "python3.11"
+
+    @property
+    def queue_visibility_timeout_seconds(self) -> int:
+        # AWS recommends at least 6x the function timeout for SQS event sources.
+        return 6 * self.consumer.timeout_seconds
+
+    @property
+    def release_ahead_seconds(self) -> int:
+        # Jobs due within two sweeper periods go to SQS with DelaySeconds, which is precise; SQS allows 900 s.
+        return min(900, 2 * self.sweeper_interval_seconds)
+
+    def settings(self, queue_url: str = "", dlq_url: str = "") -> Settings:
+        """The runtime settings of the functions, given the queue URLs (tokens on AWS, real URLs locally)."""
+        return Settings(
+            jobs_table=self.jobs_table,
+            stats_table=self.stats_table,
+            queue_url=queue_url,
+            dlq_url=dlq_url,
+            stats_shards=self.stats_shards,
+            sweep_shards=self.sweep_shards,
+            backoff_base_seconds=self.backoff_base_seconds,
+            backoff_cap_seconds=self.backoff_cap_seconds,
+            pending_grace_seconds=self.pending_grace_seconds,
+            release_ahead_seconds=self.release_ahead_seconds,
+            default_lease_seconds=self.consumer.timeout_seconds,
+        )
+
+
+AWS_CONFIG = ServiceConfig()
+
+
+def local_config() -> ServiceConfig:
+    """The local stack: the same resources, with short waits so that retries and schedules are quick to watch."""
+    env = os.environ
+    return replace(
+        AWS_CONFIG,
+        consumer=replace(
+            AWS_CONFIG.consumer,
+            timeout_seconds=int(env.get("JOBS_LOCAL_CONSUMER_TIMEOUT", "5")),
+            batching_window_seconds=0,
+            max_concurrency=int(env.get("JOBS_LOCAL_CONSUMERS", "4")),
+        ),
+        sweeper_interval_seconds=int(env.get("JOBS_LOCAL_SWEEP_SECONDS", "1")),
+        backoff_base_seconds=float(env.get("JOBS_LOCAL_BACKOFF_BASE", "1")),
+        backoff_cap_seconds=float(env.get("JOBS_LOCAL_BACKOFF_CAP", "4")),
+        pending_grace_seconds=int(env.get("JOBS_LOCAL_PENDING_GRACE", "10")),
+    )

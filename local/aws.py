@@ -1,0 +1,144 @@
+"""moto as the local AWS: in-process for the handlers (fast), and the same state served over HTTP for other tools.
+
+The handlers' boto3 calls are answered in-process by ``mock_aws``; ``ThreadedMotoServer`` serves the very same
+backends on a port, so the CLI, tests or the AWS CLI (``AWS_ENDPOINT_URL=http://127.0.0.1:4566``) see the queues,
+tables and keys the handlers use.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from moto import mock_aws
+from moto.server import ThreadedMotoServer
+
+from infra.config import ServiceConfig
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"  # moto's default account
+
+
+def fake_credentials() -> None:
+    for name, value in {
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+    }.items():
+        os.environ.setdefault(name, value)
+    # In-process calls must reach mock_aws, not a real or server endpoint.
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    os.environ.pop("AWS_PROFILE", None)
+
+
+class LocalAws:
+    def __init__(self, server_port: int | None) -> None:
+        self._mock = mock_aws()
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=server_port) if server_port else None
+
+    def start(self) -> None:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        fake_credentials()
+        self._mock.start()
+        if self._server:
+            self._server.start()
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.stop()
+        self._mock.stop()
+
+
+@dataclass(frozen=True)
+class LocalResources:
+    queue_url: str
+    queue_arn: str
+    dlq_url: str
+    dlq_arn: str
+
+
+def create_resources(config: ServiceConfig) -> LocalResources:
+    """Create what the CDK stack creates, from the same config (names, keys, indexes, redrive)."""
+    ddb = boto3.client("dynamodb")
+    ddb.create_table(
+        TableName=config.jobs_table,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": name, "AttributeType": "S"}
+            for name in ("pk", "tenant", "tenantStatus", "tenantType", "createdKey", "sweepShard", "sweepAt")
+        ],
+        GlobalSecondaryIndexes=[
+            _index("by-tenant", "tenant", "createdKey"),
+            _index("by-status", "tenantStatus", "createdKey"),
+            _index("by-type", "tenantType", "createdKey"),
+            _index("by-sweep", "sweepShard", "sweepAt"),
+        ],
+    )
+    ddb.create_table(
+        TableName=config.stats_table,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+    )
+    sqs = boto3.client("sqs")
+    retention = str(config.queue.retention_days * 86400)
+    dlq_url = sqs.create_queue(QueueName=config.queue.dlq_name, Attributes={"MessageRetentionPeriod": retention})[
+        "QueueUrl"
+    ]
+    dlq_arn = _queue_arn(sqs, dlq_url)
+    queue_url = sqs.create_queue(
+        QueueName=config.queue.name,
+        Attributes={
+            "VisibilityTimeout": str(config.queue_visibility_timeout_seconds),
+            "MessageRetentionPeriod": retention,
+            "RedrivePolicy": (
+                f'{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{config.queue.max_receive_count}"}}'
+            ),
+        },
+    )["QueueUrl"]
+    return LocalResources(queue_url=queue_url, queue_arn=_queue_arn(sqs, queue_url), dlq_url=dlq_url, dlq_arn=dlq_arn)
+
+
+MIN_KEY_LENGTH = 20  # API Gateway's own minimum for key values
+
+
+def stored_key_value(value: str) -> str:
+    """API Gateway rejects keys under 20 characters; short dev keys such as ``local-dev-key`` are padded."""
+    return value.ljust(MIN_KEY_LENGTH, "_")
+
+
+def create_api_keys(keys: dict[str, str]) -> None:
+    """API keys as on AWS: a key whose ``tenant`` tag names its tenant."""
+    apigateway = boto3.client("apigateway")
+    for value, tenant in keys.items():
+        apigateway.create_api_key(
+            name=f"{tenant}-key", value=stored_key_value(value), enabled=True, tags={"tenant": tenant}
+        )
+
+
+def parse_api_keys(spec: str) -> dict[str, str]:
+    """``key1:tenantA,key2:tenantB`` -> {key: tenant}."""
+    keys: dict[str, str] = {}
+    for pair in filter(None, (part.strip() for part in spec.split(","))):
+        value, sep, tenant = pair.partition(":")
+        if not sep or not value or not tenant:
+            raise ValueError(f"API_KEYS entry {pair!r} is not key:tenant")
+        keys[value] = tenant
+    return keys
+
+
+def _index(name: str, partition: str, sort: str) -> dict[str, Any]:
+    return {
+        "IndexName": name,
+        "KeySchema": [{"AttributeName": partition, "KeyType": "HASH"}, {"AttributeName": sort, "KeyType": "RANGE"}],
+        "Projection": {"ProjectionType": "ALL"},
+    }
+
+
+def _queue_arn(sqs: Any, url: str) -> str:
+    return str(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])

@@ -1,0 +1,124 @@
+"""``make run``: the whole service on this machine — moto for AWS, the same handlers, a gateway, an event source.
+
+python -m local            # PORT (3000), MOTO_PORT (4566), API_KEYS ("local-dev-key:local")
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from infra.config import ServiceConfig, local_config
+from local.aws import LocalAws, LocalResources, create_api_keys, create_resources, parse_api_keys
+from local.event_source import SqsEventSource
+from local.gateway import LocalGateway
+from local.lambda_context import LocalContext
+
+log = logging.getLogger("local")
+
+DEFAULT_API_KEYS = "local-dev-key:local"
+
+
+@dataclass
+class LocalStack:
+    config: ServiceConfig
+    port: int
+    moto_port: int | None
+    api_keys: dict[str, str]
+
+    def start(self) -> None:
+        self._aws = LocalAws(self.moto_port)
+        self._aws.start()
+        self.resources = create_resources(self.config)
+        create_api_keys(self.api_keys)
+        self._configure_functions(self.resources)
+
+        # Imported only now: the handlers read their settings from the environment set just above.
+        from functions.handlers import api, consumer, sweeper
+
+        consumer_config = self.config.consumer
+        self._event_source = SqsEventSource(
+            consumer.handler,
+            self.resources.queue_url,
+            self.resources.queue_arn,
+            batch_size=consumer_config.batch_size,
+            batching_window_seconds=consumer_config.batching_window_seconds,
+            concurrency=consumer_config.max_concurrency,
+            timeout_seconds=consumer_config.timeout_seconds,
+        )
+        self._gateway = LocalGateway(api.handler, "127.0.0.1", self.port, self.config.api_timeout_seconds)
+        self._stopping = threading.Event()
+        self._sweeper = threading.Thread(
+            target=self._sweep_forever, args=(sweeper.handler,), name="sweeper", daemon=True
+        )
+        self._event_source.start()
+        self._sweeper.start()
+        self._gateway.start()
+
+    def _configure_functions(self, resources: LocalResources) -> None:
+        settings = self.config.settings(queue_url=resources.queue_url, dlq_url=resources.dlq_url)
+        os.environ.update(settings.to_env())
+        os.environ.update(
+            {
+                "POWERTOOLS_SERVICE_NAME": self.config.service_name,
+                "POWERTOOLS_METRICS_NAMESPACE": self.config.metrics_namespace,
+                # No CloudWatch here: metrics would only be printed, and X-Ray has no daemon to send to.
+                "POWERTOOLS_METRICS_DISABLED": "true",
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
+            }
+        )
+        from functions.handlers.runtime import reset
+
+        reset()
+
+    def _sweep_forever(self, handler: Any) -> None:
+        while not self._stopping.wait(self.config.sweeper_interval_seconds):
+            try:
+                handler({}, LocalContext("sweeper", self.config.sweeper_timeout_seconds))
+            except Exception:
+                log.exception("sweeper run failed")
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._gateway.stop()
+        self._event_source.stop()
+        self._sweeper.join(timeout=5)
+        self._aws.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._gateway.port}"
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    api_keys = parse_api_keys(os.environ.get("API_KEYS") or DEFAULT_API_KEYS)
+    moto_port = int(os.environ.get("MOTO_PORT", "4566"))
+    stack = LocalStack(
+        config=local_config(),
+        port=int(os.environ.get("PORT", "3000")),
+        moto_port=moto_port or None,
+        api_keys=api_keys,
+    )
+    stack.start()
+    first_key = next(iter(api_keys))
+    print(f"Jobs API    {stack.url}", flush=True)
+    print(f"API key     {first_key}  (tenant {api_keys[first_key]}; all keys: API_KEYS)", flush=True)
+    if moto_port:
+        print(f"Local AWS   http://127.0.0.1:{moto_port}  (AWS_ENDPOINT_URL for the AWS CLI / boto3)", flush=True)
+    print(f"Try         curl -s -H 'x-api-key: {first_key}' {stack.url}/stats", flush=True)
+    print("Ready. Ctrl-C to stop.", flush=True)
+
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    stopped.wait()
+    print("Stopping: finishing in-flight batches...", flush=True)
+    stack.stop()
+    print("Stopped.", flush=True)

@@ -1,0 +1,139 @@
+"""Start the local stack exactly as ``make run`` does (``python -m local``), on free ports, for HTTP tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+FIRST_KEY = "e2e-first-key"
+SECOND_KEY = "e2e-second-key"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LocalStackProcess:
+    url: str
+    moto_url: str
+    process: subprocess.Popen[str]
+    output: list[str] = field(default_factory=list)
+
+    def aws(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.moto_url, region_name="us-east-1")
+
+
+@dataclass
+class Client:
+    """A tenant's view of the API: requests with its key."""
+
+    base: str
+    key: str
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def __post_init__(self) -> None:
+        self.session.headers["x-api-key"] = self.key
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return self.session.request(method, self.base + path, timeout=30, **kwargs)
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> requests.Response:
+        return self.request("POST", path, json=body, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def delete(self, path: str) -> requests.Response:
+        return self.request("DELETE", path)
+
+    def enqueue(self, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.post("/jobs", body)
+        assert response.status_code == 202, response.text
+        return dict(response.json())
+
+    def wait_for(self, job_id: str, statuses: set[str], timeout: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.get(f"/jobs/{job_id}").json()
+            if job.get("status") in statuses:
+                return dict(job)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} still {job.get('status')} after {timeout}s: {job}")
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStackProcess]:
+    port, moto_port = free_port(), free_port()
+    env = dict(
+        os.environ,
+        PORT=str(port),
+        MOTO_PORT=str(moto_port),
+        API_KEYS=f"{FIRST_KEY}:e2e-a,{SECOND_KEY}:e2e-b",
+        PYTHONUNBUFFERED="1",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    running = LocalStackProcess(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{moto_port}", process)
+    ready = threading.Event()
+
+    def read_output() -> None:  # keep draining the pipe for the whole session, or the stack would block on it
+        assert process.stdout is not None
+        for line in process.stdout:
+            running.output.append(line)
+            if line.startswith("Ready."):
+                ready.set()
+
+    reader = threading.Thread(target=read_output, daemon=True)
+    reader.start()
+    if not ready.wait(60) or process.poll() is not None:
+        process.kill()
+        pytest.fail("local stack did not start:\n" + "".join(running.output))
+    yield running
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("local stack did not stop within 30 s of Ctrl-C")
+    reader.join(timeout=5)
+    assert process.returncode == 0, "".join(running.output)
+    assert "Stopped." in "".join(running.output)
+
+
+@pytest.fixture
+def tenant(stack: LocalStackProcess) -> Client:
+    """A brand-new tenant (its own API key, created as an operator would), so counts start at zero."""
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    value = f"key-{uuid.uuid4().hex}"
+    stack.aws("apigateway").create_api_key(name=name, value=value, enabled=True, tags={"tenant": name})
+    client = Client(stack.url, value)
+    deadline = time.monotonic() + 5
+    while client.get("/stats").status_code != 200:  # the gateway re-reads keys at most once a second
+        assert time.monotonic() < deadline, "new API key was never accepted"
+        time.sleep(0.2)
+    return client
