@@ -125,8 +125,8 @@ def parse_api_keys(spec: str) -> dict[str, str]:
     """``key1:tenantA,key2:tenantB`` -> {key: tenant}."""
     keys: dict[str, str] = {}
     for pair in filter(None, (part.strip() for part in spec.split(","))):
-        value, sep, tenant = pair.partition(":")
-        if not sep or not value or not tenant:
+        value, sep, tenant = (part.strip() for part in pair.partition(":"))
+        if not sep or not value or not tenant or ":" in tenant:
             raise ValueError(f"API_KEYS entry {pair!r} is not key:tenant")
         keys[value] = tenant
     return keys

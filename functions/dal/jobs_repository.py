@@ -321,7 +321,7 @@ def _decode_cursor(cursor: str, pk_attr: str, sk_attr: str, partition: str) -> d
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         key = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+    except (binascii.Error, ValueError, RecursionError) as exc:
         raise InvalidQuery("'cursor' is not a cursor returned by this listing") from exc
     expected = {"pk", pk_attr, sk_attr}
     if (

@@ -106,8 +106,9 @@ class MessageConsumer:
                 raise JobDeferred(f"job is {job.status.value} until {iso(now + wait_ms)}")
             if job.attempts >= job.max_attempts:
                 # Only reachable when the last attempt died without recording its outcome.
-                self._fail(job, now, f"attempt {job.attempts} did not finish (consumer stopped or timed out)")
-                self._dead_letter(message.to_body(), job)
+                error = f"attempt {job.attempts} did not finish (consumer stopped or timed out)"
+                if self._fail(job, now, error):
+                    self._dead_letter(message.to_body(), error)
                 return None
             started = self._start(job, now, remaining_ms)
             try:
@@ -239,7 +240,7 @@ class MessageConsumer:
         logger.warning("job failed", extra={"attempt": job.attempts, "error": error, "retryable": retryable})
         if not self._fail(job, now, error):
             return Outcome.DROPPED
-        self._dead_letter(body, job)
+        self._dead_letter(body, error)
         return Outcome.FAILED
 
     def _fail(self, job: Job, now: int, error: str) -> bool:
@@ -261,9 +262,9 @@ class MessageConsumer:
             self.events("JobsFailed", 1)
         return saved
 
-    def _dead_letter(self, body: str, job: Job) -> None:
+    def _dead_letter(self, body: str, reason: str) -> None:
         # The record says "failed"; the DLQ keeps the message for operators (inspect, redrive).
-        self.queue.dead_letter(body, job.error or "failed")
+        self.queue.dead_letter(body, reason or "failed")
 
     def _save_outcome(self, before: Job, after: Job) -> bool:
         try:

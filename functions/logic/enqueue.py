@@ -146,8 +146,7 @@ def _int_option(body: dict[str, Any], name: str, default: int, low: int, high: i
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or int(value) != value
+        or (isinstance(value, float) and not (math.isfinite(value) and value.is_integer()))
     ):
         raise InvalidOption(f"'{name}' must be an integer from {low} to {high}")
     if not low <= value <= high:

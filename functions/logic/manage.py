@@ -40,7 +40,7 @@ def list_jobs(repo: JobsRepository, tenant: str, query: dict[str, str]) -> JobPa
             valid = ", ".join(s.value for s in JobStatus)
             raise InvalidQuery(f"'status' must be one of: {valid}") from exc
     raw_limit = query.get("limit", "50")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= 100:
         raise InvalidQuery("'limit' must be an integer from 1 to 100")
     job_type = query.get("type") or None
     return repo.list_page(tenant, status, job_type, int(raw_limit), query.get("cursor") or None)
@@ -91,6 +91,7 @@ def retry_job(
                 "status": JobStatus.PENDING,
                 "attempts": 0,
                 "updated_at": iso(now),
+                "started_at": None,
                 "completed_at": None,
                 "result": None,
                 "error": None,

@@ -49,7 +49,8 @@ def sweep(repo: JobsRepository, queue: JobQueue, clock: Clock, settings: SweepSe
                 if job.status == JobStatus.SCHEDULED and job.run_at is not None:
                     run_at = parse_iso_ms(job.run_at)
                     send_or_leave_to_sweeper(queue, job, delay_seconds=max(0, -(-(run_at - now) // 1000)))
-                    next_look = run_at + grace_ms
+                    # max(): an overdue job (lost message, sweeper down) is looked at again after a grace, not at once
+                    next_look = max(run_at, now) + grace_ms
                     released += 1
                 elif job.status == JobStatus.PENDING:
                     send_or_leave_to_sweeper(queue, job)

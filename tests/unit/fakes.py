@@ -1,0 +1,241 @@
+"""In-memory stand-ins for the DAL and the clock, faithful to the contracts the logic relies on.
+
+``InMemoryJobsRepository`` behaves like ``DynamoJobsRepository``: conditional writes on ``version``, counters moved
+in the same step as the status, newest-first listing with opaque cursors, a sparse sweep index by shard.
+``RecordingQueue`` records what the logic asked SQS to do and can be told to fail sends.
+``FakeClock`` is the service's ``Clock`` (epoch ms) under the test's control.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from functions.dal.jobs_repository import ENQUEUED_COUNTER, STATUS_COUNTERS, JobPage, sweep_shard
+from functions.logic.clock import iso
+from functions.models.errors import ConcurrentUpdate, InvalidQuery, StorageError
+from functions.models.job import HistoryEntry, Job, JobMessage, JobStatus
+
+# register_job_type(name, handler, payload=EmptyPayload) -> name: the conftest fixture's signature.
+RegisterJobType = Callable[..., str]
+
+
+class EmptyPayload(BaseModel):
+    """The payload model of test job types that take no input."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# 2026-01-01T00:00:00Z: a round number keeps expected ISO strings readable.
+EPOCH_MS = 1_767_225_600_000
+
+
+class FakeClock:
+    """A ``Clock``: call it for epoch milliseconds; move it with ``advance``."""
+
+    def __init__(self, start_ms: int = EPOCH_MS) -> None:
+        self.now_ms = start_ms
+
+    def __call__(self) -> int:
+        return self.now_ms
+
+    def advance(self, seconds: float = 0, ms: int = 0) -> int:
+        self.now_ms += int(seconds * 1000) + ms
+        return self.now_ms
+
+    def iso(self, offset_seconds: float = 0) -> str:
+        return iso(self.now_ms + int(offset_seconds * 1000))
+
+
+class InMemoryJobsRepository:
+    """A ``JobsRepository`` held in a dict, with DynamoDB's conditional-write and counter semantics."""
+
+    def __init__(self, sweep_shards: int = 4) -> None:
+        self.sweep_shards = sweep_shards
+        self._jobs: dict[tuple[str, str], Job] = {}
+        self._counters: dict[str, Counter[str]] = {}
+        self.writes = 0
+        # Called once, right before the next save is checked: lets a test play a concurrent writer.
+        self.before_next_save: Callable[[], None] | None = None
+
+    # --- writes ---
+
+    def create(self, job: Job) -> None:
+        key = (job.tenant, job.id)
+        if key in self._jobs:
+            raise ConcurrentUpdate(f"job {job.id} already exists")
+        self._jobs[key] = job
+        self._count(job.tenant, {ENQUEUED_COUNTER: 1, job.status.value: 1})
+        self.writes += 1
+
+    def save(self, before: Job, after: Job) -> None:
+        hook, self.before_next_save = self.before_next_save, None
+        if hook is not None:
+            hook()
+        stored = self._jobs.get((before.tenant, before.id))
+        if stored is None or stored.version != before.version:
+            raise ConcurrentUpdate("the job changed since it was read")
+        self._jobs[(after.tenant, after.id)] = after.model_copy(update={"version": before.version + 1})
+        if before.status != after.status:
+            self._count(after.tenant, {before.status.value: -1, after.status.value: 1})
+        self.writes += 1
+
+    def _count(self, tenant: str, deltas: dict[str, int]) -> None:
+        self._counters.setdefault(tenant, Counter()).update(deltas)
+
+    # --- reads ---
+
+    def get(self, tenant: str, job_id: str) -> Job | None:
+        return self._jobs.get((tenant, job_id))
+
+    def list_page(
+        self, tenant: str, status: JobStatus | None, job_type: str | None, limit: int, cursor: str | None
+    ) -> JobPage:
+        listing = f"{tenant}|{status.value if status else ''}|{job_type or ''}"
+        matching = sorted(
+            (
+                job
+                for (owner, _), job in self._jobs.items()
+                if owner == tenant
+                and (status is None or job.status == status)
+                and (job_type is None or job.type == job_type)
+            ),
+            key=_created_key,
+            reverse=True,
+        )
+        if cursor is not None:
+            after_key = _decode_fake_cursor(cursor, listing)
+            matching = [job for job in matching if _created_key(job) < after_key]
+        page = matching[:limit]
+        more = len(matching) > limit
+        next_cursor = _encode_fake_cursor(listing, _created_key(page[-1])) if more and page else None
+        return JobPage(jobs=page, next_cursor=next_cursor)
+
+    def counters(self, tenant: str) -> dict[str, int]:
+        counts = self._counters.get(tenant, Counter())
+        return {name: counts.get(name, 0) for name in (ENQUEUED_COUNTER, *STATUS_COUNTERS)}
+
+    def due_for_sweep(self, shard: int, until: str, limit: int) -> list[Job]:
+        due = [
+            job
+            for job in self._jobs.values()
+            if job.sweep_at is not None
+            and job.sweep_at <= until
+            and sweep_shard(job.id, self.sweep_shards) == str(shard)
+        ]
+        return sorted(due, key=lambda job: (job.sweep_at or "", job.id))[:limit]
+
+    # --- test helpers ---
+
+    def all_jobs(self) -> list[Job]:
+        return list(self._jobs.values())
+
+    def touch(self, tenant: str, job_id: str) -> None:
+        """A concurrent writer: a save that changes nothing but the version."""
+        job = self._jobs[(tenant, job_id)]
+        self.save(job, job)
+
+
+def _created_key(job: Job) -> str:
+    return f"{job.created_at}#{job.id}"
+
+
+def _encode_fake_cursor(listing: str, created_key: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([listing, created_key]).encode()).decode()
+
+
+def _decode_fake_cursor(cursor: str, listing: str) -> str:
+    try:
+        owner, created_key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError) as exc:
+        raise InvalidQuery("'cursor' is not a cursor returned by this listing") from exc
+    if owner != listing or not isinstance(created_key, str):
+        raise InvalidQuery("'cursor' is not a cursor returned by this listing")
+    return created_key
+
+
+@dataclass(frozen=True)
+class Sent:
+    message: JobMessage
+    delay_seconds: int
+
+
+@dataclass(frozen=True)
+class Deferred:
+    source_arn: str
+    receipt_handle: str
+    seconds: int
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    body: str
+    reason: str
+
+
+@dataclass
+class RecordingQueue:
+    """A ``JobQueue`` that records every call; ``fail_sends`` makes ``send`` raise ``StorageError`` like SQS errors."""
+
+    fail_sends: bool = False
+    sends: list[Sent] = field(default_factory=list)
+    defers: list[Deferred] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    failed_sends: int = 0
+
+    def send(self, message: JobMessage, delay_seconds: int = 0) -> None:
+        if self.fail_sends:
+            self.failed_sends += 1
+            raise StorageError("SQS SendMessage failed: simulated outage")
+        self.sends.append(Sent(message, delay_seconds))
+
+    def defer(self, source_arn: str, receipt_handle: str, seconds: int) -> None:
+        self.defers.append(Deferred(source_arn, receipt_handle, seconds))
+
+    def dead_letter(self, body: str, reason: str) -> None:
+        self.dead_letters.append(DeadLetter(body, reason))
+
+    def sent_job_ids(self) -> list[str]:
+        return [sent.message.job_id for sent in self.sends]
+
+
+def message_body(job: Job) -> str:
+    """The body SQS delivers for ``job``."""
+    return JobMessage(tenant=job.tenant, jobId=job.id).to_body()
+
+
+def make_job(
+    clock: FakeClock,
+    *,
+    job_id: str = "00000000-0000-4000-8000-000000000001",
+    tenant: str = "tenant-a",
+    job_type: str = "simulate",
+    payload: dict[str, Any] | None = None,
+    status: JobStatus = JobStatus.PENDING,
+    attempts: int = 0,
+    max_attempts: int = 3,
+    **fields: Any,
+) -> Job:
+    """A job record as of ``clock`` (its history has the one entry a new job gets, unless given)."""
+    now = clock.iso()
+    values: dict[str, Any] = {
+        "id": job_id,
+        "tenant": tenant,
+        "type": job_type,
+        "payload": payload if payload is not None else {"target": "cat.png", "durationMs": 0, "failureRate": 0.0},
+        "status": status,
+        "priority": 5,
+        "attempts": attempts,
+        "max_attempts": max_attempts,
+        "created_at": now,
+        "updated_at": now,
+        "history": (HistoryEntry(status=status, at=now),),
+    }
+    values.update(fields)
+    return Job(**values)

@@ -1,0 +1,116 @@
+"""The local stack's pure helpers: API key parsing and the API Gateway proxy event."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from local.aws import MIN_KEY_LENGTH, parse_api_keys, stored_key_value
+from local.gateway import build_event
+
+# --- API keys ---
+
+
+def test_api_keys_spec_maps_each_key_to_its_tenant() -> None:
+    assert parse_api_keys("key1:tenantA,key2:tenantB") == {"key1": "tenantA", "key2": "tenantB"}
+
+
+def test_api_keys_spec_tolerates_spaces_and_empty_entries() -> None:
+    assert parse_api_keys(" key1:tenantA , ,key2:tenantB,") == {"key1": "tenantA", "key2": "tenantB"}
+
+
+def test_an_empty_api_keys_spec_has_no_keys() -> None:
+    assert parse_api_keys("") == {}
+
+
+@pytest.mark.parametrize("spec", ["key1", "key1:", ":tenantA", "key1:tenantA,broken", ":"])
+def test_an_api_keys_entry_without_key_or_tenant_is_rejected(spec: str) -> None:
+    with pytest.raises(ValueError, match="key:tenant"):
+        parse_api_keys(spec)
+
+
+def test_short_key_values_are_padded_to_api_gateways_minimum() -> None:
+    assert MIN_KEY_LENGTH == 20
+    padded = stored_key_value("local-dev-key")
+    assert padded == "local-dev-key" + "_" * 7
+    assert len(padded) == 20
+
+
+def test_long_key_values_are_stored_as_they_are() -> None:
+    value = "k" * 32
+    assert stored_key_value(value) == value
+    assert stored_key_value("x" * 20) == "x" * 20
+
+
+# --- proxy event ---
+
+
+def _event(raw_path: str = "/jobs", body: bytes = b"", method: str = "GET", **kw: object) -> dict:
+    args = {
+        "headers": {"x-api-key": "k", "user-agent": "pytest"},
+        "key_id": "key-id-1",
+        "api_key": "k",
+        "source_ip": "127.0.0.1",
+        **kw,
+    }
+    return build_event(method, raw_path, body=body, **args)  # type: ignore[arg-type]
+
+
+def test_the_event_carries_method_path_headers_and_identity() -> None:
+    event = _event("/jobs/abc/retry", method="POST", body=b'{"a": 1}')
+    assert (event["httpMethod"], event["path"]) == ("POST", "/jobs/abc/retry")
+    assert event["requestContext"]["httpMethod"] == "POST"
+    assert event["requestContext"]["path"].endswith("/jobs/abc/retry")
+    assert event["pathParameters"] == {"proxy": "jobs/abc/retry"}
+    assert event["headers"]["x-api-key"] == "k"
+    assert event["multiValueHeaders"]["user-agent"] == ["pytest"]
+    identity = event["requestContext"]["identity"]
+    assert (identity["apiKeyId"], identity["apiKey"], identity["sourceIp"]) == ("key-id-1", "k", "127.0.0.1")
+    assert (event["body"], event["isBase64Encoded"]) == ('{"a": 1}', False)
+
+
+def test_the_event_without_a_key_has_no_key_id() -> None:
+    event = _event("/health", key_id=None, api_key=None)
+    assert event["requestContext"]["identity"]["apiKeyId"] is None
+
+
+def test_query_strings_keep_single_and_multiple_values() -> None:
+    # Given a repeated parameter, a single one and a blank one
+    event = _event("/jobs?status=failed&status=pending&limit=5&cursor=")
+    # Then the single-value map keeps the last value (as API Gateway does) and the multi-value map keeps all
+    assert event["queryStringParameters"] == {"status": "pending", "limit": "5", "cursor": ""}
+    assert event["multiValueQueryStringParameters"] == {"status": ["failed", "pending"], "limit": ["5"], "cursor": [""]}
+    assert event["path"] == "/jobs"
+
+
+def test_query_values_are_url_decoded() -> None:
+    event = _event("/jobs?type=a%20b&cursor=x%3D%3D")
+    assert event["queryStringParameters"] == {"type": "a b", "cursor": "x=="}
+
+
+def test_no_query_string_gives_null_maps() -> None:
+    event = _event("/jobs")
+    assert event["queryStringParameters"] is None
+    assert event["multiValueQueryStringParameters"] is None
+
+
+def test_an_empty_body_is_null() -> None:
+    event = _event("/jobs", body=b"")
+    assert (event["body"], event["isBase64Encoded"]) == (None, False)
+
+
+def test_a_utf8_body_is_passed_as_text() -> None:
+    event = _event("/enqueue", method="POST", body='{"message": "caf\u00e9"}'.encode())
+    assert (event["body"], event["isBase64Encoded"]) == ('{"message": "caf\u00e9"}', False)
+
+
+def test_a_body_that_is_not_utf8_is_base64_encoded() -> None:
+    raw = b"\xff\xfe\x00binary"
+    event = _event("/jobs", method="POST", body=raw)
+    assert event["isBase64Encoded"] is True
+    assert base64.b64decode(event["body"]) == raw
+
+
+def test_the_root_path_has_no_path_parameters() -> None:
+    assert _event("/")["pathParameters"] is None

@@ -1,0 +1,104 @@
+"""Settings from/to the environment, and the shared config module's local and AWS flavours."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from functions.settings import Settings
+from infra.config import AWS_CONFIG, local_config
+
+
+def test_settings_round_trip_through_the_environment() -> None:
+    # Given settings that differ from every default
+    custom = Settings(
+        jobs_table="t1",
+        stats_table="t2",
+        queue_url="https://sqs/q",
+        dlq_url="https://sqs/dlq",
+        stats_shards=3,
+        sweep_shards=7,
+        backoff_base_seconds=0.5,
+        backoff_cap_seconds=12.5,
+        pending_grace_seconds=9,
+        release_ahead_seconds=30,
+        default_lease_seconds=15,
+    )
+    assert all(getattr(custom, f.name) != f.default for f in dataclasses.fields(Settings))
+    # When they are written to the environment and read back
+    env = custom.to_env()
+    # Then they are equal, with every value a string under the JOBS_ prefix
+    assert Settings.from_env(env) == custom
+    assert all(name.startswith("JOBS_") and isinstance(value, str) for name, value in env.items())
+    assert env["JOBS_SWEEP_SHARDS"] == "7"
+
+
+def test_from_env_converts_each_value_to_its_field_type() -> None:
+    settings = Settings.from_env({"JOBS_STATS_SHARDS": "16", "JOBS_BACKOFF_BASE_SECONDS": "3", "JOBS_QUEUE_URL": "u"})
+    assert settings.stats_shards == 16 and isinstance(settings.stats_shards, int)
+    assert settings.backoff_base_seconds == 3.0 and isinstance(settings.backoff_base_seconds, float)
+    assert settings.queue_url == "u"
+
+
+def test_from_env_uses_defaults_for_missing_variables_and_ignores_others() -> None:
+    assert Settings.from_env({"UNRELATED": "x", "JOBS_NOT_A_FIELD": "1"}) == Settings()
+
+
+def test_from_env_reads_the_process_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBS_JOBS_TABLE", "from-os")
+    assert Settings.from_env().jobs_table == "from-os"
+
+
+def test_from_env_rejects_a_non_numeric_number() -> None:
+    with pytest.raises(ValueError):
+        Settings.from_env({"JOBS_STATS_SHARDS": "many"})
+
+
+@pytest.fixture
+def clean_local_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CONSUMER_TIMEOUT", "CONSUMERS", "SWEEP_SECONDS", "BACKOFF_BASE", "BACKOFF_CAP", "PENDING_GRACE"):
+        monkeypatch.delenv(f"JOBS_LOCAL_{name}", raising=False)
+
+
+@pytest.mark.usefixtures("clean_local_env")
+def test_the_local_config_has_short_backoffs_and_quick_sweeps() -> None:
+    config = local_config()
+    assert (config.backoff_base_seconds, config.backoff_cap_seconds) == (1.0, 4.0)
+    assert config.sweeper_interval_seconds == 1
+    assert config.pending_grace_seconds == 10
+    assert config.consumer.timeout_seconds == 5
+    # And the resources are the same as on AWS
+    assert (config.jobs_table, config.stats_table, config.queue.name) == (
+        AWS_CONFIG.jobs_table,
+        AWS_CONFIG.stats_table,
+        AWS_CONFIG.queue.name,
+    )
+
+
+@pytest.mark.usefixtures("clean_local_env")
+def test_local_config_knobs_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBS_LOCAL_BACKOFF_CAP", "9")
+    monkeypatch.setenv("JOBS_LOCAL_CONSUMERS", "2")
+    config = local_config()
+    assert config.backoff_cap_seconds == 9.0
+    assert config.consumer.max_concurrency == 2
+
+
+@pytest.mark.usefixtures("clean_local_env")
+def test_config_settings_carry_the_queue_urls_and_tunables() -> None:
+    config = local_config()
+    settings = config.settings(queue_url="http://q", dlq_url="http://dlq")
+    assert (settings.queue_url, settings.dlq_url) == ("http://q", "http://dlq")
+    assert (settings.backoff_base_seconds, settings.backoff_cap_seconds) == (1.0, 4.0)
+    assert settings.pending_grace_seconds == 10
+    assert settings.release_ahead_seconds == config.release_ahead_seconds == 2
+    assert settings.default_lease_seconds == config.consumer.timeout_seconds
+    # And they survive the trip through the functions' environment
+    assert Settings.from_env(settings.to_env()) == settings
+
+
+def test_aws_config_keeps_the_sqs_limits() -> None:
+    assert AWS_CONFIG.queue_visibility_timeout_seconds >= 6 * AWS_CONFIG.consumer.timeout_seconds
+    assert AWS_CONFIG.release_ahead_seconds <= 900
+    assert AWS_CONFIG.queue.max_receive_count > 25
