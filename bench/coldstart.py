@@ -49,7 +49,10 @@ def main() -> None:
         cost = measure(full, runs, env) - empty
         print(f"{name:<28} {cost:7.0f} ms  {cost / baseline:4.2f}x", flush=True)
     traced = measure(HANDLERS["api"] + "; from aws_lambda_powertools import Tracer; Tracer()", runs, env) - empty
-    print(f"{'api + X-Ray Tracer':<28} {traced:7.0f} ms  {traced / baseline:4.2f}x  (POWERTOOLS_TRACE_DISABLED unset)", flush=True)
+    print(
+        f"{'api + X-Ray Tracer':<28} {traced:7.0f} ms  {traced / baseline:4.2f}x  (POWERTOOLS_TRACE_DISABLED unset)",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

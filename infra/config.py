@@ -44,6 +44,7 @@ class ServiceConfig:
     api_memory_mb: int = 512
     sweeper_interval_seconds: int = 60
     sweeper_timeout_seconds: int = 60
+    sweeper_memory_mb: int = 512
     stats_shards: int = 8
     sweep_shards: int = 4
     backoff_base_seconds: float = 2.0
@@ -55,6 +56,11 @@ class ServiceConfig:
     api_burst_limit: int = 200
     powertools_version: str = "3.37.0"
     python_version: str = "python3.11"
+    # AWS only (the CDK stack): stage name, log retention, X-Ray switch and the queue-age alarm threshold.
+    api_stage_name: str = "prod"
+    log_retention_days: int = 30
+    tracing_enabled: bool = True
+    queue_age_alarm_seconds: int = 900
 
     @property
     def queue_visibility_timeout_seconds(self) -> int:
@@ -93,7 +99,7 @@ def local_config() -> ServiceConfig:
         AWS_CONFIG,
         consumer=replace(
             AWS_CONFIG.consumer,
-            timeout_seconds=int(env.get("JOBS_LOCAL_CONSUMER_TIMEOUT", "5")),
+            timeout_seconds=int(env.get("JOBS_LOCAL_CONSUMER_TIMEOUT", str(AWS_CONFIG.consumer.timeout_seconds))),
             batching_window_seconds=0,
             max_concurrency=int(env.get("JOBS_LOCAL_CONSUMERS", "4")),
         ),

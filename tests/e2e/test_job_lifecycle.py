@@ -31,7 +31,13 @@ def test_health_needs_no_key(stack: LocalStackProcess) -> None:
 
 @pytest.mark.parametrize("headers", [{}, {"x-api-key": "not-a-key-of-anyone"}])
 def test_every_other_route_needs_a_known_key(stack: LocalStackProcess, headers: dict[str, str]) -> None:
-    for method, path in [("GET", "/stats"), ("POST", "/jobs"), ("GET", "/jobs"), ("GET", "/jobs/x"), ("DELETE", "/jobs/x")]:
+    for method, path in [
+        ("GET", "/stats"),
+        ("POST", "/jobs"),
+        ("GET", "/jobs"),
+        ("GET", "/jobs/x"),
+        ("DELETE", "/jobs/x"),
+    ]:
         # When
         response = requests.request(method, stack.url + path, headers=headers, json={}, timeout=5)
         # Then
@@ -203,7 +209,13 @@ def test_enqueue_message_route_of_the_task_queue_seed(tenant: Client) -> None:
         ("POST", "/jobs", '{"type": "nope"}', 400, "INVALID_TYPE"),
         ("POST", "/jobs", '{"type": "simulate", "payload": {}}', 400, "INVALID_PAYLOAD"),
         ("POST", "/jobs", '{"type": "message", "payload": {"message": "x"}, "priority": 11}', 400, "INVALID_OPTION"),
-        ("POST", "/jobs", '{"type": "message", "payload": {"message": "x"}, "runAt": "tomorrow"}', 400, "INVALID_OPTION"),
+        (
+            "POST",
+            "/jobs",
+            '{"type": "message", "payload": {"message": "x"}, "runAt": "tomorrow"}',
+            400,
+            "INVALID_OPTION",
+        ),
         ("POST", "/enqueue", '{"message": "   "}', 400, "INVALID_MESSAGE"),
         ("POST", "/enqueue", '"hi"', 400, "INVALID_BODY"),
         ("GET", "/jobs?status=bogus", None, 400, "INVALID_QUERY"),

@@ -1,0 +1,30 @@
+#!/usr/bin/env python3
+"""CDK entry point (``cdk synth`` / ``cdk deploy``). Environment-agnostic: synth needs no AWS credentials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import App, Aspects
+from cdk_nag import AwsSolutionsChecks
+
+from infra.config import AWS_CONFIG
+from infra.stack import ServiceStack
+
+
+def create_app(**app_kwargs: Any) -> App:
+    """The app as deployed, with cdk-nag's AWS Solutions checks; the infrastructure tests build it the same way."""
+    app = App(**app_kwargs)
+    ServiceStack(
+        app,
+        AWS_CONFIG.stack_name,
+        config=AWS_CONFIG,
+        description="Serverless background jobs: API Gateway, SQS + DLQ, Lambda, DynamoDB",
+    )
+    # Findings show up as synth errors/warnings; each accepted one is suppressed next to its resource, with a reason.
+    Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
+    return app
+
+
+if __name__ == "__main__":
+    create_app().synth()

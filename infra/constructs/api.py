@@ -1,0 +1,209 @@
+"""The REST API: one producer function behind API Gateway, API keys per tenant, a usage plan, our error shape."""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import Aws, RemovalPolicy, Stack, Tags
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from cdk_nag import NagPackSuppression, NagSuppressions
+from constructs import Construct
+
+from infra.config import ServiceConfig
+from infra.constructs.function import FunctionRuntime, ServiceFunction, log_retention
+from infra.constructs.tables import API_INDEXES, JobsTables
+
+API_HANDLER = "functions.handlers.api.handler"
+# The function maps the caller's API key id to a tenant by reading this tag of the key.
+TENANT_TAG = "tenant"
+
+# API Gateway's own errors (bad key, throttling, ...) in the body shape the function uses: {"error", "code"}.
+# (response type, status code or None to keep API Gateway's, our code)
+GATEWAY_RESPONSES: tuple[tuple[apigateway.ResponseType, str | None, str], ...] = (
+    (apigateway.ResponseType.DEFAULT_4_XX, None, "BAD_REQUEST"),
+    (apigateway.ResponseType.DEFAULT_5_XX, None, "UNAVAILABLE"),
+    # A missing or unknown x-api-key surfaces as any of these three, depending on the route.
+    (apigateway.ResponseType.INVALID_API_KEY, "403", "FORBIDDEN"),
+    (apigateway.ResponseType.ACCESS_DENIED, "403", "FORBIDDEN"),
+    (apigateway.ResponseType.MISSING_AUTHENTICATION_TOKEN, "403", "FORBIDDEN"),
+    (apigateway.ResponseType.THROTTLED, "429", "THROTTLED"),
+    (apigateway.ResponseType.QUOTA_EXCEEDED, "429", "THROTTLED"),
+    (apigateway.ResponseType.REQUEST_TOO_LARGE, "413", "PAYLOAD_TOO_LARGE"),
+    (apigateway.ResponseType.RESOURCE_NOT_FOUND, "404", "NOT_FOUND"),
+    (apigateway.ResponseType.UNSUPPORTED_MEDIA_TYPE, "415", "UNSUPPORTED_MEDIA_TYPE"),
+)
+
+_ACCESS_LOG_FORMAT = json.dumps(
+    {
+        "requestId": apigateway.AccessLogField.context_request_id(),
+        "time": apigateway.AccessLogField.context_request_time(),
+        "ip": apigateway.AccessLogField.context_identity_source_ip(),
+        "apiKeyId": apigateway.AccessLogField.context_identity_api_key_id(),
+        "method": apigateway.AccessLogField.context_http_method(),
+        "resource": apigateway.AccessLogField.context_resource_path(),
+        "status": apigateway.AccessLogField.context_status(),
+        "latencyMs": apigateway.AccessLogField.context_response_latency(),
+        "integrationLatencyMs": apigateway.AccessLogField.context_integration_latency(),
+        "responseLength": apigateway.AccessLogField.context_response_length(),
+        "errorType": apigateway.AccessLogField.context_error_response_type(),
+        "xrayTraceId": apigateway.AccessLogField.context_xray_trace_id(),
+    }
+)
+
+
+def error_template(code: str) -> str:
+    # $context.error.messageString is already a quoted JSON string; gateway responses do no VTL processing.
+    return '{"error": $context.error.messageString, "code": "' + code + '"}'
+
+
+class JobsApi(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: ServiceConfig,
+        runtime: FunctionRuntime,
+        tables: JobsTables,
+        queue: sqs.IQueue,
+        environment: dict[str, str],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.handler = ServiceFunction(
+            self,
+            "Api",
+            runtime=runtime,
+            handler=API_HANDLER,
+            description="The job API (API Gateway proxy integration)",
+            timeout_seconds=config.api_timeout_seconds,
+            memory_mb=config.api_memory_mb,
+            environment=environment,
+        )
+        self._grant(tables, queue)
+
+        self.access_logs = logs.LogGroup(
+            self, "AccessLogs", retention=log_retention(config), removal_policy=RemovalPolicy.DESTROY
+        )
+        self.api = apigateway.RestApi(
+            self,
+            "RestApi",
+            rest_api_name=f"{Stack.of(self).stack_name}-{config.service_name}",
+            description="Background jobs: enqueue, inspect, cancel and retry",
+            # Callers are services in a region, not browsers around the world: no CloudFront in front.
+            endpoint_types=[apigateway.EndpointType.REGIONAL],
+            api_key_source_type=apigateway.ApiKeySourceType.HEADER,
+            # Stage logging needs the account-wide API Gateway CloudWatch role; retained, since other APIs in the
+            # account may rely on that setting once it exists.
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
+            deploy_options=apigateway.StageOptions(
+                stage_name=config.api_stage_name,
+                access_log_destination=apigateway.LogGroupLogDestination(self.access_logs),
+                access_log_format=apigateway.AccessLogFormat.custom(_ACCESS_LOG_FORMAT),
+                logging_level=apigateway.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,  # request bodies are tenants' data; keep them out of the logs
+                metrics_enabled=True,
+                tracing_enabled=config.tracing_enabled,
+            ),
+        )
+
+        integration = apigateway.LambdaIntegration(self.handler.function, proxy=True, allow_test_invoke=False)
+        root = self.api.root
+        # Load balancers and probes call /health without a key; everything else needs one (the usage plan's).
+        self.health_method = root.add_resource("health").add_method("GET", integration, api_key_required=False)
+        root.add_method("ANY", integration, api_key_required=True)
+        root.add_resource("{proxy+}").add_method("ANY", integration, api_key_required=True)
+
+        for response_type, status_code, code in GATEWAY_RESPONSES:
+            self.api.add_gateway_response(
+                f"GatewayResponse{response_type.response_type}",
+                type=response_type,
+                status_code=status_code,
+                response_headers={"Content-Type": "'application/json'"},
+                templates={"application/json": error_template(code)},
+            )
+
+        self.usage_plan = self.api.add_usage_plan(
+            "UsagePlan",
+            description="Per-key throttling of the job API",
+            throttle=apigateway.ThrottleSettings(rate_limit=config.api_rate_limit, burst_limit=config.api_burst_limit),
+            api_stages=[apigateway.UsagePlanPerApiStage(api=self.api, stage=self.api.deployment_stage)],
+        )
+        # The first tenant's key; more tenants are more keys with their own tag, added to this plan.
+        self.api_key = apigateway.ApiKey(self, "BootstrapKey", description=f"Tenant {config.bootstrap_tenant}")
+        Tags.of(self.api_key).add(TENANT_TAG, config.bootstrap_tenant)
+        self.usage_plan.add_api_key(self.api_key)
+
+        self._suppress_findings()
+
+    def _grant(self, tables: JobsTables, queue: sqs.IQueue) -> None:
+        fn = self.handler
+        fn.allow(
+            [
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:ConditionCheckItem",
+                "dynamodb:Query",
+            ],
+            [tables.jobs.table_arn],
+        )
+        fn.allow(["dynamodb:Query"], [tables.jobs_index_arn(name) for name in API_INDEXES])
+        # Counters: read all shards of a tenant at once; updated in the same transaction as a job.
+        fn.allow(["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"], [tables.stats.table_arn])
+        fn.allow(["sqs:SendMessage"], [queue.queue_arn])
+        # GetApiKey (without its value) to read the caller's tenant tag.
+        fn.allow(["apigateway:GET"], [self.api_keys_arn()])
+
+    @staticmethod
+    def api_keys_arn() -> str:
+        return f"arn:{Aws.PARTITION}:apigateway:{Aws.REGION}::/apikeys/*"
+
+    def _suppress_findings(self) -> None:
+        NagSuppressions.add_resource_suppressions(
+            self.handler.role,
+            [
+                NagPackSuppression(
+                    id="AwsSolutions-IAM5",
+                    reason="Any API key of the account may be a tenant's (keys are added after deployment), and "
+                    "GetApiKey is only called without includeValue; the action is limited to apigateway:GET.",
+                    applies_to=["Resource::arn:<AWS::Partition>:apigateway:<AWS::Region>::/apikeys/*"],
+                )
+            ],
+            apply_to_children=True,
+        )
+        NagSuppressions.add_resource_suppressions(
+            self.api,
+            [
+                NagPackSuppression(
+                    id="AwsSolutions-IAM4",
+                    reason="The account-level API Gateway logging role uses the AWS-managed "
+                    "AmazonAPIGatewayPushToCloudWatchLogs policy, which AWS documents for exactly this role.",
+                    applies_to=[
+                        "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+                    ],
+                ),
+                NagPackSuppression(
+                    id="AwsSolutions-APIG2",
+                    reason="Proxy integration: the function validates every body and query itself and answers in "
+                    "the API's error shape; API Gateway validation without models would check nothing.",
+                ),
+                NagPackSuppression(
+                    id="AwsSolutions-APIG3",
+                    reason="No WAF yet: callers are authenticated services (API keys) and the usage plan throttles "
+                    "per key. Associate a web ACL with the stage if the API becomes internet-facing for browsers.",
+                ),
+                NagPackSuppression(
+                    id="AwsSolutions-APIG4",
+                    reason="Authorization is by API key (api_key_required on every route but /health) and usage "
+                    "plan; the function maps the key to its tenant. /health is public on purpose.",
+                ),
+                NagPackSuppression(
+                    id="AwsSolutions-COG4",
+                    reason="Callers are services with per-tenant API keys, not Cognito users.",
+                ),
+            ],
+            apply_to_children=True,
+        )

@@ -1,0 +1,65 @@
+"""The DynamoDB tables: job records (with the indexes the API and the sweeper query) and per-tenant counters."""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from constructs import Construct
+
+# Index names and keys; functions/dal/jobs_repository.py queries these (a test keeps the two in step).
+INDEX_BY_TENANT = "by-tenant"
+INDEX_BY_STATUS = "by-status"
+INDEX_BY_TYPE = "by-type"
+INDEX_BY_SWEEP = "by-sweep"
+JOBS_INDEXES: dict[str, tuple[str, str]] = {
+    INDEX_BY_TENANT: ("tenant", "createdKey"),
+    INDEX_BY_STATUS: ("tenantStatus", "createdKey"),
+    INDEX_BY_TYPE: ("tenantType", "createdKey"),
+    # Sparse: only jobs the sweeper must look at again (scheduled, or pending without a sent message) carry it.
+    INDEX_BY_SWEEP: ("sweepShard", "sweepAt"),
+}
+# The API lists a tenant's jobs through these; the sweeper uses INDEX_BY_SWEEP only.
+API_INDEXES = (INDEX_BY_TENANT, INDEX_BY_STATUS, INDEX_BY_TYPE)
+TTL_ATTRIBUTE = "expiresAt"
+
+
+def _string(name: str) -> dynamodb.Attribute:
+    return dynamodb.Attribute(name=name, type=dynamodb.AttributeType.STRING)
+
+
+class JobsTables(Construct):
+    """Physical names are left to CloudFormation (several stacks can share an account); functions get them via env."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy = RemovalPolicy.RETAIN):
+        super().__init__(scope, construct_id)
+        self.jobs = self._table("Jobs", removal_policy, time_to_live_attribute=TTL_ATTRIBUTE)
+        for index_name, (partition, sort) in JOBS_INDEXES.items():
+            self.jobs.add_global_secondary_index(
+                index_name=index_name,
+                partition_key=_string(partition),
+                sort_key=_string(sort),
+                projection_type=dynamodb.ProjectionType.ALL,
+            )
+        self.stats = self._table("Stats", removal_policy)
+
+    def _table(
+        self, construct_id: str, removal_policy: RemovalPolicy, time_to_live_attribute: str | None = None
+    ) -> dynamodb.Table:
+        return dynamodb.Table(
+            self,
+            construct_id,
+            partition_key=_string("pk"),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            time_to_live_attribute=time_to_live_attribute,
+            # Job data is the product: deleting the stack must not take it along unless asked to.
+            removal_policy=removal_policy,
+        )
+
+    def jobs_index_arn(self, index_name: str) -> str:
+        if index_name not in JOBS_INDEXES:
+            raise ValueError(f"unknown index {index_name!r}")
+        return f"{self.jobs.table_arn}/index/{index_name}"

@@ -1,0 +1,60 @@
+"""The service stack: composes one construct per capability; all names and tunables come from ``infra.config``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack, Tags
+from constructs import Construct
+
+from infra.config import AWS_CONFIG, ServiceConfig
+from infra.constructs.api import JobsApi
+from infra.constructs.function import FunctionRuntime
+from infra.constructs.monitoring import Monitoring
+from infra.constructs.queue_consumer import JobQueueConsumer
+from infra.constructs.sweeper import Sweeper
+from infra.constructs.tables import JobsTables
+
+
+class ServiceStack(Stack):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: ServiceConfig = AWS_CONFIG, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        Tags.of(self).add("service", config.service_name)
+
+        runtime = FunctionRuntime(self, "FunctionRuntime", config=config)
+        self.tables = JobsTables(self, "Tables")
+        self.queue = JobQueueConsumer(self, "JobQueue", config=config, runtime=runtime, tables=self.tables)
+        self.sweeper = Sweeper(
+            self,
+            "Sweeper",
+            config=config,
+            runtime=runtime,
+            tables=self.tables,
+            queue=self.queue.queue,
+            environment=self.queue.environment,
+        )
+        self.api = JobsApi(
+            self,
+            "Api",
+            config=config,
+            runtime=runtime,
+            tables=self.tables,
+            queue=self.queue.queue,
+            environment=self.queue.environment,
+        )
+        self.monitoring = Monitoring(self, "Monitoring", config=config, queue=self.queue.queue, dlq=self.queue.dlq)
+
+        CfnOutput(self, "ApiUrl", value=self.api.api.url, description="Base URL of the job API (stage included)")
+        CfnOutput(
+            self,
+            "ApiKeyId",
+            value=self.api.api_key.key_id,
+            description="The bootstrap tenant's key: aws apigateway get-api-key --include-value --api-key <id>",
+        )
+        CfnOutput(self, "QueueUrl", value=self.queue.queue.queue_url)
+        CfnOutput(self, "DlqUrl", value=self.queue.dlq.queue_url)
+        CfnOutput(self, "JobsTableName", value=self.tables.jobs.table_name)
+        CfnOutput(self, "StatsTableName", value=self.tables.stats.table_name)
+        CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)

@@ -1,0 +1,114 @@
+"""Reading the synthesized template: intrinsic functions rendered as comparable strings, roles' permissions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+Resources = dict[str, dict[str, Any]]
+
+
+def render(value: Any) -> str:
+    """``{"Fn::GetAtt": ["Jobs", "Arn"]}`` -> ``${Jobs.Arn}``, ``{"Ref": "X"}`` -> ``${X}``, joins concatenated."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        (function, argument), *_ = value.items()
+        if function == "Ref":
+            return "${" + argument + "}"
+        if function == "Fn::GetAtt":
+            return "${" + ".".join(argument) + "}"
+        if function == "Fn::Join":
+            separator, parts = argument
+            return separator.join(render(part) for part in parts)
+    raise ValueError(f"cannot render {value!r}")
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def of_type(resources: Resources, resource_type: str) -> Resources:
+    return {logical_id: r for logical_id, r in resources.items() if r["Type"] == resource_type}
+
+
+def only(resources: Resources, resource_type: str) -> tuple[str, dict[str, Any]]:
+    found = of_type(resources, resource_type)
+    assert len(found) == 1, f"expected one {resource_type}, found {sorted(found)}"
+    return next(iter(found.items()))
+
+
+def functions_by_handler(resources: Resources) -> dict[str, tuple[str, dict[str, Any]]]:
+    """handler -> (logical id, properties) of each Lambda function."""
+    return {
+        r["Properties"]["Handler"]: (logical_id, r["Properties"])
+        for logical_id, r in of_type(resources, "AWS::Lambda::Function").items()
+    }
+
+
+def role_of(function_properties: dict[str, Any]) -> str:
+    role = function_properties["Role"]
+    assert "Fn::GetAtt" in role, f"the role should be a role of this stack, got {role!r}"
+    return str(role["Fn::GetAtt"][0])
+
+
+def role_permissions(resources: Resources, role_logical_id: str) -> set[tuple[str, str]]:
+    """Every (action, resource) pair the role's inline and attached policies of this stack allow."""
+    documents = [p["PolicyDocument"] for p in resources[role_logical_id]["Properties"].get("Policies", [])]
+    for policy in of_type(resources, "AWS::IAM::Policy").values():
+        if {"Ref": role_logical_id} in policy["Properties"].get("Roles", []):
+            documents.append(policy["Properties"]["PolicyDocument"])
+    pairs: set[tuple[str, str]] = set()
+    for document in documents:
+        for statement in document["Statement"]:
+            assert statement["Effect"] == "Allow", statement
+            for action in as_list(statement["Action"]):
+                for resource in as_list(statement["Resource"]):
+                    pairs.add((action, render(resource)))
+    return pairs
+
+
+def permissions_for(pairs: set[tuple[str, str]], service: str) -> set[tuple[str, str]]:
+    return {(action, resource) for action, resource in pairs if action.startswith(service + ":")}
+
+
+def policy_statements(resources: Resources) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(logical id, statement) for every identity and resource policy in the template."""
+    for logical_id, resource in resources.items():
+        properties = resource.get("Properties", {})
+        documents: list[dict[str, Any]] = []
+        if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            documents.append(properties["PolicyDocument"])
+        elif resource["Type"] == "AWS::IAM::Role":
+            documents.append(properties["AssumeRolePolicyDocument"])
+            documents.extend(p["PolicyDocument"] for p in properties.get("Policies", []))
+        elif resource["Type"] in ("AWS::SQS::QueuePolicy", "AWS::SNS::TopicPolicy"):
+            documents.append(properties["PolicyDocument"])
+        elif resource["Type"] == "AWS::KMS::Key":
+            documents.append(properties["KeyPolicy"])
+        for document in documents:
+            for statement in document["Statement"]:
+                yield logical_id, statement
+
+
+def arn(logical_id: str) -> str:
+    """How ``render`` shows ``{"Fn::GetAtt": [logical_id, "Arn"]}``."""
+    return "${" + logical_id + ".Arn}"
+
+
+def jobs_and_stats_tables(resources: Resources) -> tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]:
+    """(logical id, resource) of the jobs table (the one with indexes) and of the stats table."""
+    found = of_type(resources, "AWS::DynamoDB::Table")
+    jobs = [(k, t) for k, t in found.items() if "GlobalSecondaryIndexes" in t["Properties"]]
+    stats = [(k, t) for k, t in found.items() if "GlobalSecondaryIndexes" not in t["Properties"]]
+    assert len(jobs) == 1 and len(stats) == 1, sorted(found)
+    return jobs[0], stats[0]
+
+
+def main_queue_and_dlq(resources: Resources) -> tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]:
+    """(logical id, properties) of the main queue (the one with a redrive policy) and of the DLQ."""
+    found = of_type(resources, "AWS::SQS::Queue")
+    main = [(k, q["Properties"]) for k, q in found.items() if "RedrivePolicy" in q["Properties"]]
+    dlq = [(k, q["Properties"]) for k, q in found.items() if "RedrivePolicy" not in q["Properties"]]
+    assert len(main) == 1 and len(dlq) == 1, sorted(found)
+    return main[0], dlq[0]

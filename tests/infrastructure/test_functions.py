@@ -1,0 +1,226 @@
+"""What every function shares: handler modules, code asset, Powertools layer, environment, roles and logs."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from aws_cdk import CopyOptions, FileSystem
+
+from functions.settings import Settings
+from infra.config import AWS_CONFIG
+from infra.constructs.api import API_HANDLER
+from infra.constructs.function import (
+    ASSET_EXCLUDE,
+    ASSET_IGNORE_MODE,
+    powertools_layer_parameter,
+    service_environment,
+)
+from infra.constructs.queue_consumer import CONSUMER_HANDLER
+from infra.constructs.sweeper import SWEEPER_HANDLER
+from tests.infrastructure.conftest import REPO_ROOT, Synthesized
+from tests.infrastructure.template_utils import (
+    Resources,
+    functions_by_handler,
+    jobs_and_stats_tables,
+    main_queue_and_dlq,
+    of_type,
+    policy_statements,
+    render,
+    role_of,
+    role_permissions,
+)
+
+HANDLERS = (API_HANDLER, CONSUMER_HANDLER, SWEEPER_HANDLER)
+
+
+def test_the_stack_has_exactly_the_three_functions(resources: Resources) -> None:
+    # Given the synthesized functions
+    # Then they are the API, the consumer and the sweeper
+    assert set(functions_by_handler(resources)) == set(HANDLERS)
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_handler_points_at_a_module_with_that_function(handler: str) -> None:
+    # Given a handler path "functions.handlers.<name>.handler"
+    module, _, function = handler.rpartition(".")
+    source = REPO_ROOT / Path(*module.split(".")).with_suffix(".py")
+
+    # When the module's source is parsed (not imported: no AWS set-up needed)
+    assert source.is_file(), f"{source} is missing"
+    tree = ast.parse(source.read_text())
+
+    # Then it defines that function at module level
+    assert function in {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+
+
+def test_each_function_has_its_own_role_without_managed_policies(resources: Resources) -> None:
+    # Given the functions' roles
+    roles = [role_of(properties) for _, properties in functions_by_handler(resources).values()]
+
+    # Then no two functions share a role, and none carries an AWS-managed policy
+    assert len(set(roles)) == len(roles) == 3
+    for role in roles:
+        properties = resources[role]["Properties"]
+        assert "ManagedPolicyArns" not in properties
+        assert properties["AssumeRolePolicyDocument"]["Statement"] == [
+            {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}}
+        ]
+
+
+def test_each_function_logs_to_its_own_log_group_with_retention(resources: Resources) -> None:
+    # Given each function
+    seen = set()
+    for _, properties in functions_by_handler(resources).values():
+        log_group = properties["LoggingConfig"]["LogGroup"]["Ref"]
+        seen.add(log_group)
+        # Then its log group has the configured retention, and its role may write there (and only there)
+        assert resources[log_group]["Properties"]["RetentionInDays"] == AWS_CONFIG.log_retention_days
+        logs = {pair for pair in role_permissions(resources, role_of(properties)) if pair[0].startswith("logs:")}
+        assert logs == {
+            ("logs:CreateLogStream", "${" + log_group + ".Arn}"),
+            ("logs:PutLogEvents", "${" + log_group + ".Arn}"),
+        }
+    assert len(seen) == 3
+
+
+def test_functions_run_the_pinned_runtime_with_tracing(resources: Resources) -> None:
+    for _, properties in functions_by_handler(resources).values():
+        # Then each runs the configured Python on the layer's architecture, traced
+        assert properties["Runtime"] == AWS_CONFIG.python_version
+        assert properties["Architectures"] == ["x86_64"]
+        assert properties["TracingConfig"] == {"Mode": "Active"}
+
+
+def test_powertools_layer_comes_from_the_public_ssm_parameter(synthesized: Synthesized) -> None:
+    # Given the functions' layers and the template's parameters
+    expected = f"/aws/service/powertools/python/x86_64/{AWS_CONFIG.python_version}/{AWS_CONFIG.powertools_version}"
+    assert powertools_layer_parameter(AWS_CONFIG) == expected
+
+    for _, properties in functions_by_handler(synthesized.resources).values():
+        # When each function's only layer is followed to its parameter
+        ((layer,),) = [properties["Layers"]]
+        parameter = synthesized.parameters[layer["Ref"]]
+
+        # Then it is resolved by CloudFormation from the SSM parameter of this Powertools/Python version
+        assert parameter == {"Type": "AWS::SSM::Parameter::Value<String>", "Default": expected}
+
+
+def test_every_function_gets_the_settings_and_powertools_environment(resources: Resources) -> None:
+    # Given the resources the settings name
+    (jobs_id, _), (stats_id, _) = jobs_and_stats_tables(resources)
+    (queue_id, _), (dlq_id, _) = main_queue_and_dlq(resources)
+    expected = {
+        **AWS_CONFIG.settings().to_env(),
+        "JOBS_JOBS_TABLE": {"Ref": jobs_id},
+        "JOBS_STATS_TABLE": {"Ref": stats_id},
+        "JOBS_QUEUE_URL": {"Ref": queue_id},
+        "JOBS_DLQ_URL": {"Ref": dlq_id},
+        "POWERTOOLS_SERVICE_NAME": AWS_CONFIG.service_name,
+        "POWERTOOLS_METRICS_NAMESPACE": AWS_CONFIG.metrics_namespace,
+        "LOG_LEVEL": "INFO",
+    }
+    for _, properties in functions_by_handler(resources).values():
+        # Then each function's environment is exactly that
+        assert properties["Environment"]["Variables"] == expected
+
+
+def test_environment_round_trips_through_settings() -> None:
+    # Given the environment built for the functions (with plain names instead of tokens)
+    env = service_environment(AWS_CONFIG, jobs_table="j", stats_table="s", queue_url="q", dlq_url="d")
+
+    # When the functions read it
+    settings = Settings.from_env(env)
+
+    # Then they see the configured values and the generated names
+    assert settings == replace(AWS_CONFIG.settings(queue_url="q", dlq_url="d"), jobs_table="j", stats_table="s")
+
+
+def test_switching_tracing_off_tells_the_handlers() -> None:
+    # Given tracing switched off in the config
+    env = service_environment(
+        replace(AWS_CONFIG, tracing_enabled=False), jobs_table="j", stats_table="s", queue_url="q", dlq_url="d"
+    )
+    # Then Powertools' tracer is disabled too
+    assert env["POWERTOOLS_TRACE_DISABLED"] == "true"
+
+
+def test_code_asset_holds_the_functions_package_only(synthesized: Synthesized) -> None:
+    # Given the one code asset all functions share
+    keys = {p["Code"]["S3Key"] for _, p in functions_by_handler(synthesized.resources).values()}
+    assert len(keys) == 1
+    asset_dir = synthesized.assembly_dir / ("asset." + keys.pop().removesuffix(".zip"))
+
+    # When its files are listed
+    files = {p.relative_to(asset_dir).as_posix() for p in asset_dir.rglob("*") if p.is_file()}
+    sources = {
+        p.relative_to(REPO_ROOT).as_posix()
+        for p in (REPO_ROOT / "functions").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    }
+
+    # Then it is exactly the functions package, without caches, with the handlers in it
+    assert files == sources
+    assert all(f.startswith("functions/") for f in files)
+    assert {"functions/handlers/api.py", "functions/handlers/consumer.py", "functions/handlers/sweeper.py"} <= files
+
+
+def test_asset_patterns_keep_the_package_and_drop_caches_and_everything_else(tmp_path: Path) -> None:
+    # Given a repository-like tree with caches inside the package and other top-level files and folders
+    repo, staged = tmp_path / "repo", tmp_path / "staged"
+    for name in (
+        "functions/__init__.py",
+        "functions/handlers/api.py",
+        "functions/handlers/__pycache__/api.cpython-311.pyc",
+        "functions/logic/stray.pyc",
+        ".venv/lib/site.py",
+        "node_modules/aws-cdk/index.js",
+        "tests/unit/test_x.py",
+        "local/functions/shadow.py",
+        "app.py",
+        "README.md",
+    ):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text("x")
+
+    # When CDK stages it with the stack's asset patterns
+    FileSystem.copy_directory(str(repo), str(staged), CopyOptions(exclude=ASSET_EXCLUDE, ignore_mode=ASSET_IGNORE_MODE))
+
+    # Then only the package's sources are left
+    files = {p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()}
+    assert files == {"functions/__init__.py", "functions/handlers/api.py"}
+
+
+def test_no_statement_allows_a_wildcard_action(resources: Resources) -> None:
+    # Given every statement of every identity and resource policy
+    offending = []
+    for logical_id, statement in policy_statements(resources):
+        # Deny statements are exempt: the SSL-only queue policies deny "sqs:*", the safe direction.
+        if statement["Effect"] == "Deny":
+            continue
+        # The KMS default key statement (the account root, "kms:*") only delegates access to IAM policies,
+        # which are checked here; it grants nothing by itself.
+        if resources[logical_id]["Type"] == "AWS::KMS::Key" and "AWS" in statement.get("Principal", {}):
+            assert render(statement["Principal"]["AWS"]).endswith(":root")
+            continue
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        offending += [(logical_id, action) for action in actions if "*" in action]
+
+    # Then no Allow names "*" or a service-wide wildcard such as "dynamodb:*"
+    assert offending == []
+
+
+def test_function_roles_are_not_shared_with_other_resources(resources: Resources) -> None:
+    # Given the functions' roles and every role-using policy
+    roles = {role_of(p) for _, p in functions_by_handler(resources).values()}
+    # Then each function role has exactly one policy, its own default policy
+    for role in roles:
+        attached = [
+            logical_id
+            for logical_id, policy in of_type(resources, "AWS::IAM::Policy").items()
+            if {"Ref": role} in policy["Properties"]["Roles"]
+        ]
+        assert len(attached) == 1
+        assert resources[attached[0]]["Properties"]["Roles"] == [{"Ref": role}]

@@ -1,0 +1,54 @@
+"""The sweeper: its schedule and its permissions."""
+
+from __future__ import annotations
+
+from infra.config import AWS_CONFIG
+from infra.constructs.sweeper import SWEEPER_HANDLER
+from tests.infrastructure.template_utils import (
+    Resources,
+    arn,
+    functions_by_handler,
+    jobs_and_stats_tables,
+    main_queue_and_dlq,
+    only,
+    permissions_for,
+    role_of,
+    role_permissions,
+)
+
+
+def test_sweeper_runs_every_minute_without_retries(resources: Resources) -> None:
+    # Given the schedule rule and the sweeper function
+    sweeper_id, sweeper = functions_by_handler(resources)[SWEEPER_HANDLER]
+    _, rule = only(resources, "AWS::Events::Rule")
+    (target,) = rule["Properties"]["Targets"]
+
+    # Then it invokes the sweeper at the configured rate, and a failed sweep is left to the next one
+    assert AWS_CONFIG.sweeper_interval_seconds == 60
+    assert rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
+    assert target["Arn"] == {"Fn::GetAtt": [sweeper_id, "Arn"]}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 0
+    assert sweeper["Timeout"] == AWS_CONFIG.sweeper_timeout_seconds
+
+
+def test_sweeper_queries_only_the_sweep_index_and_sends_to_the_main_queue(resources: Resources) -> None:
+    # Given the sweeper's role and the resources it works on
+    (jobs_id, _), (stats_id, _) = jobs_and_stats_tables(resources)
+    (queue_id, _), _ = main_queue_and_dlq(resources)
+    _, sweeper = functions_by_handler(resources)[SWEEPER_HANDLER]
+    jobs, stats = arn(jobs_id), arn(stats_id)
+
+    # When its permissions are listed
+    pairs = role_permissions(resources, role_of(sweeper))
+
+    # Then it may query the by-sweep index (not the table, not the other indexes) and rewrite job records
+    assert permissions_for(pairs, "dynamodb") == {
+        ("dynamodb:Query", jobs + "/index/by-sweep"),
+        ("dynamodb:GetItem", jobs),
+        ("dynamodb:PutItem", jobs),
+        ("dynamodb:UpdateItem", jobs),
+        ("dynamodb:ConditionCheckItem", jobs),
+        ("dynamodb:UpdateItem", stats),
+    }
+    # And send job messages to the main queue only
+    assert permissions_for(pairs, "sqs") == {("sqs:SendMessage", arn(queue_id))}
