@@ -11,7 +11,9 @@ from functions.models.errors import StorageError
 from functions.models.job import JobMessage
 
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds limit
-MAX_VISIBILITY_SECONDS = 43_200  # SQS visibility timeout limit (12 h)
+# SQS caps visibility at 12 h counted from when the message was received; a received message may have waited for
+# up to a Lambda timeout (15 min at most) before it is deferred, so stay that far below the cap.
+MAX_VISIBILITY_SECONDS = 43_200 - 900
 
 
 class JobQueue(Protocol):

@@ -82,10 +82,16 @@ def parse_message_request(body: Any) -> JobSpec:
     """POST /enqueue (the task-queue seed): {"message": "..."} becomes a ``message`` job."""
     if not isinstance(body, dict):
         raise InvalidBody("the body must be a JSON object")
+    error = "'message' must be a string of 1 to 500 characters (after trimming)"
     message = body.get("message")
-    if not isinstance(message, str) or not 1 <= len(message.strip()) <= 500:
-        raise InvalidMessage("'message' must be a string of 1 to 500 characters (after trimming)")
-    return JobSpec(type="message", payload={"message": message.strip()})
+    if not isinstance(message, str):
+        raise InvalidMessage(error)
+    try:
+        # The same model the consumer applies, so what is accepted here is what can run.
+        payload = get_job_type("message").parse_payload({"message": message})
+    except InvalidPayload as exc:
+        raise InvalidMessage(error, details=exc.details) from exc
+    return JobSpec(type="message", payload=payload.model_dump(mode="json"))
 
 
 def enqueue(
