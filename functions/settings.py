@@ -30,6 +30,17 @@ class Settings:
     # Scheduled jobs are handed to SQS (DelaySeconds) once they are due within this window (SQS max is 900).
     release_ahead_seconds: int = 900
     default_lease_seconds: int = 60
+    # Job catalogue (files, imports, email, AI providers).
+    files_bucket: str = "jobs-files"
+    imports_table: str = "job-imports"
+    email_sender: str = "jobs@example.com"
+    # Where presigned URLs point: empty on AWS (the SDK's own endpoint); the moto server's URL locally.
+    s3_public_endpoint: str = ""
+    # Outbound HTTP from jobs (webhook, fetch, crawl) refuses private/loopback addresses unless this is on
+    # (local runs and tests talk to servers on 127.0.0.1).
+    allow_private_network: bool = False
+    # "bedrock" on AWS; "local" runs a local provider (moto cannot serve Bedrock).
+    ai_provider: str = "bedrock"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -40,7 +51,10 @@ class Settings:
             if raw is None:
                 continue
             default = getattr(cls, field.name)
-            values[field.name] = type(default)(raw)
+            if isinstance(default, bool):
+                values[field.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+            else:
+                values[field.name] = type(default)(raw)
         return cls(**values)  # type: ignore[arg-type]
 
     def to_env(self) -> dict[str, str]:

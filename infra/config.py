@@ -61,6 +61,12 @@ class ServiceConfig:
     log_retention_days: int = 30
     tracing_enabled: bool = True
     queue_age_alarm_seconds: int = 900
+    # Job catalogue: files bucket, the batch-import table, the SES sender, the AI provider.
+    files_bucket: str = "jobs-files"
+    imports_table: str = "job-imports"
+    email_sender: str = "jobs@example.com"
+    ai_provider: str = "bedrock"
+    allow_private_network: bool = False
 
     @property
     def queue_visibility_timeout_seconds(self) -> int:
@@ -86,6 +92,11 @@ class ServiceConfig:
             pending_grace_seconds=self.pending_grace_seconds,
             release_ahead_seconds=self.release_ahead_seconds,
             default_lease_seconds=self.consumer.timeout_seconds,
+            files_bucket=self.files_bucket,
+            imports_table=self.imports_table,
+            email_sender=self.email_sender,
+            ai_provider=self.ai_provider,
+            allow_private_network=self.allow_private_network,
         )
 
 
@@ -107,4 +118,7 @@ def local_config() -> ServiceConfig:
         backoff_base_seconds=float(env.get("JOBS_LOCAL_BACKOFF_BASE", "1")),
         backoff_cap_seconds=float(env.get("JOBS_LOCAL_BACKOFF_CAP", "4")),
         pending_grace_seconds=int(env.get("JOBS_LOCAL_PENDING_GRACE", "10")),
+        # moto cannot serve Bedrock; jobs may call servers on this machine.
+        ai_provider="local",
+        allow_private_network=True,
     )

@@ -85,6 +85,18 @@ def create_resources(config: ServiceConfig) -> LocalResources:
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
     )
+    ddb.create_table(
+        TableName=config.imports_table,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+    )
+    boto3.client("s3").create_bucket(Bucket=config.files_bucket)
+    # SES only sends from verified identities, locally as on AWS.
+    boto3.client("ses").verify_email_identity(EmailAddress=config.email_sender)
     sqs = boto3.client("sqs")
     retention = str(config.queue.retention_days * 86400)
     dlq_url = sqs.create_queue(QueueName=config.queue.dlq_name, Attributes={"MessageRetentionPeriod": retention})[

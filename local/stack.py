@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from infra.config import ServiceConfig, local_config
@@ -61,6 +61,9 @@ class LocalStack:
 
     def _configure_functions(self, resources: LocalResources) -> None:
         settings = self.config.settings(queue_url=resources.queue_url, dlq_url=resources.dlq_url)
+        if self.moto_port:
+            # Presigned URLs must point where a browser or curl can reach the local S3: the moto server.
+            settings = replace(settings, s3_public_endpoint=f"http://127.0.0.1:{self.moto_port}")
         os.environ.update(settings.to_env())
         os.environ.update(
             {

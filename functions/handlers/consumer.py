@@ -29,6 +29,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> str:
         clock=system_clock,
         settings=ConsumerSettings(rt.settings.backoff_base_seconds, rt.settings.backoff_cap_seconds),
         events=emit,
+        job_settings=rt.settings,
     )
     remaining_ms = (
         lambda_context.get_remaining_time_in_millis() if lambda_context else rt.settings.default_lease_seconds * 1000

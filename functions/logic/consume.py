@@ -14,7 +14,7 @@ import json
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -28,6 +28,7 @@ from functions.logic.clock import Clock, iso, parse_iso_ms
 from functions.logic.job_types import JobContext, get_job_type
 from functions.models.errors import ApiError, ConcurrentUpdate, JobFailure, JobsError
 from functions.models.job import HistoryEntry, Job, JobMessage, JobStatus
+from functions.settings import Settings
 
 logger = Logger(child=True)
 
@@ -70,6 +71,8 @@ class MessageConsumer:
     settings: ConsumerSettings
     events: EventSink = _no_events
     rng: random.Random | None = None
+    # Handed to job handlers through their context (bucket names, network policy, providers).
+    job_settings: Settings = field(default_factory=Settings)
 
     def handle(self, body: str, source_arn: str, receipt_handle: str, remaining_ms: int) -> Outcome:
         try:
@@ -201,7 +204,12 @@ class MessageConsumer:
         except ApiError as exc:
             raise _Permanent(f"cannot run this job: {exc.message}") from exc
         context = JobContext(
-            job_id=job.id, tenant=job.tenant, attempt=job.attempts, max_attempts=job.max_attempts, logger=logger
+            job_id=job.id,
+            tenant=job.tenant,
+            attempt=job.attempts,
+            max_attempts=job.max_attempts,
+            logger=logger,
+            settings=self.job_settings,
         )
         result = job_type.handler(payload, context)
         try:

@@ -24,6 +24,12 @@ def test_settings_round_trip_through_the_environment() -> None:
         pending_grace_seconds=9,
         release_ahead_seconds=30,
         default_lease_seconds=15,
+        files_bucket="files",
+        imports_table="imports",
+        email_sender="ops@example.org",
+        s3_public_endpoint="http://127.0.0.1:4566",
+        allow_private_network=True,
+        ai_provider="local",
     )
     assert all(getattr(custom, f.name) != f.default for f in dataclasses.fields(Settings))
     # When they are written to the environment and read back

@@ -11,23 +11,43 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from functions.models.errors import InvalidPayload, InvalidType
+from functions.settings import Settings
+
+
+def _default_client(service: str) -> Any:
+    from functions.dal.clients import client
+
+    return client(service)
+
 
 PayloadT = TypeVar("PayloadT", bound=BaseModel)
 
 
+def _no_progress(percent: float, message: str = "") -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class JobContext:
+    """What a job handler gets besides its payload."""
+
     job_id: str
     tenant: str
     attempt: int
     max_attempts: int
     logger: logging.Logger | Any
+    # The functions' settings (bucket and table names, sender, provider, network policy).
+    settings: Settings = field(default_factory=Settings)
+    # boto3 clients by service name, created once per container: ``ctx.client("s3")``.
+    client: Callable[[str], Any] = _default_client
+    # Progress (0-100, short message); recorded on the job by the flow-control work, a no-op until then.
+    report_progress: Callable[..., None] = _no_progress
 
 
 @dataclass(frozen=True)
