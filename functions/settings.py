@@ -36,11 +36,24 @@ class Settings:
     email_sender: str = "jobs@example.com"
     # Where presigned URLs point: empty on AWS (the SDK's own endpoint); the moto server's URL locally.
     s3_public_endpoint: str = ""
-    # Outbound HTTP from jobs (webhook, fetch, crawl) refuses private/loopback addresses unless this is on
-    # (local runs and tests talk to servers on 127.0.0.1).
-    allow_private_network: bool = False
+    # Outbound HTTP from jobs (webhook, fetch, crawl) refuses loopback/private/link-local/multicast/reserved
+    # addresses, after DNS and on every redirect, except these comma-separated CIDRs (make run and tests: loopback).
+    outbound_allowlist: str = ""
+    http_timeout_seconds: float = 10.0
+    fetch_max_bytes: int = 10 * 1024 * 1024
+    crawl_delay_seconds: float = 1.0
+    crawl_max_page_bytes: int = 2 * 1024 * 1024
+    webhook_secret_prefix: str = "jobs/webhook-signing/"
+    # Files: uploads, results, and payloads too large for a DynamoDB item / SQS message.
+    upload_max_bytes: int = 10 * 1024 * 1024
+    presign_expiry_seconds: int = 900
+    payload_inline_max_bytes: int = 256 * 1024
+    payload_max_bytes: int = 5 * 1024 * 1024
+    image_max_pixels: int = 40_000_000
     # "bedrock" on AWS; "local" runs a local provider (moto cannot serve Bedrock).
     ai_provider: str = "bedrock"
+    bedrock_embedding_model: str = "amazon.titan-embed-text-v2:0"
+    bedrock_text_model: str = "amazon.nova-lite-v1:0"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

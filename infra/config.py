@@ -66,7 +66,8 @@ class ServiceConfig:
     imports_table: str = "job-imports"
     email_sender: str = "jobs@example.com"
     ai_provider: str = "bedrock"
-    allow_private_network: bool = False
+    outbound_allowlist: str = ""
+    crawl_delay_seconds: float = 1.0
 
     @property
     def queue_visibility_timeout_seconds(self) -> int:
@@ -96,7 +97,8 @@ class ServiceConfig:
             imports_table=self.imports_table,
             email_sender=self.email_sender,
             ai_provider=self.ai_provider,
-            allow_private_network=self.allow_private_network,
+            outbound_allowlist=self.outbound_allowlist,
+            crawl_delay_seconds=self.crawl_delay_seconds,
         )
 
 
@@ -118,7 +120,8 @@ def local_config() -> ServiceConfig:
         backoff_base_seconds=float(env.get("JOBS_LOCAL_BACKOFF_BASE", "1")),
         backoff_cap_seconds=float(env.get("JOBS_LOCAL_BACKOFF_CAP", "4")),
         pending_grace_seconds=int(env.get("JOBS_LOCAL_PENDING_GRACE", "10")),
-        # moto cannot serve Bedrock; jobs may call servers on this machine.
+        # moto cannot serve Bedrock; jobs may call servers on this machine (tests' loopback servers).
         ai_provider="local",
-        allow_private_network=True,
+        outbound_allowlist=env.get("JOBS_LOCAL_OUTBOUND_ALLOWLIST", "127.0.0.0/8,::1/128"),
+        crawl_delay_seconds=float(env.get("JOBS_LOCAL_CRAWL_DELAY", "0")),
     )

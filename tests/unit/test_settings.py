@@ -28,8 +28,22 @@ def test_settings_round_trip_through_the_environment() -> None:
         imports_table="imports",
         email_sender="ops@example.org",
         s3_public_endpoint="http://127.0.0.1:4566",
-        allow_private_network=True,
         ai_provider="local",
+        **{
+            "outbound_allowlist": "127.0.0.0/8",
+            "http_timeout_seconds": 3.0,
+            "fetch_max_bytes": 1,
+            "crawl_delay_seconds": 0.0,
+            "crawl_max_page_bytes": 2,
+            "webhook_secret_prefix": "p/",
+            "upload_max_bytes": 3,
+            "presign_expiry_seconds": 60,
+            "payload_inline_max_bytes": 4,
+            "payload_max_bytes": 5,
+            "image_max_pixels": 6,
+            "bedrock_embedding_model": "m1",
+            "bedrock_text_model": "m2",
+        },
     )
     assert all(getattr(custom, f.name) != f.default for f in dataclasses.fields(Settings))
     # When they are written to the environment and read back
