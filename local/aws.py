@@ -7,8 +7,12 @@ tables and keys the handlers use.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +39,35 @@ def fake_credentials() -> None:
     os.environ.pop("AWS_PROFILE", None)
 
 
+_DYNAMODB_LOCK = threading.RLock()
+
+
+def serialize_dynamodb() -> None:
+    """Make moto's DynamoDB apply one request at a time, as DynamoDB itself is atomic per request.
+
+    moto is not thread-safe there: a cancelled TransactWriteItems restores a copy of the tables taken when it began,
+    wiping writes other threads made meanwhile. The local stack runs the API, several consumers and the sweeper in
+    threads, so every backend call takes one lock (requests from the moto server thread included).
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    if getattr(DynamoDBBackend, "_jobs_serialized", False):
+        return
+    for name, method in inspect.getmembers(DynamoDBBackend, inspect.isfunction):
+        if not name.startswith("_"):
+            setattr(DynamoDBBackend, name, _locked(method))
+    DynamoDBBackend._jobs_serialized = True  # type: ignore[attr-defined]
+
+
+def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with _DYNAMODB_LOCK:
+            return method(*args, **kwargs)
+
+    return call
+
+
 class LocalAws:
     def __init__(self, server_port: int | None) -> None:
         self._mock = mock_aws()
@@ -43,6 +76,7 @@ class LocalAws:
     def start(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         fake_credentials()
+        serialize_dynamodb()
         self._mock.start()
         if self._server:
             self._server.start()

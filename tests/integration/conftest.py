@@ -1,0 +1,77 @@
+"""Integration fixtures: a fresh moto account per test, with the resources the local stack creates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from functions.dal.clients import client
+from functions.handlers import consumer as consumer_handler
+from functions.handlers import runtime
+from infra.config import local_config
+from local.aws import create_api_keys, create_resources
+from local.event_source import SqsEventSource
+from tests.integration.harness import (
+    CONSUMER_TIMEOUT_SECONDS,
+    TENANT_A,
+    TENANT_A_KEY,
+    TENANT_B,
+    TENANT_B_KEY,
+    Service,
+)
+
+
+@pytest.fixture
+def service(monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
+    runtime.reset()
+    # Keeping boto3's default session across tests keeps its parsed service models: ~0.2 s less per test.
+    with mock_aws(config={"core": {"reset_boto3_session": False}}):
+        config = local_config()
+        resources = create_resources(config)
+        create_api_keys({TENANT_A_KEY: TENANT_A, TENANT_B_KEY: TENANT_B})
+        settings = config.settings(queue_url=resources.queue_url, dlq_url=resources.dlq_url)
+        for name, value in settings.to_env().items():
+            monkeypatch.setenv(name, value)
+        runtime.reset()
+
+        apigateway = boto3.client("apigateway")
+        keys = apigateway.get_api_keys(includeValues=True)["items"]
+        key_ids = {key["tags"]["tenant"]: key["id"] for key in keys}
+        key_values = {key["id"]: key["value"] for key in keys}
+        records = SqsEventSource(
+            consumer_handler.handler,
+            resources.queue_url,
+            resources.queue_arn,
+            batch_size=10,
+            batching_window_seconds=0,
+            concurrency=0,
+            timeout_seconds=CONSUMER_TIMEOUT_SECONDS,
+        )
+        svc = Service(
+            config=config,
+            settings=settings,
+            queue_url=resources.queue_url,
+            queue_arn=resources.queue_arn,
+            dlq_url=resources.dlq_url,
+            dlq_arn=resources.dlq_arn,
+            sqs=boto3.client("sqs"),
+            dynamodb=boto3.client("dynamodb"),
+            apigateway=apigateway,
+            key_ids=key_ids,
+            key_values=key_values,
+            records=records,
+        )
+
+        # Every SendMessage the functions make (the runtime reuses this very client), with its parameters.
+        def record_send(params: dict[str, Any], **_: Any) -> None:
+            svc.sent.append(dict(params))
+
+        client("sqs").meta.events.register("provide-client-params.sqs.SendMessage", record_send)
+        try:
+            yield svc
+        finally:
+            runtime.reset()
