@@ -9,7 +9,9 @@ from constructs import Construct
 
 from infra.config import AWS_CONFIG, ServiceConfig
 from infra.constructs.api import JobsApi
+from infra.constructs.files import FilesBucket
 from infra.constructs.function import FunctionRuntime
+from infra.constructs.job_layer import JobDependenciesLayer
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.queue_consumer import JobQueueConsumer
 from infra.constructs.sweeper import Sweeper
@@ -25,7 +27,17 @@ class ServiceStack(Stack):
 
         runtime = FunctionRuntime(self, "FunctionRuntime", config=config)
         self.tables = JobsTables(self, "Tables")
-        self.queue = JobQueueConsumer(self, "JobQueue", config=config, runtime=runtime, tables=self.tables)
+        self.files = FilesBucket(self, "Files")
+        self.job_layer = JobDependenciesLayer(self, "JobDependencies", config=config)
+        self.queue = JobQueueConsumer(
+            self,
+            "JobQueue",
+            config=config,
+            runtime=runtime,
+            tables=self.tables,
+            files=self.files,
+            job_layer=self.job_layer.layer,
+        )
         self.sweeper = Sweeper(
             self,
             "Sweeper",
@@ -42,6 +54,7 @@ class ServiceStack(Stack):
             runtime=runtime,
             tables=self.tables,
             queue=self.queue.queue,
+            files=self.files,
             environment=self.queue.environment,
         )
         self.monitoring = Monitoring(self, "Monitoring", config=config, queue=self.queue.queue, dlq=self.queue.dlq)
@@ -57,4 +70,6 @@ class ServiceStack(Stack):
         CfnOutput(self, "DlqUrl", value=self.queue.dlq.queue_url)
         CfnOutput(self, "JobsTableName", value=self.tables.jobs.table_name)
         CfnOutput(self, "StatsTableName", value=self.tables.stats.table_name)
+        CfnOutput(self, "ImportsTableName", value=self.tables.imports.table_name)
+        CfnOutput(self, "FilesBucketName", value=self.files.bucket.bucket_name)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)

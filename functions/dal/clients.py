@@ -15,3 +15,16 @@ _CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeou
 @cache
 def client(service: str) -> Any:
     return boto3.client(service, config=_CONFIG)
+
+
+@cache
+def s3_presigner(public_endpoint: str = "") -> Any:
+    """The S3 client that signs URLs for callers: SigV4 (required for signed Content-Length), at ``public_endpoint``
+    when set (the local moto server: path-style, as ``<bucket>.127.0.0.1`` resolves nowhere), else the SDK's own."""
+    if not public_endpoint:
+        return boto3.client("s3", config=_CONFIG.merge(Config(signature_version="s3v4")))
+    return boto3.client(
+        "s3",
+        endpoint_url=public_endpoint,
+        config=_CONFIG.merge(Config(signature_version="s3v4", s3={"addressing_style": "path"})),
+    )

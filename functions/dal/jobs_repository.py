@@ -252,6 +252,8 @@ class DynamoJobsRepository:
                 item[name] = {"S": value}
         if job.result is not None:
             item["resultJson"] = {"S": json.dumps(job.result, separators=(",", ":"))}
+        if job.payload_ref is not None:
+            item["payloadRef"] = {"S": job.payload_ref}
         if job.lease_until_ms is not None:
             item["leaseUntil"] = {"N": str(job.lease_until_ms)}
         if job.next_attempt_at_ms is not None:
@@ -291,6 +293,7 @@ class DynamoJobsRepository:
             lease_until_ms=number("leaseUntil"),
             next_attempt_at_ms=number("nextAttemptAt"),
             sweep_at=text("sweepAt"),
+            payload_ref=text("payloadRef"),
         )
 
 

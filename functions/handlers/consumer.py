@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.handlers.runtime import emit, logger, metrics, runtime, traced
+from functions.handlers.runtime import emit, files, logger, metrics, runtime, traced
 from functions.logic.clock import system_clock
 from functions.logic.consume import ConsumerSettings, MessageConsumer
 
@@ -30,6 +30,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> str:
         settings=ConsumerSettings(rt.settings.backoff_base_seconds, rt.settings.backoff_cap_seconds),
         events=emit,
         job_settings=rt.settings,
+        files=files,
     )
     remaining_ms = (
         lambda_context.get_remaining_time_in_millis() if lambda_context else rt.settings.default_lease_seconds * 1000

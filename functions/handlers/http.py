@@ -9,7 +9,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 
-from functions.handlers.runtime import logger, tenants
+from functions.handlers.runtime import logger, runtime, tenants
 from functions.models.errors import (
     ApiError,
     ConcurrentUpdate,
@@ -19,8 +19,10 @@ from functions.models.errors import (
     PayloadTooLarge,
     StorageError,
 )
+from functions.settings import Settings
 
-MAX_BODY_BYTES = 256 * 1024
+# The default body limit (5 MiB); the function applies its setting ``payload_max_bytes``.
+MAX_BODY_BYTES = Settings.payload_max_bytes
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
@@ -40,8 +42,10 @@ def read_json_body(app: APIGatewayRestResolver) -> Any:
             data = base64.b64decode(raw, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise InvalidBody("the body is not valid base64") from exc
-    if len(data) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"the body is {len(data)} bytes; the limit is {MAX_BODY_BYTES}")
+    # Bodies up to this size are accepted; payloads too large for a DynamoDB item are kept in S3 (payloads.py).
+    max_bytes = runtime().settings.payload_max_bytes
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"the body is {len(data)} bytes; the limit is {max_bytes}")
     if not data.strip():
         raise InvalidBody("the body must be a JSON object")
     try:

@@ -11,7 +11,8 @@ from typing import Any, TypeVar, cast
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from functions.dal.clients import client
+from functions.dal.clients import client, s3_presigner
+from functions.dal.files import S3FileStore
 from functions.dal.job_queue import SqsJobQueue
 from functions.dal.jobs_repository import DynamoJobsRepository
 from functions.dal.tenants import ApiKeyTagTenants
@@ -66,8 +67,17 @@ def tenants() -> ApiKeyTagTenants:
     return ApiKeyTagTenants(client("apigateway"))
 
 
+@lru_cache(maxsize=1)
+def files() -> S3FileStore:
+    # Built on first use: only uploads, results and offloaded payloads need S3.
+    settings = runtime().settings
+    return S3FileStore(client("s3"), settings.files_bucket, presigner=lambda: s3_presigner(settings.s3_public_endpoint))
+
+
 def reset() -> None:
     """Forget every cached client and setting (tests and the local stack call this after changing the env)."""
     runtime.cache_clear()
     tenants.cache_clear()
+    files.cache_clear()
     client.cache_clear()
+    s3_presigner.cache_clear()

@@ -21,12 +21,14 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from pydantic import ValidationError
 
+from functions.dal.files import FileStore
 from functions.dal.job_queue import JobQueue
 from functions.dal.jobs_repository import JobsRepository
 from functions.logic.backoff import backoff_seconds
 from functions.logic.clock import Clock, iso, parse_iso_ms
 from functions.logic.job_types import JobContext, get_job_type
-from functions.models.errors import ApiError, ConcurrentUpdate, JobFailure, JobsError
+from functions.logic.payloads import full_payload
+from functions.models.errors import ApiError, ConcurrentUpdate, FileNotFound, JobFailure, JobsError
 from functions.models.job import HistoryEntry, Job, JobMessage, JobStatus
 from functions.settings import Settings
 
@@ -73,6 +75,8 @@ class MessageConsumer:
     rng: random.Random | None = None
     # Handed to job handlers through their context (bucket names, network policy, providers).
     job_settings: Settings = field(default_factory=Settings)
+    # Where offloaded payloads are read from, built on first use (most jobs never touch S3).
+    files: Callable[[], FileStore] | None = None
 
     def handle(self, body: str, source_arn: str, receipt_handle: str, remaining_ms: int) -> Outcome:
         try:
@@ -199,8 +203,13 @@ class MessageConsumer:
 
     def _execute(self, job: Job) -> Any:
         try:
+            data = full_payload(job, self.files() if self.files and job.payload_ref else None)
+        except FileNotFound as exc:
+            # No retry brings a deleted object back; any other S3 error is retried like any failure.
+            raise _Permanent(f"cannot run this job: its payload is gone ({exc})") from exc
+        try:
             job_type = get_job_type(job.type)
-            payload = job_type.parse_payload(job.payload)
+            payload = job_type.parse_payload(data)
         except ApiError as exc:
             raise _Permanent(f"cannot run this job: {exc.message}") from exc
         context = JobContext(

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from functions.dal.files import FileStore
 from functions.dal.job_queue import MAX_DELAY_SECONDS, JobQueue
 from functions.dal.jobs_repository import JobsRepository
 from functions.logic.clock import Clock, iso
 from functions.logic.job_types import get_job_type
+from functions.logic.payloads import offload_if_large
 from functions.models.errors import InvalidBody, InvalidMessage, InvalidOption, InvalidPayload, StorageError
 from functions.models.job import HistoryEntry, Job, JobMessage, JobStatus
 
@@ -40,6 +43,8 @@ class JobSpec:
 class EnqueueSettings:
     pending_grace_seconds: int
     release_ahead_seconds: int
+    # A payload whose JSON is larger goes to the files bucket; the record keeps a pointer (see payloads.py).
+    payload_inline_max_bytes: int = 256 * 1024
 
 
 def parse_job_spec(body: Any, now_ms: int) -> JobSpec:
@@ -95,7 +100,13 @@ def parse_message_request(body: Any) -> JobSpec:
 
 
 def enqueue(
-    spec: JobSpec, tenant: str, repo: JobsRepository, queue: JobQueue, clock: Clock, settings: EnqueueSettings
+    spec: JobSpec,
+    tenant: str,
+    repo: JobsRepository,
+    queue: JobQueue,
+    clock: Clock,
+    settings: EnqueueSettings,
+    files: Callable[[], FileStore] | None = None,
 ) -> Job:
     now = clock()
     job_id = str(uuid.uuid4())
@@ -126,10 +137,12 @@ def enqueue(
         history=(HistoryEntry(status=status, at=iso(now)),),
         sweep_at=iso(sweep_at_ms),
     )
-    repo.create(job)
+    stored = offload_if_large(job, files, settings.payload_inline_max_bytes)
+    repo.create(stored)
     if send_now:
-        send_or_leave_to_sweeper(queue, job, delay_seconds=_ceil_seconds(delay_ms))
-    return job
+        send_or_leave_to_sweeper(queue, stored, delay_seconds=_ceil_seconds(delay_ms))
+    # The caller sees the payload it sent, whichever way it is stored.
+    return stored.model_copy(update={"payload": job.payload})
 
 
 def send_or_leave_to_sweeper(queue: JobQueue, job: Job, delay_seconds: int = 0) -> None:

@@ -49,6 +49,10 @@ class InvalidQuery(ApiError):
     code = "INVALID_QUERY"
 
 
+class InvalidUpload(ApiError):
+    code = "INVALID_UPLOAD"
+
+
 class PayloadTooLarge(ApiError):
     status_code = 413
     code = "PAYLOAD_TOO_LARGE"
@@ -78,7 +82,11 @@ class Unavailable(ApiError):
 
 
 class StorageError(JobsError):
-    """DynamoDB or SQS failed for a reason that is not the caller's fault."""
+    """DynamoDB, SQS or S3 failed for a reason that is not the caller's fault."""
+
+
+class FileNotFound(StorageError):
+    """The named object is not in the files bucket (a caller's or a job's mistake, not an outage)."""
 
 
 class ConcurrentUpdate(JobsError):

@@ -67,6 +67,8 @@ class Job(BaseModel):
     # Set while the job waits for the sweeper: a scheduled job to be released, or a pending job whose message
     # must be re-sent if the consumer has not picked it up by then (closes the write-then-send gap).
     sweep_at: str | None = Field(default=None, exclude=True)
+    # Set when the payload is too large for the record: its key in the files bucket (``payload`` is a placeholder).
+    payload_ref: str | None = Field(default=None, exclude=True)
 
     def to_api(self) -> dict[str, Any]:
         body = self.model_dump(mode="json", by_alias=True)

@@ -12,7 +12,9 @@ from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from infra.config import ServiceConfig
+from infra.constructs.files import JOB_OUTPUTS, PAYLOADS, UPLOADS, FilesBucket
 from infra.constructs.function import FunctionRuntime, ServiceFunction, log_retention
+from infra.constructs.queue_consumer import object_finding
 from infra.constructs.tables import API_INDEXES, JobsTables
 
 API_HANDLER = "functions.handlers.api.handler"
@@ -68,6 +70,7 @@ class JobsApi(Construct):
         runtime: FunctionRuntime,
         tables: JobsTables,
         queue: sqs.IQueue,
+        files: FilesBucket,
         environment: dict[str, str],
     ) -> None:
         super().__init__(scope, construct_id)
@@ -81,7 +84,7 @@ class JobsApi(Construct):
             memory_mb=config.api_memory_mb,
             environment=environment,
         )
-        self._grant(tables, queue)
+        self._grant(tables, queue, files)
 
         self.access_logs = logs.LogGroup(
             self, "AccessLogs", retention=log_retention(config), removal_policy=RemovalPolicy.DESTROY
@@ -138,7 +141,7 @@ class JobsApi(Construct):
 
         self._suppress_findings()
 
-    def _grant(self, tables: JobsTables, queue: sqs.IQueue) -> None:
+    def _grant(self, tables: JobsTables, queue: sqs.IQueue, files: FilesBucket) -> None:
         fn = self.handler
         fn.allow(
             [
@@ -156,6 +159,10 @@ class JobsApi(Construct):
         fn.allow(["sqs:SendMessage"], [queue.queue_arn])
         # GetApiKey (without its value) to read the caller's tenant tag.
         fn.allow(["apigateway:GET"], [self.api_keys_arn()])
+        # A presigned URL acts with its signer's permissions: PUT for POST /uploads, GET for results (job outputs and
+        # the caller's uploads). Offloaded payloads are written at enqueue and read back for GET /jobs/{id}.
+        fn.allow(["s3:PutObject"], [files.objects(UPLOADS), files.objects(PAYLOADS)])
+        fn.allow(["s3:GetObject"], [files.objects(prefix) for prefix in (*JOB_OUTPUTS, UPLOADS, PAYLOADS)])
 
     @staticmethod
     def api_keys_arn() -> str:
@@ -170,7 +177,13 @@ class JobsApi(Construct):
                     reason="Any API key of the account may be a tenant's (keys are added after deployment), and "
                     "GetApiKey is only called without includeValue; the action is limited to apigateway:GET.",
                     applies_to=["Resource::arn:<AWS::Partition>:apigateway:<AWS::Region>::/apikeys/*"],
-                )
+                ),
+                NagPackSuppression(
+                    id="AwsSolutions-IAM5",
+                    reason="Uploads, job outputs and offloaded payloads are objects under fixed prefixes of the files "
+                    "bucket, one key per upload or job, unknown in advance; the function signs URLs for them.",
+                    applies_to=[object_finding(prefix) for prefix in (UPLOADS, PAYLOADS, *JOB_OUTPUTS)],
+                ),
             ],
             apply_to_children=True,
         )

@@ -1,4 +1,5 @@
-"""The DynamoDB tables: job records (with the indexes the API and the sweeper query) and per-tenant counters."""
+"""The DynamoDB tables: job records (with the indexes the API and the sweeper query), per-tenant counters, and the
+items the ``batch-import`` job writes."""
 
 from __future__ import annotations
 
@@ -41,14 +42,21 @@ class JobsTables(Construct):
                 projection_type=dynamodb.ProjectionType.ALL,
             )
         self.stats = self._table("Stats", removal_policy)
+        # batch-import: pk "<tenant>#<namespace>", sk the item's id, so a re-run overwrites instead of duplicating.
+        self.imports = self._table("Imports", removal_policy, sort_key=_string("sk"))
 
     def _table(
-        self, construct_id: str, removal_policy: RemovalPolicy, time_to_live_attribute: str | None = None
+        self,
+        construct_id: str,
+        removal_policy: RemovalPolicy,
+        time_to_live_attribute: str | None = None,
+        sort_key: dynamodb.Attribute | None = None,
     ) -> dynamodb.Table:
         return dynamodb.Table(
             self,
             construct_id,
             partition_key=_string("pk"),
+            sort_key=sort_key,
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(

@@ -238,10 +238,39 @@ def test_bad_input_gets_a_clear_error_never_a_500(
     assert payload["code"] == code and isinstance(payload["error"], str) and "Traceback" not in response.text
 
 
-def test_a_body_over_256_kib_is_refused_with_413(tenant: Client) -> None:
-    # Given
-    body = json.dumps({"type": "message", "payload": {"message": "x" * (256 * 1024)}})
+def test_a_body_over_5_mib_is_refused_with_413(tenant: Client) -> None:
+    # Given a body one byte over 5 MiB
+    skeleton = json.dumps({"type": "message", "payload": {"message": ""}})
+    body = skeleton.replace('""', '"' + "x" * (5 * 1024 * 1024 + 1 - len(skeleton)) + '"')
+    assert len(body) == 5 * 1024 * 1024 + 1
     # When
     response = tenant.request("POST", "/jobs", data=body)
     # Then
     assert response.status_code == 413 and response.json()["code"] == "PAYLOAD_TOO_LARGE"
+
+
+def test_a_300_kib_payload_is_accepted_and_its_handler_sees_all_of_it(stack: LocalStackProcess, tenant: Client) -> None:
+    from functions.logic.job_types import registered_types
+
+    if "batch-import" not in registered_types():
+        pytest.skip("needs the batch-import job type")
+    # Given a batch-import of 1,000 items of ~300 bytes each: a payload over the 256 KiB kept inline
+    items = [{"id": f"item-{n:04d}", "text": f"{n:04d}" * 70} for n in range(1000)]
+    payload = {"namespace": "big", "items": items}
+    assert len(json.dumps(payload)) > 300 * 1024
+    # When
+    job = tenant.enqueue({"type": "batch-import", "payload": payload})
+    done = tenant.wait_for(job["id"], FINAL)
+    # Then it completed having written every item, the last one whole
+    assert done["status"] == "completed", done
+    assert done["result"]["written"] == 1000
+    assert done["payload"] == payload  # GET /jobs/{id} returns the whole payload
+    keys = stack.aws("apigateway").get_api_keys(includeValues=True)["items"]
+    tenant_name = next(key["tags"]["tenant"] for key in keys if key.get("value") == tenant.key)
+    last = stack.aws("dynamodb").get_item(
+        TableName="job-imports", Key={"pk": {"S": f"{tenant_name}#big"}, "sk": {"S": "item-0999"}}
+    )["Item"]
+    assert json.loads(last["item"]["S"]) == items[-1]
+    # And a listing shows a placeholder for it, not 300 KiB
+    listed = tenant.get("/jobs?type=batch-import").json()["jobs"]
+    assert listed[0]["payload"] == {"$offloaded": True, "bytes": len(json.dumps(payload, separators=(",", ":")))}

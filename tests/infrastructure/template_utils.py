@@ -100,9 +100,27 @@ def jobs_and_stats_tables(resources: Resources) -> tuple[tuple[str, dict[str, An
     """(logical id, resource) of the jobs table (the one with indexes) and of the stats table."""
     found = of_type(resources, "AWS::DynamoDB::Table")
     jobs = [(k, t) for k, t in found.items() if "GlobalSecondaryIndexes" in t["Properties"]]
-    stats = [(k, t) for k, t in found.items() if "GlobalSecondaryIndexes" not in t["Properties"]]
+    stats = [
+        (k, t)
+        for k, t in found.items()
+        if "GlobalSecondaryIndexes" not in t["Properties"] and len(t["Properties"]["KeySchema"]) == 1
+    ]
     assert len(jobs) == 1 and len(stats) == 1, sorted(found)
     return jobs[0], stats[0]
+
+
+def imports_table(resources: Resources) -> tuple[str, dict[str, Any]]:
+    """(logical id, resource) of the batch-import table: the one with a sort key."""
+    found = [
+        (k, t) for k, t in of_type(resources, "AWS::DynamoDB::Table").items() if len(t["Properties"]["KeySchema"]) == 2
+    ]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def object_arns(bucket_id: str, *prefixes: str) -> set[str]:
+    """How ``render`` shows the ARNs of the objects under each prefix of a bucket."""
+    return {"${" + bucket_id + ".Arn}/" + prefix + "*" for prefix in prefixes}
 
 
 def main_queue_and_dlq(resources: Resources) -> tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]:

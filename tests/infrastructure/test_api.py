@@ -16,6 +16,7 @@ from tests.infrastructure.template_utils import (
     functions_by_handler,
     jobs_and_stats_tables,
     main_queue_and_dlq,
+    object_arns,
     of_type,
     only,
     permissions_for,
@@ -170,6 +171,18 @@ def test_api_function_permissions_are_the_ones_it_uses(resources: Resources) -> 
     assert permissions_for(pairs, "apigateway") == {
         ("apigateway:GET", "arn:${AWS::Partition}:apigateway:${AWS::Region}::/apikeys/*")
     }
+    # And sign uploads (PUT under uploads/), write offloaded payloads, and read what it presigns or loads back
+    (bucket_id, _) = only(resources, "AWS::S3::Bucket")
+    assert permissions_for(pairs, "s3") == {
+        *(("s3:PutObject", resource) for resource in object_arns(bucket_id, "uploads/", "payloads/")),
+        *(
+            ("s3:GetObject", resource)
+            for resource in object_arns(bucket_id, "processed/", "fetched/", "crawls/", "uploads/", "payloads/")
+        ),
+    }
+    # And nothing the jobs use
+    for service in ("ses", "bedrock", "secretsmanager"):
+        assert permissions_for(pairs, service) == set()
 
 
 def test_outputs_name_what_clients_and_operators_need(synthesized: Synthesized) -> None:

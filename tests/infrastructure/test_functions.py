@@ -24,9 +24,11 @@ from tests.infrastructure.conftest import REPO_ROOT, Synthesized
 from tests.infrastructure.template_utils import (
     Resources,
     functions_by_handler,
+    imports_table,
     jobs_and_stats_tables,
     main_queue_and_dlq,
     of_type,
+    only,
     policy_statements,
     render,
     role_of,
@@ -100,8 +102,8 @@ def test_powertools_layer_comes_from_the_public_ssm_parameter(synthesized: Synth
     assert powertools_layer_parameter(AWS_CONFIG) == expected
 
     for _, properties in functions_by_handler(synthesized.resources).values():
-        # When each function's only layer is followed to its parameter
-        ((layer,),) = [properties["Layers"]]
+        # When each function's first layer is followed to its parameter
+        layer = properties["Layers"][0]
         parameter = synthesized.parameters[layer["Ref"]]
 
         # Then it is resolved by CloudFormation from the SSM parameter of this Powertools/Python version
@@ -112,10 +114,14 @@ def test_every_function_gets_the_settings_and_powertools_environment(resources: 
     # Given the resources the settings name
     (jobs_id, _), (stats_id, _) = jobs_and_stats_tables(resources)
     (queue_id, _), (dlq_id, _) = main_queue_and_dlq(resources)
+    imports_id, _ = imports_table(resources)
+    bucket_id, _ = only(resources, "AWS::S3::Bucket")
     expected = {
         **AWS_CONFIG.settings().to_env(),
         "JOBS_JOBS_TABLE": {"Ref": jobs_id},
         "JOBS_STATS_TABLE": {"Ref": stats_id},
+        "JOBS_IMPORTS_TABLE": {"Ref": imports_id},
+        "JOBS_FILES_BUCKET": {"Ref": bucket_id},
         "JOBS_QUEUE_URL": {"Ref": queue_id},
         "JOBS_DLQ_URL": {"Ref": dlq_id},
         "POWERTOOLS_SERVICE_NAME": AWS_CONFIG.service_name,
@@ -129,19 +135,26 @@ def test_every_function_gets_the_settings_and_powertools_environment(resources: 
 
 def test_environment_round_trips_through_settings() -> None:
     # Given the environment built for the functions (with plain names instead of tokens)
-    env = service_environment(AWS_CONFIG, jobs_table="j", stats_table="s", queue_url="q", dlq_url="d")
+    names = {"jobs_table": "j", "stats_table": "s", "files_bucket": "b", "imports_table": "i"}
+    env = service_environment(AWS_CONFIG, queue_url="q", dlq_url="d", **names)
 
     # When the functions read it
     settings = Settings.from_env(env)
 
     # Then they see the configured values and the generated names
-    assert settings == replace(AWS_CONFIG.settings(queue_url="q", dlq_url="d"), jobs_table="j", stats_table="s")
+    assert settings == replace(AWS_CONFIG.settings(queue_url="q", dlq_url="d"), **names)
 
 
 def test_switching_tracing_off_tells_the_handlers() -> None:
     # Given tracing switched off in the config
     env = service_environment(
-        replace(AWS_CONFIG, tracing_enabled=False), jobs_table="j", stats_table="s", queue_url="q", dlq_url="d"
+        replace(AWS_CONFIG, tracing_enabled=False),
+        jobs_table="j",
+        stats_table="s",
+        queue_url="q",
+        dlq_url="d",
+        files_bucket="b",
+        imports_table="i",
     )
     # Then Powertools' tracer is disabled too
     assert env["POWERTOOLS_TRACE_DISABLED"] == "true"

@@ -8,8 +8,10 @@ from tests.infrastructure.template_utils import (
     Resources,
     arn,
     functions_by_handler,
+    imports_table,
     jobs_and_stats_tables,
     main_queue_and_dlq,
+    object_arns,
     of_type,
     only,
     permissions_for,
@@ -81,13 +83,17 @@ def test_consumer_has_exactly_the_dynamodb_and_sqs_permissions_it_uses(resources
     # When its permissions are listed
     pairs = role_permissions(resources, role_of(consumer))
 
-    # Then DynamoDB access is the item operations on jobs and counter updates on stats, nothing else
+    # Then DynamoDB access is the item operations on jobs, counter updates on stats and batch-import's writes to the
+    # imports table, nothing else
+    imports = arn(imports_table(resources)[0])
     assert permissions_for(pairs, "dynamodb") == {
         ("dynamodb:GetItem", jobs),
         ("dynamodb:PutItem", jobs),
         ("dynamodb:UpdateItem", jobs),
         ("dynamodb:ConditionCheckItem", jobs),
         ("dynamodb:UpdateItem", stats),
+        ("dynamodb:BatchWriteItem", imports),
+        ("dynamodb:PutItem", imports),
     }
     # And it may defer messages of the main queue, and send to the DLQ only
     queue, dlq = arn(queue_id), arn(dlq_id)
@@ -95,3 +101,40 @@ def test_consumer_has_exactly_the_dynamodb_and_sqs_permissions_it_uses(resources
     assert ("sqs:SendMessage", queue) not in pairs
     # (receive/delete come from the event source mapping)
     assert {("sqs:ReceiveMessage", queue), ("sqs:DeleteMessage", queue)} <= pairs
+
+
+def test_consumer_has_exactly_the_permissions_the_job_types_use(resources: Resources) -> None:
+    # Given the consumer's role, the files bucket and the configured sender, models and secret prefix
+    _, consumer = functions_by_handler(resources)[CONSUMER_HANDLER]
+    bucket_id, _ = only(resources, "AWS::S3::Bucket")
+    settings = AWS_CONFIG.settings()
+    region, account = "${AWS::Region}", "${AWS::AccountId}"
+    partition = "${AWS::Partition}"
+
+    # When its permissions are listed
+    pairs = role_permissions(resources, role_of(consumer))
+
+    # Then S3: read uploads and offloaded payloads, write job outputs, each under its prefix only
+    assert permissions_for(pairs, "s3") == {
+        *(("s3:GetObject", resource) for resource in object_arns(bucket_id, "uploads/", "payloads/")),
+        *(("s3:PutObject", resource) for resource in object_arns(bucket_id, "processed/", "fetched/", "crawls/")),
+    }
+    # And SES: send as the configured sender (its address and its domain identity), nothing else
+    identities = {
+        f"arn:{partition}:ses:{region}:{account}:identity/{settings.email_sender}",
+        f"arn:{partition}:ses:{region}:{account}:identity/{settings.email_sender.rpartition('@')[2]}",
+    }
+    assert permissions_for(pairs, "ses") == {
+        (action, identity) for action in ("ses:SendEmail", "ses:SendRawEmail") for identity in identities
+    }
+    # And Bedrock: invoke exactly the two configured foundation models
+    assert permissions_for(pairs, "bedrock") == {
+        ("bedrock:InvokeModel", f"arn:{partition}:bedrock:{region}::foundation-model/{model}")
+        for model in (settings.bedrock_embedding_model, settings.bedrock_text_model)
+    }
+    # And Secrets Manager: the webhook signing secrets' prefix only
+    secrets = f"arn:{partition}:secretsmanager:{region}:{account}:secret:{settings.webhook_secret_prefix}*"
+    assert permissions_for(pairs, "secretsmanager") == {
+        (action, secrets)
+        for action in ("secretsmanager:GetSecretValue", "secretsmanager:CreateSecret", "secretsmanager:DescribeSecret")
+    }

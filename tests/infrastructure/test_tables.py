@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from infra.constructs import tables
-from tests.infrastructure.template_utils import Resources, jobs_and_stats_tables
+from tests.infrastructure.template_utils import Resources, imports_table, jobs_and_stats_tables
 
 
 def test_jobs_table_has_the_pk_key_ttl_and_the_four_indexes(resources: Resources) -> None:
@@ -33,9 +33,9 @@ def test_jobs_table_has_the_pk_key_ttl_and_the_four_indexes(resources: Resources
     assert set(attribute_types.values()) == {"S"}
 
 
-def test_both_tables_are_on_demand_encrypted_recoverable_and_retained(resources: Resources) -> None:
-    # Given the two tables
-    for _, table in jobs_and_stats_tables(resources):
+def test_every_table_is_on_demand_encrypted_recoverable_and_retained(resources: Resources) -> None:
+    # Given the three tables
+    for _, table in (*jobs_and_stats_tables(resources), imports_table(resources)):
         properties = table["Properties"]
         # Then each is on-demand, encrypted with the AWS-managed key, has PITR, and survives a stack deletion
         assert properties["BillingMode"] == "PAY_PER_REQUEST"
@@ -53,6 +53,22 @@ def test_stats_table_is_keyed_by_pk(resources: Resources) -> None:
     # Then its only key is the string pk
     assert stats["Properties"]["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
     assert stats["Properties"]["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}]
+
+
+def test_imports_table_is_keyed_by_pk_and_sk(resources: Resources) -> None:
+    # Given the batch-import table
+    _, imports = imports_table(resources)
+    properties = imports["Properties"]
+    # Then its keys are the strings pk (tenant and namespace) and sk (the item's id), with no index
+    assert properties["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    assert properties["AttributeDefinitions"] == [
+        {"AttributeName": "pk", "AttributeType": "S"},
+        {"AttributeName": "sk", "AttributeType": "S"},
+    ]
+    assert "GlobalSecondaryIndexes" not in properties
 
 
 def test_index_names_match_the_repository() -> None:

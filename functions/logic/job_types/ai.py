@@ -1,0 +1,72 @@
+"""``generate-embedding`` and ``generate-content``: Amazon Bedrock on AWS, the local-only provider elsewhere.
+
+The provider is chosen by ``Settings.ai_provider`` (see ``functions.logic.ai_providers``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from functions.logic.ai_providers import provider_for
+from functions.logic.job_types.registry import JobContext, job_type
+
+MAX_INPUT_CHARS = 8000
+# A Bedrock model id, inference profile id or ARN.
+MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+class EmbeddingPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=MAX_INPUT_CHARS)
+    model: str | None = Field(default=None, min_length=1, max_length=256, pattern=MODEL_PATTERN)
+
+    _text = field_validator("text")(_not_blank)
+
+
+class ContentPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    prompt: str = Field(min_length=1, max_length=MAX_INPUT_CHARS)
+    model: str | None = Field(default=None, min_length=1, max_length=256, pattern=MODEL_PATTERN)
+    max_tokens: int = Field(default=512, ge=1, le=4096, alias="maxTokens")
+
+    _prompt = field_validator("prompt")(_not_blank)
+
+
+@job_type("generate-embedding", payload=EmbeddingPayload)
+def generate_embedding(payload: EmbeddingPayload, ctx: JobContext) -> dict[str, Any]:
+    provider = provider_for(ctx.settings, ctx.client)
+    embedding = provider.embed(payload.text, payload.model)
+    return {
+        "embedding": embedding.vector,
+        "dimensions": len(embedding.vector),
+        "model": embedding.model,
+        "provider": provider.name,
+        "inputTokens": embedding.input_tokens,
+    }
+
+
+@job_type("generate-content", payload=ContentPayload)
+def generate_content(payload: ContentPayload, ctx: JobContext) -> dict[str, Any]:
+    provider = provider_for(ctx.settings, ctx.client)
+    generation = provider.generate(payload.prompt, payload.max_tokens, payload.model)
+    return {
+        "text": generation.text,
+        "model": generation.model,
+        "provider": provider.name,
+        "stopReason": generation.stop_reason,
+        "usage": {
+            "inputTokens": generation.input_tokens,
+            "outputTokens": generation.output_tokens,
+            "totalTokens": generation.input_tokens + generation.output_tokens,
+        },
+    }

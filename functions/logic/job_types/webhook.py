@@ -1,0 +1,163 @@
+"""``webhook-delivery``: POST/PUT/PATCH a JSON body to a URL, signed with the tenant's secret.
+
+Every delivery carries:
+
+- ``X-Jobs-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, f"{t}.{raw body}")>`` (the scheme Stripe uses:
+  the receiver recomputes the HMAC over the timestamp, a dot and the raw body bytes, compares in constant time and
+  rejects timestamps too far from its clock);
+- ``X-Jobs-Timestamp: <t>`` (the same ``t``), ``X-Jobs-Attempt: <n>``;
+- ``Idempotency-Key: <job id>``, the same on every attempt, so receivers can drop duplicates.
+
+2xx → completed ``{"status", "attempt"}``; 408, 429, 5xx, timeouts and network errors → retried; other statuses
+(4xx, and 3xx: redirects are not followed for webhooks) and refused addresses → failed at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, field_validator
+
+from functions.dal.secrets import WebhookSecrets
+from functions.logic.job_types.registry import JobContext, job_type
+from functions.logic.net import FORBIDDEN_REQUEST_HEADERS, NetError, SafeHttpClient, job_failure, validate_http_url
+from functions.logic.net import status_failure as _status_failure
+
+SIGNATURE_HEADER = "X-Jobs-Signature"
+TIMESTAMP_HEADER = "X-Jobs-Timestamp"
+ATTEMPT_HEADER = "X-Jobs-Attempt"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+USER_AGENT = "jobs-webhook/1.0"
+MAX_HEADERS = 50
+MAX_HEADER_BYTES = 8 * 1024
+# Only the status matters; a receiver's chatty answer is cut here rather than failing a delivered webhook.
+MAX_RESPONSE_BYTES = 64 * 1024
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
+_RESERVED_HEADERS = frozenset(
+    name.lower() for name in (SIGNATURE_HEADER, TIMESTAMP_HEADER, ATTEMPT_HEADER, IDEMPOTENCY_HEADER)
+)
+
+HttpUrl = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(validate_http_url)]
+
+
+class WebhookPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: HttpUrl
+    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: JsonValue
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_HEADERS:
+            raise ValueError(f"at most {MAX_HEADERS} headers")
+        total = 0
+        seen: set[str] = set()
+        for name, header_value in value.items():
+            lower = name.lower()
+            if not _TOKEN.match(name):
+                raise ValueError(f"'{name[:64]}' is not a valid header name")
+            if lower in FORBIDDEN_REQUEST_HEADERS:
+                raise ValueError(f"header '{name}' cannot be set (hop-by-hop, Host and framing are the sender's)")
+            if lower in _RESERVED_HEADERS:
+                raise ValueError(f"header '{name}' is set by the service")
+            if lower in seen:
+                raise ValueError(f"header '{name}' is given twice")
+            seen.add(lower)
+            if any((ord(char) < 0x20 and char != "\t") or ord(char) == 0x7F for char in header_value):
+                raise ValueError(f"header '{name}' contains control characters")
+            try:
+                header_value.encode("latin-1")
+            except UnicodeEncodeError as exc:
+                raise ValueError(f"header '{name}' must be Latin-1 text") from exc
+            total += len(name) + len(header_value) + 4
+        if total > MAX_HEADER_BYTES:
+            raise ValueError(f"headers must total at most {MAX_HEADER_BYTES} bytes")
+        return value
+
+
+def encode_body(body: Any) -> bytes:
+    """The exact bytes sent and signed: compact JSON, UTF-8."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """Hex HMAC-SHA256 of ``f"{timestamp}.".encode() + body`` keyed by the secret's UTF-8 bytes."""
+    return hmac.new(secret.encode("utf-8"), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def signature_header(secret: str, timestamp: int, body: bytes) -> str:
+    return f"t={timestamp},v1={signature(secret, timestamp, body)}"
+
+
+def verify_signature(
+    secret: str, header: str, body: bytes, *, tolerance_seconds: int = 300, now: float | None = None
+) -> bool:
+    """A receiver's check (reference implementation): parse ``t``/``v1``, check freshness, compare in constant time."""
+    parts: dict[str, list[str]] = {}
+    for item in header.split(","):
+        key, _, value = item.strip().partition("=")
+        parts.setdefault(key, []).append(value)
+    try:
+        timestamp = int(parts["t"][0])
+    except (KeyError, ValueError):
+        return False
+    if abs((time.time() if now is None else now) - timestamp) > tolerance_seconds:
+        return False
+    expected = signature(secret, timestamp, body)
+    return any(hmac.compare_digest(expected, candidate) for candidate in parts.get("v1", []))
+
+
+def tenant_secret(ctx: JobContext) -> str:
+    return WebhookSecrets(ctx.client("secretsmanager"), ctx.settings.webhook_secret_prefix).secret_for(ctx.tenant)
+
+
+@job_type("webhook-delivery", payload=WebhookPayload)
+def webhook_delivery(payload: WebhookPayload, ctx: JobContext) -> dict[str, Any]:
+    body = encode_body(payload.body)
+    secret = tenant_secret(ctx)
+    timestamp = int(time.time())
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+    for name, value in payload.headers.items():  # the caller's headers replace the defaults, whatever their case
+        headers = {key: kept for key, kept in headers.items() if key.lower() != name.lower()}
+        headers[name] = value
+    headers.update(
+        {
+            SIGNATURE_HEADER: signature_header(secret, timestamp, body),
+            TIMESTAMP_HEADER: str(timestamp),
+            ATTEMPT_HEADER: str(ctx.attempt),
+            IDEMPOTENCY_HEADER: ctx.job_id,
+        }
+    )
+    client = SafeHttpClient.from_settings(ctx.settings, user_agent=USER_AGENT)
+    try:
+        response = client.request(
+            payload.method,
+            payload.url,
+            headers=headers,
+            body=body,
+            max_bytes=MAX_RESPONSE_BYTES,
+            max_redirects=0,
+            truncate=True,
+        )
+    except NetError as exc:
+        raise job_failure(exc, "webhook delivery") from exc
+    if not response.ok:
+        detail = response.body[:200].decode("utf-8", "replace").strip()
+        if 300 <= response.status <= 399:
+            detail = f"redirects are not followed for webhooks (Location: {response.headers.get('location', '')})"
+        raise _status_failure(response.status, response.reason, "webhook endpoint", detail)
+    ctx.logger.info("webhook delivered", extra={"status": response.status, "url": payload.url})
+    return {"status": response.status, "attempt": ctx.attempt}
