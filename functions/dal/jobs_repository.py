@@ -13,6 +13,7 @@ import hashlib
 import json
 import random
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -22,6 +23,16 @@ from functions.models.job import HistoryEntry, Job, JobStatus
 
 STATUS_COUNTERS = tuple(status.value for status in JobStatus)
 ENQUEUED_COUNTER = "enqueued"
+
+THROUGHPUT_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
+THROUGHPUT_COUNTERS = tuple(sorted(status.value for status in THROUGHPUT_STATUSES))
+THROUGHPUT_RETENTION_SECONDS = 2 * 86_400
+
+
+def minute_key(at: str) -> str:
+    """``2026-11-23T14:05:59.123Z`` -> ``2026-11-23T14:05Z``."""
+    return at[:16] + "Z"
+
 
 INDEX_BY_TENANT = "by-tenant"
 INDEX_BY_STATUS = "by-status"
@@ -50,6 +61,7 @@ class JobsRepository(Protocol):
         self, tenant: str, status: JobStatus | None, job_type: str | None, limit: int, cursor: str | None
     ) -> JobPage: ...
     def counters(self, tenant: str) -> dict[str, int]: ...
+    def throughput(self, tenant: str, minutes: list[str]) -> dict[str, dict[str, int]]: ...
     def due_for_sweep(self, shard: int, until: str, limit: int) -> list[Job]: ...
 
 
@@ -94,6 +106,8 @@ class DynamoJobsRepository:
         items: list[dict[str, Any]] = [put]
         if before.status != after.status:
             items.append(self._counter_update(after.tenant, {before.status.value: -1, after.status.value: 1}))
+            if after.status in THROUGHPUT_STATUSES:
+                items.append(self._throughput_update(after.tenant, after.status, after.updated_at))
         self._transact(items)
 
     def _counter_update(self, tenant: str, deltas: dict[str, int]) -> dict[str, Any]:
@@ -108,6 +122,22 @@ class DynamoJobsRepository:
                 "UpdateExpression": "ADD " + ", ".join(f"#c{i} :d{i}" for i in range(len(deltas))),
                 "ExpressionAttributeNames": names,
                 "ExpressionAttributeValues": values,
+            }
+        }
+
+    def _throughput_update(self, tenant: str, status: JobStatus, at: str) -> dict[str, Any]:
+        # Per-minute completions and failures for the dashboard's chart, sharded like the counters; the items
+        # expire after THROUGHPUT_RETENTION_SECONDS (DynamoDB TTL on ``expiresAt``).
+        minute = minute_key(at)
+        shard = random.randrange(self._stats_shards)
+        expires = int(datetime.fromisoformat(at).timestamp()) + THROUGHPUT_RETENTION_SECONDS
+        return {
+            "Update": {
+                "TableName": self._stats_table,
+                "Key": {"pk": {"S": f"{tenant}#m#{minute}#{shard}"}},
+                "UpdateExpression": "ADD #c :one SET expiresAt = if_not_exists(expiresAt, :expires)",
+                "ExpressionAttributeNames": {"#c": status.value},
+                "ExpressionAttributeValues": {":one": {"N": "1"}, ":expires": {"N": str(expires)}},
             }
         }
 
@@ -202,6 +232,27 @@ class DynamoJobsRepository:
                         if name in item:
                             totals[name] += int(item[name]["N"])
                 request = response.get("UnprocessedKeys") or {}
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"DynamoDB read failed: {exc}") from exc
+        return totals
+
+    def throughput(self, tenant: str, minutes: list[str]) -> dict[str, dict[str, int]]:
+        """Completions and failures per minute key (``minute_key``), summed over the shards."""
+        totals = {minute: {name: 0 for name in THROUGHPUT_COUNTERS} for minute in minutes}
+        keys = [
+            {"pk": {"S": f"{tenant}#m#{minute}#{shard}"}} for minute in minutes for shard in range(self._stats_shards)
+        ]
+        try:
+            for start in range(0, len(keys), 100):  # BatchGetItem takes 100 keys at most
+                request: dict[str, Any] = {self._stats_table: {"Keys": keys[start : start + 100]}}
+                while request:
+                    response = self._ddb.batch_get_item(RequestItems=request)
+                    for item in response.get("Responses", {}).get(self._stats_table, []):
+                        minute = item["pk"]["S"][len(tenant) + 3 :].rsplit("#", 1)[0]
+                        for name in THROUGHPUT_COUNTERS:
+                            if name in item and minute in totals:
+                                totals[minute][name] += int(item[name]["N"])
+                    request = response.get("UnprocessedKeys") or {}
         except (ClientError, BotoCoreError) as exc:
             raise StorageError(f"DynamoDB read failed: {exc}") from exc
         return totals

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from functions.dal.job_queue import JobQueue
-from functions.dal.jobs_repository import STATUS_COUNTERS, JobPage, JobsRepository
+from functions.dal.jobs_repository import STATUS_COUNTERS, JobPage, JobsRepository, minute_key
 from functions.logic.clock import Clock, iso
 from functions.logic.enqueue import send_or_leave_to_sweeper
 from functions.models.errors import ConcurrentUpdate, InvalidQuery, InvalidState, NotFound
@@ -59,6 +59,18 @@ def job_stats(repo: JobsRepository, tenant: str) -> dict[str, Any]:
         "completionRate": completed / total if total else 0.0,
         "failureRate": failed / total if total else 0.0,
     }
+
+
+def throughput(repo: JobsRepository, tenant: str, query: dict[str, str], now_ms: int) -> dict[str, Any]:
+    """Completions and failures per minute over the last ``minutes`` (1-1440, default 60), oldest first."""
+    raw = query.get("minutes", "60")
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1440:
+        raise InvalidQuery("'minutes' must be an integer from 1 to 1440")
+    minutes = int(raw)
+    current = now_ms - now_ms % 60_000
+    keys = [minute_key(iso(current - 60_000 * back)) for back in range(minutes - 1, -1, -1)]
+    counts = repo.throughput(tenant, keys)
+    return {"minutes": minutes, "buckets": [{"minute": key, **counts[key]} for key in keys]}
 
 
 def cancel_job(repo: JobsRepository, tenant: str, job_id: str, clock: Clock) -> Job:

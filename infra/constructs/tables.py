@@ -41,7 +41,8 @@ class JobsTables(Construct):
                 sort_key=_string(sort),
                 projection_type=dynamodb.ProjectionType.ALL,
             )
-        self.stats = self._table("Stats", removal_policy)
+        # Status counters never expire; the per-minute throughput items carry ``expiresAt``.
+        self.stats = self._table("Stats", removal_policy, time_to_live_attribute="expiresAt")
         # batch-import: pk "<tenant>#<namespace>", sk the item's id, so a re-run overwrites instead of duplicating.
         self.imports = self._table("Imports", removal_policy, sort_key=_string("sk"))
 

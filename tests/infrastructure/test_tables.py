@@ -53,6 +53,8 @@ def test_stats_table_is_keyed_by_pk(resources: Resources) -> None:
     # Then its only key is the string pk
     assert stats["Properties"]["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
     assert stats["Properties"]["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}]
+    # per-minute throughput items expire; the status counters carry no expiresAt and stay
+    assert stats["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
 
 
 def test_imports_table_is_keyed_by_pk_and_sk(resources: Resources) -> None:

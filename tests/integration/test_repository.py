@@ -403,3 +403,22 @@ def test_due_for_sweep_honours_its_limit(repo: DynamoJobsRepository) -> None:
     # Then a page of 4 returns the 4 that are due first
     due = repo.due_for_sweep(0, iso(BASE_MS + 100), 4)
     assert [job.id for job in due] == [job.id for job in jobs[:4]]
+
+
+def test_per_minute_throughput_counts_completions_and_failures_across_shards(repo: DynamoJobsRepository) -> None:
+    # Given 12 jobs finishing in one minute (spread over the counter shards) and 2 failing in the next
+    jobs = create_many(repo, 14)
+    minute = BASE_MS - BASE_MS % 60_000
+    for i, job in enumerate(jobs):
+        status = JobStatus.COMPLETED if i < 12 else JobStatus.FAILED
+        repo.save(job, transition(job, status, minute + (1_000 if i < 12 else 61_000)))
+    keys = [iso(minute)[:16] + "Z", iso(minute + 60_000)[:16] + "Z", iso(minute + 120_000)[:16] + "Z"]
+    # When
+    counts = repo.throughput(TENANT_A, keys)
+    # Then the minutes add up exactly, and the other tenant has none
+    assert counts == {
+        keys[0]: {"completed": 12, "failed": 0},
+        keys[1]: {"completed": 0, "failed": 2},
+        keys[2]: {"completed": 0, "failed": 0},
+    }
+    assert repo.throughput(TENANT_B, keys[:1]) == {keys[0]: {"completed": 0, "failed": 0}}

@@ -17,7 +17,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from functions.dal.jobs_repository import ENQUEUED_COUNTER, STATUS_COUNTERS, JobPage, sweep_shard
+from functions.dal.jobs_repository import (
+    ENQUEUED_COUNTER,
+    STATUS_COUNTERS,
+    THROUGHPUT_COUNTERS,
+    THROUGHPUT_STATUSES,
+    JobPage,
+    minute_key,
+    sweep_shard,
+)
 from functions.logic.clock import iso
 from functions.models.errors import ConcurrentUpdate, InvalidQuery, StorageError
 from functions.models.job import HistoryEntry, Job, JobMessage, JobStatus
@@ -60,6 +68,7 @@ class InMemoryJobsRepository:
         self.sweep_shards = sweep_shards
         self._jobs: dict[tuple[str, str], Job] = {}
         self._counters: dict[str, Counter[str]] = {}
+        self._per_minute: dict[tuple[str, str], Counter[str]] = {}
         self.writes = 0
         # Called once, right before the next save is checked: lets a test play a concurrent writer.
         self.before_next_save: Callable[[], None] | None = None
@@ -84,6 +93,10 @@ class InMemoryJobsRepository:
         self._jobs[(after.tenant, after.id)] = after.model_copy(update={"version": before.version + 1})
         if before.status != after.status:
             self._count(after.tenant, {before.status.value: -1, after.status.value: 1})
+            if after.status in THROUGHPUT_STATUSES:
+                self._per_minute.setdefault((after.tenant, minute_key(after.updated_at)), Counter())[
+                    after.status.value
+                ] += 1
         self.writes += 1
 
     def _count(self, tenant: str, deltas: dict[str, int]) -> None:
@@ -120,6 +133,14 @@ class InMemoryJobsRepository:
     def counters(self, tenant: str) -> dict[str, int]:
         counts = self._counters.get(tenant, Counter())
         return {name: counts.get(name, 0) for name in (ENQUEUED_COUNTER, *STATUS_COUNTERS)}
+
+    def throughput(self, tenant: str, minutes: list[str]) -> dict[str, dict[str, int]]:
+        return {
+            minute: {
+                name: self._per_minute.get((tenant, minute), Counter()).get(name, 0) for name in THROUGHPUT_COUNTERS
+            }
+            for minute in minutes
+        }
 
     def due_for_sweep(self, shard: int, until: str, limit: int) -> list[Job]:
         due = [
