@@ -66,4 +66,4 @@ bench: $(VENV_STAMP)
 	$(PY) bench/coldstart.py
 
 clean:
-	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf cdk.out .build .pytest_cache .mypy_cache .ruff_cache

@@ -14,7 +14,8 @@ from functions.settings import Settings
 @dataclass(frozen=True)
 class ConsumerConfig:
     timeout_seconds: int = 60
-    memory_mb: int = 512
+    # Image jobs decode up to image_max_pixels (40 MP is 120 MB as RGB, plus the converted copy).
+    memory_mb: int = 1024
     batch_size: int = 10
     batching_window_seconds: int = 1
     # Lambda's SQS poller runs this many batches at once at most (event-source mapping max concurrency).
@@ -66,6 +67,10 @@ class ServiceConfig:
     imports_table: str = "job-imports"
     email_sender: str = "jobs@example.com"
     ai_provider: str = "bedrock"
+    # Changing a model here changes the consumer's bedrock:InvokeModel grant with it.
+    bedrock_embedding_model: str = "amazon.titan-embed-text-v2:0"
+    bedrock_text_model: str = "amazon.nova-lite-v1:0"
+    image_max_pixels: int = 40_000_000
     outbound_allowlist: str = ""
     crawl_delay_seconds: float = 1.0
 
@@ -97,6 +102,9 @@ class ServiceConfig:
             imports_table=self.imports_table,
             email_sender=self.email_sender,
             ai_provider=self.ai_provider,
+            bedrock_embedding_model=self.bedrock_embedding_model,
+            bedrock_text_model=self.bedrock_text_model,
+            image_max_pixels=self.image_max_pixels,
             outbound_allowlist=self.outbound_allowlist,
             crawl_delay_seconds=self.crawl_delay_seconds,
         )

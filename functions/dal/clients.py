@@ -12,9 +12,16 @@ from botocore.config import Config
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10)
 
 
+# Generating up to 4,096 tokens takes tens of seconds; the attempt's lease still bounds it.
+_READ_TIMEOUTS = {"bedrock-runtime": 60}
+
+
 @cache
 def client(service: str) -> Any:
-    return boto3.client(service, config=_CONFIG)
+    config = _CONFIG
+    if service in _READ_TIMEOUTS:
+        config = config.merge(Config(read_timeout=_READ_TIMEOUTS[service]))
+    return boto3.client(service, config=config)
 
 
 @cache

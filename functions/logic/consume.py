@@ -219,6 +219,7 @@ class MessageConsumer:
             max_attempts=job.max_attempts,
             logger=logger,
             settings=self.job_settings,
+            deadline_ms=job.lease_until_ms,
         )
         result = job_type.handler(payload, context)
         try:

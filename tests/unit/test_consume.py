@@ -130,8 +130,11 @@ def test_while_the_attempt_runs_the_record_is_processing_with_a_lease_of_the_rem
     # Given a job type that looks at its own record while it runs
     seen: list[Job] = []
 
+    deadlines: list[int | None] = []
+
     def peek(payload: Any, ctx: JobContext) -> str:
         seen.append(_reload(repo, job))
+        deadlines.append(ctx.deadline_ms)
         return f"attempt {ctx.attempt} of {ctx.max_attempts}"
 
     job = _store(repo, make_job(clock, job_type=register_job_type("peek", peek), payload={}, max_attempts=4))
@@ -142,6 +145,7 @@ def test_while_the_attempt_runs_the_record_is_processing_with_a_lease_of_the_rem
     assert seen[0].status == JobStatus.PROCESSING
     assert seen[0].attempts == 1
     assert seen[0].lease_until_ms == clock() + REMAINING_MS
+    assert deadlines == [clock() + REMAINING_MS]  # the handler knows its deadline (long jobs stop in time)
     assert _reload(repo, job).result == "attempt 1 of 4"
 
 

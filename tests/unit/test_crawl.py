@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -71,7 +72,12 @@ class FakeS3:
 
 
 def run(
-    site: FakeSite, s3: FakeS3, sleeps: list[float] | None = None, lease: int = 60, **payload: Any
+    site: FakeSite,
+    s3: FakeS3,
+    sleeps: list[float] | None = None,
+    lease: int = 60,
+    seconds_left: float | None = None,
+    **payload: Any,
 ) -> dict[str, Any]:
     ctx = JobContext(
         job_id=JOB_ID,
@@ -81,6 +87,7 @@ def run(
         logger=logging.getLogger("test"),
         settings=Settings(crawl_delay_seconds=0.0, crawl_max_page_bytes=1000, default_lease_seconds=lease),
         client=lambda service: s3,
+        deadline_ms=None if seconds_left is None else int(time.time() * 1000 + seconds_left * 1000),
     )
     parsed = CrawlPayload.model_validate({"url": "http://site.example/", **payload})
     pacer = Pacer(sleep=(sleeps.append if sleeps is not None else lambda seconds: None))
@@ -208,8 +215,8 @@ def test_max_pages_bounds_the_fetches() -> None:
 
 
 def test_the_crawl_stops_with_what_it_has_when_its_time_budget_is_spent() -> None:
-    # Given a consumer timeout (lease) shorter than one more request could take (2 x 10 s timeout)
-    result = run(FakeSite(SITE), FakeS3(), lease=20)
+    # Given less time left in the invocation than one more request could take (a 10 s request timeout)
+    result = run(FakeSite(SITE), FakeS3(), seconds_left=9)
     # Then: the start page only, said so, and still a manifest
     assert [p["url"] for p in result["pages"]] == ["http://site.example/"]
     assert result["stopped"].startswith("time budget spent") and result["key"].endswith("manifest.json")
@@ -310,3 +317,11 @@ def test_invalid_payloads_are_refused_at_enqueue(raw: dict[str, Any]) -> None:
 def test_payload_defaults() -> None:
     parsed = get_job_type("crawl-website").parse_payload({"url": "https://example.com"})
     assert parsed.max_pages == 50 and parsed.same_origin is True
+
+
+def test_without_a_known_deadline_the_lease_setting_bounds_the_crawl() -> None:
+    # Given no deadline on the context and a 9 s lease setting
+    result = run(FakeSite(SITE), FakeS3(), lease=9)
+    # Then it stops after the start page, as with a deadline 9 s away
+    assert [p["url"] for p in result["pages"]] == ["http://site.example/"]
+    assert result["stopped"].startswith("time budget spent")

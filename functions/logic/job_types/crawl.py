@@ -313,13 +313,13 @@ class Crawl:
         queue: deque[str] = deque([start])
         seen = {start}
         found: set[str] = set()
-        # The whole crawl must fit in one consumer invocation (timeout = the default lease), shared with its batch:
-        # it stops with what it has once half of that is spent, rather than be cut off and retried from scratch.
-        budget_ends = time.monotonic() + self.ctx.settings.default_lease_seconds / 2
+        # The whole crawl must fit in this attempt's invocation (shared with its batch): it stops with what it has
+        # while a request still fits before the deadline, rather than be cut off and retried from scratch.
+        budget_ends = time.monotonic() + self.ctx.seconds_left() - 1.0
         while queue and len(self.pages) < self.payload.max_pages:
             needed = self.ctx.settings.http_timeout_seconds + self.ctx.settings.crawl_delay_seconds
             if self.pages and time.monotonic() + needed > budget_ends:
-                self.stopped = "time budget spent (half the consumer timeout)"
+                self.stopped = "time budget spent (the consumer invocation is ending)"
                 break
             url = queue.popleft()
             if not robots.allowed(url):

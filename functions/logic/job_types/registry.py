@@ -10,6 +10,7 @@ A handler returns a JSON-serialisable result, raises ``RetryableJobError`` for t
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -48,6 +49,14 @@ class JobContext:
     client: Callable[[str], Any] = _default_client
     # Progress (0-100, short message); recorded on the job by the flow-control work, a no-op until then.
     report_progress: Callable[..., None] = _no_progress
+    # Epoch ms by which this attempt must end (the invocation's deadline); None when unknown.
+    deadline_ms: int | None = None
+
+    def seconds_left(self) -> float:
+        """Time left for this attempt; long jobs check it to stop cleanly instead of being cut off."""
+        if self.deadline_ms is None:
+            return float(self.settings.default_lease_seconds)
+        return max(0.0, (self.deadline_ms - time.time() * 1000) / 1000)
 
 
 @dataclass(frozen=True)
