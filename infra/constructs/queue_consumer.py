@@ -113,17 +113,17 @@ class JobQueueConsumer(Construct):
         fn.allow(["s3:GetObject"], [files.objects(UPLOADS), files.objects(PAYLOADS)])
         fn.allow(["s3:PutObject"], [files.objects(prefix) for prefix in JOB_OUTPUTS])
         # send-email: from the configured sender only (its address identity, or its domain's when that is verified).
-        fn.allow(["ses:SendEmail", "ses:SendRawEmail"], ses_identity_arns(settings.email_sender))
+        fn.allow(["ses:SendEmail"], ses_identity_arns(settings.email_sender))
         # generate-embedding / generate-content: the two configured models (Converse is authorised as InvokeModel).
         fn.allow(
             ["bedrock:InvokeModel"],
             [foundation_model_arn(settings.bedrock_embedding_model), foundation_model_arn(settings.bedrock_text_model)],
         )
         # batch-import: batches of 25, and single puts for retried leftovers.
-        fn.allow(["dynamodb:BatchWriteItem", "dynamodb:PutItem"], [tables.imports.table_arn])
+        fn.allow(["dynamodb:BatchWriteItem"], [tables.imports.table_arn])
         # webhook-delivery: per-tenant signing secrets under one prefix, created on first use.
         fn.allow(
-            ["secretsmanager:GetSecretValue", "secretsmanager:CreateSecret", "secretsmanager:DescribeSecret"],
+            ["secretsmanager:GetSecretValue", "secretsmanager:CreateSecret"],
             [webhook_secrets_arn(settings.webhook_secret_prefix)],
         )
         NagSuppressions.add_resource_suppressions(

@@ -93,7 +93,6 @@ def test_consumer_has_exactly_the_dynamodb_and_sqs_permissions_it_uses(resources
         ("dynamodb:ConditionCheckItem", jobs),
         ("dynamodb:UpdateItem", stats),
         ("dynamodb:BatchWriteItem", imports),
-        ("dynamodb:PutItem", imports),
     }
     # And it may defer messages of the main queue, and send to the DLQ only
     queue, dlq = arn(queue_id), arn(dlq_id)
@@ -125,7 +124,7 @@ def test_consumer_has_exactly_the_permissions_the_job_types_use(resources: Resou
         f"arn:{partition}:ses:{region}:{account}:identity/{settings.email_sender.rpartition('@')[2]}",
     }
     assert permissions_for(pairs, "ses") == {
-        (action, identity) for action in ("ses:SendEmail", "ses:SendRawEmail") for identity in identities
+        (action, identity) for action in ("ses:SendEmail",) for identity in identities
     }
     # And Bedrock: invoke exactly the two configured foundation models
     assert permissions_for(pairs, "bedrock") == {
@@ -136,5 +135,5 @@ def test_consumer_has_exactly_the_permissions_the_job_types_use(resources: Resou
     secrets = f"arn:{partition}:secretsmanager:{region}:{account}:secret:{settings.webhook_secret_prefix}*"
     assert permissions_for(pairs, "secretsmanager") == {
         (action, secrets)
-        for action in ("secretsmanager:GetSecretValue", "secretsmanager:CreateSecret", "secretsmanager:DescribeSecret")
+        for action in ("secretsmanager:GetSecretValue", "secretsmanager:CreateSecret")
     }
