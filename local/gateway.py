@@ -1,7 +1,9 @@
 """A local stand-in for API Gateway (REST, Lambda proxy): HTTP in, proxy event to the handler, response out.
 
-It enforces API keys the way the deployed usage plan does (``GET /health`` is open; everything else needs a
-known, enabled ``x-api-key``), and answers its own errors in the same shape as the deployed gateway responses.
+It enforces API keys the way the deployed API does (``GET`` of ``/health``, the dashboard, ``/openapi.json`` and
+``/swagger`` is open; everything else needs a known, enabled ``x-api-key``), and answers its own errors in the
+same shape as the deployed gateway responses. The events look like API Gateway's behind a custom domain: the
+path has no stage prefix.
 """
 
 from __future__ import annotations
@@ -23,7 +25,16 @@ from local.lambda_context import LocalContext
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
-OPEN_ROUTES = {("GET", "/health")}
+# (method, path) callable without a key, as in infra/constructs/api.py; a path ending in "/" opens what is below it.
+OPEN_ROUTES = frozenset(
+    {
+        ("GET", "/health"),
+        ("GET", "/"),
+        ("GET", "/openapi.json"),
+        ("GET", "/swagger"),
+        ("GET", "/assets/"),
+    }
+)
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 STAGE = "local"
 
@@ -56,6 +67,19 @@ class ApiKeyCache:
                     keys[key["value"]] = key["id"]
         self._by_value = keys
         self._loaded_at = time.monotonic()
+
+
+def is_open(method: str, path: str) -> bool:
+    """Whether ``method path`` needs no key: an exact open route, or a plain path below an open prefix."""
+    if (method, path) in OPEN_ROUTES and (path == "/" or not path.endswith("/")):
+        return True
+    segments = path.split("/")[1:]
+    if any(segment in ("", ".", "..") for segment in segments):  # like API Gateway's {proxy+}: no empty segments
+        return False
+    return any(
+        m == method and prefix != "/" and prefix.endswith("/") and path.startswith(prefix) and path != prefix
+        for m, prefix in OPEN_ROUTES
+    )
 
 
 def build_event(
@@ -93,7 +117,8 @@ def build_event(
             "apiId": "local",
             "resourcePath": "/{proxy+}",
             "httpMethod": method,
-            "path": f"/{STAGE}{path}",
+            # As behind a custom domain: no stage prefix (Powertools takes a "/local" prefix for the base path).
+            "path": path,
             "stage": STAGE,
             "requestId": str(uuid.uuid4()),
             "requestTimeEpoch": int(time.time() * 1000),
@@ -154,7 +179,7 @@ class LocalGateway:
         path = urlsplit(request.path).path
         api_key = headers.get("x-api-key")
         key_id = self._keys.key_id(api_key) if api_key else None
-        if (method, path) not in OPEN_ROUTES and key_id is None:
+        if key_id is None and not is_open(method, path):
             self._reply(request, 403, {"error": "Forbidden", "code": "FORBIDDEN"}, {})
             return
         event = build_event(method, request.path, headers, body, key_id, api_key, request.client_address[0])

@@ -112,6 +112,7 @@ def main() -> None:
     stack.start()
     first_key = next(iter(api_keys))
     print(f"Jobs API    {stack.url}", flush=True)
+    print(f"Dashboard   {stack.url}/   (Swagger UI: {stack.url}/swagger)", flush=True)
     print(f"API key     {first_key}  (tenant {api_keys[first_key]}; all keys: API_KEYS)", flush=True)
     if moto_port:
         print(f"Local AWS   http://127.0.0.1:{moto_port}  (AWS_ENDPOINT_URL for the AWS CLI / boto3)", flush=True)

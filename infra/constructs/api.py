@@ -20,6 +20,8 @@ from infra.constructs.tables import API_INDEXES, JobsTables
 API_HANDLER = "functions.handlers.api.handler"
 # The function maps the caller's API key id to a tenant by reading this tag of the key.
 TENANT_TAG = "tenant"
+# GET of these needs no API key (local/gateway.py's OPEN_ROUTES is the same list).
+OPEN_PATHS = ("/", "/health", "/openapi.json", "/swagger", "/assets/{proxy+}")
 
 # API Gateway's own errors (bad key, throttling, ...) in the body shape the function uses: {"error", "code"}.
 # (response type, status code or None to keep API Gateway's, our code)
@@ -114,8 +116,13 @@ class JobsApi(Construct):
 
         integration = apigateway.LambdaIntegration(self.handler.function, proxy=True, allow_test_invoke=False)
         root = self.api.root
-        # Load balancers and probes call /health without a key; everything else needs one (the usage plan's).
-        self.health_method = root.add_resource("health").add_method("GET", integration, api_key_required=False)
+        # Without a key: GET of /health (load balancers, probes), the dashboard (/ and /assets/...: the page asks for
+        # a key and sends it with its API calls), the OpenAPI document and Swagger UI. Everything else needs one
+        # (the usage plan's): any other method of / (a method beats ANY on the same resource), and every other path
+        # (/{proxy+}; the more specific resources above win over it).
+        for path in OPEN_PATHS:
+            resource = root.resource_for_path(path)
+            resource.add_method("GET", integration, api_key_required=False)
         root.add_method("ANY", integration, api_key_required=True)
         root.add_resource("{proxy+}").add_method("ANY", integration, api_key_required=True)
 
@@ -210,8 +217,9 @@ class JobsApi(Construct):
                 ),
                 NagPackSuppression(
                     id="AwsSolutions-APIG4",
-                    reason="Authorization is by API key (api_key_required on every route but /health) and usage "
-                    "plan; the function maps the key to its tenant. /health is public on purpose.",
+                    reason="Authorization is by API key (api_key_required on every route but GET of /health, the "
+                    "dashboard's page and static files, /openapi.json and /swagger) and usage plan; the function "
+                    "maps the key to its tenant. Those GETs are public on purpose and read no tenant's data.",
                 ),
                 NagPackSuppression(
                     id="AwsSolutions-COG4",

@@ -9,6 +9,7 @@ import pytest
 
 from infra.config import AWS_CONFIG
 from infra.constructs.api import API_HANDLER
+from local.gateway import OPEN_ROUTES
 from tests.infrastructure.conftest import Synthesized
 from tests.infrastructure.template_utils import (
     Resources,
@@ -26,31 +27,58 @@ from tests.infrastructure.template_utils import (
 
 
 def _routes(resources: Resources) -> dict[tuple[str, str], dict[str, Any]]:
-    """(HTTP method, path) -> method properties."""
+    """(HTTP method, full path) -> method properties."""
     rest_api_id, _ = only(resources, "AWS::ApiGateway::RestApi")
-    paths = {
-        logical_id: "/" + r["Properties"]["PathPart"]
+    root = {"Fn::GetAtt": [rest_api_id, "RootResourceId"]}
+    parts = {
+        logical_id: (r["Properties"]["ParentId"], r["Properties"]["PathPart"])
         for logical_id, r in of_type(resources, "AWS::ApiGateway::Resource").items()
     }
+
+    def path_of(resource: Any) -> str:
+        if resource == root:
+            return ""
+        parent, part = parts[resource["Ref"]]
+        return f"{path_of(parent)}/{part}"
+
     routes = {}
     for method in of_type(resources, "AWS::ApiGateway::Method").values():
         properties = method["Properties"]
-        resource = properties["ResourceId"]
-        is_root = resource == {"Fn::GetAtt": [rest_api_id, "RootResourceId"]}
-        path = "/" if is_root else paths[resource["Ref"]]
-        routes[(properties["HttpMethod"], path)] = properties
+        routes[(properties["HttpMethod"], path_of(properties["ResourceId"]) or "/")] = properties
     return routes
 
 
-def test_health_is_open_and_every_other_route_needs_an_api_key(resources: Resources) -> None:
+def test_only_health_the_dashboard_and_the_docs_are_open_and_every_other_route_needs_an_api_key(
+    resources: Resources,
+) -> None:
     # Given the API's methods
     routes = _routes(resources)
 
     # When the key requirement of each route is read
     key_required = {route: properties["ApiKeyRequired"] for route, properties in routes.items()}
 
-    # Then only GET /health is callable without a key, and the catch-all routes require one
-    assert key_required == {("GET", "/health"): False, ("ANY", "/"): True, ("ANY", "/{proxy+}"): True}
+    # Then GET of /health, the dashboard (/ and its files), the OpenAPI document and Swagger UI need no key,
+    # any other method of / and every other path (the catch-all) need one
+    assert key_required == {
+        ("GET", "/health"): False,
+        ("GET", "/"): False,
+        ("GET", "/openapi.json"): False,
+        ("GET", "/swagger"): False,
+        ("GET", "/assets/{proxy+}"): False,
+        ("ANY", "/"): True,
+        ("ANY", "/{proxy+}"): True,
+    }
+
+
+def test_the_open_routes_are_the_local_gateways(resources: Resources) -> None:
+    # Given the open routes of the template and of the local gateway (a prefix there is a {proxy+} here)
+    open_routes = {route for route, properties in _routes(resources).items() if not properties["ApiKeyRequired"]}
+    local = {
+        (method, path + "{proxy+}" if path.endswith("/") and path != "/" else path) for method, path in OPEN_ROUTES
+    }
+
+    # Then they are the same, so make run opens exactly what AWS opens
+    assert open_routes == local
 
 
 def test_every_route_is_a_lambda_proxy_to_the_api_function(resources: Resources) -> None:

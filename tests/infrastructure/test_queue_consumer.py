@@ -134,6 +134,5 @@ def test_consumer_has_exactly_the_permissions_the_job_types_use(resources: Resou
     # And Secrets Manager: the webhook signing secrets' prefix only
     secrets = f"arn:{partition}:secretsmanager:{region}:{account}:secret:{settings.webhook_secret_prefix}*"
     assert permissions_for(pairs, "secretsmanager") == {
-        (action, secrets)
-        for action in ("secretsmanager:GetSecretValue", "secretsmanager:CreateSecret")
+        (action, secrets) for action in ("secretsmanager:GetSecretValue", "secretsmanager:CreateSecret")
     }

@@ -349,7 +349,7 @@ def test_cancel_of_a_finished_or_running_job_is_invalid_state(service: Service) 
 
 
 UNKNOWN_ROUTES = [
-    ("GET", "/"),
+    ("POST", "/"),  # GET / is the dashboard's page now
     ("GET", "/nope"),
     ("PUT", "/jobs"),
     ("PATCH", "/jobs/abc"),
