@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := $(shell node -p 'process.versions.node.split(".")[0]' 2>/dev/null)
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: run test unit integration infra e2e lint format synth deploy diff bench clean
+.PHONY: run test unit integration infra e2e lint format synth deploy diff bench clean venv node browser openapi
 
 $(VENV_STAMP): requirements.txt requirements-dev.txt requirements-jobs.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,15 +22,20 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	scripts/install-chromium.sh
+
 venv: $(VENV_STAMP)
 node: $(NODE_STAMP)
+browser: $(CHROMIUM)
 
 ## run: the whole stack locally (moto, the handlers, a gateway on :$(PORT), the SQS event source, the sweeper)
 run: $(VENV_STAMP)
 	$(PY) -m local
 
-## test: lint, then every suite (unit, integration, infrastructure, e2e)
-test: $(VENV_STAMP) $(NODE_STAMP) lint
+## test: lint, then every suite (unit, integration, infrastructure, e2e incl. the browser test)
+test: $(VENV_STAMP) $(NODE_STAMP) $(CHROMIUM) lint
 	$(PY) -m pytest tests -q
 
 unit: $(VENV_STAMP)
@@ -39,13 +44,17 @@ integration: $(VENV_STAMP)
 	$(PY) -m pytest tests/integration -q
 infra: $(VENV_STAMP) $(NODE_STAMP)
 	$(PY) -m pytest tests/infrastructure -q
-e2e: $(VENV_STAMP)
+e2e: $(VENV_STAMP) $(CHROMIUM)
 	$(PY) -m pytest tests/e2e -q
 
 lint: $(VENV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+## openapi: rewrite openapi.json from the routes (a test fails when it drifts)
+openapi: $(VENV_STAMP)
+	$(PY) scripts/export_openapi.py
 
 format: $(VENV_STAMP)
 	$(VENV)/bin/ruff format .
