@@ -12,10 +12,12 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
 .PHONY: run test unit integration infra e2e lint format synth deploy diff bench clean venv node browser openapi
 
-$(VENV_STAMP): requirements.txt requirements-dev.txt requirements-jobs.txt
+$(VENV_STAMP): requirements.txt requirements-dev.txt requirements-jobs.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	# the `jobs` CLI (editable: it runs this checkout's code)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e .
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json

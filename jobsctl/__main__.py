@@ -1,0 +1,3 @@
+from jobsctl.cli import main
+
+main()

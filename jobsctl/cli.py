@@ -1,0 +1,638 @@
+"""``jobs``: the command line for the jobs service.
+
+API commands (enqueue, get, watch, list, stats, retry, cancel, enqueue-file) use the Python client with a base URL
+and an API key (``--url``/``--key`` or ``JOBS_URL``/``JOBS_API_KEY``). Operator commands (``dlq``, ``keys``,
+``worker``) use AWS credentials through boto3, which honours ``AWS_ENDPOINT_URL`` (``make run``'s moto server).
+
+Exit codes: 0 success, 1 an API/AWS error (its code and message are printed to stderr) or a job that did not
+complete (``--wait``, ``watch``), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import islice
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from jobsctl.client import JobsClient
+from jobsctl.errors import JobsApiError, JobsConnectionError
+from jobsctl.models import STATUSES, Job, Stats
+
+DEFAULT_URL = "http://localhost:3000"
+DEFAULT_KEY = "local-dev-key"
+STATUS_STYLES = {
+    "scheduled": "blue",
+    "pending": "cyan",
+    "processing": "yellow",
+    "retrying": "magenta",
+    "completed": "green",
+    "failed": "bold red",
+    "cancelled": "dim",
+}
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+app = typer.Typer(
+    name="jobs",
+    help="Enqueue, inspect and operate background jobs (API commands need a base URL and an API key).",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+dlq_app = typer.Typer(help="The dead-letter queue (AWS credentials).", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys (AWS credentials).", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(keys_app, name="keys")
+
+
+@dataclass
+class Options:
+    url: str
+    key: str
+    timeout: float
+
+    def client(self, pool_size: int = 10) -> JobsClient:
+        return JobsClient(self.url, self.key, timeout=self.timeout, pool_size=pool_size)
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Option("--url", envvar="JOBS_URL", help="API base URL.")] = DEFAULT_URL,
+    key: Annotated[str, typer.Option("--key", envvar="JOBS_API_KEY", help="API key.")] = DEFAULT_KEY,
+    timeout: Annotated[float, typer.Option("--timeout", help="HTTP timeout, seconds.")] = 30.0,
+) -> None:
+    ctx.obj = Options(url=url, key=key, timeout=timeout)
+
+
+@contextmanager
+def _api_errors() -> Iterator[None]:
+    try:
+        yield
+    except JobsApiError as exc:
+        err.print(Text.assemble(("Error ", "bold red"), (exc.code, "bold"), f" ({exc.status}): {exc.message}"))
+        if exc.details is not None:
+            err.print(Text(json.dumps(exc.details, indent=2, default=str)))
+        raise typer.Exit(1) from exc
+    except JobsConnectionError as exc:
+        err.print(Text.assemble(("Error ", "bold red"), ("CONNECTION", "bold"), f": {exc}"))
+        raise typer.Exit(1) from exc
+
+
+def _usage(message: str) -> typer.Exit:
+    err.print(Text.assemble(("Usage error: ", "bold red"), message))
+    return typer.Exit(2)
+
+
+def _parse_json_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{what} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise typer.BadParameter(f"{what} must be a JSON object")
+    return value
+
+
+def _print_json(value: Any) -> None:
+    out.print_json(json.dumps(value, default=str))
+
+
+def _dump(job: Job) -> dict[str, Any]:
+    return job.model_dump(mode="json", by_alias=True)
+
+
+# --- rendering ---
+
+
+def _status(status: str) -> Text:
+    return Text(status, style=STATUS_STYLES.get(status, ""))
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _clock(value: str | None) -> str:
+    at = _parse_time(value)
+    return at.strftime("%H:%M:%S.%f")[:-3] if at else (value or "")
+
+
+def _gap(seconds: float) -> str:
+    if seconds < 60:
+        return f"+{seconds:.2f}s" if seconds < 10 else f"+{seconds:.1f}s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"+{minutes}m{rest:02d}s" if minutes < 60 else f"+{minutes // 60}h{minutes % 60:02d}m"
+
+
+def timeline(job: Job) -> Table:
+    """Every history entry with its time, the gap since the previous one (backoff waits show here), attempt, error."""
+    table = Table(title="Timeline", title_justify="left", expand=False, show_lines=False)
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("at")
+    table.add_column("gap", justify="right")
+    table.add_column("status")
+    table.add_column("attempt", justify="right")
+    table.add_column("error", overflow="fold")
+    previous: datetime | None = None
+    for index, entry in enumerate(job.history, 1):
+        at = _parse_time(entry.at)
+        gap = _gap((at - previous).total_seconds()) if at and previous else ""
+        table.add_row(
+            str(index),
+            _clock(entry.at),
+            gap,
+            _status(entry.status),
+            str(entry.attempt) if entry.attempt is not None else "",
+            Text(entry.error or "", style="red"),
+        )
+        previous = at or previous
+    return table
+
+
+def job_view(job: Job) -> Group:
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("id", job.id)
+    head.add_row("type", job.type)
+    head.add_row("status", _status(job.status))
+    head.add_row("attempts", f"{job.attempts} of {job.max_attempts}")
+    head.add_row("priority", str(job.priority))
+    head.add_row("created", job.created_at)
+    if job.run_at:
+        head.add_row("run at", job.run_at)
+    if job.completed_at:
+        head.add_row("finished", job.completed_at)
+    if job.error:
+        head.add_row("error", Text(job.error, style="red"))
+    parts: list[Any] = [Panel(head, title=f"Job {job.id}", expand=False), timeline(job)]
+    parts.append(Panel(json.dumps(job.payload, indent=2, default=str), title="payload", expand=False))
+    if job.result is not None:
+        parts.append(Panel(json.dumps(job.result, indent=2, default=str), title="result", expand=False))
+    return Group(*parts)
+
+
+def _summary_line(job: Job) -> Text:
+    text = Text.assemble(job.id, " ", _status(job.status), f"  ({job.type}, attempt {job.attempts}/{job.max_attempts})")
+    if job.error and job.status in ("failed", "retrying"):
+        text.append(f"  {job.error}", style="red")
+    return text
+
+
+# --- API commands ---
+
+
+@app.command()
+def enqueue(
+    ctx: typer.Context,
+    type: Annotated[str, typer.Argument(help="The job type, e.g. simulate.")],
+    payload: Annotated[str | None, typer.Option("--payload", "-p", help="The payload, a JSON object.")] = None,
+    priority: Annotated[int | None, typer.Option(help="1-10 (5).")] = None,
+    max_attempts: Annotated[int | None, typer.Option("--max-attempts", help="1-25 (3).")] = None,
+    delay: Annotated[int | None, typer.Option("--delay", help="Delay in seconds.")] = None,
+    run_at: Annotated[str | None, typer.Option("--run-at", help="ISO-8601 time with offset.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the job is final; exit 1 unless completed.")] = False,
+    wait_timeout: Annotated[float, typer.Option("--wait-timeout", help="Seconds --wait waits.")] = 120.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON.")] = False,
+) -> None:
+    """Enqueue a job."""
+    body = _parse_json_object(payload, "--payload") if payload is not None else None
+    options: Options = ctx.obj
+    with _api_errors(), options.client() as client:
+        job = client.enqueue(
+            type, body, priority=priority, max_attempts=max_attempts, delay_seconds=delay, run_at=run_at
+        )
+        if not wait:
+            _print_json(_dump(job)) if as_json else out.print(Text.assemble("Enqueued ", _summary_line(job)))
+            return
+        if not as_json:
+            err.print(Text.assemble("Enqueued ", _summary_line(job)))
+        try:
+            with err.status(f"waiting for {job.id}…"):
+                job = client.wait(job.id, timeout=wait_timeout)
+        except TimeoutError as exc:
+            err.print(Text(str(exc), style="red"))
+            raise typer.Exit(1) from exc
+    _print_json(_dump(job)) if as_json else out.print(_summary_line(job))
+    if job.status != "completed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def get(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(metavar="ID")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON.")] = False,
+) -> None:
+    """Show a job: its fields, its timeline, payload and result."""
+    options: Options = ctx.obj
+    with _api_errors(), options.client() as client:
+        job = client.get(job_id)
+    _print_json(_dump(job)) if as_json else out.print(job_view(job))
+
+
+@app.command()
+def watch(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(metavar="ID")],
+    timeout: Annotated[float, typer.Option("--for", help="Give up after this many seconds.")] = 600.0,
+) -> None:
+    """Follow a job live until it is final; exit 1 unless it completed."""
+    options: Options = ctx.obj
+    with _api_errors(), options.client() as client:
+        job = client.get(job_id)
+        with Live(job_view(job), console=out, refresh_per_second=8, transient=False) as live:
+            try:
+                job = client.wait(job_id, timeout=timeout, on_update=lambda j: live.update(job_view(j)))
+            except TimeoutError as exc:
+                err.print(Text(str(exc), style="red"))
+                raise typer.Exit(1) from exc
+    if job.status != "completed":
+        raise typer.Exit(1)
+
+
+@app.command("list")
+def list_jobs(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(help="|".join(STATUSES))] = None,
+    type: Annotated[str | None, typer.Option("--type", help="Job type.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many jobs (pages are followed).")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """List jobs, newest first."""
+    options: Options = ctx.obj
+    with _api_errors(), options.client() as client:
+        jobs = list(islice(client.list(status=status, type=type, page_size=min(limit, 100)), limit))
+    if as_json:
+        _print_json([_dump(job) for job in jobs])
+        return
+    table = Table(title=f"{len(jobs)} job(s)", title_justify="left")
+    for name in ("id", "type", "status", "attempts", "priority", "created", "error"):
+        table.add_column(name, overflow="fold", no_wrap=name == "id")
+    for job in jobs:
+        table.add_row(
+            job.id,
+            job.type,
+            _status(job.status),
+            f"{job.attempts}/{job.max_attempts}",
+            str(job.priority),
+            job.created_at,
+            Text(job.error or "", style="red"),
+        )
+    out.print(table)
+
+
+@app.command()
+def stats(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Counts by status for your tenant, with completion and failure rates."""
+    options: Options = ctx.obj
+    with _api_errors(), options.client() as client:
+        result: Stats = client.stats()
+    if as_json:
+        _print_json(result.model_dump(mode="json", by_alias=True))
+        return
+    table = Table(title="Stats", title_justify="left")
+    table.add_column("")
+    table.add_column("count", justify="right")
+    for name in STATUSES:
+        table.add_row(_status(name), str(getattr(result, name)))
+    table.add_row("total", str(result.total))
+    table.add_row("enqueued", str(result.enqueued))
+    table.add_row("processed", str(result.processed))
+    table.add_row("completion rate", f"{result.completion_rate:.1%}")
+    table.add_row("failure rate", f"{result.failure_rate:.1%}")
+    out.print(table)
+
+
+@app.command()
+def retry(ctx: typer.Context, job_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Run a failed or cancelled job again (attempts reset, history kept)."""
+    options: Options = ctx.obj
+    with _api_errors(), options.client() as client:
+        job = client.retry(job_id)
+    out.print(Text.assemble("Retrying ", _summary_line(job)))
+
+
+@app.command()
+def cancel(ctx: typer.Context, job_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Cancel a scheduled, pending or retrying job."""
+    options: Options = ctx.obj
+    with _api_errors(), options.client() as client:
+        job = client.cancel(job_id)
+    out.print(Text.assemble("Cancelled ", _summary_line(job)))
+
+
+@dataclass(frozen=True)
+class LineOutcome:
+    line: int
+    job_id: str | None = None
+    code: str | None = None
+    message: str | None = None
+
+
+def _enqueue_line(client: JobsClient, number: int, text: str) -> LineOutcome:
+    try:
+        spec = json.loads(text)
+    except ValueError as exc:
+        return LineOutcome(number, code="INVALID_JSON", message=str(exc))
+    if not isinstance(spec, dict):
+        return LineOutcome(number, code="INVALID_LINE", message="a line must be a JSON object with a type")
+    try:
+        job = client.enqueue_spec(spec)
+    except JobsApiError as exc:
+        return LineOutcome(number, code=exc.code, message=exc.message)
+    except JobsConnectionError as exc:
+        return LineOutcome(number, code="CONNECTION", message=str(exc))
+    return LineOutcome(number, job_id=job.id)
+
+
+@app.command("enqueue-file")
+def enqueue_file(
+    ctx: typer.Context,
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="JSON Lines: one job a line.")
+    ],
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Requests in flight at once.")] = 8,
+    as_json: Annotated[bool, typer.Option("--json", help="Print accepted and failed lines as JSON.")] = False,
+) -> None:
+    """Enqueue one job per line ({"type", "payload", "priority", "maxAttempts", "delaySeconds", "runAt"}).
+
+    Prints a summary of accepted and failed lines; exits 1 if any line failed.
+    """
+    lines = [
+        (number, text) for number, text in enumerate(file.read_text(encoding="utf-8").splitlines(), 1) if text.strip()
+    ]
+    options: Options = ctx.obj
+    outcomes: list[LineOutcome] = []
+    progress = Progress(
+        TextColumn("enqueueing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True
+    )
+    with options.client(pool_size=concurrency) as client, progress, ThreadPoolExecutor(concurrency) as pool:
+        task = progress.add_task("enqueue", total=len(lines))
+        futures = [pool.submit(_enqueue_line, client, number, text) for number, text in lines]
+        for future in as_completed(futures):
+            outcomes.append(future.result())
+            progress.advance(task)
+    outcomes.sort(key=lambda o: o.line)
+    accepted = [o for o in outcomes if o.job_id]
+    failed = [o for o in outcomes if not o.job_id]
+    if as_json:
+        _print_json(
+            {
+                "accepted": [{"line": o.line, "id": o.job_id} for o in accepted],
+                "failed": [{"line": o.line, "code": o.code, "error": o.message} for o in failed],
+            }
+        )
+    else:
+        out.print(f"Accepted {len(accepted)} of {len(outcomes)} line(s); {len(failed)} failed.")
+    if failed:
+        table = Table(title="Failed lines", title_justify="left")
+        table.add_column("line", justify="right")
+        table.add_column("code", style="bold red")
+        table.add_column("error", overflow="fold")
+        for outcome in failed:
+            table.add_row(str(outcome.line), outcome.code or "", outcome.message or "")
+        err.print(table)
+        raise typer.Exit(1)
+
+
+# --- operator commands (AWS credentials) ---
+
+QueueUrl = Annotated[str | None, typer.Option("--queue-url", envvar="JOBS_QUEUE_URL", help="The job queue's URL.")]
+DlqUrl = Annotated[str | None, typer.Option("--dlq-url", envvar="JOBS_DLQ_URL", help="The dead-letter queue's URL.")]
+StackName = Annotated[
+    str | None, typer.Option("--stack", help="Read queue URLs from this CloudFormation stack's outputs.")
+]
+
+
+@contextmanager
+def _aws_errors() -> Iterator[None]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from jobsctl.ops import OpsError
+
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        err.print(
+            Text.assemble(("Error ", "bold red"), (str(error.get("Code", "AWS")), "bold"), f": {error.get('Message')}")
+        )
+        raise typer.Exit(1) from exc
+    except (BotoCoreError, OpsError) as exc:
+        err.print(Text.assemble(("Error ", "bold red"), (type(exc).__name__, "bold"), f": {exc}"))
+        raise typer.Exit(1) from exc
+
+
+def _queues(queue_url: str | None, dlq_url: str | None, stack: str | None) -> tuple[Any, Any]:
+    import boto3
+
+    from jobsctl.ops import resolve_queues
+
+    sqs = boto3.client("sqs")
+    cloudformation = boto3.client("cloudformation") if stack else None
+    return sqs, resolve_queues(sqs, queue_url=queue_url, dlq_url=dlq_url, stack=stack, cloudformation=cloudformation)
+
+
+def _epoch_ms(value: int | None) -> str:
+    return datetime.fromtimestamp(value / 1000).astimezone().isoformat(timespec="seconds") if value else ""
+
+
+@dlq_app.command("list")
+def dlq_list(
+    limit: Annotated[int, typer.Option(min=1, help="At most this many messages.")] = 10,
+    queue_url: QueueUrl = None,
+    dlq_url: DlqUrl = None,
+    stack: StackName = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Peek at the dead-letter queue (messages are received, then made visible again at once)."""
+    from jobsctl.ops import peek
+
+    with _aws_errors():
+        sqs, queues = _queues(queue_url, dlq_url, stack)
+        letters = peek(sqs, queues.dlq_url, limit)
+    if as_json:
+        _print_json([letter.to_json() for letter in letters])
+        return
+    table = Table(title=f"{len(letters)} message(s) in {queues.dlq_url}", title_justify="left")
+    for name in ("job id", "tenant", "reason", "receives", "sent", "message id"):
+        table.add_column(name, overflow="fold")
+    for letter in letters:
+        table.add_row(
+            letter.job_id or Text(letter.body[:60], style="dim"),
+            letter.tenant or "",
+            Text(letter.reason or "", style="red"),
+            str(letter.receive_count),
+            _epoch_ms(letter.sent_at),
+            letter.message_id,
+        )
+    out.print(table)
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    ids: Annotated[list[str] | None, typer.Argument(help="Message ids or job ids to move back.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Move every message back.")] = False,
+    queue_url: QueueUrl = None,
+    dlq_url: DlqUrl = None,
+    stack: StackName = None,
+) -> None:
+    """Move dead-lettered messages back to the job queue: --all, or the given message/job ids.
+
+    --all uses SQS StartMessageMoveTask where available (AWS), else receive/send/delete (moto); ids always the
+    latter. The consumer then runs a message only if its job can still run: a job recorded as failed is run
+    again with `jobs retry ID` (the API), not by a redrive.
+    """
+    from jobsctl.ops import redrive_all, redrive_ids
+
+    if all_ == bool(ids):
+        raise _usage("give either --all or message/job ids, not both and not neither")
+    with _aws_errors():
+        sqs, queues = _queues(queue_url, dlq_url, stack)
+        result = (
+            redrive_all(sqs, queues.dlq_url, queues.queue_url)
+            if all_
+            else redrive_ids(sqs, queues.dlq_url, queues.queue_url, ids or [])
+        )
+    if result.method == "move-task":
+        out.print(f"Started an SQS message move task: {result.task_handle}")
+    else:
+        out.print(f"Moved {result.moved} message(s) back to {queues.queue_url}.")
+    if result.not_found:
+        err.print(Text.assemble(("Error ", "bold red"), ("NOT_FOUND", "bold"), ": " + ", ".join(result.not_found)))
+        raise typer.Exit(1)
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Argument(help="The tenant the key belongs to (its `tenant` tag).")],
+    usage_plan_id: Annotated[str | None, typer.Option("--usage-plan-id", help="Add the key to this plan.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Key name (default: <tenant>-<random>).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Create an API Gateway key for a tenant and print its value (shown only this once)."""
+    import boto3
+
+    from jobsctl.ops import create_api_key
+
+    with _aws_errors():
+        key = create_api_key(boto3.client("apigateway"), tenant, usage_plan_id=usage_plan_id, name=name)
+    if as_json:
+        _print_json({"id": key.id, "name": key.name, "value": key.value, "tenant": key.tenant})
+        return
+    out.print(
+        f"Created key {key.id} ({key.name}) for tenant {key.tenant}"
+        + (f", on usage plan {key.usage_plan_id}" if key.usage_plan_id else "")
+    )
+    out.print(Text.assemble("Value: ", (key.value, "bold")), "  (store it now: it is not shown again)")
+
+
+@app.command()
+def worker(
+    queue_url: QueueUrl = None,
+    stack: Annotated[
+        str | None, typer.Option("--stack", help="Take the settings from this stack's deployed consumer function.")
+    ] = None,
+    from_config: Annotated[
+        bool, typer.Option("--from-config", help="Use infra/config.py's names (what `make run` creates).")
+    ] = False,
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Jobs run at once.")] = 4,
+    batch_size: Annotated[int, typer.Option(min=1, max=10, help="Messages received at a time per slot.")] = 1,
+    wait_seconds: Annotated[int, typer.Option(min=0, max=20, help="Long-poll wait of each receive.")] = 10,
+    grace_seconds: Annotated[float, typer.Option(min=0, help="On SIGTERM/Ctrl-C, time for in-flight jobs.")] = 30.0,
+    visibility_timeout: Annotated[
+        int | None, typer.Option(min=1, help="Heartbeats keep a running job's message invisible this long (queue's).")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--job-timeout", min=1, help="An attempt's lease, as the Lambda timeout.")
+    ] = None,
+) -> None:
+    """Run the consumer on this machine against the SQS queue (same logic as the Lambda consumer).
+
+    Needs the functions' settings: JOBS_JOBS_TABLE, JOBS_STATS_TABLE, JOBS_QUEUE_URL, JOBS_DLQ_URL (and any other
+    JOBS_* variable), from the environment, from --stack (the deployed consumer's configuration) or --from-config.
+    """
+    import os
+
+    import boto3
+
+    from jobsctl.ops import consumer_environment
+    from jobsctl.runner import MissingSettings, WorkerOptions, build_worker, config_environment, worker_environment
+
+    with _aws_errors():
+        deployed = (
+            consumer_environment(boto3.client("cloudformation"), boto3.client("lambda"), stack) if stack else None
+        )
+        configured = config_environment(boto3.client("sqs")) if from_config else None
+        try:
+            env = worker_environment(os.environ, deployed=deployed, from_config=configured, queue_url=queue_url)
+        except MissingSettings as exc:
+            err.print(Text("The worker needs the consumer's settings; missing:", style="bold red"))
+            for name in exc.missing:
+                err.print(f"  {name}")
+            err.print("Set them in the environment, or pass --stack NAME (deployed) or --from-config (make run).")
+            raise typer.Exit(2) from exc
+        runner = build_worker(
+            env,
+            WorkerOptions(
+                concurrency=concurrency,
+                batch_size=batch_size,
+                wait_seconds=wait_seconds,
+                visibility_timeout=visibility_timeout,
+                timeout_seconds=timeout,
+            ),
+        )
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    runner.start()
+    err.print(f"Worker running on {runner.queue_url}: {concurrency} slot(s). Ctrl-C or SIGTERM to stop.")
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        err.print(f"Stopping: up to {grace_seconds:g}s for in-flight jobs…")
+        began = time.monotonic()
+        result = runner.shutdown(grace_seconds)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    err.print(
+        f"Stopped in {time.monotonic() - began:.1f}s: {runner.invocations} job message(s) handled, "
+        f"{runner.released} given back, {result['unfinished']} left to their lease."
+    )
+
+
+def main() -> None:
+    app(prog_name="jobs")
+
+
+if __name__ == "__main__":
+    main()
