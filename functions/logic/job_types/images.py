@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import io
 import threading
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from botocore.exceptions import BotoCoreError, ClientError
-from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from functions.logic.job_types.registry import JobContext, job_type
 from functions.models.errors import JobFailure, PermanentJobError, RetryableJobError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+# Pillow is imported where images are processed, not at module import: every function loads the job-type registry
+# (the API validates payloads with it), but only the consumer has the job-dependencies layer with Pillow in it.
 
 MAX_SIDE = 10_000
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -99,6 +104,8 @@ def read_upload(ctx: JobContext, key: str) -> bytes:
 
 def open_image(data: bytes, max_pixels: int) -> tuple[Image.Image, str]:
     """Open (header only), refuse over ``max_pixels``, then decode. Returns the image and its format."""
+    from PIL import Image, UnidentifiedImageError
+
     fmt = sniff_format(data)
     try:
         with _PILLOW_GUARD:
@@ -127,6 +134,8 @@ def _has_alpha(image: Image.Image) -> bool:
 def process(
     image: Image.Image, fmt: str, *, grayscale: bool, width: int | None, height: int | None, max_pixels: int
 ) -> Image.Image:
+    from PIL import Image, ImageOps
+
     # Respect the camera's orientation (EXIF), so "width" means what the viewer sees.
     image = ImageOps.exif_transpose(image) or image
     alpha = fmt == "PNG" and _has_alpha(image)
