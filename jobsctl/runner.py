@@ -87,6 +87,7 @@ def build_worker(
     target.update(env)
     from functions.dal.clients import client
     from functions.handlers import consumer, runtime
+    from jobsctl.environments import fresh_handler
 
     runtime.reset()
     sqs = boto3.client("sqs")
@@ -109,6 +110,8 @@ def build_worker(
         invoke_size=1,
         visibility_timeout=visibility,
         sqs=sqs,
+        # one execution environment per slot, as on Lambda: module-level state is never shared between jobs
+        new_environment=lambda: fresh_handler("functions.handlers.consumer"),
     )
 
     # The consumer defers a retry by setting its message's visibility: from then on, heartbeats leave it alone.

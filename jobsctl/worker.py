@@ -84,10 +84,13 @@ class SqsWorker:
         visibility_timeout: int | None = None,
         sqs: Any = None,
         context_factory: Callable[[str, float], Any] | None = None,
+        new_environment: Callable[[], Handler] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self._handler = handler
+        # Each poller is one execution environment: with this, its own copy of the handler (see environments.py).
+        self._new_environment = new_environment
         self.queue_url = queue_url
         self.queue_arn = queue_arn
         self._batch_size = batch_size
@@ -182,11 +185,12 @@ class SqsWorker:
     # --- polling ---
 
     def _poll(self) -> None:
+        handler = self._new_environment() if self._new_environment else self._handler
         while not self._stopping.is_set():
             try:
                 batch = self._gather()
                 if batch:
-                    self._process(batch)
+                    self._process(batch, handler)
             except Exception:
                 log.exception("poller error")
                 self._stopping.wait(0.5)
@@ -222,7 +226,7 @@ class SqsWorker:
         if closed:  # received after shutdown gave everything back: give these back too
             self._change_visibility(messages, 0)
 
-    def _process(self, messages: list[dict[str, Any]]) -> None:
+    def _process(self, messages: list[dict[str, Any]], handler: Handler) -> None:
         for start in range(0, len(messages), self._invoke_size):
             chunk = messages[start : start + self._invoke_size]
             if self._stopping.is_set():
@@ -235,7 +239,7 @@ class SqsWorker:
                     self._held[message["ReceiptHandle"]].running = True
                     self._held[message["ReceiptHandle"]].context = context
             if chunk:
-                self._invoke(chunk, context)
+                self._invoke(chunk, context, handler)
 
     def _release(self, messages: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -244,11 +248,11 @@ class SqsWorker:
             self._change_visibility(mine, 0)
             self.released += len(mine)
 
-    def _invoke(self, messages: list[dict[str, Any]], context: Any) -> None:
+    def _invoke(self, messages: list[dict[str, Any]], context: Any, handler: Handler) -> None:
         event = {"Records": [self._record(message) for message in messages]}
         self.invocations += 1
         try:
-            response = self._handler(event, context)
+            response = handler(event, context)
         except Exception:
             log.exception("handler raised; the whole batch returns after its visibility timeout")
             self._settle(messages)

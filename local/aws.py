@@ -53,10 +53,79 @@ def serialize_dynamodb() -> None:
 
     if getattr(DynamoDBBackend, "_jobs_serialized", False):
         return
+    setattr(DynamoDBBackend, "transact_write_items", _check_then_apply)  # noqa: B010 - patching moto
     for name, method in inspect.getmembers(DynamoDBBackend, inspect.isfunction):
         if not name.startswith("_"):
             setattr(DynamoDBBackend, name, _locked(method))
     DynamoDBBackend._jobs_serialized = True  # type: ignore[attr-defined]
+
+
+def _check_then_apply(backend: Any, transact_items: list[dict[str, Any]]) -> None:
+    """TransactWriteItems without moto's deep copy of every table it touches (a cost that grows with the table, and
+    every status change of ours is a transaction): check every condition first, then apply the writes. Atomic
+    because the whole call runs under the DynamoDB lock (``serialize_dynamodb`` installs both together)."""
+    from moto.dynamodb.comparisons import get_filter_expression
+    from moto.dynamodb.exceptions import (
+        MultipleTransactionsException,
+        TooManyTransactionsException,
+        TransactionCanceledException,
+        TransactWriteSingleOpException,
+    )
+
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+    targets: set[tuple[str, str]] = set()
+    reasons: list[tuple[str | None, str | None, dict[str, Any] | None]] = []
+    plan: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    for entry in transact_items:
+        if len(entry) > 1:
+            raise TransactWriteSingleOpException
+        op_type, op = next(iter(entry.items()))
+        if op_type not in {"ConditionCheck", "Put", "Delete", "Update"}:
+            raise ValueError("Unsupported transaction operation")
+        table_name = op["TableName"]
+        if op_type == "Put":
+            table = backend.get_table(table_name)
+            key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+            if table.range_key_attr is not None:
+                key[table.range_key_attr] = op["Item"][table.range_key_attr]
+        else:
+            key = op["Key"]
+        target = (str(table_name), str(dict(sorted(key.items()))))
+        if target in targets:
+            raise MultipleTransactionsException()
+        targets.add(target)
+        current = backend.get_item(table_name, key)
+        condition = op.get("ConditionExpression")
+        names, values = op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+        if condition is not None and not get_filter_expression(condition, names, values).expr(current):
+            old = None
+            if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+                old = current.to_json()["Attributes"]
+            reasons.append(("ConditionalCheckFailed", "The conditional request failed", old))
+        else:
+            reasons.append((None, None, None))
+        plan.append((op_type, op, key))
+    if any(code is not None for code, _, _ in reasons):
+        raise TransactionCanceledException(reasons)
+    for op_type, op, key in plan:
+        names, values = op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+        if op_type == "Put":
+            backend.put_item(
+                op["TableName"], op["Item"], expression_attribute_names=names, expression_attribute_values=values
+            )
+        elif op_type == "Delete":
+            backend.delete_item(
+                op["TableName"], key, expression_attribute_names=names, expression_attribute_values=values
+            )
+        elif op_type == "Update":
+            backend.update_item(
+                op["TableName"],
+                key,
+                update_expression=op["UpdateExpression"],
+                expression_attribute_names=names,
+                expression_attribute_values=values,
+            )
 
 
 def _locked(method: Callable[..., Any]) -> Callable[..., Any]:

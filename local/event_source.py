@@ -33,6 +33,7 @@ class SqsEventSource(SqsWorker):
         concurrency: int,
         timeout_seconds: int,
         function_name: str = "consumer",
+        new_environment: Callable[[], Handler] | None = None,
     ) -> None:
         super().__init__(
             handler,
@@ -47,4 +48,5 @@ class SqsEventSource(SqsWorker):
             invoke_size=None,  # the whole batch in one invocation, as Lambda does
             visibility_timeout=None,
             context_factory=lambda name, timeout: LocalContext(name, int(timeout)),
+            new_environment=new_environment,
         )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from infra.config import ServiceConfig, local_config
+from jobsctl.environments import EnvironmentPool, fresh_handler
 from local.aws import LocalAws, LocalResources, create_api_keys, create_resources, parse_api_keys
 from local.event_source import SqsEventSource
 from local.gateway import LocalGateway
@@ -38,19 +39,23 @@ class LocalStack:
         self._configure_functions(self.resources)
 
         # Imported only now: the handlers read their settings from the environment set just above.
-        from functions.handlers import api, consumer, sweeper
+        from functions.handlers import consumer, sweeper
 
         consumer_config = self.config.consumer
         self._event_source = SqsEventSource(
             consumer.handler,
             self.resources.queue_url,
             self.resources.queue_arn,
+            # Each poller is its own execution environment, as on Lambda (module state is per environment).
+            new_environment=lambda: fresh_handler("functions.handlers.consumer"),
             batch_size=consumer_config.batch_size,
             batching_window_seconds=consumer_config.batching_window_seconds,
             concurrency=consumer_config.max_concurrency,
             timeout_seconds=consumer_config.timeout_seconds,
         )
-        self._gateway = LocalGateway(api.handler, "127.0.0.1", self.port, self.config.api_timeout_seconds)
+        # Concurrent requests each get an environment of their own: Powertools' resolver keeps the request on itself.
+        api_environments = EnvironmentPool(lambda: fresh_handler("functions.handlers.api"))
+        self._gateway = LocalGateway(api_environments, "127.0.0.1", self.port, self.config.api_timeout_seconds)
         self._stopping = threading.Event()
         self._sweeper = threading.Thread(
             target=self._sweep_forever, args=(sweeper.handler,), name="sweeper", daemon=True

@@ -10,6 +10,7 @@ from typing import Any, TypeVar, cast
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from functions.dal.clients import client, s3_presigner
 from functions.dal.files import S3FileStore
@@ -34,6 +35,9 @@ def traced(handler: F) -> F:
 
 
 def emit(name: str, value: float) -> None:
+    # Powertools keeps metrics in memory when they are disabled (and prints them once 100 pile up): don't add any.
+    if is_metrics_disabled():
+        return
     unit = MetricUnit.Milliseconds if name.endswith("Ms") else MetricUnit.Count
     metrics.add_metric(name=name, unit=unit, value=value)
 
