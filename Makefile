@@ -73,8 +73,9 @@ deploy: $(VENV_STAMP) $(NODE_STAMP)
 diff: $(VENV_STAMP) $(NODE_STAMP)
 	node_modules/.bin/cdk diff
 
+## bench: every benchmark (e2e beside the Cloudflare peer, handler overhead, cost, hot keys, cold start); prints figures
 bench: $(VENV_STAMP)
-	$(PY) bench/coldstart.py
+	$(PY) bench/run_all.py
 
 clean:
 	rm -rf cdk.out .build .pytest_cache .mypy_cache .ruff_cache

@@ -124,10 +124,12 @@ def local_config() -> ServiceConfig:
             batching_window_seconds=0,
             max_concurrency=int(env.get("JOBS_LOCAL_CONSUMERS", "4")),
         ),
-        sweeper_interval_seconds=int(env.get("JOBS_LOCAL_SWEEP_SECONDS", "1")),
+        # moto answers an index query by scanning the table, so a busy local sweeper slows everything down;
+        # jobs due within 15 min are timed by SQS DelaySeconds anyway.
+        sweeper_interval_seconds=int(env.get("JOBS_LOCAL_SWEEP_SECONDS", "2")),
         backoff_base_seconds=float(env.get("JOBS_LOCAL_BACKOFF_BASE", "1")),
         backoff_cap_seconds=float(env.get("JOBS_LOCAL_BACKOFF_CAP", "4")),
-        pending_grace_seconds=int(env.get("JOBS_LOCAL_PENDING_GRACE", "10")),
+        pending_grace_seconds=int(env.get("JOBS_LOCAL_PENDING_GRACE", "30")),
         # moto cannot serve Bedrock; jobs may call servers on this machine (tests' loopback servers).
         ai_provider="local",
         outbound_allowlist=env.get("JOBS_LOCAL_OUTBOUND_ALLOWLIST", "127.0.0.0/8,::1/128"),

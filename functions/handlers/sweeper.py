@@ -1,4 +1,4 @@
-"""The sweeper, run every minute by EventBridge (every second by the local stack)."""
+"""The sweeper, run every minute by EventBridge (every 2 s by the local stack)."""
 
 from __future__ import annotations
 

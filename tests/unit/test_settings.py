@@ -85,8 +85,8 @@ def clean_local_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_local_config_has_short_backoffs_and_quick_sweeps() -> None:
     config = local_config()
     assert (config.backoff_base_seconds, config.backoff_cap_seconds) == (1.0, 4.0)
-    assert config.sweeper_interval_seconds == 1
-    assert config.pending_grace_seconds == 10
+    assert config.sweeper_interval_seconds == 2
+    assert config.pending_grace_seconds == 30
     assert config.consumer.timeout_seconds == AWS_CONFIG.consumer.timeout_seconds  # honest leases locally
     # And the resources are the same as on AWS
     assert (config.jobs_table, config.stats_table, config.queue.name) == (
@@ -111,8 +111,8 @@ def test_config_settings_carry_the_queue_urls_and_tunables() -> None:
     settings = config.settings(queue_url="http://q", dlq_url="http://dlq")
     assert (settings.queue_url, settings.dlq_url) == ("http://q", "http://dlq")
     assert (settings.backoff_base_seconds, settings.backoff_cap_seconds) == (1.0, 4.0)
-    assert settings.pending_grace_seconds == 10
-    assert settings.release_ahead_seconds == config.release_ahead_seconds == 2
+    assert settings.pending_grace_seconds == 30
+    assert settings.release_ahead_seconds == config.release_ahead_seconds == 4
     assert settings.default_lease_seconds == config.consumer.timeout_seconds
     # And they survive the trip through the functions' environment
     assert Settings.from_env(settings.to_env()) == settings

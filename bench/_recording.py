@@ -1,0 +1,456 @@
+"""Record every AWS request the local stack makes while it runs N jobs: shared by cost.py and hotkeys.py.
+
+The hooks are botocore events added to ``botocore.handlers.BUILTIN_HANDLERS`` (as moto adds its own stubber), so
+every session created afterwards (moto's ``mock_aws`` resets ``boto3.DEFAULT_SESSION`` when it starts) carries them:
+``before-parameter-build`` notes the API parameters and the start time, ``after-call`` the response and the time.
+
+Each request is attributed to a role by a thread-local that wrappers around the handlers set: ``api`` (POST /jobs),
+``api-read`` (any other route: this bench's own polling, excluded from the per-job figures), ``consumer``,
+``sweeper``; outside a handler, a poller thread is the event-source mapping (``esm``), anything else ``setup``.
+
+For DynamoDB it keeps a shadow of every item written (the stored item is read back from moto after each write), so
+each write is costed on the larger of the item before and after, and each GSI write is derived from the change of
+the index's key and projected attributes (projection ALL: the whole item).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from _common import API_KEY, BUILD, Http, free_port
+
+KB = 1024
+SQS_CHUNK = 64 * KB
+
+_local = threading.local()
+
+
+# --- DynamoDB item sizes (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html)
+
+
+def value_size(value: dict[str, Any]) -> int:
+    (kind, data), *_ = value.items()
+    if kind == "S":
+        return len(data.encode())
+    if kind == "N":
+        digits = data.lstrip("-").replace(".", "").lstrip("0") or "0"
+        return (len(digits) + 1) // 2 + 1
+    if kind == "B":
+        return len(data)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind in ("SS", "NS", "BS"):
+        return sum(value_size({kind[0]: item}) for item in data)
+    if kind == "L":
+        return 3 + sum(1 + value_size(item) for item in data)
+    if kind == "M":
+        return 3 + sum(len(name.encode()) + 1 + value_size(item) for name, item in data.items())
+    return 0
+
+
+def item_size(item: dict[str, Any] | None) -> int:
+    if not item:
+        return 0
+    return sum(len(name.encode()) + value_size(value) for name, value in item.items())
+
+
+def wcu(size: int) -> int:
+    return max(1, math.ceil(size / KB))
+
+
+# --- the recording ---
+
+
+@dataclass
+class Write:
+    """One item written in DynamoDB (a base-table item, or an index item a base write implies)."""
+
+    role: str
+    table: str  # "jobs" or "jobs/by-status" for an index
+    pk: str  # the (index) partition key value
+    kind: str  # put | update | delete
+    size: int  # bytes billed (the larger of before and after for base items)
+    units: int  # write request units (x2 in a transaction for base items)
+    transactional: bool
+    keys_only_units: int = 0  # for index items: what a KEYS_ONLY projection would cost
+
+
+@dataclass
+class Recording:
+    jobs: int = 0
+    seconds: float = 0.0
+    calls: Counter[str] = field(default_factory=Counter)  # "role service Operation"
+    errors: Counter[str] = field(default_factory=Counter)  # "role service Operation Code"
+    sqs_chunks: Counter[str] = field(default_factory=Counter)  # "role Operation" -> billed 64 KB chunks
+    esm_empty_receives: int = 0
+    read_units: Counter[str] = field(default_factory=Counter)  # role -> read request units
+    writes: list[Write] = field(default_factory=list)
+    invocations: Counter[str] = field(default_factory=Counter)  # role -> handler invocations
+    handler_ms: Counter[str] = field(default_factory=Counter)  # role -> wall ms inside the handler
+    handler_aws_ms: Counter[str] = field(default_factory=Counter)  # role -> ms of that spent in (moto) AWS calls
+    handler_aws_calls: Counter[str] = field(default_factory=Counter)  # role -> AWS calls made inside the handler
+    records: int = 0  # SQS records handed to the consumer
+    outcomes: dict[str, int] = field(default_factory=dict)
+    indexes: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> {index: "hash,range"}
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # asdict() would rebuild each Counter from (key, value) pairs, counting the pairs: convert by hand.
+        data = {name: dict(value) if isinstance(value, dict) else value for name, value in vars(self).items()}
+        data["writes"] = [asdict(w) for w in self.writes]
+        path.write_text(json.dumps(data))
+
+    @classmethod
+    def load(cls, path: Path) -> Recording:
+        data = json.loads(path.read_text())
+        rec = cls(**{k: v for k, v in data.items() if k != "writes"})
+        for name in ("calls", "errors", "sqs_chunks", "read_units", "invocations", "handler_ms", "handler_aws_ms"):
+            setattr(rec, name, Counter(data[name]))
+        rec.handler_aws_calls = Counter(data["handler_aws_calls"])
+        rec.writes = [Write(**w) for w in data["writes"]]
+        return rec
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.rec = Recording()
+        self._lock = threading.Lock()
+        self._shadow: dict[tuple[str, str], dict[str, Any]] = {}
+        self._keys: dict[str, tuple[str, str | None]] = {}  # table -> (hash, range)
+        self._indexes: dict[str, dict[str, tuple[str, str | None]]] = {}  # table -> index -> (hash, range)
+        self._backend: Any = None
+
+    # -- installing --
+
+    def install(self) -> None:
+        from botocore.handlers import BUILTIN_HANDLERS
+
+        BUILTIN_HANDLERS.append(("before-parameter-build", self._before))
+        BUILTIN_HANDLERS.append(("after-call", self._after))
+
+    def describe_tables(self) -> None:
+        """Read the key schemas and GSIs of every table (after the stack created them)."""
+        import boto3
+        from moto.dynamodb.models import dynamodb_backends
+
+        from local.aws import ACCOUNT_ID, REGION
+
+        self._backend = dynamodb_backends[ACCOUNT_ID][REGION]
+        ddb = boto3.client("dynamodb")
+        for name in ddb.list_tables()["TableNames"]:
+            table = ddb.describe_table(TableName=name)["Table"]
+            self._keys[name] = _key_schema(table["KeySchema"])
+            self._indexes[name] = {
+                g["IndexName"]: _key_schema(g["KeySchema"]) for g in table.get("GlobalSecondaryIndexes", [])
+            }
+            self.rec.indexes[name] = {i: f"{h},{r}" for i, (h, r) in self._indexes[name].items()}
+
+    def wrap(self, role: str | None, handler: Any) -> Any:
+        def wrapped(event: dict[str, Any], context: Any) -> Any:
+            name = role or ("api" if (event.get("httpMethod"), event.get("path")) == ("POST", "/jobs") else "api-read")
+            _local.role, _local.aws_ms, _local.aws_calls = name, 0.0, 0
+            started = time.perf_counter()
+            try:
+                return handler(event, context)
+            finally:
+                elapsed = (time.perf_counter() - started) * 1000
+                with self._lock:
+                    self.rec.invocations[name] += 1
+                    self.rec.handler_ms[name] += elapsed
+                    self.rec.handler_aws_ms[name] += _local.aws_ms
+                    self.rec.handler_aws_calls[name] += _local.aws_calls
+                    if name == "consumer":
+                        self.rec.records += len(event.get("Records", []))
+                _local.role = None
+
+        return wrapped
+
+    # -- hooks --
+
+    @staticmethod
+    def _role() -> str:
+        role = getattr(_local, "role", None)
+        if role:
+            return str(role)
+        return "esm" if "poller" in threading.current_thread().name else "setup"
+
+    def _before(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        context["bench"] = (time.perf_counter(), params)
+
+    def _after(self, parsed: dict[str, Any], model: Any, context: dict[str, Any], http_response: Any, **_: Any) -> None:
+        started, params = context.get("bench", (time.perf_counter(), {}))
+        elapsed = (time.perf_counter() - started) * 1000
+        role = self._role()
+        service, op = model.service_model.service_name, model.name
+        if getattr(_local, "role", None):
+            _local.aws_ms += elapsed
+            _local.aws_calls += 1
+        error = parsed.get("Error", {}).get("Code") if http_response.status_code >= 300 else None
+        with self._lock:
+            self.rec.calls[f"{role} {service} {op}"] += 1
+            if error:
+                self.rec.errors[f"{role} {service} {op} {error}"] += 1
+            if service == "sqs":
+                self._sqs(role, op, params, parsed)
+            elif service == "dynamodb":
+                self._dynamodb(role, op, params, parsed, failed=error is not None)
+
+    # -- SQS: requests are billed per 64 KB chunk of payload --
+
+    def _sqs(self, role: str, op: str, params: dict[str, Any], parsed: dict[str, Any]) -> None:
+        if op == "ReceiveMessage":
+            messages = parsed.get("Messages", [])
+            if role == "esm" and not messages:
+                self.rec.esm_empty_receives += 1  # Lambda's pollers' empty receives are not billed to you
+                return
+            size = sum(len(m.get("Body", "")) + _attributes_size(m.get("MessageAttributes")) for m in messages)
+        elif op in ("SendMessage",):
+            size = len(params.get("MessageBody", "")) + _attributes_size(params.get("MessageAttributes"))
+        elif op == "SendMessageBatch":
+            size = sum(len(e.get("MessageBody", "")) for e in params.get("Entries", []))
+        else:
+            size = 0
+        self.rec.sqs_chunks[f"{role} {op}"] += max(1, math.ceil(size / SQS_CHUNK))
+
+    # -- DynamoDB --
+
+    def _dynamodb(self, role: str, op: str, params: dict[str, Any], parsed: dict[str, Any], failed: bool) -> None:
+        if op == "TransactWriteItems":
+            for entry in params.get("TransactItems", []):
+                (kind, body), *_ = entry.items()
+                if kind != "ConditionCheck":
+                    self._write(role, kind.lower(), body, transactional=True, failed=failed)
+                else:
+                    self.rec.read_units[role] += 2  # a condition check costs like a transactional read
+        elif op in ("PutItem", "UpdateItem", "DeleteItem"):
+            self._write(role, op[:-4].lower(), params, transactional=False, failed=failed)
+        elif op == "BatchWriteItem":
+            for table, requests in params.get("RequestItems", {}).items():
+                for request in requests:
+                    if "PutRequest" in request:
+                        self._write(role, "put", {"TableName": table, **request["PutRequest"]}, False, failed)
+                    else:
+                        self._write(role, "delete", {"TableName": table, **request["DeleteRequest"]}, False, failed)
+        elif op == "GetItem":
+            factor = 1.0 if params.get("ConsistentRead") else 0.5
+            self.rec.read_units[role] += factor * max(1, math.ceil(item_size(parsed.get("Item")) / (4 * KB)))
+        elif op == "BatchGetItem":
+            for table, items in parsed.get("Responses", {}).items():
+                factor = 1.0 if params["RequestItems"].get(table, {}).get("ConsistentRead") else 0.5
+                for item in items:
+                    self.rec.read_units[role] += factor * max(1, math.ceil(item_size(item) / (4 * KB)))
+        elif op in ("Query", "Scan"):
+            factor = 1.0 if params.get("ConsistentRead") else 0.5
+            size = sum(item_size(item) for item in parsed.get("Items", []))
+            self.rec.read_units[role] += factor * max(1, math.ceil(size / (4 * KB)))
+
+    def _write(self, role: str, kind: str, body: dict[str, Any], transactional: bool, failed: bool) -> None:
+        table = body["TableName"]
+        hash_attr, range_attr = self._keys.get(table, ("pk", None))
+        key = body.get("Key") or {
+            name: body["Item"][name] for name in (hash_attr, range_attr) if name and name in body["Item"]
+        }
+        pk_value = _scalar(key.get(hash_attr))
+        shadow_key = (table, json.dumps(key, sort_keys=True))
+        before = self._shadow.get(shadow_key)
+        if failed:
+            after = before
+        elif kind == "put":
+            after = body["Item"]
+        elif kind == "delete":
+            after = None
+        else:
+            after = self._stored(table, key)
+        size = max(item_size(before), item_size(after))
+        # A failed conditional write is still billed (at least 1 unit); in a transaction, 2 per KB.
+        self.rec.writes.append(
+            Write(role, table, pk_value, kind, size, wcu(size) * (2 if transactional else 1), transactional)
+        )
+        if failed:
+            return
+        if after is None:
+            self._shadow.pop(shadow_key, None)
+        else:
+            self._shadow[shadow_key] = after
+        for index, (ih, ir) in self._indexes.get(table, {}).items():
+            self._index_writes(role, f"{table}/{index}", (ih, ir), (hash_attr, range_attr), before, after)
+
+    def _index_writes(
+        self,
+        role: str,
+        name: str,
+        index_keys: tuple[str, str | None],
+        base_keys: tuple[str, str | None],
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+    ) -> None:
+        attrs = [a for a in index_keys if a]
+
+        def keyed(item: dict[str, Any] | None) -> bool:
+            return item is not None and all(a in item for a in attrs)
+
+        def keys_only(item: dict[str, Any]) -> int:
+            names = {a for a in (*index_keys, *base_keys) if a}
+            return wcu(item_size({n: item[n] for n in names if n in item}))
+
+        def emit(kind: str, item: dict[str, Any]) -> None:
+            size = item_size(item)  # projection ALL: the index item is the whole item (plus the keys, already in it)
+            # KEYS_ONLY: an update that leaves the index's keys alone changes nothing projected, so costs nothing.
+            keys_only_units = 0 if kind == "update" else keys_only(item)
+            self.rec.writes.append(
+                Write(role, name, _scalar(item[index_keys[0]]), kind, size, wcu(size), False, keys_only_units)
+            )
+
+        old, new = keyed(before), keyed(after)
+        if new and not old:
+            emit("put", after)  # type: ignore[arg-type]
+        elif old and not new:
+            emit("delete", before)  # type: ignore[arg-type]
+        elif old and new:
+            assert before is not None and after is not None
+            if any(before[a] != after[a] for a in attrs):
+                emit("delete", before)
+                emit("put", after)
+            elif before != after:
+                emit("update", after if item_size(after) >= item_size(before) else before)
+
+    def _stored(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            item = self._backend.get_item(table, key)
+        except Exception:  # noqa: BLE001 - a size estimate only
+            return None
+        return item.to_json()["Attributes"] if item is not None else None
+
+
+def _key_schema(schema: list[dict[str, str]]) -> tuple[str, str | None]:
+    hash_attr = next(k["AttributeName"] for k in schema if k["KeyType"] == "HASH")
+    range_attr = next((k["AttributeName"] for k in schema if k["KeyType"] == "RANGE"), None)
+    return hash_attr, range_attr
+
+
+def _scalar(value: dict[str, Any] | None) -> str:
+    if not value:
+        return "?"
+    return str(next(iter(value.values())))
+
+
+def _attributes_size(attributes: dict[str, Any] | None) -> int:
+    total = 0
+    for name, value in (attributes or {}).items():
+        total += len(name) + len(value.get("DataType", "")) + len(value.get("StringValue", "") or "")
+    return total
+
+
+# --- running N jobs through the in-process local stack ---
+
+
+def simulate_body(i: int) -> dict[str, Any]:
+    return {
+        "type": "simulate",
+        "payload": {
+            "action": "resize" if i % 2 else "fetch",
+            "target": f"https://example.com/img-{i}.png",
+            "durationMs": 50,
+            "failureRate": 0.35,
+        },
+        "maxAttempts": 3,
+    }
+
+
+def record(jobs: int, connections: int = 4, cap_s: float = 240.0) -> Recording:
+    """Start ``local.stack.LocalStack`` in this process (no moto server), run ``jobs`` simulate jobs over HTTP, wait
+    until every one is final (or ``cap_s``), stop, and return the recording."""
+    import os
+
+    os.environ.setdefault("LOG_LEVEL", "ERROR")
+    # What LocalStack._configure_functions sets, set before the handlers are imported here to be wrapped.
+    from infra.config import local_config
+
+    config = local_config()
+    os.environ.update(
+        {
+            "POWERTOOLS_LOG_LEVEL": os.environ["LOG_LEVEL"],
+            "POWERTOOLS_SERVICE_NAME": config.service_name,
+            "POWERTOOLS_METRICS_NAMESPACE": config.metrics_namespace,
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+    )
+    recorder = Recorder()
+    recorder.install()
+
+    from functions.handlers import api, consumer, sweeper
+    from local.aws import parse_api_keys
+    from local.stack import DEFAULT_API_KEYS, LocalStack
+
+    api.handler = recorder.wrap(None, api.handler)
+    consumer.handler = recorder.wrap("consumer", consumer.handler)
+    sweeper.handler = recorder.wrap("sweeper", sweeper.handler)
+
+    stack = LocalStack(config=config, port=free_port(), moto_port=None, api_keys=parse_api_keys(DEFAULT_API_KEYS))
+    import contextlib
+    import io
+    import logging
+
+    logging.getLogger().setLevel(logging.ERROR)
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink):  # Powertools' EMF metrics lines
+        stack.start()
+        try:
+            recorder.describe_tables()
+            port = stack._gateway.port
+            client = Http(port, {"x-api-key": API_KEY})
+            started = time.perf_counter()
+            _enqueue(port, jobs, connections)
+            stats: dict[str, Any] = {}
+            while time.perf_counter() - started < cap_s:
+                _, stats = client.request("GET", "/stats")
+                if stats.get("completed", 0) + stats.get("failed", 0) >= jobs:
+                    break
+                time.sleep(0.25)
+            recorder.rec.seconds = time.perf_counter() - started
+            recorder.rec.outcomes = {k: v for k, v in stats.items() if isinstance(v, int) and v}
+            client.close()
+        finally:
+            stack.stop()
+    recorder.rec.jobs = jobs
+    return recorder.rec
+
+
+def _enqueue(port: int, jobs: int, connections: int) -> None:
+    lock = threading.Lock()
+    cursor = iter(range(jobs))
+
+    def worker() -> None:
+        client = Http(port, {"x-api-key": API_KEY})
+        while True:
+            with lock:
+                i = next(cursor, None)
+            if i is None:
+                break
+            client.request("POST", "/jobs", simulate_body(i))
+        client.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+DEFAULT_RECORDING = BUILD / "recording.json"
+
+
+def by_role_op(rec: Recording) -> dict[str, Counter[str]]:
+    out: dict[str, Counter[str]] = defaultdict(Counter)
+    for key, count in rec.calls.items():
+        role, service, op = key.split(" ")
+        out[role][f"{service}:{op}"] += count
+    return out
