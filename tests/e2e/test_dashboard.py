@@ -2,17 +2,17 @@
 
 One flow, as a user would go through it: enter the key (a wrong one first), submit jobs and watch them in the table
 and in the detail timeline, cancel a scheduled job, retry a failed one (one click, then in bulk), upload an image and
-download its grayscale result. Screenshots land in ``tests/e2e/dashboard_artifacts/``; the overview is also copied to
-``docs/dashboard.png`` for the README.
+download its grayscale result. Screenshots land in ``tests/e2e/dashboard_artifacts/``; with UPDATE_README_SCREENSHOT=1
+the overview is also copied to ``docs/dashboard.png`` for the README.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,7 +132,6 @@ def open_detail(page: Page, job_id: str) -> None:
 def test_dashboard_end_to_end(
     stack: LocalStackProcess, tenant: Client, page: Page, artifacts: Path, tmp_path: Path
 ) -> None:
-    started = time.monotonic()
     connect(page, stack.url, tenant.key)
 
     # The API unreachable for a moment: a visible banner, gone once it answers again
@@ -250,7 +249,6 @@ def test_dashboard_end_to_end(
     expect(page.locator("#jobs-table tbody tr")).to_have_count(4)
     expect(page.locator("#chart-summary")).to_contain_text(": 2 completed", timeout=SLOW)
     page.screenshot(path=str(artifacts / "overview.png"), full_page=True)
-    README_SCREENSHOT.parent.mkdir(exist_ok=True)
-    shutil.copyfile(artifacts / "overview.png", README_SCREENSHOT)
-
-    assert time.monotonic() - started < 60
+    if os.environ.get("UPDATE_README_SCREENSHOT") == "1":  # opt-in, so test runs leave the checkout clean
+        README_SCREENSHOT.parent.mkdir(exist_ok=True)
+        shutil.copyfile(artifacts / "overview.png", README_SCREENSHOT)
