@@ -19,3 +19,8 @@ def iso(ms: int) -> str:
 
 def parse_iso_ms(value: str) -> int:
     return int(datetime.fromisoformat(value).timestamp() * 1000)
+
+
+def ceil_seconds(ms: int) -> int:
+    """Milliseconds as whole seconds, rounded up (SQS delays and visibility are whole seconds), never negative."""
+    return max(0, -(-ms // 1000))

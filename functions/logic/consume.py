@@ -25,7 +25,7 @@ from functions.dal.files import FileStore
 from functions.dal.job_queue import JobQueue
 from functions.dal.jobs_repository import JobsRepository
 from functions.logic.backoff import backoff_seconds
-from functions.logic.clock import Clock, iso, parse_iso_ms
+from functions.logic.clock import Clock, ceil_seconds, iso, parse_iso_ms
 from functions.logic.job_types import JobContext, get_job_type
 from functions.logic.payloads import full_payload
 from functions.models.errors import ApiError, ConcurrentUpdate, FileNotFound, JobFailure, JobsError
@@ -109,7 +109,7 @@ class MessageConsumer:
                 self.events("DuplicateMessages", 1)
                 return None
             if wait_ms > EARLY_TOLERANCE_MS:
-                self.queue.defer(source_arn, receipt_handle, _ceil_seconds(wait_ms))
+                self.queue.defer(source_arn, receipt_handle, max(1, ceil_seconds(wait_ms)))
                 raise JobDeferred(f"job is {job.status.value} until {iso(now + wait_ms)}")
             if job.attempts >= job.max_attempts:
                 # Only reachable when the last attempt died without recording its outcome.
@@ -301,7 +301,3 @@ class _Permanent(Exception):
 def _describe(exc: Exception) -> str:
     text = str(exc) if isinstance(exc, (JobFailure, _Permanent)) else f"{type(exc).__name__}: {exc}"
     return text[:MAX_ERROR_LENGTH]
-
-
-def _ceil_seconds(ms: int) -> int:
-    return max(1, -(-ms // 1000))

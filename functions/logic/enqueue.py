@@ -18,7 +18,7 @@ from aws_lambda_powertools import Logger
 from functions.dal.files import FileStore
 from functions.dal.job_queue import MAX_DELAY_SECONDS, JobQueue
 from functions.dal.jobs_repository import JobsRepository
-from functions.logic.clock import Clock, iso
+from functions.logic.clock import Clock, ceil_seconds, iso
 from functions.logic.job_types import get_job_type
 from functions.logic.payloads import offload_if_large
 from functions.models.errors import InvalidBody, InvalidMessage, InvalidOption, InvalidPayload, StorageError
@@ -140,7 +140,7 @@ def enqueue(
     stored = offload_if_large(job, files, settings.payload_inline_max_bytes)
     repo.create(stored)
     if send_now:
-        send_or_leave_to_sweeper(queue, stored, delay_seconds=_ceil_seconds(delay_ms))
+        send_or_leave_to_sweeper(queue, stored, delay_seconds=ceil_seconds(delay_ms))
     # The caller sees the payload it sent, whichever way it is stored.
     return stored.model_copy(update={"payload": job.payload})
 
@@ -151,10 +151,6 @@ def send_or_leave_to_sweeper(queue: JobQueue, job: Job, delay_seconds: int = 0) 
         queue.send(JobMessage(tenant=job.tenant, jobId=job.id), delay_seconds=delay_seconds)
     except StorageError:
         logger.warning("message not sent; the sweeper will send it", extra={"job_id": job.id}, exc_info=True)
-
-
-def _ceil_seconds(ms: int) -> int:
-    return max(0, -(-ms // 1000))
 
 
 def _int_option(body: dict[str, Any], name: str, default: int, low: int, high: int) -> int:

@@ -39,11 +39,17 @@ def list_jobs(repo: JobsRepository, tenant: str, query: dict[str, str]) -> JobPa
         except ValueError as exc:
             valid = ", ".join(s.value for s in JobStatus)
             raise InvalidQuery(f"'status' must be one of: {valid}") from exc
-    raw_limit = query.get("limit", "50")
-    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= 100:
-        raise InvalidQuery("'limit' must be an integer from 1 to 100")
+    limit = _int_query(query, "limit", 50, 1, 100)
     job_type = query.get("type") or None
-    return repo.list_page(tenant, status, job_type, int(raw_limit), query.get("cursor") or None)
+    return repo.list_page(tenant, status, job_type, limit, query.get("cursor") or None)
+
+
+def _int_query(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = query.get(name, str(default))
+    # isascii(): "²".isdigit() is true, but int("²") fails
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise InvalidQuery(f"'{name}' must be an integer from {low} to {high}")
+    return int(raw)
 
 
 def job_stats(repo: JobsRepository, tenant: str) -> dict[str, Any]:
@@ -63,10 +69,7 @@ def job_stats(repo: JobsRepository, tenant: str) -> dict[str, Any]:
 
 def throughput(repo: JobsRepository, tenant: str, query: dict[str, str], now_ms: int) -> dict[str, Any]:
     """Completions and failures per minute over the last ``minutes`` (1-1440, default 60), oldest first."""
-    raw = query.get("minutes", "60")
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1440:
-        raise InvalidQuery("'minutes' must be an integer from 1 to 1440")
-    minutes = int(raw)
+    minutes = _int_query(query, "minutes", 60, 1, 1440)
     current = now_ms - now_ms % 60_000
     keys = [minute_key(iso(current - 60_000 * back)) for back in range(minutes - 1, -1, -1)]
     counts = repo.throughput(tenant, keys)

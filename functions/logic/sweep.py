@@ -13,7 +13,7 @@ from aws_lambda_powertools import Logger
 
 from functions.dal.job_queue import JobQueue
 from functions.dal.jobs_repository import JobsRepository
-from functions.logic.clock import Clock, iso, parse_iso_ms
+from functions.logic.clock import Clock, ceil_seconds, iso, parse_iso_ms
 from functions.logic.enqueue import send_or_leave_to_sweeper
 from functions.models.errors import ConcurrentUpdate
 from functions.models.job import JobStatus
@@ -48,7 +48,7 @@ def sweep(repo: JobsRepository, queue: JobQueue, clock: Clock, settings: SweepSe
             for job in due:
                 if job.status == JobStatus.SCHEDULED and job.run_at is not None:
                     run_at = parse_iso_ms(job.run_at)
-                    send_or_leave_to_sweeper(queue, job, delay_seconds=max(0, -(-(run_at - now) // 1000)))
+                    send_or_leave_to_sweeper(queue, job, delay_seconds=ceil_seconds(run_at - now))
                     # max(): an overdue job (lost message, sweeper down) is looked at again after a grace, not at once
                     next_look = max(run_at, now) + grace_ms
                     released += 1
