@@ -19,6 +19,27 @@ class Settings:
     stats_table: str = "job-stats"
     queue_url: str = ""
     dlq_url: str = ""
+    # Flow control lanes (see job_queue.py): a high-priority queue and a FIFO queue for ordered groups, each with
+    # its own DLQ. Empty means "no such lane": every job then goes through ``queue_url``.
+    high_queue_url: str = ""
+    high_dlq_url: str = ""
+    ordered_queue_url: str = ""
+    ordered_dlq_url: str = ""
+    # Jobs with at least this priority (1-10) go through the high lane.
+    high_priority_threshold: int = 8
+    # Rate and concurrency limits per job type, JSON: {"webhook-delivery": {"ratePerSecond": 5, "concurrency": 2}}
+    # (see logic/limits.py); their shared state lives in ``limits_table``.
+    type_limits: str = ""
+    limits_table: str = "job-limits"
+    # Progress a job reports is written at most this often (the last value always lands with the outcome).
+    progress_interval_seconds: float = 2.0
+    # Completion callbacks (callbackUrl): deliveries per final status, retried with the job backoff.
+    callback_max_attempts: int = 5
+    # Idempotency keys of POST /jobs are remembered this long.
+    idempotency_ttl_seconds: int = 86_400
+    # Inbound webhooks (POST /hooks/{type}): a tenant's verification secret, if it configured one, is the secret
+    # named ``<prefix><tenant>``.
+    ingest_secret_prefix: str = "jobs/ingest-signing/"
     # Counters are spread over this many items per tenant so no single key takes every write.
     stats_shards: int = 8
     # The sweeper's index is spread the same way.

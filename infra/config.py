@@ -30,6 +30,11 @@ class QueueConfig:
     # and a deferred message (backoff or schedule) can be received a few extra times.
     max_receive_count: int = 50
     retention_days: int = 14
+    # Flow-control lanes: high priority (a standard queue) and ordered groups (FIFO), each with its own DLQ.
+    high_name: str = "jobs-high"
+    high_dlq_name: str = "jobs-high-dlq"
+    ordered_name: str = "jobs-ordered.fifo"
+    ordered_dlq_name: str = "jobs-ordered-dlq.fifo"
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class ServiceConfig:
     metrics_namespace: str = "ServerlessJobs"
     jobs_table: str = "jobs"
     stats_table: str = "job-stats"
+    limits_table: str = "job-limits"
     queue: QueueConfig = field(default_factory=QueueConfig)
     consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
     api_timeout_seconds: int = 10
@@ -73,6 +79,11 @@ class ServiceConfig:
     image_max_pixels: int = 40_000_000
     outbound_allowlist: str = ""
     crawl_delay_seconds: float = 1.0
+    # Flow control (issue 4): the high lane's threshold, per-type limits (JSON, see logic/limits.py), progress.
+    high_priority_threshold: int = 8
+    type_limits: str = ""
+    progress_interval_seconds: float = 2.0
+    callback_max_attempts: int = 5
 
     @property
     def queue_visibility_timeout_seconds(self) -> int:
@@ -84,13 +95,21 @@ class ServiceConfig:
         # Jobs due within two sweeper periods go to SQS with DelaySeconds, which is precise; SQS allows 900 s.
         return min(900, 2 * self.sweeper_interval_seconds)
 
-    def settings(self, queue_url: str = "", dlq_url: str = "") -> Settings:
-        """The runtime settings of the functions, given the queue URLs (tokens on AWS, real URLs locally)."""
+    def settings(self, queue_url: str = "", dlq_url: str = "", **lane_urls: str) -> Settings:
+        """The runtime settings of the functions, given the queue URLs (tokens on AWS, real URLs locally).
+
+        ``lane_urls``: high_queue_url, high_dlq_url, ordered_queue_url, ordered_dlq_url."""
         return Settings(
             jobs_table=self.jobs_table,
             stats_table=self.stats_table,
+            limits_table=self.limits_table,
             queue_url=queue_url,
             dlq_url=dlq_url,
+            **lane_urls,
+            high_priority_threshold=self.high_priority_threshold,
+            type_limits=self.type_limits,
+            progress_interval_seconds=self.progress_interval_seconds,
+            callback_max_attempts=self.callback_max_attempts,
             stats_shards=self.stats_shards,
             sweep_shards=self.sweep_shards,
             backoff_base_seconds=self.backoff_base_seconds,
@@ -134,4 +153,6 @@ def local_config() -> ServiceConfig:
         ai_provider="local",
         outbound_allowlist=env.get("JOBS_LOCAL_OUTBOUND_ALLOWLIST", "127.0.0.0/8,::1/128"),
         crawl_delay_seconds=float(env.get("JOBS_LOCAL_CRAWL_DELAY", "0")),
+        type_limits=env.get("JOBS_LOCAL_TYPE_LIMITS", ""),
+        progress_interval_seconds=float(env.get("JOBS_LOCAL_PROGRESS_INTERVAL", "0.5")),
     )

@@ -1,7 +1,20 @@
-"""The SQS side: send job messages, defer a received one, and move one to the dead-letter queue."""
+"""The SQS side: send job messages, defer a received one, and move one to the dead-letter queue.
+
+Three lanes, each a queue with its own DLQ and consumer (see infra/constructs/queue_consumer.py):
+
+- ``ordered``: jobs with a ``groupId`` go to a FIFO queue with MessageGroupId ``<tenant>#<group>``: SQS hands out a
+  group's messages one at a time, in order, and holds the group while one is in flight (a retry's backoff, set on
+  its visibility, therefore holds only its own group). FIFO has no per-message delay: ``delay_seconds`` is ignored,
+  grouped scheduled jobs are sent when due (enqueue.py).
+- ``high``: jobs with priority >= the threshold, so a backlog of normal jobs never sits in front of them;
+- ``normal``: everything else, and completion callbacks.
+"""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
 from functools import lru_cache
 from typing import Any, Protocol, cast
 
@@ -16,21 +29,73 @@ MAX_DELAY_SECONDS = 900  # SQS DelaySeconds limit
 MAX_VISIBILITY_SECONDS = 43_200 - 900
 
 
+class Lane(StrEnum):
+    NORMAL = "normal"
+    HIGH = "high"
+    ORDERED = "ordered"
+
+
+@dataclass(frozen=True)
+class QueueLanes:
+    """The queue and DLQ URL of each lane; a lane without a URL falls back to the normal one."""
+
+    normal: str
+    normal_dlq: str = ""
+    high: str = ""
+    high_dlq: str = ""
+    ordered: str = ""
+    ordered_dlq: str = ""
+    high_priority_threshold: int = 8
+
+    def lane_for(self, priority: int, group_id: str | None) -> Lane:
+        if group_id is not None and self.ordered:
+            return Lane.ORDERED
+        if priority >= self.high_priority_threshold and self.high:
+            return Lane.HIGH
+        return Lane.NORMAL
+
+    def url(self, lane: Lane) -> str:
+        return {Lane.NORMAL: self.normal, Lane.HIGH: self.high, Lane.ORDERED: self.ordered}[lane] or self.normal
+
+    def dlq(self, lane: Lane) -> str:
+        return {Lane.NORMAL: self.normal_dlq, Lane.HIGH: self.high_dlq, Lane.ORDERED: self.ordered_dlq}[
+            lane
+        ] or self.normal_dlq
+
+
 class JobQueue(Protocol):
-    def send(self, message: JobMessage, delay_seconds: int = 0) -> None: ...
+    def send(
+        self, message: JobMessage, delay_seconds: int = 0, *, priority: int = 5, group_id: str | None = None
+    ) -> None: ...
     def defer(self, source_arn: str, receipt_handle: str, seconds: int) -> None: ...
-    def dead_letter(self, body: str, reason: str) -> None: ...
+    def dead_letter(self, body: str, reason: str, *, source_arn: str = "") -> None: ...
 
 
 class SqsJobQueue:
-    def __init__(self, client: Any, queue_url: str, dlq_url: str = "") -> None:
+    def __init__(self, client: Any, queue_url: str | QueueLanes, dlq_url: str = "") -> None:
         self._sqs = client
-        self._queue_url = queue_url
-        self._dlq_url = dlq_url
+        self.lanes = queue_url if isinstance(queue_url, QueueLanes) else QueueLanes(queue_url, dlq_url)
+        self._queue_url = self.lanes.normal
+        self._dlq_url = self.lanes.normal_dlq
 
-    def send(self, message: JobMessage, delay_seconds: int = 0) -> None:
+    def send(
+        self, message: JobMessage, delay_seconds: int = 0, *, priority: int = 5, group_id: str | None = None
+    ) -> None:
+        """Send to the job's lane: its group's FIFO queue, the high lane by priority, else the normal queue."""
+        lane = Lane.NORMAL if message.kind == "callback" else self.lanes.lane_for(priority, group_id)
+        url = self.lanes.url(lane)
+        if lane == Lane.ORDERED:
+            self._call(
+                "SendMessage",
+                QueueUrl=url,
+                MessageBody=message.to_body(),
+                MessageGroupId=f"{message.tenant}#{group_id}",
+                # Duplicates are the record's to sort out, never SQS's: a re-send must not be swallowed as one.
+                MessageDeduplicationId=uuid.uuid4().hex,
+            )
+            return
         delay = max(0, min(MAX_DELAY_SECONDS, int(delay_seconds)))
-        self._call("SendMessage", QueueUrl=self._queue_url, MessageBody=message.to_body(), DelaySeconds=delay)
+        self._call("SendMessage", QueueUrl=url, MessageBody=message.to_body(), DelaySeconds=delay)
 
     def defer(self, source_arn: str, receipt_handle: str, seconds: int) -> None:
         """Make a received message visible again after ``seconds`` (the record's failure is reported separately)."""
@@ -41,13 +106,27 @@ class SqsJobQueue:
             VisibilityTimeout=max(0, min(MAX_VISIBILITY_SECONDS, int(seconds))),
         )
 
-    def dead_letter(self, body: str, reason: str) -> None:
+    def dead_letter(self, body: str, reason: str, *, source_arn: str = "") -> None:
+        """Copy a message to the DLQ of the lane it came from (``source_arn``; the normal lane if unknown)."""
+        lane = self._lane_of(source_arn)
+        extra: dict[str, Any] = {}
+        if lane == Lane.ORDERED:
+            extra = {"MessageGroupId": "dead-letters", "MessageDeduplicationId": uuid.uuid4().hex}
         self._call(
             "SendMessage",
-            QueueUrl=self._dlq_url,
+            QueueUrl=self.lanes.dlq(lane),
             MessageBody=body,
             MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:256] or "unknown"}},
+            **extra,
         )
+
+    def _lane_of(self, source_arn: str) -> Lane:
+        name = source_arn.rsplit(":", 1)[-1] if source_arn else ""
+        for lane in (Lane.HIGH, Lane.ORDERED):
+            url = {Lane.HIGH: self.lanes.high, Lane.ORDERED: self.lanes.ordered}[lane]
+            if name and url and url.rstrip("/").rsplit("/", 1)[-1] == name:
+                return lane
+        return Lane.NORMAL
 
     def _url_of(self, source_arn: str) -> str:
         if not source_arn:

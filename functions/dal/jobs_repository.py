@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from functions.models.errors import ConcurrentUpdate, InvalidQuery, StorageError
-from functions.models.job import HistoryEntry, Job, JobStatus
+from functions.models.errors import ConcurrentUpdate, IdempotencyKeyUsed, InvalidQuery, StorageError
+from functions.models.job import Callback, HistoryEntry, Job, JobStatus, Progress
 
 STATUS_COUNTERS = tuple(status.value for status in JobStatus)
 ENQUEUED_COUNTER = "enqueued"
@@ -48,15 +48,27 @@ _INDEX_KEYS = {
 
 
 @dataclass(frozen=True)
+class IdempotencyClaim:
+    """Remember ``key`` -> ``target_id`` with the request's fingerprint until ``expires_at`` (epoch seconds)."""
+
+    key: str
+    fingerprint: str
+    target_id: str
+    expires_at: int
+    now: int
+
+
+@dataclass(frozen=True)
 class JobPage:
     jobs: list[Job]
     next_cursor: str | None
 
 
 class JobsRepository(Protocol):
-    def create(self, job: Job) -> None: ...
+    def create(self, job: Job, idempotency: IdempotencyClaim | None = None) -> None: ...
     def get(self, tenant: str, job_id: str) -> Job | None: ...
     def save(self, before: Job, after: Job) -> None: ...
+    def record_progress(self, job: Job, progress: Progress) -> bool: ...
     def list_page(
         self, tenant: str, status: JobStatus | None, job_type: str | None, limit: int, cursor: str | None
     ) -> JobPage: ...
@@ -67,6 +79,16 @@ class JobsRepository(Protocol):
 
 def record_key(tenant: str, job_id: str) -> str:
     return f"{tenant}#{job_id}"
+
+
+def batch_key(tenant: str, batch_id: str) -> str:
+    # Batches live in the jobs table beside their children (no index attributes, so no index holds them).
+    return f"{tenant}#batch#{batch_id}"
+
+
+def idempotency_key_item(tenant: str, key: str) -> str:
+    # Hashed: a caller's key may be long or hold characters we would rather not have in a key.
+    return f"{tenant}#idem#{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def sweep_shard(job_id: str, shards: int) -> str:
@@ -83,7 +105,8 @@ class DynamoJobsRepository:
 
     # --- writes ---
 
-    def create(self, job: Job) -> None:
+    def create(self, job: Job, idempotency: IdempotencyClaim | None = None) -> None:
+        """Store a new job; with ``idempotency``, atomically with the key's claim (``IdempotencyKeyUsed`` if taken)."""
         put = {
             "Put": {
                 "TableName": self._jobs_table,
@@ -91,7 +114,45 @@ class DynamoJobsRepository:
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
         }
-        self._transact([put, self._counter_update(job.tenant, {ENQUEUED_COUNTER: 1, job.status.value: 1})])
+        items = [put, self._counter_update(job.tenant, {ENQUEUED_COUNTER: 1, job.status.value: 1})]
+        if idempotency is None:
+            self._transact(items)
+            return
+        items.append(self.idempotency_put(job.tenant, idempotency))
+        try:
+            self._transact(items)
+        except ConcurrentUpdate:
+            raise self.idempotency_taken(job.tenant, idempotency.key) from None
+
+    def idempotency_put(self, tenant: str, claim: IdempotencyClaim) -> dict[str, Any]:
+        """The transaction item claiming an idempotency key; an expired claim (TTL not yet run) may be taken over."""
+        return {
+            "Put": {
+                "TableName": self._jobs_table,
+                "Item": {
+                    "pk": {"S": idempotency_key_item(tenant, claim.key)},
+                    "target": {"S": claim.target_id},
+                    "fingerprint": {"S": claim.fingerprint},
+                    "expiresAt": {"N": str(claim.expires_at)},
+                },
+                "ConditionExpression": "attribute_not_exists(pk) OR expiresAt < :now",
+                "ExpressionAttributeValues": {":now": {"N": str(claim.now)}},
+            }
+        }
+
+    def idempotency_taken(self, tenant: str, key: str) -> Exception:
+        """The error for a key found taken: ``IdempotencyKeyUsed`` naming its holder (read back consistently)."""
+        try:
+            response = self._ddb.get_item(
+                TableName=self._jobs_table, Key={"pk": {"S": idempotency_key_item(tenant, key)}}, ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as exc:
+            return StorageError(f"DynamoDB read failed: {exc}")
+        item = response.get("Item")
+        if not item:
+            # Taken, then expired and removed between our write and this read: a retry will claim it.
+            return ConcurrentUpdate("the idempotency key changed hands; try again")
+        return IdempotencyKeyUsed(item["target"]["S"], item["fingerprint"]["S"])
 
     def save(self, before: Job, after: Job) -> None:
         """Write ``after`` if the stored record is still ``before``; raises ConcurrentUpdate otherwise."""
@@ -108,7 +169,48 @@ class DynamoJobsRepository:
             items.append(self._counter_update(after.tenant, {before.status.value: -1, after.status.value: 1}))
             if after.status in THROUGHPUT_STATUSES:
                 items.append(self._throughput_update(after.tenant, after.status, after.updated_at))
+            if after.batch_id and before.status.is_final != after.status.is_final:
+                items.append(self._batch_progress(after, before))
         self._transact(items)
+
+    def record_progress(self, job: Job, progress: Progress) -> bool:
+        """Set the record's progress if it is still ``job`` (same version), leaving the version as it is."""
+        try:
+            self._ddb.update_item(
+                TableName=self._jobs_table,
+                Key={"pk": {"S": record_key(job.tenant, job.id)}},
+                UpdateExpression="SET progressJson = :p",
+                ConditionExpression="version = :v",
+                ExpressionAttributeValues={
+                    ":p": {"S": progress.model_dump_json(by_alias=True)},
+                    ":v": {"N": str(job.version)},
+                },
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise StorageError(f"DynamoDB write failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"DynamoDB write failed: {exc}") from exc
+        return True
+
+    def _batch_progress(self, after: Job, before: Job) -> dict[str, Any]:
+        # A child's entering or leaving a final state moves its batch's counters in the same transaction, so
+        # they are exact; the batch is complete when ``finished`` reaches ``total`` (logic/batches.py).
+        step = 1 if after.status.is_final else -1
+        unsuccessful = after if after.status.is_final else before
+        deltas = {"finished": step, "unsuccessful": step if unsuccessful.status != JobStatus.COMPLETED else 0}
+        return {
+            "Update": {
+                "TableName": self._jobs_table,
+                "Key": {"pk": {"S": batch_key(after.tenant, after.batch_id or "")}},
+                "UpdateExpression": "ADD finished :f, unsuccessful :u",
+                "ExpressionAttributeValues": {
+                    ":f": {"N": str(deltas["finished"])},
+                    ":u": {"N": str(deltas["unsuccessful"])},
+                },
+            }
+        }
 
     def _counter_update(self, tenant: str, deltas: dict[str, int]) -> dict[str, Any]:
         # A random shard per write keeps any single counter item far below DynamoDB's per-key write limit.
@@ -305,6 +407,19 @@ class DynamoJobsRepository:
             item["resultJson"] = {"S": json.dumps(job.result, separators=(",", ":"))}
         if job.payload_ref is not None:
             item["payloadRef"] = {"S": job.payload_ref}
+        for name, text_value in (
+            ("groupId", job.group_id),
+            ("batchId", job.batch_id),
+            ("idempotencyKey", job.idempotency_key),
+        ):
+            if text_value is not None:
+                item[name] = {"S": text_value}
+        if job.progress is not None:
+            item["progressJson"] = {"S": job.progress.model_dump_json(by_alias=True)}
+        if job.callback is not None:
+            callback = job.callback.model_dump(mode="json", by_alias=True)
+            callback["forVersion"] = job.callback.for_version
+            item["callbackJson"] = {"S": json.dumps(callback, separators=(",", ":"))}
         if job.lease_until_ms is not None:
             item["leaseUntil"] = {"N": str(job.lease_until_ms)}
         if job.next_attempt_at_ms is not None:
@@ -345,7 +460,18 @@ class DynamoJobsRepository:
             next_attempt_at_ms=number("nextAttemptAt"),
             sweep_at=text("sweepAt"),
             payload_ref=text("payloadRef"),
+            group_id=text("groupId"),
+            batch_id=text("batchId"),
+            idempotency_key=text("idempotencyKey"),
+            progress=Progress.model_validate_json(item["progressJson"]["S"]) if "progressJson" in item else None,
+            callback=_callback(item["callbackJson"]["S"]) if "callbackJson" in item else None,
         )
+
+
+def _callback(text: str) -> Callback:
+    data = json.loads(text)
+    for_version = data.pop("forVersion", None)
+    return Callback.model_validate(data).model_copy(update={"for_version": for_version})
 
 
 def _history_item(entry: HistoryEntry) -> dict[str, Any]:

@@ -78,6 +78,11 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "NOT_FOUND": (404, "no such job for this tenant (another tenant's job is not found either)"),
     "INVALID_STATE": (409, "the job's status does not allow this"),
     "CONFLICT": (409, "the job kept changing while this request tried to update it; try again"),
+    "IDEMPOTENCY_CONFLICT": (
+        409,
+        "this `Idempotency-Key` was used in the last 24 hours with a different request (`details.jobId` names its job)",
+    ),
+    "INVALID_SIGNATURE": (401, "the webhook's signature header is missing, malformed, stale or does not match"),
     "PAYLOAD_TOO_LARGE": (413, "the body is larger than the function's limit (or the gateway's 10 MB)"),
     "THROTTLED": (429, "the key is over its usage plan's rate or burst limit (answered by API Gateway)"),
     "UNAVAILABLE": (503, "the job store or the key lookup is unavailable; try again"),
@@ -119,6 +124,26 @@ class HistoryEntry(BaseModel):
     error: str | None = Field(default=None, description="The attempt's error (retrying, failed)")
 
 
+class JobProgress(BaseModel):
+    """Progress a running job reported (written at most every couple of seconds; the last value is kept)."""
+
+    percent: float = Field(ge=0, le=100)
+    message: str = Field(max_length=200)
+    at: str
+
+
+class JobCallback(BaseModel):
+    """The signed POST of the record to ``callbackUrl`` once the job is final, and how its delivery went."""
+
+    url: str
+    status: Literal["pending", "delivered", "failed"] | SkipJsonSchema[None] = Field(
+        default=None, description="Absent until the job is final"
+    )
+    attempts: int = Field(ge=0)
+    lastError: str | SkipJsonSchema[None] = None
+    deliveredAt: str | SkipJsonSchema[None] = None
+
+
 class Job(BaseModel):
     """A job as the API shows it (``GET /jobs/{id}``): its payload, status, attempts, result and full history."""
 
@@ -137,6 +162,11 @@ class Job(BaseModel):
     result: Any = Field(description="The handler's result (completed jobs)")
     error: str | None = Field(description="The latest attempt's error")
     history: list[HistoryEntry]
+    groupId: str | SkipJsonSchema[None] = Field(default=None, description="Its ordered group, if any")
+    batchId: str | SkipJsonSchema[None] = Field(default=None, description="Its fan-out batch, if any")
+    idempotencyKey: str | SkipJsonSchema[None] = Field(default=None, description="The key it was created with")
+    progress: JobProgress | SkipJsonSchema[None] = Field(default=None, description="What the job last reported")
+    callback: JobCallback | SkipJsonSchema[None] = Field(default=None, description="Its completion callback")
 
 
 class JobPage(BaseModel):
@@ -252,6 +282,26 @@ class CreateJobRequest(BaseModel):
         default=None,
         description="ISO-8601 with a UTC offset, at most a year ahead (the past means now); not with delaySeconds",
         json_schema_extra={"format": "date-time"},
+    )
+    groupId: str | SkipJsonSchema[None] = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Ordered group: its jobs run one at a time in enqueue order (a scheduled one joins when due)",
+    )
+    callbackUrl: str | SkipJsonSchema[None] = Field(
+        default=None,
+        max_length=2048,
+        description="Receives a signed POST of the record when the job is final (retried with backoff)",
+        json_schema_extra={"format": "uri"},
+    )
+    idempotencyKey: str | SkipJsonSchema[None] = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Or the Idempotency-Key header: the same key and body within 24 h return the first job (200)",
     )
 
 

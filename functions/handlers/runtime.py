@@ -14,7 +14,7 @@ from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from functions.dal.clients import client, s3_presigner
 from functions.dal.files import S3FileStore
-from functions.dal.job_queue import SqsJobQueue
+from functions.dal.job_queue import QueueLanes, SqsJobQueue
 from functions.dal.jobs_repository import DynamoJobsRepository
 from functions.dal.tenants import ApiKeyTagTenants
 from functions.settings import Settings
@@ -61,7 +61,19 @@ def runtime() -> Runtime:
             stats_shards=settings.stats_shards,
             sweep_shards=settings.sweep_shards,
         ),
-        queue=SqsJobQueue(client("sqs"), settings.queue_url, settings.dlq_url),
+        queue=SqsJobQueue(client("sqs"), queue_lanes(settings)),
+    )
+
+
+def queue_lanes(settings: Settings) -> QueueLanes:
+    return QueueLanes(
+        normal=settings.queue_url,
+        normal_dlq=settings.dlq_url,
+        high=settings.high_queue_url,
+        high_dlq=settings.high_dlq_url,
+        ordered=settings.ordered_queue_url,
+        ordered_dlq=settings.ordered_dlq_url,
+        high_priority_threshold=settings.high_priority_threshold,
     )
 
 

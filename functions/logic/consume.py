@@ -24,10 +24,13 @@ from pydantic import ValidationError
 from functions.dal.files import FileStore
 from functions.dal.job_queue import JobQueue
 from functions.dal.jobs_repository import JobsRepository
+from functions.logic import callbacks
 from functions.logic.backoff import backoff_seconds
 from functions.logic.clock import Clock, ceil_seconds, iso, parse_iso_ms
 from functions.logic.job_types import JobContext, get_job_type
+from functions.logic.limits import Admission, Limiter, NoLimits
 from functions.logic.payloads import full_payload
+from functions.logic.progress import ProgressReporter
 from functions.models.errors import ApiError, ConcurrentUpdate, FileNotFound, JobFailure, JobsError
 from functions.models.job import HistoryEntry, Job, JobMessage, JobStatus
 from functions.settings import Settings
@@ -45,6 +48,8 @@ class Outcome(StrEnum):
     FAILED = "failed"
     DROPPED = "dropped"  # duplicate, cancelled, already final, or another consumer won
     DEAD_LETTERED = "dead_lettered"  # malformed message
+    THROTTLED = "throttled"  # over its type's limit: a fresh copy of the message comes back later
+    CALLBACK = "callback"  # a completion callback was delivered (or given up)
 
 
 class JobDeferred(JobsError):
@@ -65,6 +70,10 @@ def _no_events(name: str, value: float) -> None:
     return None
 
 
+def _nothing_after_final(job: Job) -> None:
+    return None
+
+
 @dataclass
 class MessageConsumer:
     repo: JobsRepository
@@ -77,6 +86,13 @@ class MessageConsumer:
     job_settings: Settings = field(default_factory=Settings)
     # Where offloaded payloads are read from, built on first use (most jobs never touch S3).
     files: Callable[[], FileStore] | None = None
+    # Per-type rate and concurrency limits (logic/limits.py); shared state, so they hold across consumers.
+    limiter: Limiter = field(default_factory=NoLimits)
+    # Called with a job once it is final (its batch may now be complete: logic/batches.py). Also called when a
+    # redelivered message finds its job final, so a crash between the two steps is healed by the redelivery.
+    after_final: Callable[[Job], None] = _nothing_after_final
+    # Delivers completion callbacks (messages of kind "callback"); see logic/callbacks.py.
+    callback_delivery: Callable[[JobMessage, str, str], Outcome] | None = None
 
     def handle(self, body: str, source_arn: str, receipt_handle: str, remaining_ms: int) -> Outcome:
         try:
@@ -89,14 +105,27 @@ class MessageConsumer:
             return Outcome.DEAD_LETTERED
         logger.set_correlation_id(message.job_id)
         logger.append_keys(tenant=message.tenant)
-        claimed = self._claim(message, source_arn, receipt_handle, remaining_ms)
+        if message.kind == "callback":
+            if self.callback_delivery is None:
+                raise JobsError("this consumer cannot deliver callbacks")
+            return self.callback_delivery(message, source_arn, receipt_handle)
+        try:
+            claimed = self._claim(message, source_arn, receipt_handle, remaining_ms)
+        except _Throttled:
+            return Outcome.THROTTLED
         if claimed is None:
             return Outcome.DROPPED
-        return self._run(claimed, body, source_arn, receipt_handle)
+        job, admission = claimed
+        try:
+            return self._run(job, body, source_arn, receipt_handle)
+        finally:
+            admission.release()
 
     # --- claiming an attempt ---
 
-    def _claim(self, message: JobMessage, source_arn: str, receipt_handle: str, remaining_ms: int) -> Job | None:
+    def _claim(
+        self, message: JobMessage, source_arn: str, receipt_handle: str, remaining_ms: int
+    ) -> tuple[Job, Admission] | None:
         for _ in range(_MAX_RACE_RETRIES):
             job = self.repo.get(message.tenant, message.job_id)
             if job is None:
@@ -107,6 +136,8 @@ class MessageConsumer:
             if wait_ms is None:
                 logger.info("message dropped", extra={"status": job.status.value})
                 self.events("DuplicateMessages", 1)
+                if job.status.is_final:
+                    self.after_final(job)
                 return None
             if wait_ms > EARLY_TOLERANCE_MS:
                 self.queue.defer(source_arn, receipt_handle, max(1, ceil_seconds(wait_ms)))
@@ -118,12 +149,31 @@ class MessageConsumer:
                     self._dead_letter(message.to_body(), error)
                 return None
             started = self._start(job, now, remaining_ms)
+            # Limits are checked before the attempt is counted: a job over its limit waits, it does not fail.
+            admission = self.limiter.admit(job.tenant, job.type, job.id, now, started.lease_until_ms or now)
+            if not admission.admitted:
+                self._throttled(message, job, source_arn, receipt_handle, admission.retry_after_seconds)
             try:
                 self.repo.save(job, started)
             except ConcurrentUpdate:
+                admission.release()
                 continue
-            return started.model_copy(update={"version": job.version + 1})
+            return started.model_copy(update={"version": job.version + 1}), admission
         raise ConcurrentUpdate("the job kept changing while being claimed")
+
+    def _throttled(self, message: JobMessage, job: Job, source_arn: str, receipt_handle: str, seconds: int) -> None:
+        """Put the message back for later without counting an attempt; always raises or returns THROTTLED."""
+        self.events("JobsThrottled", 1)
+        seconds = max(1, seconds)
+        if source_arn.endswith(".fifo"):
+            # An ordered group keeps its place: the message itself waits (its receive count grows, which the
+            # ordered queue's redrive allows for: see infra/config.py).
+            self.queue.defer(source_arn, receipt_handle, seconds)
+            raise JobDeferred(f"over the limit of type '{job.type}'; again in {seconds}s")
+        # Elsewhere a fresh copy comes back later and this one is deleted, so waiting never counts towards the
+        # queue's maxReceiveCount however long the backlog.
+        self.queue.send(message, delay_seconds=seconds, priority=job.priority, group_id=job.group_id)
+        raise _Throttled(seconds)
 
     @staticmethod
     def _wait_before_start(job: Job, now: int) -> int | None:
@@ -176,12 +226,14 @@ class MessageConsumer:
 
     def _run(self, job: Job, body: str, source_arn: str, receipt_handle: str) -> Outcome:
         self.events("JobsStarted", 1)
+        reporter = ProgressReporter(self.repo, job, self.clock, self.job_settings.progress_interval_seconds)
         started = time.perf_counter()
         try:
-            result = self._execute(job)
+            result = self._execute(job, reporter)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job, then decided below
             elapsed_ms = (time.perf_counter() - started) * 1000
             self.events("JobDurationMs", elapsed_ms)
+            job = job.model_copy(update={"progress": reporter.latest or job.progress})
             return self._after_failure(job, exc, body, source_arn, receipt_handle)
         self.events("JobDurationMs", (time.perf_counter() - started) * 1000)
         now = self.clock()
@@ -193,15 +245,16 @@ class MessageConsumer:
                 "updated_at": iso(now),
                 "completed_at": iso(now),
                 "lease_until_ms": None,
+                "progress": reporter.latest or job.progress,
                 "history": (*job.history, HistoryEntry(status=JobStatus.COMPLETED, at=iso(now), attempt=job.attempts)),
             }
         )
-        if not self._save_outcome(job, completed):
+        if not self._save_final(job, completed, now):
             return Outcome.DROPPED
         self.events("JobsCompleted", 1)
         return Outcome.COMPLETED
 
-    def _execute(self, job: Job) -> Any:
+    def _execute(self, job: Job, reporter: ProgressReporter) -> Any:
         try:
             data = full_payload(job, self.files() if self.files and job.payload_ref else None)
         except FileNotFound as exc:
@@ -220,6 +273,7 @@ class MessageConsumer:
             logger=logger,
             settings=self.job_settings,
             deadline_ms=job.lease_until_ms,
+            report_progress=reporter,
         )
         result = job_type.handler(payload, context)
         try:
@@ -275,10 +329,21 @@ class MessageConsumer:
                 ),
             }
         )
-        saved = self._save_outcome(job, failed)
+        saved = self._save_final(job, failed, now)
         if saved:
             self.events("JobsFailed", 1)
         return saved
+
+    def _save_final(self, before: Job, after: Job, now: int) -> bool:
+        """Record a final status; then the completion callback goes out and the job's batch is looked at."""
+        after = callbacks.arm(after, now, self.job_settings.pending_grace_seconds)
+        if not self._save_outcome(before, after):
+            return False
+        saved = after.model_copy(update={"version": before.version + 1})
+        if saved.callback is not None:
+            callbacks.send(self.queue, saved)
+        self.after_final(saved)
+        return True
 
     def _dead_letter(self, body: str, reason: str) -> None:
         # The record says "failed"; the DLQ keeps the message for operators (inspect, redrive).
@@ -292,6 +357,10 @@ class MessageConsumer:
             logger.warning("outcome not recorded: the job changed during the attempt", extra={"status": after.status})
             return False
         return True
+
+
+class _Throttled(Exception):
+    """The job is over its type's limit and a copy of its message was re-sent with a delay."""
 
 
 class _Permanent(Exception):

@@ -6,28 +6,48 @@ sends it (see ``sweep.py``). So a 202 always means the job will reach a final st
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from aws_lambda_powertools import Logger
 
 from functions.dal.files import FileStore
 from functions.dal.job_queue import MAX_DELAY_SECONDS, JobQueue
-from functions.dal.jobs_repository import JobsRepository
-from functions.logic.clock import Clock, ceil_seconds, iso
+from functions.dal.jobs_repository import IdempotencyClaim, JobsRepository
+from functions.logic.clock import Clock, ceil_seconds, iso, parse_iso_ms
 from functions.logic.job_types import get_job_type
+from functions.logic.net import InvalidUrl, check_url
 from functions.logic.payloads import offload_if_large
-from functions.models.errors import InvalidBody, InvalidMessage, InvalidOption, InvalidPayload, StorageError
-from functions.models.job import HistoryEntry, Job, JobMessage, JobStatus
+from functions.models.errors import (
+    IdempotencyConflict,
+    IdempotencyKeyUsed,
+    InvalidBody,
+    InvalidMessage,
+    InvalidOption,
+    InvalidPayload,
+    NotFound,
+    StorageError,
+)
+from functions.models.job import Callback, HistoryEntry, Job, JobMessage, JobStatus
 
 logger = Logger(child=True)
 
 MAX_DELAY_OPTION_SECONDS = 31_536_000  # one year
-ENQUEUE_FIELDS = frozenset({"type", "payload", "priority", "maxAttempts", "delaySeconds", "runAt"})
+ENQUEUE_FIELDS = frozenset(
+    {"type", "payload", "priority", "maxAttempts", "delaySeconds", "runAt", "groupId", "callbackUrl", "idempotencyKey"}
+)
+MAX_GROUP_ID_LENGTH = 128
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+MAX_CALLBACK_URL_LENGTH = 2048
+# Printable ASCII without spaces: safe in logs, headers and SQS attributes.
+_PRINTABLE = re.compile(r"^[\x21-\x7e]+$")
 
 
 @dataclass(frozen=True)
@@ -37,6 +57,12 @@ class JobSpec:
     priority: int = 5
     max_attempts: int = 3
     run_at_ms: int | None = None
+    group_id: str | None = None
+    callback_url: str | None = None
+    idempotency_key: str | None = None
+    # What "the same body" means for an idempotency key: a hash of the request as sent, without the key.
+    fingerprint: str = field(default="", compare=False)
+    batch_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,10 +71,19 @@ class EnqueueSettings:
     release_ahead_seconds: int
     # A payload whose JSON is larger goes to the files bucket; the record keeps a pointer (see payloads.py).
     payload_inline_max_bytes: int = 256 * 1024
+    idempotency_ttl_seconds: int = 86_400
 
 
-def parse_job_spec(body: Any, now_ms: int) -> JobSpec:
-    """Validate a POST /jobs body into a spec, raising the contract's error codes."""
+class Accepted(NamedTuple):
+    job: Job
+    # True when an idempotency key named an earlier, identical request: ``job`` is that request's job.
+    replayed: bool = False
+
+
+def parse_job_spec(body: Any, now_ms: int, idempotency_header: str | None = None) -> JobSpec:
+    """Validate a POST /jobs body into a spec, raising the contract's error codes.
+
+    ``idempotency_header``: the ``Idempotency-Key`` header, an alternative to the ``idempotencyKey`` field."""
     if not isinstance(body, dict):
         raise InvalidBody("the body must be a JSON object")
     job_type = get_job_type(body.get("type"))
@@ -73,6 +108,9 @@ def parse_job_spec(body: Any, now_ms: int) -> JobSpec:
         run_at_ms = now_ms + delay * 1000 if delay > 0 else None
     elif "runAt" in body:
         run_at_ms = _run_at_option(body["runAt"], now_ms)
+    group_id = _text_option(body, "groupId", MAX_GROUP_ID_LENGTH)
+    callback_url = _callback_url_option(body)
+    idempotency_key = _idempotency_key(body, idempotency_header)
 
     return JobSpec(
         type=job_type.name,
@@ -80,7 +118,52 @@ def parse_job_spec(body: Any, now_ms: int) -> JobSpec:
         priority=priority,
         max_attempts=max_attempts,
         run_at_ms=run_at_ms,
+        group_id=group_id,
+        callback_url=callback_url,
+        idempotency_key=idempotency_key,
+        fingerprint=request_fingerprint(body),
     )
+
+
+def request_fingerprint(body: dict[str, Any]) -> str:
+    """The same request sent again hashes the same, whatever its key order or whitespace."""
+    canonical = json.dumps(
+        {name: value for name, value in body.items() if name != "idempotencyKey"},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _text_option(body: dict[str, Any], name: str, max_length: int) -> str | None:
+    if name not in body or body[name] is None:
+        return None
+    value = body[name]
+    if not isinstance(value, str) or not 1 <= len(value) <= max_length or not _PRINTABLE.match(value):
+        raise InvalidOption(f"'{name}' must be 1 to {max_length} printable ASCII characters without spaces")
+    return value
+
+
+def _callback_url_option(body: dict[str, Any]) -> str | None:
+    if body.get("callbackUrl") is None:
+        return None
+    value = body["callbackUrl"]
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_CALLBACK_URL_LENGTH:
+        raise InvalidOption(f"'callbackUrl' must be an http(s) URL of at most {MAX_CALLBACK_URL_LENGTH} characters")
+    try:
+        check_url(value.strip())
+    except InvalidUrl as exc:
+        raise InvalidOption(f"'callbackUrl': {exc.message}") from exc
+    return value.strip()
+
+
+def _idempotency_key(body: dict[str, Any], header: str | None) -> str | None:
+    field_key = _text_option(body, "idempotencyKey", MAX_IDEMPOTENCY_KEY_LENGTH)
+    header_key = _text_option({"Idempotency-Key": header}, "Idempotency-Key", MAX_IDEMPOTENCY_KEY_LENGTH)
+    if field_key is not None and header_key is not None and field_key != header_key:
+        raise InvalidOption("the 'Idempotency-Key' header and the 'idempotencyKey' field differ")
+    return field_key or header_key
 
 
 def parse_message_request(body: Any) -> JobSpec:
@@ -108,13 +191,75 @@ def enqueue(
     settings: EnqueueSettings,
     files: Callable[[], FileStore] | None = None,
 ) -> Job:
+    return submit(spec, tenant, repo, queue, clock, settings, files).job
+
+
+def submit(
+    spec: JobSpec,
+    tenant: str,
+    repo: JobsRepository,
+    queue: JobQueue,
+    clock: Clock,
+    settings: EnqueueSettings,
+    files: Callable[[], FileStore] | None = None,
+) -> Accepted:
+    """Accept a job; with an idempotency key, at most once per key (the same request again gets the same job)."""
     now = clock()
-    job_id = str(uuid.uuid4())
+    job = new_job(spec, tenant, now, settings)
+    stored = offload_if_large(job, files, settings.payload_inline_max_bytes)
+    claim = None
+    if spec.idempotency_key is not None:
+        claim = IdempotencyClaim(
+            key=spec.idempotency_key,
+            fingerprint=spec.fingerprint,
+            target_id=job.id,
+            expires_at=now // 1000 + settings.idempotency_ttl_seconds,
+            now=now // 1000,
+        )
+    try:
+        repo.create(stored, claim)
+    except IdempotencyKeyUsed as used:
+        return Accepted(_replay(repo, tenant, spec, used), replayed=True)
+    if _sends_now(stored, now):
+        send_or_leave_to_sweeper(queue, stored, delay_seconds=ceil_seconds(_delay_ms(stored, now)))
+    # The caller sees the payload it sent, whichever way it is stored.
+    return Accepted(stored.model_copy(update={"payload": job.payload}))
+
+
+def _replay(repo: JobsRepository, tenant: str, spec: JobSpec, used: IdempotencyKeyUsed) -> Job:
+    if used.fingerprint != spec.fingerprint:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was used with a different request in the last 24 hours",
+            details={"jobId": used.target_id},
+        )
+    original = repo.get(tenant, used.target_id)
+    if original is None:  # its record expired before the key did
+        raise NotFound(f"job '{used.target_id}' of this Idempotency-Key no longer exists")
+    return original
+
+
+def _delay_ms(job: Job, now: int) -> int:
+    return max(0, parse_iso_ms(job.run_at) - now) if job.run_at else 0
+
+
+def _sends_now(job: Job, now: int) -> bool:
+    # A grouped job joins its group's line when it becomes due (FIFO queues have no per-message delay): a
+    # scheduled one is sent by the sweeper at runAt. Others are sent now, SQS holding them up to 15 min.
+    if job.status == JobStatus.SCHEDULED and job.group_id is not None:
+        return False
+    return _delay_ms(job, now) <= MAX_DELAY_SECONDS * 1000
+
+
+def new_job(spec: JobSpec, tenant: str, now: int, settings: EnqueueSettings, job_id: str | None = None) -> Job:
+    """The record of a job accepted at ``now``, with its sweep mark (see the module's docstring)."""
+    job_id = job_id or str(uuid.uuid4())
     delay_ms = (spec.run_at_ms - now) if spec.run_at_ms is not None else 0
     scheduled = delay_ms > 0
     status = JobStatus.SCHEDULED if scheduled else JobStatus.PENDING
-    send_now = delay_ms <= MAX_DELAY_SECONDS * 1000
-    if not scheduled:
+    send_now = delay_ms <= MAX_DELAY_SECONDS * 1000 and not (scheduled and spec.group_id is not None)
+    if scheduled and spec.group_id is not None:
+        sweep_at_ms = now + delay_ms  # released exactly when due (see _sends_now)
+    elif not scheduled:
         sweep_at_ms = now + settings.pending_grace_seconds * 1000
     elif send_now:
         # SQS holds the message until runAt; the sweeper only steps in if it never arrives.
@@ -122,7 +267,7 @@ def enqueue(
     else:
         sweep_at_ms = now + delay_ms - settings.release_ahead_seconds * 1000
 
-    job = Job(
+    return Job(
         id=job_id,
         tenant=tenant,
         type=spec.type,
@@ -136,19 +281,22 @@ def enqueue(
         run_at=iso(now + delay_ms) if scheduled else None,
         history=(HistoryEntry(status=status, at=iso(now)),),
         sweep_at=iso(sweep_at_ms),
+        group_id=spec.group_id,
+        batch_id=spec.batch_id,
+        idempotency_key=spec.idempotency_key,
+        callback=Callback(url=spec.callback_url) if spec.callback_url else None,
     )
-    stored = offload_if_large(job, files, settings.payload_inline_max_bytes)
-    repo.create(stored)
-    if send_now:
-        send_or_leave_to_sweeper(queue, stored, delay_seconds=ceil_seconds(delay_ms))
-    # The caller sees the payload it sent, whichever way it is stored.
-    return stored.model_copy(update={"payload": job.payload})
 
 
 def send_or_leave_to_sweeper(queue: JobQueue, job: Job, delay_seconds: int = 0) -> None:
-    """Send the job's message; on failure the record's sweep mark makes the sweeper send it later."""
+    """Send the job's message (to its lane); on failure the record's sweep mark makes the sweeper send it later."""
     try:
-        queue.send(JobMessage(tenant=job.tenant, jobId=job.id), delay_seconds=delay_seconds)
+        queue.send(
+            JobMessage(tenant=job.tenant, jobId=job.id),
+            delay_seconds=delay_seconds,
+            priority=job.priority,
+            group_id=job.group_id,
+        )
     except StorageError:
         logger.warning("message not sent; the sweeper will send it", extra={"job_id": job.id}, exc_info=True)
 

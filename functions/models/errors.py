@@ -73,6 +73,16 @@ class InvalidState(ApiError):
     code = "INVALID_STATE"
 
 
+class IdempotencyConflict(ApiError):
+    status_code = 409
+    code = "IDEMPOTENCY_CONFLICT"
+
+
+class InvalidSignature(ApiError):
+    status_code = 401
+    code = "INVALID_SIGNATURE"
+
+
 class Unavailable(ApiError):
     status_code = 503
     code = "UNAVAILABLE"
@@ -91,6 +101,15 @@ class FileNotFound(StorageError):
 
 class ConcurrentUpdate(JobsError):
     """A conditional write lost a race: the record changed since it was read."""
+
+
+class IdempotencyKeyUsed(JobsError):
+    """The idempotency key is already taken (within its lifetime) by an earlier request."""
+
+    def __init__(self, target_id: str, fingerprint: str) -> None:
+        super().__init__(f"idempotency key already used for {target_id}")
+        self.target_id = target_id
+        self.fingerprint = fingerprint
 
 
 # --- Job outcomes, raised by job handlers ---

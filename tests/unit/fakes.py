@@ -22,13 +22,14 @@ from functions.dal.jobs_repository import (
     STATUS_COUNTERS,
     THROUGHPUT_COUNTERS,
     THROUGHPUT_STATUSES,
+    IdempotencyClaim,
     JobPage,
     minute_key,
     sweep_shard,
 )
 from functions.logic.clock import iso
-from functions.models.errors import ConcurrentUpdate, InvalidQuery, StorageError
-from functions.models.job import HistoryEntry, Job, JobMessage, JobStatus
+from functions.models.errors import ConcurrentUpdate, IdempotencyKeyUsed, InvalidQuery, StorageError
+from functions.models.job import HistoryEntry, Job, JobMessage, JobStatus, Progress
 
 # register_job_type(name, handler, payload=EmptyPayload) -> name: the conftest fixture's signature.
 RegisterJobType = Callable[..., str]
@@ -69,16 +70,25 @@ class InMemoryJobsRepository:
         self._jobs: dict[tuple[str, str], Job] = {}
         self._counters: dict[str, Counter[str]] = {}
         self._per_minute: dict[tuple[str, str], Counter[str]] = {}
+        # (tenant, key) -> claim, and (tenant, batch id) -> {"finished", "unsuccessful"}: as DynamoDB keeps them.
+        self.idempotency: dict[tuple[str, str], IdempotencyClaim] = {}
+        self.batch_counters: dict[tuple[str, str], Counter[str]] = {}
         self.writes = 0
+        self.progress_writes = 0
         # Called once, right before the next save is checked: lets a test play a concurrent writer.
         self.before_next_save: Callable[[], None] | None = None
 
     # --- writes ---
 
-    def create(self, job: Job) -> None:
+    def create(self, job: Job, idempotency: IdempotencyClaim | None = None) -> None:
         key = (job.tenant, job.id)
         if key in self._jobs:
             raise ConcurrentUpdate(f"job {job.id} already exists")
+        if idempotency is not None:
+            held = self.idempotency.get((job.tenant, idempotency.key))
+            if held is not None and held.expires_at >= idempotency.now:
+                raise IdempotencyKeyUsed(held.target_id, held.fingerprint)
+            self.idempotency[(job.tenant, idempotency.key)] = idempotency
         self._jobs[key] = job
         self._count(job.tenant, {ENQUEUED_COUNTER: 1, job.status.value: 1})
         self.writes += 1
@@ -97,7 +107,21 @@ class InMemoryJobsRepository:
                 self._per_minute.setdefault((after.tenant, minute_key(after.updated_at)), Counter())[
                     after.status.value
                 ] += 1
+            if after.batch_id and before.status.is_final != after.status.is_final:
+                step = 1 if after.status.is_final else -1
+                final = after if after.status.is_final else before
+                counters = self.batch_counters.setdefault((after.tenant, after.batch_id), Counter())
+                counters["finished"] += step
+                counters["unsuccessful"] += step if final.status != JobStatus.COMPLETED else 0
         self.writes += 1
+
+    def record_progress(self, job: Job, progress: Progress) -> bool:
+        stored = self._jobs.get((job.tenant, job.id))
+        if stored is None or stored.version != job.version:
+            return False
+        self._jobs[(job.tenant, job.id)] = stored.model_copy(update={"progress": progress})
+        self.progress_writes += 1
+        return True
 
     def _count(self, tenant: str, deltas: dict[str, int]) -> None:
         self._counters.setdefault(tenant, Counter()).update(deltas)
@@ -185,6 +209,8 @@ def _decode_fake_cursor(cursor: str, listing: str) -> str:
 class Sent:
     message: JobMessage
     delay_seconds: int
+    priority: int = 5
+    group_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -198,6 +224,7 @@ class Deferred:
 class DeadLetter:
     body: str
     reason: str
+    source_arn: str = ""
 
 
 @dataclass
@@ -210,17 +237,19 @@ class RecordingQueue:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     failed_sends: int = 0
 
-    def send(self, message: JobMessage, delay_seconds: int = 0) -> None:
+    def send(
+        self, message: JobMessage, delay_seconds: int = 0, *, priority: int = 5, group_id: str | None = None
+    ) -> None:
         if self.fail_sends:
             self.failed_sends += 1
             raise StorageError("SQS SendMessage failed: simulated outage")
-        self.sends.append(Sent(message, delay_seconds))
+        self.sends.append(Sent(message, delay_seconds, priority, group_id))
 
     def defer(self, source_arn: str, receipt_handle: str, seconds: int) -> None:
         self.defers.append(Deferred(source_arn, receipt_handle, seconds))
 
-    def dead_letter(self, body: str, reason: str) -> None:
-        self.dead_letters.append(DeadLetter(body, reason))
+    def dead_letter(self, body: str, reason: str, *, source_arn: str = "") -> None:
+        self.dead_letters.append(DeadLetter(body, reason, source_arn))
 
     def sent_job_ids(self) -> list[str]:
         return [sent.message.job_id for sent in self.sends]
