@@ -22,6 +22,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.handlers import openapi as doc
 from functions.handlers import static
 from functions.handlers.http import caller_tenant, json_response, read_json_body, register_error_handlers
+from functions.handlers.routes import batches as batch_routes
+from functions.handlers.routes import hooks as hook_routes
 from functions.handlers.runtime import emit, files, logger, metrics, runtime, traced
 from functions.logic import catalogue, manage, results, uploads
 from functions.logic.clock import iso, system_clock
@@ -326,6 +328,9 @@ def dashboard_asset(name: Annotated[str, PathParam(description="A file name, e.g
 def swagger_asset(name: str) -> Response[str]:
     return _static(static.SWAGGER_DIR, name, static.CACHE_A_DAY, allowed=static.SWAGGER_ASSETS)
 
+
+app.include_router(batch_routes.router)
+app.include_router(hook_routes.router)
 
 # Swagger UI's page (Powertools): the document inline, the UI's script and styles from ``/assets/swagger/`` (a URL
 # relative to /swagger, so it stays inside the stage on AWS).

@@ -13,7 +13,17 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.handlers.runtime import emit, files, logger, metrics, runtime, traced
+from functions.handlers.runtime import (
+    batch_settler,
+    callback_deliverer,
+    emit,
+    files,
+    limiter,
+    logger,
+    metrics,
+    runtime,
+    traced,
+)
 from functions.logic.clock import system_clock
 from functions.logic.consume import ConsumerSettings, MessageConsumer
 
@@ -31,6 +41,9 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> str:
         events=emit,
         job_settings=rt.settings,
         files=files,
+        limiter=limiter(),
+        after_final=batch_settler().job_final,
+        callback_delivery=callback_deliverer().deliver,
     )
     remaining_ms = (
         lambda_context.get_remaining_time_in_millis() if lambda_context else rt.settings.default_lease_seconds * 1000

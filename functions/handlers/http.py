@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
 from functions.handlers.runtime import logger, runtime, tenants
 from functions.models.errors import (
@@ -34,7 +36,7 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     )
 
 
-def read_json_body(app: APIGatewayRestResolver) -> Any:
+def read_json_body(app: APIGatewayRestResolver | Router) -> Any:
     raw = app.current_event.body or ""
     data = raw.encode()
     if app.current_event.is_base64_encoded:
@@ -58,9 +60,10 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-def caller_tenant(app: APIGatewayRestResolver) -> str:
+def caller_tenant(app: APIGatewayRestResolver | Router) -> str:
     """API Gateway has validated the key (usage plan); the key's tag says whose it is."""
-    identity = app.current_event.request_context.identity
+    event = cast(APIGatewayProxyEvent, app.current_event)  # a Router's event is typed as the base class
+    identity = event.request_context.identity
     key_id = identity.api_key_id if identity else None
     tenant = tenants().tenant_for(key_id) if key_id else None
     if tenant is None:

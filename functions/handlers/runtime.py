@@ -17,6 +17,9 @@ from functions.dal.files import S3FileStore
 from functions.dal.job_queue import QueueLanes, SqsJobQueue
 from functions.dal.jobs_repository import DynamoJobsRepository
 from functions.dal.tenants import ApiKeyTagTenants
+from functions.logic.batches import BatchSettler
+from functions.logic.callbacks import CallbackDeliverer
+from functions.logic.limits import Limiter, limiter_from_settings
 from functions.settings import Settings
 
 logger = Logger()
@@ -78,6 +81,26 @@ def queue_lanes(settings: Settings) -> QueueLanes:
 
 
 @lru_cache(maxsize=1)
+def limiter() -> Limiter:
+    """Per-type limits of the consumer (logic/limits.py), sharing their state through the limits table."""
+    return limiter_from_settings(runtime().settings, client("dynamodb"))
+
+
+@lru_cache(maxsize=1)
+def batch_settler() -> BatchSettler:
+    """Completes fan-out batches as their last child ends (logic/batches.py)."""
+    rt = runtime()
+    return BatchSettler(rt.repo, rt.queue, rt.settings, client("dynamodb"))
+
+
+@lru_cache(maxsize=1)
+def callback_deliverer() -> CallbackDeliverer:
+    """Delivers completion callbacks (logic/callbacks.py)."""
+    rt = runtime()
+    return CallbackDeliverer(rt.repo, rt.queue, rt.settings)
+
+
+@lru_cache(maxsize=1)
 def tenants() -> ApiKeyTagTenants:
     # Only the API needs it; the other functions never load the API Gateway client.
     return ApiKeyTagTenants(client("apigateway"))
@@ -93,6 +116,9 @@ def files() -> S3FileStore:
 def reset() -> None:
     """Forget every cached client and setting (tests and the local stack call this after changing the env)."""
     runtime.cache_clear()
+    limiter.cache_clear()
+    batch_settler.cache_clear()
+    callback_deliverer.cache_clear()
     tenants.cache_clear()
     files.cache_clear()
     client.cache_clear()

@@ -12,9 +12,11 @@ from __future__ import annotations
 from aws_lambda_powertools import Logger
 
 from functions.dal.job_queue import JobQueue
-from functions.logic.clock import iso
+from functions.dal.jobs_repository import JobsRepository
+from functions.logic.clock import Clock, iso, system_clock
 from functions.models.errors import StorageError
 from functions.models.job import CallbackStatus, Job, JobMessage
+from functions.settings import Settings
 
 logger = Logger(child=True)
 
@@ -41,3 +43,16 @@ def send(queue: JobQueue, job: Job) -> None:
         queue.send(JobMessage(tenant=job.tenant, jobId=job.id, kind="callback"))
     except StorageError:
         logger.warning("callback message not sent; the sweeper will send it", extra={"job_id": job.id}, exc_info=True)
+
+
+class CallbackDeliverer:
+    """Delivers callback messages: ``deliver(message, source_arn, receipt_handle)`` [being built]."""
+
+    def __init__(self, repo: JobsRepository, queue: JobQueue, settings: Settings, clock: Clock = system_clock) -> None:
+        self._repo = repo
+        self._queue = queue
+        self._settings = settings
+        self._clock = clock
+
+    def deliver(self, message: JobMessage, source_arn: str, receipt_handle: str) -> None:
+        return None

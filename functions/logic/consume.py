@@ -19,6 +19,8 @@ from enum import StrEnum
 from typing import Any
 
 from aws_lambda_powertools import Logger
+
+__all__ = ["ConsumerSettings", "JobDeferred", "MessageConsumer", "Outcome"]
 from pydantic import ValidationError
 
 from functions.dal.files import FileStore
@@ -31,7 +33,7 @@ from functions.logic.job_types import JobContext, get_job_type
 from functions.logic.limits import Admission, Limiter, NoLimits
 from functions.logic.payloads import full_payload
 from functions.logic.progress import ProgressReporter
-from functions.models.errors import ApiError, ConcurrentUpdate, FileNotFound, JobFailure, JobsError
+from functions.models.errors import ApiError, ConcurrentUpdate, FileNotFound, JobDeferred, JobFailure, JobsError
 from functions.models.job import HistoryEntry, Job, JobMessage, JobStatus
 from functions.settings import Settings
 
@@ -50,10 +52,6 @@ class Outcome(StrEnum):
     DEAD_LETTERED = "dead_lettered"  # malformed message
     THROTTLED = "throttled"  # over its type's limit: a fresh copy of the message comes back later
     CALLBACK = "callback"  # a completion callback was delivered (or given up)
-
-
-class JobDeferred(JobsError):
-    """The message must come back later (backoff or schedule); its visibility timeout is already set."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +89,9 @@ class MessageConsumer:
     # Called with a job once it is final (its batch may now be complete: logic/batches.py). Also called when a
     # redelivered message finds its job final, so a crash between the two steps is healed by the redelivery.
     after_final: Callable[[Job], None] = _nothing_after_final
-    # Delivers completion callbacks (messages of kind "callback"); see logic/callbacks.py.
-    callback_delivery: Callable[[JobMessage, str, str], Outcome] | None = None
+    # Delivers completion callbacks (messages of kind "callback"), given (message, source ARN, receipt handle);
+    # raises JobDeferred to try again later. See logic/callbacks.py.
+    callback_delivery: Callable[[JobMessage, str, str], None] | None = None
 
     def handle(self, body: str, source_arn: str, receipt_handle: str, remaining_ms: int) -> Outcome:
         try:
@@ -108,7 +107,8 @@ class MessageConsumer:
         if message.kind == "callback":
             if self.callback_delivery is None:
                 raise JobsError("this consumer cannot deliver callbacks")
-            return self.callback_delivery(message, source_arn, receipt_handle)
+            self.callback_delivery(message, source_arn, receipt_handle)
+            return Outcome.CALLBACK
         try:
             claimed = self._claim(message, source_arn, receipt_handle, remaining_ms)
         except _Throttled:

@@ -103,6 +103,10 @@ class ConcurrentUpdate(JobsError):
     """A conditional write lost a race: the record changed since it was read."""
 
 
+class JobDeferred(JobsError):
+    """The message must come back later (backoff, schedule, a callback's retry); its visibility is already set."""
+
+
 class IdempotencyKeyUsed(JobsError):
     """The idempotency key is already taken (within its lifetime) by an earlier request."""
 

@@ -15,7 +15,7 @@ from local.lambda_context import LocalContext
 from tests.integration.harness import Service, ok_job, statuses
 
 
-def refuse_to_send(self: SqsJobQueue, message: JobMessage, delay_seconds: int = 0) -> None:
+def refuse_to_send(self: SqsJobQueue, message: JobMessage, delay_seconds: int = 0, **lane: object) -> None:
     raise StorageError("SQS SendMessage failed: could not connect")
 
 

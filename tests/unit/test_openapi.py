@@ -11,6 +11,7 @@ import pytest
 
 from functions.handlers import openapi as doc
 from functions.handlers.api import app, openapi_json
+from functions.logic.enqueue import ENQUEUE_FIELDS
 from functions.logic.job_types import registered_types
 from functions.logic.uploads import UPLOAD_TYPES
 from functions.models import errors
@@ -148,7 +149,7 @@ def test_request_bodies_describe_what_the_logic_accepts(spec: dict[str, Any]) ->
     assert job["required"] == ["type"]
     assert job["additionalProperties"] is False  # unknown fields are INVALID_OPTION
     assert job["properties"]["type"]["enum"] == registered_types()
-    assert set(job["properties"]) == {"type", "payload", "priority", "maxAttempts", "delaySeconds", "runAt"}
+    assert set(job["properties"]) == ENQUEUE_FIELDS
     assert (job["properties"]["priority"]["minimum"], job["properties"]["priority"]["maximum"]) == (1, 10)
     assert (job["properties"]["maxAttempts"]["minimum"], job["properties"]["maxAttempts"]["maximum"]) == (1, 25)
     message = body_schema(("POST", "/enqueue"))

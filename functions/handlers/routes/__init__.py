@@ -1,0 +1,1 @@
+"""Route groups of the API function, each a Powertools ``Router`` included by ``functions/handlers/api.py``."""

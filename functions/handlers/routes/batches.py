@@ -1,0 +1,7 @@
+"""Fan-out batches: ``POST /jobs/batch`` and ``GET /batches/{id}`` [being built]."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+router = Router()
