@@ -168,6 +168,7 @@ def test_payload_is_normalised_by_the_model_with_defaults_by_alias() -> None:
         "durationMs": 50,
         "failureRate": 0.35,
         "shouldFail": False,
+        "steps": 0,
     }
 
 

@@ -20,6 +20,8 @@ class SimulatePayload(BaseModel):
     duration_ms: int = Field(default=50, ge=0, le=60_000, alias="durationMs")
     failure_rate: float = Field(default=0.35, ge=0, le=1, alias="failureRate")
     should_fail: bool = Field(default=False, alias="shouldFail")
+    # The work in this many steps, each reporting progress (0: no progress reports).
+    steps: int = Field(default=0, ge=0, le=100)
 
     @field_validator("target")
     @classmethod
@@ -37,7 +39,12 @@ def attempt_roll(job_id: str, attempt: int) -> float:
 
 @job_type("simulate", payload=SimulatePayload)
 def simulate(payload: SimulatePayload, ctx: JobContext) -> str:
-    time.sleep(payload.duration_ms / 1000)
+    if payload.steps:
+        for step in range(1, payload.steps + 1):
+            time.sleep(payload.duration_ms / 1000 / payload.steps)
+            ctx.report_progress(100 * step / payload.steps, f"{payload.action} step {step} of {payload.steps}")
+    else:
+        time.sleep(payload.duration_ms / 1000)
     if payload.should_fail:
         raise RetryableJobError(f"Simulated failure of {payload.action} (shouldFail)")
     if attempt_roll(ctx.job_id, ctx.attempt) < payload.failure_rate:

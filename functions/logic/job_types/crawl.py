@@ -322,6 +322,10 @@ class Crawl:
                 self.stopped = "time budget spent (the consumer invocation is ending)"
                 break
             url = queue.popleft()
+            done = len(self.pages)
+            self.ctx.report_progress(
+                100 * done / self.payload.max_pages, f"{done} of at most {self.payload.max_pages} pages"
+            )
             if not robots.allowed(url):
                 reason = robots.unavailable.get(origin(url))
                 if not self.pages and reason is not None:
