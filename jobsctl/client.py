@@ -74,7 +74,11 @@ class JobsClient:
         max_attempts: int | None = None,
         delay_seconds: int | None = None,
         run_at: datetime | str | None = None,
+        group_id: str | None = None,
+        callback_url: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Job:
+        """Enqueue a job; with ``idempotency_key``, repeating the call returns the first job instead of a new one."""
         body: dict[str, Any] = {"type": type}
         if payload is not None:
             body["payload"] = payload
@@ -86,6 +90,8 @@ class JobsClient:
             body["delaySeconds"] = delay_seconds
         if run_at is not None:
             body["runAt"] = run_at.isoformat() if isinstance(run_at, datetime) else run_at
+        options = {"groupId": group_id, "callbackUrl": callback_url, "idempotencyKey": idempotency_key}
+        body.update({name: value for name, value in options.items() if value is not None})
         return self.enqueue_spec(body)
 
     def enqueue_spec(self, spec: dict[str, Any]) -> Job:

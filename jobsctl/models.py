@@ -39,6 +39,12 @@ class Job(_ApiModel):
     result: Any = None
     error: str | None = None
     history: tuple[HistoryEntry, ...] = ()
+    group_id: str | None = None
+    batch_id: str | None = None
+    idempotency_key: str | None = None
+    # {"percent", "message", "at"} and {"url", "status", "attempts", ...} as the API shows them.
+    progress: dict[str, Any] | None = None
+    callback: dict[str, Any] | None = None
 
     @property
     def is_final(self) -> bool:

@@ -11,6 +11,7 @@ from functions.handlers.runtime import runtime
 from functions.logic.clock import system_clock
 from functions.logic.enqueue import Accepted, parse_job_spec, submit
 from functions.models.job import JobStatus, Progress
+from functions.redaction import redact
 from tests.integration.harness import TENANT_A, Service, ok_job
 
 
@@ -108,3 +109,12 @@ def test_progress_is_written_to_the_record_without_changing_its_version(service:
     assert after.version == stored.version and after.progress is not None and after.progress.percent == 40
     shown: dict[str, Any] = service.job(job["id"])
     assert shown["progress"] == {"percent": 40.0, "message": "4 of 10", "at": "2026-01-01T00:00:00Z"}
+
+
+def test_a_callers_api_key_is_masked_in_later_log_lines(service: Service) -> None:
+    # Given a request made with tenant A's key
+    key_value = service.key_values[service.key_a]
+    assert service.api("GET", "/stats")[0] == 200
+
+    # Then that key is masked wherever it would appear in a log line
+    assert redact({"note": f"called with {key_value}"}) == {"note": "called with ***"}

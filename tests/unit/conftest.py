@@ -6,15 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aws_lambda_powertools import Logger
 from pydantic import BaseModel
 
+# The service's parent logger, created as in Lambda (with its redacting formatter): the logic modules use child
+# loggers, which Powertools refuses to use (append_keys) before their parent exists.
+from functions.handlers.runtime import logger as SERVICE_LOGGER  # noqa: F401
 from functions.logic.job_types import JobContext, JobType, registry
 from tests.unit.fakes import EmptyPayload, FakeClock, InMemoryJobsRepository, RecordingQueue, RegisterJobType
-
-# The service's parent logger, as functions.handlers.runtime creates it in Lambda: the logic modules use child
-# loggers, which Powertools refuses to use (append_keys) before their parent exists.
-SERVICE_LOGGER = Logger()
 
 
 @pytest.fixture
