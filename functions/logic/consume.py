@@ -4,6 +4,12 @@ Delivery is at-least-once and messages can be duplicated (sweeper re-sends, retr
 not the message, decides what happens. Every transition is a conditional write on the record's version: of two
 consumers holding copies of one message, exactly one claims an attempt; the other drops its copy.
 
+Consumer-side idempotency is these conditional writes, not Powertools Idempotency: the job record already is the
+idempotency record (its status says whether the work was done, its version who may do it next), so a second table
+keyed by message would only duplicate it, and could not cover re-sent copies, which are new SQS messages with new
+ids. Work whose outcome was recorded is never started again; the one window left is a crash after a side effect
+and before the outcome's write, which is why side-effecting types send an Idempotency-Key (webhook-delivery).
+
 Outcomes for the batch: returning means "delete this message"; raising means "leave it to its visibility timeout".
 A retry or a not-yet-due message sets that timeout first (``JobDeferred``), so it comes back exactly when due.
 """
@@ -181,9 +187,11 @@ class MessageConsumer:
         if job.status.is_final:
             return None
         if job.status == JobStatus.PROCESSING:
-            # Another consumer holds a live lease (its own message copy is still in flight): this copy is a duplicate.
+            # Another consumer holds a live lease: this copy comes back just after the lease ends, when the job is
+            # either final (the copy is dropped then) or its holder has died (the copy takes over). Deleting it now
+            # could leave the job with no message at all, should the holder die after its own copy was deleted.
             if job.lease_until_ms is not None and job.lease_until_ms > now:
-                return None
+                return job.lease_until_ms - now + EARLY_TOLERANCE_MS
             return 0
         if job.status == JobStatus.SCHEDULED and job.run_at is not None:
             return max(0, parse_iso_ms(job.run_at) - now)

@@ -363,7 +363,7 @@ def test_a_duplicate_message_of_a_finished_job_is_dropped_and_nothing_is_written
     assert events.names() == ["DuplicateMessages"]
 
 
-def test_a_duplicate_while_another_consumer_holds_a_live_lease_is_dropped(
+def test_a_duplicate_while_another_consumer_holds_a_live_lease_waits_for_the_lease_to_end(
     consumer: MessageConsumer, repo: InMemoryJobsRepository, queue: RecordingQueue, clock: FakeClock
 ) -> None:
     # Given a job being processed by another consumer whose lease runs 10 more seconds
@@ -373,12 +373,29 @@ def test_a_duplicate_while_another_consumer_holds_a_live_lease_is_dropped(
     )
     writes = repo.writes
     # When a second copy of the message arrives
-    outcome = _deliver(consumer, job)
-    # Then it is dropped and the other consumer's attempt is untouched
-    assert outcome is Outcome.DROPPED
+    with pytest.raises(JobDeferred):
+        _deliver(consumer, job)
+    # Then the other consumer's attempt is untouched, and this copy comes back just after the lease ends
     assert repo.writes == writes
     assert _reload(repo, job).attempts == 1
+    assert queue.defers == [Deferred(SOURCE_ARN, RECEIPT, 11)]
     assert queue.dead_letters == []
+
+
+def test_the_waiting_copy_finds_the_job_final_and_is_dropped(
+    consumer: MessageConsumer, repo: InMemoryJobsRepository, queue: RecordingQueue, clock: FakeClock
+) -> None:
+    # Given a copy deferred during another consumer's attempt, which then completed the job
+    job = _store(
+        repo,
+        make_job(clock, payload=OK_PAYLOAD, status=JobStatus.PROCESSING, attempts=1, lease_until_ms=clock() + 10_000),
+    )
+    with pytest.raises(JobDeferred):
+        _deliver(consumer, job)
+    repo.save(job, job.model_copy(update={"status": JobStatus.COMPLETED, "lease_until_ms": None}))
+    clock.advance(seconds=11)
+    # When it comes back, it is dropped
+    assert _deliver(consumer, job) is Outcome.DROPPED
 
 
 def test_an_expired_lease_with_attempts_left_starts_a_new_attempt_noting_the_interruption(
