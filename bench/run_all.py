@@ -3,8 +3,8 @@
     .venv/bin/python bench/run_all.py [--quick]
 
 One at a time (the machine has 2 cores): cold start, handler overhead, end to end against the peer, cost (which
-saves the recording), then hot keys from that same recording. Each script stops by itself; a failing one is
-reported and the rest still run.
+saves the recording), then hot keys from that same recording, then the observed rate limit, then the priority
+lane's latency under a backlog. Each script stops by itself; a failing one is reported and the rest still run.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ def main() -> None:
         ("e2e.py", ["--jobs", "200" if quick else "500", "--cap", "60"]),
         ("cost.py", ["--jobs", "100" if quick else "300", "--cap", "90"]),
         ("hotkeys.py", []),
+        ("ratelimit.py", ["--jobs", "50" if quick else "100"]),
+        ("priority.py", ["--normal", "500" if quick else "2000", "--high", "10" if quick else "20"]),
     ]
     failed = []
     for script, args in steps:

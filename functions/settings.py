@@ -35,6 +35,9 @@ class Settings:
     progress_interval_seconds: float = 2.0
     # Completion callbacks (callbackUrl): deliveries per final status, retried with the job backoff.
     callback_max_attempts: int = 5
+    # Finished jobs (completed, failed, cancelled) expire this many days after they ended (DynamoDB TTL); 0 keeps
+    # them forever. Stats are counted by transition, so they do not change when a record expires.
+    job_retention_days: int = 30
     # Idempotency keys of POST /jobs are remembered this long.
     idempotency_ttl_seconds: int = 86_400
     # Inbound webhooks (POST /hooks/{type}): a tenant's verification secret, if it configured one, is the secret

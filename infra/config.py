@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 
+from functions.logic.limits import parse_type_limits
 from functions.settings import Settings
 
 
@@ -20,6 +21,10 @@ class ConsumerConfig:
     batching_window_seconds: int = 1
     # Lambda's SQS poller runs this many batches at once at most (event-source mapping max concurrency).
     max_concurrency: int = 10
+    # The same for the consumers of the high-priority and the ordered lanes (Lambda's minimum is 2). The high lane
+    # carries few jobs; the ordered lane's parallelism is bounded by its number of active groups anyway.
+    high_max_concurrency: int = 5
+    ordered_max_concurrency: int = 5
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,10 @@ class QueueConfig:
     high_dlq_name: str = "jobs-high-dlq"
     ordered_name: str = "jobs-ordered.fifo"
     ordered_dlq_name: str = "jobs-ordered-dlq.fifo"
+    # The ordered lane's redrive threshold: as high as SQS allows. A grouped job over its type's limit waits by
+    # making its own message invisible for a while (re-sending it would lose its place in the group), and every
+    # such wait is one more receive; retries are still bounded by the record's maxAttempts.
+    ordered_max_receive_count: int = 1000
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,8 @@ class ServiceConfig:
     limits_table: str = "job-limits"
     queue: QueueConfig = field(default_factory=QueueConfig)
     consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
-    api_timeout_seconds: int = 10
+    # Long-poll reads (GET /jobs/{id}?wait=20) need 20 s and a margin; API Gateway REST allows 29 s.
+    api_timeout_seconds: int = 25
     api_memory_mb: int = 512
     sweeper_interval_seconds: int = 60
     sweeper_timeout_seconds: int = 60
@@ -84,6 +94,8 @@ class ServiceConfig:
     type_limits: str = ""
     progress_interval_seconds: float = 2.0
     callback_max_attempts: int = 5
+    # Finished jobs expire this many days after they ended (DynamoDB TTL on the jobs table); 0 keeps them.
+    job_retention_days: int = 30
 
     @property
     def queue_visibility_timeout_seconds(self) -> int:
@@ -95,21 +107,36 @@ class ServiceConfig:
         # Jobs due within two sweeper periods go to SQS with DelaySeconds, which is precise; SQS allows 900 s.
         return min(900, 2 * self.sweeper_interval_seconds)
 
-    def settings(self, queue_url: str = "", dlq_url: str = "", **lane_urls: str) -> Settings:
-        """The runtime settings of the functions, given the queue URLs (tokens on AWS, real URLs locally).
-
-        ``lane_urls``: high_queue_url, high_dlq_url, ordered_queue_url, ordered_dlq_url."""
+    def settings(
+        self,
+        queue_url: str = "",
+        dlq_url: str = "",
+        *,
+        high_queue_url: str = "",
+        high_dlq_url: str = "",
+        ordered_queue_url: str = "",
+        ordered_dlq_url: str = "",
+    ) -> Settings:
+        """The runtime settings of the functions, given the queue URLs of each lane (tokens on AWS, real URLs
+        locally). A lane without URLs is folded into the normal one (functions/dal/job_queue.py)."""
+        # A bad limits configuration stops `cdk synth` and `make run` here, naming the entry, rather than the
+        # consumers at their first message.
+        parse_type_limits(self.type_limits)
         return Settings(
             jobs_table=self.jobs_table,
             stats_table=self.stats_table,
             limits_table=self.limits_table,
             queue_url=queue_url,
             dlq_url=dlq_url,
-            **lane_urls,
+            high_queue_url=high_queue_url,
+            high_dlq_url=high_dlq_url,
+            ordered_queue_url=ordered_queue_url,
+            ordered_dlq_url=ordered_dlq_url,
             high_priority_threshold=self.high_priority_threshold,
             type_limits=self.type_limits,
             progress_interval_seconds=self.progress_interval_seconds,
             callback_max_attempts=self.callback_max_attempts,
+            job_retention_days=self.job_retention_days,
             stats_shards=self.stats_shards,
             sweep_shards=self.sweep_shards,
             backoff_base_seconds=self.backoff_base_seconds,
@@ -142,6 +169,8 @@ def local_config() -> ServiceConfig:
             timeout_seconds=int(env.get("JOBS_LOCAL_CONSUMER_TIMEOUT", str(AWS_CONFIG.consumer.timeout_seconds))),
             batching_window_seconds=0,
             max_concurrency=int(env.get("JOBS_LOCAL_CONSUMERS", "4")),
+            high_max_concurrency=int(env.get("JOBS_LOCAL_LANE_CONSUMERS", "2")),
+            ordered_max_concurrency=int(env.get("JOBS_LOCAL_LANE_CONSUMERS", "2")),
         ),
         # moto answers an index query by scanning the table, so a busy local sweeper slows everything down;
         # jobs due within 15 min are timed by SQS DelaySeconds anyway.

@@ -44,7 +44,7 @@ class ServiceStack(Stack):
             config=config,
             runtime=runtime,
             tables=self.tables,
-            queue=self.queue.queue,
+            queues=self.queue.queues,
             environment=self.queue.environment,
         )
         self.api = JobsApi(
@@ -53,11 +53,19 @@ class ServiceStack(Stack):
             config=config,
             runtime=runtime,
             tables=self.tables,
-            queue=self.queue.queue,
+            queues=self.queue.queues,
             files=self.files,
             environment=self.queue.environment,
         )
-        self.monitoring = Monitoring(self, "Monitoring", config=config, queue=self.queue.queue, dlq=self.queue.dlq)
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            config=config,
+            queue=self.queue.queue,
+            dlq=self.queue.dlq,
+            high_queue=self.queue.high_queue,
+            lane_dlqs={"High": self.queue.high_dlq, "Ordered": self.queue.ordered_dlq},
+        )
 
         CfnOutput(self, "ApiUrl", value=self.api.api.url, description="Base URL of the job API (stage included)")
         CfnOutput(
@@ -68,8 +76,13 @@ class ServiceStack(Stack):
         )
         CfnOutput(self, "QueueUrl", value=self.queue.queue.queue_url)
         CfnOutput(self, "DlqUrl", value=self.queue.dlq.queue_url)
+        CfnOutput(self, "HighQueueUrl", value=self.queue.high_queue.queue_url)
+        CfnOutput(self, "HighDlqUrl", value=self.queue.high_dlq.queue_url)
+        CfnOutput(self, "OrderedQueueUrl", value=self.queue.ordered_queue.queue_url)
+        CfnOutput(self, "OrderedDlqUrl", value=self.queue.ordered_dlq.queue_url)
         CfnOutput(self, "JobsTableName", value=self.tables.jobs.table_name)
         CfnOutput(self, "StatsTableName", value=self.tables.stats.table_name)
         CfnOutput(self, "ImportsTableName", value=self.tables.imports.table_name)
+        CfnOutput(self, "LimitsTableName", value=self.tables.limits.table_name)
         CfnOutput(self, "FilesBucketName", value=self.files.bucket.bucket_name)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)

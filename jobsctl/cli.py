@@ -2,7 +2,8 @@
 
 API commands (enqueue, get, watch, list, stats, retry, cancel, enqueue-file) use the Python client with a base URL
 and an API key (``--url``/``--key`` or ``JOBS_URL``/``JOBS_API_KEY``). Operator commands (``dlq``, ``keys``,
-``worker``) use AWS credentials through boto3, which honours ``AWS_ENDPOINT_URL`` (``make run``'s moto server).
+``hooks``, ``worker``) use AWS credentials through boto3, which honours ``AWS_ENDPOINT_URL`` (``make run``'s moto
+server).
 
 Exit codes: 0 success, 1 an API/AWS error (its code and message are printed to stderr) or a job that did not
 complete (``--wait``, ``watch``), 2 a usage error.
@@ -60,8 +61,14 @@ app = typer.Typer(
 )
 dlq_app = typer.Typer(help="The dead-letter queue (AWS credentials).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys (AWS credentials).", no_args_is_help=True)
+hooks_app = typer.Typer(help="Inbound webhooks, POST /hooks/{type} (AWS credentials).", no_args_is_help=True)
+hooks_secret_app = typer.Typer(
+    help="A tenant's ingest secret: when set, webhooks must carry a valid X-Jobs-Signature.", no_args_is_help=True
+)
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(keys_app, name="keys")
+app.add_typer(hooks_app, name="hooks")
+hooks_app.add_typer(hooks_secret_app, name="secret")
 
 
 @dataclass
@@ -554,6 +561,54 @@ def keys_create(
         + (f", on usage plan {key.usage_plan_id}" if key.usage_plan_id else "")
     )
     out.print(Text.assemble("Value: ", (key.value, "bold")), "  (store it now: it is not shown again)")
+
+
+TenantOption = Annotated[str, typer.Option("--tenant", help="The tenant (its API keys' `tenant` tag).")]
+
+
+@hooks_secret_app.command("set")
+def hooks_secret_set(
+    tenant: TenantOption,
+    value: Annotated[
+        str | None, typer.Option("--value", help="The secret (default: 32 random bytes, hex).", show_default=False)
+    ] = None,
+) -> None:
+    """Create or replace the tenant's ingest secret and print it (give it to the sending service)."""
+    import boto3
+
+    from jobsctl.ops import set_ingest_secret
+
+    with _aws_errors():
+        secret = set_ingest_secret(boto3.client("secretsmanager"), tenant, value)
+    out.print(f"{'Created' if secret.created else 'Replaced'} {secret.name}: webhooks of {tenant} must now be signed.")
+    out.print(Text.assemble("Secret: ", (secret.value, "bold")))
+
+
+@hooks_secret_app.command("show")
+def hooks_secret_show(tenant: TenantOption) -> None:
+    """Print the tenant's ingest secret (exit 1 if it has none: its webhooks are accepted unsigned)."""
+    import boto3
+
+    from jobsctl.ops import get_ingest_secret
+
+    with _aws_errors():
+        value = get_ingest_secret(boto3.client("secretsmanager"), tenant)
+    if value is None:
+        err.print(f"Tenant {tenant} has no ingest secret: its webhooks are accepted without a signature.")
+        raise typer.Exit(1)
+    out.print(value)
+
+
+@hooks_secret_app.command("delete")
+def hooks_secret_delete(tenant: TenantOption) -> None:
+    """Remove the tenant's ingest secret: its webhooks are then accepted without a signature."""
+    import boto3
+
+    from jobsctl.ops import delete_ingest_secret
+
+    with _aws_errors():
+        deleted = delete_ingest_secret(boto3.client("secretsmanager"), tenant)
+    out.print(f"Deleted the ingest secret of {tenant}." if deleted else f"Tenant {tenant} had no ingest secret.")
 
 
 @app.command()

@@ -321,3 +321,68 @@ def consumer_environment(cloudformation: Any, lambda_client: Any, stack: str) ->
         if config.get("Handler") == CONSUMER_HANDLER:
             return dict(config.get("Environment", {}).get("Variables", {}))
     raise OpsError(f"stack {stack} has no function with handler {CONSUMER_HANDLER}")
+
+
+# --- inbound webhooks: a tenant's ingest verification secret ---
+
+
+@dataclass(frozen=True)
+class IngestSecret:
+    name: str
+    value: str
+    created: bool  # False: an existing secret got this new value
+
+
+def ingest_secret_name(tenant: str, prefix: str | None = None) -> str:
+    """``<ingest_secret_prefix><tenant>``: the secret ``POST /hooks/{type}`` verifies signatures with, if present."""
+    if prefix is None:
+        from functions.settings import Settings
+
+        prefix = Settings.ingest_secret_prefix
+    return f"{prefix}{tenant}"
+
+
+def set_ingest_secret(
+    secretsmanager: Any, tenant: str, value: str | None = None, prefix: str | None = None
+) -> IngestSecret:
+    """Create the tenant's ingest secret, or give it a new value (random 32 bytes, hex, unless given)."""
+    import secrets
+
+    name = ingest_secret_name(tenant, prefix)
+    value = value or secrets.token_hex(32)
+    try:
+        secretsmanager.create_secret(
+            Name=name,
+            SecretString=value,
+            Description=f"HMAC-SHA256 key verifying the inbound webhooks of tenant {tenant} (X-Jobs-Signature)",
+        )
+        return IngestSecret(name, value, created=True)
+    except ClientError as exc:
+        if _code(exc) != "ResourceExistsException":
+            raise
+    secretsmanager.put_secret_value(SecretId=name, SecretString=value)
+    return IngestSecret(name, value, created=False)
+
+
+def get_ingest_secret(secretsmanager: Any, tenant: str, prefix: str | None = None) -> str | None:
+    """The tenant's ingest secret, or None when it has none (webhooks are then accepted unsigned)."""
+    try:
+        return str(secretsmanager.get_secret_value(SecretId=ingest_secret_name(tenant, prefix))["SecretString"])
+    except ClientError as exc:
+        if _code(exc) == "ResourceNotFoundException":
+            return None
+        raise
+
+
+def delete_ingest_secret(secretsmanager: Any, tenant: str, prefix: str | None = None) -> bool:
+    """Remove the tenant's ingest secret at once (no recovery window); False when it had none."""
+    name = ingest_secret_name(tenant, prefix)
+    try:
+        # Force-deleting a missing secret succeeds (AWS and moto alike): ask first, to tell the operator.
+        secretsmanager.describe_secret(SecretId=name)
+        secretsmanager.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+    except ClientError as exc:
+        if _code(exc) == "ResourceNotFoundException":
+            return False
+        raise
+    return True

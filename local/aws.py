@@ -12,6 +12,7 @@ import inspect
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -128,11 +129,60 @@ def _check_then_apply(backend: Any, transact_items: list[dict[str, Any]]) -> Non
             )
 
 
-def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
+def _locked(method: Callable[..., Any], lock: Any = _DYNAMODB_LOCK) -> Callable[..., Any]:
     @functools.wraps(method)
     def call(*args: Any, **kwargs: Any) -> Any:
-        with _DYNAMODB_LOCK:
+        with lock:
             return method(*args, **kwargs)
+
+    return call
+
+
+_SQS_LOCK = threading.RLock()
+# How often a long poll looks again for messages that became visible (sends wake it at once).
+_SQS_POLL_SECONDS = 0.2
+
+
+def serialize_sqs() -> None:
+    """Make moto's SQS apply one request at a time, as SQS does per queue.
+
+    moto's receive is not thread-safe: it notes the FIFO message groups in flight, then marks messages received, so
+    two pollers receiving at once could both be handed messages of one group, and one group's jobs would run side by
+    side. Every backend call takes one lock; a long poll (WaitTimeSeconds) waits outside it, so it never holds up
+    the sends it waits for.
+    """
+    from moto.sqs.models import SQSBackend
+
+    if getattr(SQSBackend, "_jobs_serialized", False):
+        return
+    receive = SQSBackend.receive_message
+    for name, method in inspect.getmembers(SQSBackend, inspect.isfunction):
+        if not name.startswith("_") and name != "receive_message":
+            setattr(SQSBackend, name, _locked(method, _SQS_LOCK))
+    setattr(SQSBackend, "receive_message", _receive_with_lock(receive))  # noqa: B010 - patching moto
+    SQSBackend._jobs_serialized = True  # type: ignore[attr-defined]
+
+
+def _receive_with_lock(receive: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(receive)
+    def call(
+        backend: Any,
+        queue_name: str,
+        count: int,
+        wait_seconds_timeout: int,
+        visibility_timeout: int,
+        message_attribute_names: list[str] | None = None,
+    ) -> Any:
+        deadline = time.monotonic() + wait_seconds_timeout
+        while True:
+            with _SQS_LOCK:
+                messages = receive(backend, queue_name, count, 0, visibility_timeout, message_attribute_names)
+                queue = backend.get_queue(queue_name)
+            remaining = deadline - time.monotonic()
+            if messages or remaining <= 0:
+                return messages
+            with queue._messages_lock:  # notified by every message added to the queue
+                queue._messages_lock.wait(timeout=min(remaining, _SQS_POLL_SECONDS))
 
     return call
 
@@ -146,6 +196,7 @@ class LocalAws:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         fake_credentials()
         serialize_dynamodb()
+        serialize_sqs()
         self._mock.start()
         if self._server:
             self._server.start()
@@ -157,11 +208,40 @@ class LocalAws:
 
 
 @dataclass(frozen=True)
+class LaneQueues:
+    """One lane's queue and DLQ (see functions/dal/job_queue.py)."""
+
+    queue_url: str
+    queue_arn: str
+    dlq_url: str
+    dlq_arn: str
+
+
+@dataclass(frozen=True)
 class LocalResources:
     queue_url: str
     queue_arn: str
     dlq_url: str
     dlq_arn: str
+    high: LaneQueues
+    ordered: LaneQueues
+
+    @property
+    def normal(self) -> LaneQueues:
+        return LaneQueues(self.queue_url, self.queue_arn, self.dlq_url, self.dlq_arn)
+
+    def lanes(self) -> dict[str, LaneQueues]:
+        """normal, high, ordered -> their queues."""
+        return {"normal": self.normal, "high": self.high, "ordered": self.ordered}
+
+    def lane_urls(self) -> dict[str, str]:
+        """The other lanes' URLs as ``ServiceConfig.settings`` takes them."""
+        return {
+            "high_queue_url": self.high.queue_url,
+            "high_dlq_url": self.high.dlq_url,
+            "ordered_queue_url": self.ordered.queue_url,
+            "ordered_dlq_url": self.ordered.dlq_url,
+        }
 
 
 def create_resources(config: ServiceConfig) -> LocalResources:
@@ -197,26 +277,65 @@ def create_resources(config: ServiceConfig) -> LocalResources:
             {"AttributeName": "sk", "AttributeType": "S"},
         ],
     )
+    # Per-type limits' shared state; its items expire by themselves (rate windows, slot leases).
+    ddb.create_table(
+        TableName=config.limits_table,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+    )
+    ddb.update_time_to_live(
+        TableName=config.limits_table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
+    )
     boto3.client("s3").create_bucket(Bucket=config.files_bucket)
     # SES only sends from verified identities, locally as on AWS.
     boto3.client("ses").verify_email_identity(EmailAddress=config.email_sender)
+    queues = config.queue
+    normal = _lane_queues(config, queues.name, queues.dlq_name, queues.max_receive_count)
+    high = _lane_queues(config, queues.high_name, queues.high_dlq_name, queues.max_receive_count)
+    ordered = _lane_queues(
+        config, queues.ordered_name, queues.ordered_dlq_name, queues.ordered_max_receive_count, fifo=True
+    )
+    return LocalResources(
+        queue_url=normal.queue_url,
+        queue_arn=normal.queue_arn,
+        dlq_url=normal.dlq_url,
+        dlq_arn=normal.dlq_arn,
+        high=high,
+        ordered=ordered,
+    )
+
+
+def _lane_queues(
+    config: ServiceConfig, name: str, dlq_name: str, max_receive_count: int, *, fifo: bool = False
+) -> LaneQueues:
+    """A lane's DLQ and queue, as infra/constructs/queue_consumer.py makes them (FIFO: both, high-throughput)."""
     sqs = boto3.client("sqs")
     retention = str(config.queue.retention_days * 86400)
-    dlq_url = sqs.create_queue(QueueName=config.queue.dlq_name, Attributes={"MessageRetentionPeriod": retention})[
+    fifo_attributes = (
+        {
+            "FifoQueue": "true",
+            "ContentBasedDeduplication": "false",
+            "DeduplicationScope": "messageGroup",
+            "FifoThroughputLimit": "perMessageGroupId",
+        }
+        if fifo
+        else {}
+    )
+    dlq_url = sqs.create_queue(QueueName=dlq_name, Attributes={"MessageRetentionPeriod": retention, **fifo_attributes})[
         "QueueUrl"
     ]
     dlq_arn = _queue_arn(sqs, dlq_url)
     queue_url = sqs.create_queue(
-        QueueName=config.queue.name,
+        QueueName=name,
         Attributes={
             "VisibilityTimeout": str(config.queue_visibility_timeout_seconds),
             "MessageRetentionPeriod": retention,
-            "RedrivePolicy": (
-                f'{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{config.queue.max_receive_count}"}}'
-            ),
+            "RedrivePolicy": f'{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receive_count}"}}',
+            **fifo_attributes,
         },
     )["QueueUrl"]
-    return LocalResources(queue_url=queue_url, queue_arn=_queue_arn(sqs, queue_url), dlq_url=dlq_url, dlq_arn=dlq_arn)
+    return LaneQueues(queue_url=queue_url, queue_arn=_queue_arn(sqs, queue_url), dlq_url=dlq_url, dlq_arn=dlq_arn)
 
 
 MIN_KEY_LENGTH = 20  # API Gateway's own minimum for key values

@@ -5,6 +5,7 @@ python -m local            # PORT (3000), MOTO_PORT (4566), API_KEYS ("local-dev
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -41,18 +42,8 @@ class LocalStack:
         # Imported only now: the handlers read their settings from the environment set just above.
         from functions.handlers import consumer, sweeper
 
-        consumer_config = self.config.consumer
-        self._event_source = SqsEventSource(
-            consumer.handler,
-            self.resources.queue_url,
-            self.resources.queue_arn,
-            # Each poller is its own execution environment, as on Lambda (module state is per environment).
-            new_environment=lambda: fresh_handler("functions.handlers.consumer"),
-            batch_size=consumer_config.batch_size,
-            batching_window_seconds=consumer_config.batching_window_seconds,
-            concurrency=consumer_config.max_concurrency,
-            timeout_seconds=consumer_config.timeout_seconds,
-        )
+        # One event source per lane, as on AWS (infra/constructs/queue_consumer.py): normal, high priority, ordered.
+        self._event_sources = self._lane_event_sources(consumer.handler, consumer.ordered_handler)
         # Concurrent requests each get an environment of their own: Powertools' resolver keeps the request on itself.
         api_environments = EnvironmentPool(lambda: fresh_handler("functions.handlers.api"))
         self._gateway = LocalGateway(api_environments, "127.0.0.1", self.port, self.config.api_timeout_seconds)
@@ -60,12 +51,40 @@ class LocalStack:
         self._sweeper = threading.Thread(
             target=self._sweep_forever, args=(sweeper.handler,), name="sweeper", daemon=True
         )
-        self._event_source.start()
+        for event_source in self._event_sources:
+            event_source.start()
         self._sweeper.start()
         self._gateway.start()
 
+    def _lane_event_sources(self, handler: Any, ordered_handler: Any) -> list[SqsEventSource]:
+        consumer = self.config.consumer
+        lanes = self.resources.lanes()
+        # (lane, handler, its attribute name, pollers, batching window): Lambda has no batching window for FIFO.
+        specs = (
+            ("normal", handler, "handler", consumer.max_concurrency, consumer.batching_window_seconds),
+            ("high", handler, "handler", consumer.high_max_concurrency, consumer.batching_window_seconds),
+            ("ordered", ordered_handler, "ordered_handler", consumer.ordered_max_concurrency, 0),
+        )
+        return [
+            SqsEventSource(
+                lane_handler,
+                lanes[lane].queue_url,
+                lanes[lane].queue_arn,
+                # Each poller is its own execution environment, as on Lambda (module state is per environment).
+                new_environment=functools.partial(fresh_handler, "functions.handlers.consumer", attribute),
+                batch_size=consumer.batch_size,
+                batching_window_seconds=window,
+                concurrency=pollers,
+                timeout_seconds=consumer.timeout_seconds,
+                function_name="consumer" if lane == "normal" else f"{lane}-consumer",
+            )
+            for lane, lane_handler, attribute, pollers, window in specs
+        ]
+
     def _configure_functions(self, resources: LocalResources) -> None:
-        settings = self.config.settings(queue_url=resources.queue_url, dlq_url=resources.dlq_url)
+        settings = self.config.settings(
+            queue_url=resources.queue_url, dlq_url=resources.dlq_url, **resources.lane_urls()
+        )
         if self.moto_port:
             # Presigned URLs must point where a browser or curl can reach the local S3: the moto server.
             settings = replace(settings, s3_public_endpoint=f"http://127.0.0.1:{self.moto_port}")
@@ -94,7 +113,12 @@ class LocalStack:
     def stop(self) -> None:
         self._stopping.set()
         self._gateway.stop()
-        self._event_source.stop()
+        # All lanes at once: each waits for its in-flight batches.
+        stopping = [threading.Thread(target=event_source.stop) for event_source in self._event_sources]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
         self._sweeper.join(timeout=5)
         self._aws.stop()
 

@@ -22,7 +22,9 @@ os.environ.update(
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
 
-# moto as the local stack runs it: DynamoDB requests one at a time, transactions without table copies.
-from local.aws import serialize_dynamodb
+# moto as the local stack runs it: DynamoDB requests one at a time, transactions without table copies; SQS
+# requests one at a time too (FIFO groups hold across concurrent receivers).
+from local.aws import serialize_dynamodb, serialize_sqs
 
 serialize_dynamodb()
+serialize_sqs()

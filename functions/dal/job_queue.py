@@ -2,7 +2,7 @@
 
 Three lanes, each a queue with its own DLQ and consumer (see infra/constructs/queue_consumer.py):
 
-- ``ordered``: jobs with a ``groupId`` go to a FIFO queue with MessageGroupId ``<tenant>#<group>``: SQS hands out a
+- ``ordered``: jobs with a ``groupId`` go to a FIFO queue, one message group per (tenant, group): SQS hands out a
   group's messages one at a time, in order, and holds the group while one is in flight (a retry's backoff, set on
   its visibility, therefore holds only its own group). FIFO has no per-message delay: ``delay_seconds`` is ignored,
   grouped scheduled jobs are sent when due (enqueue.py).
@@ -12,6 +12,7 @@ Three lanes, each a queue with its own DLQ and consumer (see infra/constructs/qu
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
@@ -27,6 +28,17 @@ MAX_DELAY_SECONDS = 900  # SQS DelaySeconds limit
 # SQS caps visibility at 12 h counted from when the message was received; a received message may have waited for
 # up to a Lambda timeout (15 min at most) before it is deferred, so stay that far below the cap.
 MAX_VISIBILITY_SECONDS = 43_200 - 900
+
+
+def message_group_id(tenant: str, group_id: str) -> str:
+    """The SQS MessageGroupId of a tenant's group: a SHA-256 hex digest of the tenant and the group.
+
+    SQS allows at most 128 characters from ``[A-Za-z0-9]`` and ``!"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~``; a groupId alone
+    may already be 128 characters, and a tenant name is not bound to that alphabet. A digest always fits (64 hex
+    characters), keeps tenants apart (two tenants' groups of one name are two groups) and is stable, so every job
+    of a group lands in the same line however it is sent (enqueue, sweeper, re-send after a limit). The tenant's
+    length leads, so that ``a#b``/``c`` and ``a``/``b#c`` are two groups as well."""
+    return hashlib.sha256(f"{len(tenant)}:{tenant}#{group_id}".encode()).hexdigest()
 
 
 class Lane(StrEnum):
@@ -84,12 +96,12 @@ class SqsJobQueue:
         """Send to the job's lane: its group's FIFO queue, the high lane by priority, else the normal queue."""
         lane = Lane.NORMAL if message.kind == "callback" else self.lanes.lane_for(priority, group_id)
         url = self.lanes.url(lane)
-        if lane == Lane.ORDERED:
+        if lane == Lane.ORDERED and group_id is not None:
             self._call(
                 "SendMessage",
                 QueueUrl=url,
                 MessageBody=message.to_body(),
-                MessageGroupId=f"{message.tenant}#{group_id}",
+                MessageGroupId=message_group_id(message.tenant, group_id),
                 # Duplicates are the record's to sort out, never SQS's: a re-send must not be swallowed as one.
                 MessageDeduplicationId=uuid.uuid4().hex,
             )

@@ -12,6 +12,8 @@ import binascii
 import hashlib
 import json
 import random
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -33,6 +35,11 @@ def minute_key(at: str) -> str:
     """``2026-11-23T14:05:59.123Z`` -> ``2026-11-23T14:05Z``."""
     return at[:16] + "Z"
 
+
+# TransactWriteItems takes 100 items and 4 MB: create_many's chunks leave room for the counter update and keys.
+_CREATE_CHUNK_JOBS = 99
+_CREATE_CHUNK_BYTES = 3_500_000
+_CREATE_OVERHEAD_BYTES = 2_000  # a record's attributes besides its payload, generously
 
 INDEX_BY_TENANT = "by-tenant"
 INDEX_BY_STATUS = "by-status"
@@ -66,6 +73,7 @@ class JobPage:
 
 class JobsRepository(Protocol):
     def create(self, job: Job, idempotency: IdempotencyClaim | None = None) -> None: ...
+    def create_many(self, jobs: Sequence[Job]) -> None: ...
     def get(self, tenant: str, job_id: str) -> Job | None: ...
     def save(self, before: Job, after: Job) -> None: ...
     def record_progress(self, job: Job, progress: Progress) -> bool: ...
@@ -96,25 +104,28 @@ def sweep_shard(job_id: str, shards: int) -> str:
 
 
 class DynamoJobsRepository:
-    def __init__(self, client: Any, jobs_table: str, stats_table: str, stats_shards: int, sweep_shards: int) -> None:
+    def __init__(
+        self,
+        client: Any,
+        jobs_table: str,
+        stats_table: str,
+        stats_shards: int,
+        sweep_shards: int,
+        retention_seconds: int = 0,
+    ) -> None:
         self._ddb = client
         self._jobs_table = jobs_table
         self._stats_table = stats_table
         self._stats_shards = stats_shards
         self._sweep_shards = sweep_shards
+        # Final jobs carry ``expiresAt`` (DynamoDB TTL) this long after they ended; 0 keeps them forever.
+        self._retention_seconds = retention_seconds
 
     # --- writes ---
 
     def create(self, job: Job, idempotency: IdempotencyClaim | None = None) -> None:
         """Store a new job; with ``idempotency``, atomically with the key's claim (``IdempotencyKeyUsed`` if taken)."""
-        put = {
-            "Put": {
-                "TableName": self._jobs_table,
-                "Item": self._to_item(job),
-                "ConditionExpression": "attribute_not_exists(pk)",
-            }
-        }
-        items = [put, self._counter_update(job.tenant, {ENQUEUED_COUNTER: 1, job.status.value: 1})]
+        items = self.creation_items([job])
         if idempotency is None:
             self._transact(items)
             return
@@ -123,6 +134,39 @@ class DynamoJobsRepository:
             self._transact(items)
         except ConcurrentUpdate:
             raise self.idempotency_taken(job.tenant, idempotency.key) from None
+
+    def create_many(self, jobs: Sequence[Job]) -> None:
+        """Store new jobs of one tenant (a fan-out batch's children), a transaction per chunk of at most 99 jobs
+        and ~3.5 MB: each chunk's counters move with it, so they stay exact even if a later chunk fails."""
+        chunk: list[Job] = []
+        size = 0
+        for job in jobs:
+            job_size = _CREATE_OVERHEAD_BYTES + len(json.dumps(job.payload, separators=(",", ":")))
+            if chunk and (len(chunk) == _CREATE_CHUNK_JOBS or size + job_size > _CREATE_CHUNK_BYTES):
+                self._transact(self.creation_items(chunk))
+                chunk, size = [], 0
+            chunk.append(job)
+            size += job_size
+        if chunk:
+            self._transact(self.creation_items(chunk))
+
+    def creation_items(self, jobs: Sequence[Job]) -> list[dict[str, Any]]:
+        """Transaction items creating new jobs of one tenant: a Put each (never over an existing record) and one
+        counter update for them all (``enqueued`` and their statuses)."""
+        deltas: dict[str, int] = {ENQUEUED_COUNTER: len(jobs)}
+        for job in jobs:
+            deltas[job.status.value] = deltas.get(job.status.value, 0) + 1
+        puts = [
+            {
+                "Put": {
+                    "TableName": self._jobs_table,
+                    "Item": self._to_item(job),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+            for job in jobs
+        ]
+        return [*puts, self._counter_update(jobs[0].tenant, deltas)]
 
     def idempotency_put(self, tenant: str, claim: IdempotencyClaim) -> dict[str, Any]:
         """The transaction item claiming an idempotency key; an expired claim (TTL not yet run) may be taken over."""
@@ -266,6 +310,9 @@ class DynamoJobsRepository:
     # --- reads ---
 
     def get(self, tenant: str, job_id: str) -> Job | None:
+        if "#" in job_id:
+            # Not a job id: batches and idempotency keys share the table under "<tenant>#batch#..." and the like.
+            return None
         try:
             response = self._ddb.get_item(
                 TableName=self._jobs_table, Key={"pk": {"S": record_key(tenant, job_id)}}, ConsistentRead=True
@@ -273,7 +320,9 @@ class DynamoJobsRepository:
         except (ClientError, BotoCoreError) as exc:
             raise StorageError(f"DynamoDB read failed: {exc}") from exc
         item = response.get("Item")
-        return self._from_item(item) if item else None
+        if not item or "type" not in item or _expired(item):
+            return None
+        return self._from_item(item)
 
     def list_page(
         self, tenant: str, status: JobStatus | None, job_type: str | None, limit: int, cursor: str | None
@@ -293,11 +342,15 @@ class DynamoJobsRepository:
             "ExpressionAttributeValues": {":p": {"S": partition}},
             "ScanIndexForward": False,  # newest first
         }
+        # Expired jobs wait for DynamoDB's TTL sweep (up to a few days): they are already gone for the API.
+        filters = ["(attribute_not_exists(expiresAt) OR expiresAt > :now)"]
+        query["ExpressionAttributeValues"][":now"] = {"N": str(int(time.time()))}
         if status is not None and job_type is not None:
             # Both filters: the status index narrows, the type is filtered; we keep reading until the page is full.
-            query["FilterExpression"] = "#t = :t"
+            filters.append("#t = :t")
             query["ExpressionAttributeNames"]["#t"] = "type"
             query["ExpressionAttributeValues"][":t"] = {"S": job_type}
+        query["FilterExpression"] = " AND ".join(filters)
         start_key = _decode_cursor(cursor, pk_attr, sk_attr, partition) if cursor else None
 
         jobs: list[Job] = []
@@ -424,6 +477,9 @@ class DynamoJobsRepository:
             item["leaseUntil"] = {"N": str(job.lease_until_ms)}
         if job.next_attempt_at_ms is not None:
             item["nextAttemptAt"] = {"N": str(job.next_attempt_at_ms)}
+        if job.status.is_final and self._retention_seconds:
+            ended = datetime.fromisoformat(job.completed_at or job.updated_at).timestamp()
+            item["expiresAt"] = {"N": str(int(ended) + self._retention_seconds)}
         if job.sweep_at is not None:
             # Sparse index: only jobs the sweeper must look at carry these attributes.
             item["sweepShard"] = {"S": sweep_shard(job.id, self._sweep_shards)}
@@ -466,6 +522,10 @@ class DynamoJobsRepository:
             progress=Progress.model_validate_json(item["progressJson"]["S"]) if "progressJson" in item else None,
             callback=_callback(item["callbackJson"]["S"]) if "callbackJson" in item else None,
         )
+
+
+def _expired(item: dict[str, Any]) -> bool:
+    return "expiresAt" in item and int(item["expiresAt"]["N"]) <= time.time()
 
 
 def _callback(text: str) -> Callback:

@@ -24,19 +24,22 @@ from functions.handlers import static
 from functions.handlers.http import caller_tenant, json_response, read_json_body, register_error_handlers
 from functions.handlers.routes import batches as batch_routes
 from functions.handlers.routes import hooks as hook_routes
-from functions.handlers.runtime import emit, files, logger, metrics, runtime, traced
-from functions.logic import catalogue, manage, results, uploads
+from functions.handlers.runtime import batch_settler, emit, files, logger, metrics, runtime, traced
+from functions.logic import catalogue, manage, results, uploads, waiting
 from functions.logic.clock import iso, system_clock
-from functions.logic.enqueue import EnqueueSettings, JobSpec, enqueue, parse_job_spec, parse_message_request
+from functions.logic.enqueue import Accepted, EnqueueSettings, JobSpec, parse_job_spec, parse_message_request, submit
 from functions.logic.payloads import with_full_payload
 from functions.models.errors import NotFound
 from functions.models.job import Job
+from functions.settings import Settings
 
 app = APIGatewayRestResolver()
 register_error_handlers(app)
 
 JobId = Annotated[str, PathParam(description=doc.JOB_ID)]
 LOCATION = {"Location": "The job's URL: /jobs/{id}"}
+REPLAYED_HEADER = "Idempotent-Replayed"
+LONG_POLL_HEADER = "X-Long-Poll"
 
 
 # --- jobs ---
@@ -50,14 +53,38 @@ LOCATION = {"Location": "The job's URL: /jobs/{id}"}
     operation_id="createJob",
     tags=["jobs"],
     responses={
+        200: doc.ok(
+            doc.Job,
+            "The same Idempotency-Key and request as an earlier one (24 h): that request's job, not a new one",
+            {**LOCATION, REPLAYED_HEADER: "`true`"},
+        ),
         202: doc.ok(doc.Job, "Accepted: the job record (pending, or scheduled)", LOCATION),
-        **doc.keyed_errors("INVALID_BODY", "INVALID_TYPE", "INVALID_PAYLOAD", "INVALID_OPTION", "PAYLOAD_TOO_LARGE"),
+        **doc.keyed_errors(
+            "INVALID_BODY",
+            "INVALID_TYPE",
+            "INVALID_PAYLOAD",
+            "INVALID_OPTION",
+            "IDEMPOTENCY_CONFLICT",
+            "PAYLOAD_TOO_LARGE",
+        ),
     },
-    openapi_extensions=doc.json_body(doc.CreateJobRequest, "The job", doc.CREATE_JOB_EXAMPLE),
+    openapi_extensions={
+        **doc.json_body(doc.CreateJobRequest, "The job", doc.CREATE_JOB_EXAMPLE),
+        **doc.parameters(
+            doc.header_param(
+                "Idempotency-Key",
+                "At most one job per key and tenant for 24 h (or the `idempotencyKey` field)",
+                {"type": "string", "minLength": 1, "maxLength": 255},
+            )
+        ),
+    },
 )
 def create_job() -> Response[str]:
     tenant = caller_tenant(app)
-    job = _accept(parse_job_spec(read_json_body(app), system_clock()), tenant)
+    key = app.current_event.headers.get("idempotency-key")  # case-insensitive in Powertools 3
+    job, replayed = _submit(parse_job_spec(read_json_body(app), system_clock(), key), tenant)
+    if replayed:
+        return json_response(200, _record(job), headers={"Location": f"/jobs/{job.id}", REPLAYED_HEADER: "true"})
     return json_response(202, job.to_api(), headers={"Location": f"/jobs/{job.id}"})
 
 
@@ -105,13 +132,30 @@ def list_jobs() -> Response[str]:
 @app.get(
     "/jobs/<job_id>",
     summary="Get a job",
-    description="The whole record: status, attempts, result, last error and every transition in `history`.",
+    description="The whole record: status, attempts, result, last error and every transition in `history`. "
+    "With `wait=N` (up to 20 s) the answer comes as soon as the job is final, or after N seconds as it is then.",
     operation_id="getJob",
     tags=["jobs"],
-    responses={200: doc.ok(doc.Job, "The job"), **doc.keyed_errors("NOT_FOUND")},
+    responses={
+        200: doc.ok(doc.Job, "The job", {LONG_POLL_HEADER: "`1`: this server supports `wait`"}),
+        **doc.keyed_errors("NOT_FOUND", "INVALID_QUERY"),
+    },
+    openapi_extensions=doc.parameters(
+        doc.path_param("job_id", doc.JOB_ID),
+        doc.query_param(
+            "wait",
+            "Long-poll: seconds to wait for a final status",
+            {"type": "integer", "minimum": 0, "maximum": waiting.MAX_WAIT_SECONDS, "default": 0},
+        ),
+    ),
 )
-def get_job(job_id: JobId) -> Response[str]:
-    return json_response(200, _record(manage.get_job(runtime().repo, caller_tenant(app), job_id)))
+def get_job(job_id: Annotated[str, PathParam(include_in_schema=False)]) -> Response[str]:
+    tenant = caller_tenant(app)
+    wait = waiting.parse_wait(dict(app.current_event.query_string_parameters or {}))
+    # Leave the function time to answer: its timeout bounds the wait, whatever was asked.
+    remaining = app.lambda_context.get_remaining_time_in_millis() / 1000 - 2 if app.lambda_context else wait
+    job, _ = waiting.wait_for_final(runtime().repo, tenant, job_id, max(0.0, min(wait, remaining)))
+    return json_response(200, _record(job), headers={LONG_POLL_HEADER: "1"})
 
 
 @app.get(
@@ -159,7 +203,17 @@ def get_job_result(job_id: Annotated[str, PathParam(include_in_schema=False)]) -
     },
 )
 def cancel_job(job_id: JobId) -> Response[str]:
-    return json_response(200, _record(manage.cancel_job(runtime().repo, caller_tenant(app), job_id, system_clock)))
+    rt = runtime()
+    job = manage.cancel_job(
+        rt.repo,
+        caller_tenant(app),
+        job_id,
+        system_clock,
+        queue=rt.queue,
+        pending_grace_seconds=rt.settings.pending_grace_seconds,
+        after_final=batch_settler().job_final,
+    )
+    return json_response(200, _record(job))
 
 
 @app.post(
@@ -364,12 +418,21 @@ def openapi_json(base_path: str = "") -> str:
 
 
 def _accept(spec: JobSpec, tenant: str) -> Job:
+    return _submit(spec, tenant).job
+
+
+def _submit(spec: JobSpec, tenant: str) -> Accepted:
     rt = runtime()
-    s = rt.settings
-    settings = EnqueueSettings(s.pending_grace_seconds, s.release_ahead_seconds, s.payload_inline_max_bytes)
-    job = enqueue(spec, tenant, rt.repo, rt.queue, system_clock, settings, files=files)
-    emit("JobsEnqueued", 1)
-    return job
+    accepted = submit(spec, tenant, rt.repo, rt.queue, system_clock, enqueue_settings(rt.settings), files=files)
+    if not accepted.replayed:
+        emit("JobsEnqueued", 1)
+    return accepted
+
+
+def enqueue_settings(s: Settings) -> EnqueueSettings:
+    return EnqueueSettings(
+        s.pending_grace_seconds, s.release_ahead_seconds, s.payload_inline_max_bytes, s.idempotency_ttl_seconds
+    )
 
 
 def _record(job: Job) -> dict[str, Any]:

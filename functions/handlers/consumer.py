@@ -1,7 +1,15 @@
-"""The consumer: an SQS event source with partial batch responses (ReportBatchItemFailures).
+"""The consumers: SQS event sources with partial batch responses (ReportBatchItemFailures), one entry point per kind
+of lane.
 
-A record that raises is reported as failed and comes back after its visibility timeout; the logic sets that
-timeout itself for backoff and schedules. Successes are deleted by Lambda.
+- ``handler``: the normal and the high-priority lanes (standard queues). Every record is run on its own; one that
+  raises is reported as failed and comes back after its visibility timeout, which the logic sets itself for backoff
+  and schedules. Successes are deleted by Lambda.
+- ``ordered_handler``: the ordered lane (FIFO). Records run in order; once a record of a group fails (a retry's
+  backoff, a throttled job), the rest of *that group* in the batch is reported as failed without being run
+  (Powertools ``SqsFifoPartialProcessor(skip_group_on_error=True)``), so nothing of the group overtakes it, while
+  other groups in the batch go on. Those skipped records are made visible again at once: SQS keeps the group
+  locked while its failed head is in flight, so they cannot be handed out before it, and they need not wait out the
+  queue's visibility timeout (6x the function timeout) once the head is done.
 """
 
 from __future__ import annotations
@@ -9,7 +17,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    SqsFifoPartialProcessor,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.batch.exceptions import SQSFifoMessageGroupCircuitBreakerError
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -26,14 +40,18 @@ from functions.handlers.runtime import (
 )
 from functions.logic.clock import system_clock
 from functions.logic.consume import ConsumerSettings, MessageConsumer
+from functions.models.errors import StorageError
 
 # An all-failed batch is a normal outcome here (e.g. ten retries deferred), not an invocation error.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+ordered_processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+ordered_processor.raise_on_entire_batch_failure = False  # not a constructor argument of the FIFO processor
 
 
-def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> str:
+def message_consumer() -> MessageConsumer:
+    """The consumer logic with this environment's shared dependencies (limits, batches, callbacks)."""
     rt = runtime()
-    consumer = MessageConsumer(
+    return MessageConsumer(
         repo=rt.repo,
         queue=rt.queue,
         clock=system_clock,
@@ -45,10 +63,15 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> str:
         after_final=batch_settler().job_final,
         callback_delivery=callback_deliverer().deliver,
     )
+
+
+def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> str:
     remaining_ms = (
-        lambda_context.get_remaining_time_in_millis() if lambda_context else rt.settings.default_lease_seconds * 1000
+        lambda_context.get_remaining_time_in_millis()
+        if lambda_context
+        else runtime().settings.default_lease_seconds * 1000
     )
-    outcome = consumer.handle(record.body, record.event_source_arn, record.receipt_handle, remaining_ms)
+    outcome = message_consumer().handle(record.body, record.event_source_arn, record.receipt_handle, remaining_ms)
     return outcome.value
 
 
@@ -57,3 +80,26 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> str:
 @traced
 def handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str, Any]:
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@traced
+def ordered_handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str, Any]:
+    response = process_partial_response(
+        event=event, record_handler=record_handler, processor=ordered_processor, context=context
+    )
+    release_skipped(ordered_processor)
+    return response
+
+
+def release_skipped(fifo_processor: SqsFifoPartialProcessor) -> None:
+    """Make the records skipped behind a failed record of their group visible again now (see the module's doc)."""
+    for record, (exc_type, _, _) in zip(fifo_processor.fail_messages, fifo_processor.exceptions, strict=True):
+        if exc_type is not SQSFifoMessageGroupCircuitBreakerError or not isinstance(record, SQSRecord):
+            continue  # a record that ran and failed: its own visibility (backoff) stands
+        try:
+            runtime().queue.defer(record.event_source_arn, record.receipt_handle, 0)
+        except StorageError:
+            # It then comes back after the queue's visibility timeout: later, never out of order.
+            logger.warning("a skipped record could not be released", extra={"message_id": record.message_id})

@@ -21,6 +21,7 @@ from functions.models.errors import (
     PayloadTooLarge,
     StorageError,
 )
+from functions.redaction import register_secret
 from functions.settings import Settings
 
 # The default body limit (5 MiB); the function applies its setting ``payload_max_bytes``.
@@ -63,6 +64,8 @@ def _reject_constant(name: str) -> None:
 def caller_tenant(app: APIGatewayRestResolver | Router) -> str:
     """API Gateway has validated the key (usage plan); the key's tag says whose it is."""
     event = cast(APIGatewayProxyEvent, app.current_event)  # a Router's event is typed as the base class
+    # The caller's key value is masked in every log line from now on (functions/redaction.py).
+    register_secret(event.headers.get("x-api-key"))
     identity = event.request_context.identity
     key_id = identity.api_key_id if identity else None
     tenant = tenants().tenant_for(key_id) if key_id else None

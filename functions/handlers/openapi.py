@@ -156,7 +156,7 @@ class Job(BaseModel):
     maxAttempts: int = Field(ge=1, le=25)
     createdAt: str
     updatedAt: str
-    runAt: str | SkipJsonSchema[None] = Field(description="When a scheduled job becomes due")
+    runAt: str | None = Field(description="When a scheduled job becomes due (null if it was never scheduled)")
     startedAt: str | None = Field(description="When the latest attempt started")
     completedAt: str | None = Field(description="When it reached completed, failed or cancelled")
     result: Any = Field(description="The handler's result (completed jobs)")
@@ -306,9 +306,7 @@ class CreateJobRequest(BaseModel):
 
 
 class EnqueueMessageRequest(BaseModel):
-    """The task-queue seed's body: a message job."""
-
-    model_config = ConfigDict(extra="forbid")
+    """The task-queue seed's body: a message job (other fields are ignored, as the seed does)."""
 
     message: str = Field(min_length=1, max_length=500, description="1 to 500 characters after trimming")
 
@@ -392,9 +390,99 @@ def query_param(name: str, description: str, schema: dict[str, Any]) -> dict[str
     return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
 
 
+def header_param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": False, "description": description, "schema": schema}
+
+
 def path_param(name: str, description: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "description": description, "schema": {"type": "string"}}
 
 
 JOB_ID = "The job's id (from POST /jobs)"
 STATUS_VALUES = [status.value for status in JobStatus]
+
+
+# --- batches ---
+
+BATCH_ID = "The batch's id (from POST /jobs/batch)"
+BATCH_STATUS_VALUES = ["running", "completed", "completed_with_failures"]
+
+
+class BatchOnComplete(BaseModel):
+    """The job enqueued once every child is final; ``jobId`` appears when it has been enqueued."""
+
+    type: str
+    jobId: str | SkipJsonSchema[None] = Field(default=None, description="Absent until the batch completes")
+
+
+class BatchAccepted(BaseModel):
+    """A fan-out batch as accepted: its id and its children's ids, in the order of the request."""
+
+    id: str
+    status: Literal["running", "completed", "completed_with_failures"] = Field(
+        description="running until every child is final"
+    )
+    total: int = Field(ge=1, le=100)
+    jobIds: list[str] = Field(description="The children, in the order of `jobs`; each is a job (GET /jobs/{id})")
+    createdAt: str
+    onComplete: BatchOnComplete | SkipJsonSchema[None] = Field(default=None, description="If one was given")
+
+
+class BatchCounts(BaseModel):
+    """The children by their current status (read from the children themselves)."""
+
+    scheduled: int
+    pending: int
+    processing: int
+    retrying: int
+    completed: int
+    failed: int
+    cancelled: int
+
+
+class Batch(BatchAccepted):
+    """A fan-out batch: completed (or completed_with_failures) once every child is final; it is not reopened by a
+    later retry of a child."""
+
+    counts: BatchCounts
+    completedAt: str | None = Field(description="When its last child became final")
+
+
+def batch_json_body() -> dict[str, Any]:
+    """POST /jobs/batch's request body: ``{jobs: [job spec], onComplete?: job spec}``, a job spec being POST /jobs's
+    body without ``idempotencyKey`` (inline, like ``json_body``)."""
+    spec = CreateJobRequest.model_json_schema(by_alias=True)
+    spec["properties"] = {name: value for name, value in spec["properties"].items() if name != "idempotencyKey"}
+    on_complete = dict(
+        spec,
+        title="OnCompleteSpec",
+        description="Enqueued once, when every child is final; `delaySeconds` counts from then, and a payload "
+        'string that is exactly "$batchId" becomes the batch\'s id. Its payload is at most 64 KiB of JSON.',
+    )
+    schema = {
+        "title": "CreateBatchRequest",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["jobs"],
+        "properties": {
+            "jobs": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 100,
+                "items": dict(spec, title="JobSpec"),
+                "description": "The children: validated all together (one bad spec: nothing is created)",
+            },
+            "onComplete": on_complete,
+        },
+    }
+    example = {
+        "jobs": [CREATE_JOB_EXAMPLE, {"type": "message", "payload": {"message": "hello"}}],
+        "onComplete": {"type": "message", "payload": {"message": "$batchId"}},
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "description": "The children, and the job to run when they are all final",
+            "content": {JSON: {"schema": schema, "example": example}},
+        }
+    }

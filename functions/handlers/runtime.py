@@ -12,6 +12,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
+from functions.dal.batches import DynamoBatchStore
 from functions.dal.clients import client, s3_presigner
 from functions.dal.files import S3FileStore
 from functions.dal.job_queue import QueueLanes, SqsJobQueue
@@ -20,9 +21,11 @@ from functions.dal.tenants import ApiKeyTagTenants
 from functions.logic.batches import BatchSettler
 from functions.logic.callbacks import CallbackDeliverer
 from functions.logic.limits import Limiter, limiter_from_settings
+from functions.redaction import RedactingFormatter
 from functions.settings import Settings
 
-logger = Logger()
+# Every log line goes through the redacting formatter: no secret or API key is ever written (functions/redaction.py).
+logger = Logger(logger_formatter=RedactingFormatter())
 metrics = Metrics()
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -63,6 +66,7 @@ def runtime() -> Runtime:
             stats_table=settings.stats_table,
             stats_shards=settings.stats_shards,
             sweep_shards=settings.sweep_shards,
+            retention_seconds=settings.job_retention_days * 86_400,
         ),
         queue=SqsJobQueue(client("sqs"), queue_lanes(settings)),
     )
@@ -87,10 +91,17 @@ def limiter() -> Limiter:
 
 
 @lru_cache(maxsize=1)
+def batch_store() -> DynamoBatchStore:
+    """Fan-out batch items (dal/batches.py)."""
+    rt = runtime()
+    return DynamoBatchStore(client("dynamodb"), rt.settings.jobs_table, rt.repo)
+
+
+@lru_cache(maxsize=1)
 def batch_settler() -> BatchSettler:
     """Completes fan-out batches as their last child ends (logic/batches.py)."""
     rt = runtime()
-    return BatchSettler(rt.repo, rt.queue, rt.settings, client("dynamodb"))
+    return BatchSettler(rt.repo, rt.queue, rt.settings, batch_store())
 
 
 @lru_cache(maxsize=1)
@@ -117,6 +128,7 @@ def reset() -> None:
     """Forget every cached client and setting (tests and the local stack call this after changing the env)."""
     runtime.cache_clear()
     limiter.cache_clear()
+    batch_store.cache_clear()
     batch_settler.cache_clear()
     callback_deliverer.cache_clear()
     tenants.cache_clear()

@@ -23,4 +23,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     report = sweep(rt.repo, rt.queue, system_clock, settings)
     emit("ScheduledReleased", report.released)
     emit("PendingResent", report.resent)
+    emit("CallbacksResent", report.callbacks_resent)
     return asdict(report)

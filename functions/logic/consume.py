@@ -105,7 +105,7 @@ class MessageConsumer:
         except ValidationError:
             # Poison: no retry can fix it. Move it aside without failing its batch neighbours.
             logger.error("malformed message moved to the DLQ", extra={"body": body[:500]})
-            self.queue.dead_letter(body, "malformed message")
+            self.queue.dead_letter(body, "malformed message", source_arn=source_arn)
             self.events("MalformedMessages", 1)
             return Outcome.DEAD_LETTERED
         logger.set_correlation_id(message.job_id)
@@ -151,8 +151,7 @@ class MessageConsumer:
             if job.attempts >= job.max_attempts:
                 # Only reachable when the last attempt died without recording its outcome.
                 error = f"attempt {job.attempts} did not finish (consumer stopped or timed out)"
-                if self._fail(job, now, error):
-                    self._dead_letter(message.to_body(), error)
+                self._fail(job, now, error, message.to_body(), source_arn)
                 return None
             started = self._start(job, now, remaining_ms)
             # Limits are checked before the attempt is counted: a job over its limit waits, it does not fail.
@@ -318,12 +317,12 @@ class MessageConsumer:
             self.queue.defer(source_arn, receipt_handle, delay)
             raise JobDeferred(f"attempt {job.attempts} failed; next attempt in {delay}s")
         logger.warning("job failed", extra={"attempt": job.attempts, "error": error, "retryable": retryable})
-        if not self._fail(job, now, error):
+        if not self._fail(job, now, error, body, source_arn):
             return Outcome.DROPPED
-        self._dead_letter(body, error)
         return Outcome.FAILED
 
-    def _fail(self, job: Job, now: int, error: str) -> bool:
+    def _fail(self, job: Job, now: int, error: str, body: str, source_arn: str) -> bool:
+        """Record the job as failed and copy its message to the DLQ (before anything that may raise after)."""
         failed = job.model_copy(
             update={
                 "status": JobStatus.FAILED,
@@ -337,25 +336,29 @@ class MessageConsumer:
                 ),
             }
         )
-        saved = self._save_final(job, failed, now)
-        if saved:
-            self.events("JobsFailed", 1)
-        return saved
+        return self._save_final(job, failed, now, then=lambda: self._dead_letter(body, error, source_arn))
 
-    def _save_final(self, before: Job, after: Job, now: int) -> bool:
-        """Record a final status; then the completion callback goes out and the job's batch is looked at."""
+    def _save_final(self, before: Job, after: Job, now: int, then: Callable[[], None] | None = None) -> bool:
+        """Record a final status; run ``then``; then the completion callback goes out and the batch is looked at.
+
+        The last step may raise (its batch could not be read): the message then comes back, finds the job final
+        and looks at the batch again, so ``then`` (the DLQ copy) must already be done by then."""
         after = callbacks.arm(after, now, self.job_settings.pending_grace_seconds)
         if not self._save_outcome(before, after):
             return False
+        if after.status == JobStatus.FAILED:
+            self.events("JobsFailed", 1)
+        if then is not None:
+            then()
         saved = after.model_copy(update={"version": before.version + 1})
         if saved.callback is not None:
             callbacks.send(self.queue, saved)
         self.after_final(saved)
         return True
 
-    def _dead_letter(self, body: str, reason: str) -> None:
-        # The record says "failed"; the DLQ keeps the message for operators (inspect, redrive).
-        self.queue.dead_letter(body, reason or "failed")
+    def _dead_letter(self, body: str, reason: str, source_arn: str) -> None:
+        # The record says "failed"; the DLQ of the message's lane keeps it for operators (inspect, redrive).
+        self.queue.dead_letter(body, reason or "failed", source_arn=source_arn)
 
     def _save_outcome(self, before: Job, after: Job) -> bool:
         try:

@@ -47,7 +47,7 @@ MAX_GROUP_ID_LENGTH = 128
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 MAX_CALLBACK_URL_LENGTH = 2048
 # Printable ASCII without spaces: safe in logs, headers and SQS attributes.
-_PRINTABLE = re.compile(r"^[\x21-\x7e]+$")
+_PRINTABLE = re.compile(r"[\x21-\x7e]+")
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def _text_option(body: dict[str, Any], name: str, max_length: int) -> str | None
     if name not in body or body[name] is None:
         return None
     value = body[name]
-    if not isinstance(value, str) or not 1 <= len(value) <= max_length or not _PRINTABLE.match(value):
+    if not isinstance(value, str) or not 1 <= len(value) <= max_length or not _PRINTABLE.fullmatch(value):
         raise InvalidOption(f"'{name}' must be 1 to {max_length} printable ASCII characters without spaces")
     return value
 
@@ -286,6 +286,13 @@ def new_job(spec: JobSpec, tenant: str, now: int, settings: EnqueueSettings, job
         idempotency_key=spec.idempotency_key,
         callback=Callback(url=spec.callback_url) if spec.callback_url else None,
     )
+
+
+def send_when_due(queue: JobQueue, job: Job, now: int) -> None:
+    """What ``submit`` does with a new record once it is stored: send its message now (SQS holding it until runAt
+    when that is within 15 min) or leave it to the sweeper's mark (later jobs, scheduled grouped jobs)."""
+    if _sends_now(job, now):
+        send_or_leave_to_sweeper(queue, job, delay_seconds=ceil_seconds(_delay_ms(job, now)))
 
 
 def send_or_leave_to_sweeper(queue: JobQueue, job: Job, delay_seconds: int = 0) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from aws_lambda_powertools import Logger
+
 from functions.dal.job_queue import JobQueue
 from functions.dal.jobs_repository import STATUS_COUNTERS, JobPage, JobsRepository, minute_key
+from functions.logic import callbacks
 from functions.logic.clock import Clock, iso
 from functions.logic.enqueue import send_or_leave_to_sweeper
-from functions.models.errors import ConcurrentUpdate, InvalidQuery, InvalidState, NotFound
+from functions.models.errors import ConcurrentUpdate, InvalidQuery, InvalidState, NotFound, StorageError
 from functions.models.job import (
     CANCELLABLE_STATUSES,
     RETRYABLE_STATUSES,
@@ -19,6 +22,7 @@ from functions.models.job import (
 )
 
 _MAX_RACE_RETRIES = 5
+logger = Logger(child=True)
 
 
 def get_job(repo: JobsRepository, tenant: str, job_id: str) -> Job:
@@ -76,12 +80,24 @@ def throughput(repo: JobsRepository, tenant: str, query: dict[str, str], now_ms:
     return {"minutes": minutes, "buckets": [{"minute": key, **counts[key]} for key in keys]}
 
 
-def cancel_job(repo: JobsRepository, tenant: str, job_id: str, clock: Clock) -> Job:
+def cancel_job(
+    repo: JobsRepository,
+    tenant: str,
+    job_id: str,
+    clock: Clock,
+    *,
+    queue: JobQueue | None = None,
+    pending_grace_seconds: int = 120,
+    after_final: Callable[[Job], None] | None = None,
+) -> Job:
+    """Cancel a waiting job. Cancelled is final: its completion callback goes out (through ``queue``; without one,
+    the sweeper sends it after ``pending_grace_seconds``) and ``after_final`` is told (its batch may be complete)."""
+
     def cancel(job: Job, now: int) -> Job:
         if job.status not in CANCELLABLE_STATUSES:
             raise InvalidState(f"a {job.status.value} job cannot be cancelled")
         # The queued message, if any, stays: the consumer drops messages of cancelled jobs.
-        return job.model_copy(
+        cancelled = job.model_copy(
             update={
                 "status": JobStatus.CANCELLED,
                 "updated_at": iso(now),
@@ -91,8 +107,18 @@ def cancel_job(repo: JobsRepository, tenant: str, job_id: str, clock: Clock) -> 
                 "next_attempt_at_ms": None,
             }
         )
+        return callbacks.arm(cancelled, now, pending_grace_seconds)
 
-    return _transition(repo, tenant, job_id, clock, cancel)
+    job = _transition(repo, tenant, job_id, clock, cancel)
+    if job.callback is not None and queue is not None:
+        callbacks.send(queue, job)
+    if after_final is not None:
+        try:
+            after_final(job)
+        except StorageError:
+            # The cancel stands; the batch is looked at again when any copy of this job's message arrives.
+            logger.warning("batch not settled after a cancel", extra={"job_id": job.id}, exc_info=True)
+    return job
 
 
 def retry_job(
@@ -101,7 +127,8 @@ def retry_job(
     def retry(job: Job, now: int) -> Job:
         if job.status not in RETRYABLE_STATUSES:
             raise InvalidState(f"only failed or cancelled jobs can be retried, this one is {job.status.value}")
-        return job.model_copy(
+        # Its callback waits for the next final state (a message still queued for the old one is then dropped).
+        return callbacks.reset(job).model_copy(
             update={
                 "status": JobStatus.PENDING,
                 "attempts": 0,

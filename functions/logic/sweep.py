@@ -1,5 +1,9 @@
 """The sweeper: releases scheduled jobs as they come due and re-sends pending jobs whose message went missing.
 
+It also re-sends the completion callback of a final job whose callback is still pending past its mark: the mark
+is set when the job becomes final and moved past each retry's due time (``callbacks.py``), so it only comes due
+when the callback's message was lost (a crash before sending it, an SQS error).
+
 It reads a sparse index that holds only jobs with a sweep mark, so its cost follows the number of waiting jobs,
 not the table size. Sending first and marking after means a crash in between yields a duplicate message, which
 the consumer drops, never a lost one.
@@ -13,6 +17,7 @@ from aws_lambda_powertools import Logger
 
 from functions.dal.job_queue import JobQueue
 from functions.dal.jobs_repository import JobsRepository
+from functions.logic import callbacks
 from functions.logic.clock import Clock, ceil_seconds, iso, parse_iso_ms
 from functions.logic.enqueue import send_or_leave_to_sweeper
 from functions.models.errors import ConcurrentUpdate
@@ -36,10 +41,11 @@ class SweepReport:
     released: int = 0
     resent: int = 0
     skipped: int = 0
+    callbacks_resent: int = 0
 
 
 def sweep(repo: JobsRepository, queue: JobQueue, clock: Clock, settings: SweepSettings) -> SweepReport:
-    released = resent = skipped = 0
+    released = resent = skipped = callbacks_resent = 0
     grace_ms = settings.pending_grace_seconds * 1000
     for shard in range(settings.sweep_shards):
         for _ in range(MAX_PAGES_PER_SHARD):
@@ -54,8 +60,16 @@ def sweep(repo: JobsRepository, queue: JobQueue, clock: Clock, settings: SweepSe
                     released += 1
                 elif job.status == JobStatus.PENDING:
                     send_or_leave_to_sweeper(queue, job)
-                    next_look = now + grace_ms
+                    # A job can simply be waiting in a long backlog (or behind its group): look again after as long
+                    # as it has waited so far, so re-sends thin out (grace, 2x, 4x...) instead of repeating every
+                    # grace period for the whole backlog.
+                    waited_ms = now - parse_iso_ms(job.updated_at)
+                    next_look = now + max(grace_ms, waited_ms)
                     resent += 1
+                elif callbacks.is_pending(job):
+                    callbacks.send(queue, job)
+                    next_look = now + grace_ms
+                    callbacks_resent += 1
                 else:
                     next_look = None  # a stale mark (e.g. written by an older version): just clear it
                     skipped += 1
@@ -65,7 +79,10 @@ def sweep(repo: JobsRepository, queue: JobQueue, clock: Clock, settings: SweepSe
                     skipped += 1  # the job moved on meanwhile; the consumer sorts out any extra message
             if len(due) < PAGE_SIZE:
                 break
-    report = SweepReport(released=released, resent=resent, skipped=skipped)
-    if released or resent:
-        logger.info("sweep done", extra={"released": released, "resent": resent, "skipped": skipped})
+    report = SweepReport(released=released, resent=resent, skipped=skipped, callbacks_resent=callbacks_resent)
+    if released or resent or callbacks_resent:
+        logger.info(
+            "sweep done",
+            extra={"released": released, "resent": resent, "skipped": skipped, "callbacks_resent": callbacks_resent},
+        )
     return report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from aws_cdk import Aws, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_apigateway as apigateway
@@ -11,10 +12,11 @@ from aws_cdk import aws_sqs as sqs
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
+from functions.settings import Settings
 from infra.config import ServiceConfig
 from infra.constructs.files import JOB_OUTPUTS, PAYLOADS, UPLOADS, FilesBucket
 from infra.constructs.function import FunctionRuntime, ServiceFunction, log_retention
-from infra.constructs.queue_consumer import object_finding
+from infra.constructs.queue_consumer import object_finding, webhook_secrets_arn
 from infra.constructs.tables import API_INDEXES, JobsTables
 
 API_HANDLER = "functions.handlers.api.handler"
@@ -62,6 +64,9 @@ def error_template(code: str) -> str:
     return '{"error": $context.error.messageString, "code": "' + code + '"}'
 
 
+INGEST_SECRET_PREFIX = Settings.ingest_secret_prefix
+
+
 class JobsApi(Construct):
     def __init__(
         self,
@@ -71,7 +76,7 @@ class JobsApi(Construct):
         config: ServiceConfig,
         runtime: FunctionRuntime,
         tables: JobsTables,
-        queue: sqs.IQueue,
+        queues: Sequence[sqs.IQueue],
         files: FilesBucket,
         environment: dict[str, str],
     ) -> None:
@@ -86,7 +91,7 @@ class JobsApi(Construct):
             memory_mb=config.api_memory_mb,
             environment=environment,
         )
-        self._grant(tables, queue, files)
+        self._grant(tables, queues, files)
 
         self.access_logs = logs.LogGroup(
             self, "AccessLogs", retention=log_retention(config), removal_policy=RemovalPolicy.DESTROY
@@ -148,7 +153,7 @@ class JobsApi(Construct):
 
         self._suppress_findings()
 
-    def _grant(self, tables: JobsTables, queue: sqs.IQueue, files: FilesBucket) -> None:
+    def _grant(self, tables: JobsTables, queues: Sequence[sqs.IQueue], files: FilesBucket) -> None:
         fn = self.handler
         fn.allow(
             [
@@ -157,19 +162,24 @@ class JobsApi(Construct):
                 "dynamodb:UpdateItem",
                 "dynamodb:ConditionCheckItem",
                 "dynamodb:Query",
+                "dynamodb:BatchGetItem",  # GET /batches/{id} reads its children's statuses
             ],
             [tables.jobs.table_arn],
         )
         fn.allow(["dynamodb:Query"], [tables.jobs_index_arn(name) for name in API_INDEXES])
         # Counters: read all shards of a tenant at once; updated in the same transaction as a job.
         fn.allow(["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"], [tables.stats.table_arn])
-        fn.allow(["sqs:SendMessage"], [queue.queue_arn])
+        # A new job goes to its lane: normal, high priority or ordered (a group).
+        fn.allow(["sqs:SendMessage"], [queue.queue_arn for queue in queues])
         # GetApiKey (without its value) to read the caller's tenant tag.
         fn.allow(["apigateway:GET"], [self.api_keys_arn()])
         # A presigned URL acts with its signer's permissions: PUT for POST /uploads, GET for results (job outputs and
         # the caller's uploads). Offloaded payloads are written at enqueue and read back for GET /jobs/{id}.
         fn.allow(["s3:PutObject"], [files.objects(UPLOADS), files.objects(PAYLOADS)])
         fn.allow(["s3:GetObject"], [files.objects(prefix) for prefix in (*JOB_OUTPUTS, UPLOADS, PAYLOADS)])
+        # POST /hooks/{type} verifies a tenant's ingest signature when the tenant configured a secret (read only:
+        # operators create them, `jobs hooks secret set`).
+        fn.allow(["secretsmanager:GetSecretValue"], [webhook_secrets_arn(INGEST_SECRET_PREFIX)])
 
     @staticmethod
     def api_keys_arn() -> str:
@@ -184,6 +194,15 @@ class JobsApi(Construct):
                     reason="Any API key of the account may be a tenant's (keys are added after deployment), and "
                     "GetApiKey is only called without includeValue; the action is limited to apigateway:GET.",
                     applies_to=["Resource::arn:<AWS::Partition>:apigateway:<AWS::Region>::/apikeys/*"],
+                ),
+                NagPackSuppression(
+                    id="AwsSolutions-IAM5",
+                    reason="Each tenant's ingest verification secret is its own secret under one prefix, created by "
+                    "operators after deployment; the function may only read them.",
+                    applies_to=[
+                        "Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:"
+                        f"{INGEST_SECRET_PREFIX}*"
+                    ],
                 ),
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -24,7 +26,7 @@ class Sweeper(Construct):
         config: ServiceConfig,
         runtime: FunctionRuntime,
         tables: JobsTables,
-        queue: sqs.IQueue,
+        queues: Sequence[sqs.IQueue],
         environment: dict[str, str],
     ) -> None:
         super().__init__(scope, construct_id)
@@ -60,4 +62,5 @@ class Sweeper(Construct):
             [tables.jobs.table_arn],
         )
         self.sweeper.allow(["dynamodb:UpdateItem"], [tables.stats.table_arn])
-        self.sweeper.allow(["sqs:SendMessage"], [queue.queue_arn])
+        # Due jobs, lost messages and lost callbacks go to their own lane (normal, high or ordered).
+        self.sweeper.allow(["sqs:SendMessage"], [queue.queue_arn for queue in queues])

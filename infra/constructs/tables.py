@@ -1,5 +1,5 @@
-"""The DynamoDB tables: job records (with the indexes the API and the sweeper query), per-tenant counters, and the
-items the ``batch-import`` job writes."""
+"""The DynamoDB tables: job records (with the indexes the API and the sweeper query), per-tenant counters, the
+items the ``batch-import`` job writes, and the shared state of per-type limits."""
 
 from __future__ import annotations
 
@@ -45,6 +45,9 @@ class JobsTables(Construct):
         self.stats = self._table("Stats", removal_policy, time_to_live_attribute="expiresAt")
         # batch-import: pk "<tenant>#<namespace>", sk the item's id, so a re-run overwrites instead of duplicating.
         self.imports = self._table("Imports", removal_policy, sort_key=_string("sk"))
+        # Per-type rate windows and concurrency slots (functions/dal/limits.py), shared by every consumer; each item
+        # expires by itself shortly after its window or lease.
+        self.limits = self._table("Limits", removal_policy, time_to_live_attribute=TTL_ATTRIBUTE)
 
     def _table(
         self,

@@ -96,17 +96,37 @@ def arn(logical_id: str) -> str:
     return "${" + logical_id + ".Arn}"
 
 
+def named_by_setting(resources: Resources, env_name: str) -> tuple[str, dict[str, Any]]:
+    """(logical id, resource) of what a setting of the functions names, e.g. ``JOBS_STATS_TABLE`` -> the stats table.
+
+    Every function gets the same settings; the value is a ``Ref`` to the resource."""
+    values = {
+        json_key(f["Properties"]["Environment"]["Variables"][env_name])
+        for f in of_type(resources, "AWS::Lambda::Function").values()
+        if env_name in f["Properties"].get("Environment", {}).get("Variables", {})
+    }
+    assert len(values) == 1, f"{env_name}: {values}"
+    value = values.pop()
+    assert value.startswith("Ref:"), f"{env_name} should be a Ref, got {value}"
+    logical_id = value.removeprefix("Ref:")
+    return logical_id, resources[logical_id]
+
+
+def json_key(value: Any) -> str:
+    return "Ref:" + value["Ref"] if isinstance(value, dict) and set(value) == {"Ref"} else repr(value)
+
+
+def all_functions(resources: Resources) -> list[tuple[str, dict[str, Any]]]:
+    """(logical id, properties) of every Lambda function (two consumers share a handler)."""
+    return [(logical_id, r["Properties"]) for logical_id, r in of_type(resources, "AWS::Lambda::Function").items()]
+
+
 def jobs_and_stats_tables(resources: Resources) -> tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]:
     """(logical id, resource) of the jobs table (the one with indexes) and of the stats table."""
     found = of_type(resources, "AWS::DynamoDB::Table")
     jobs = [(k, t) for k, t in found.items() if "GlobalSecondaryIndexes" in t["Properties"]]
-    stats = [
-        (k, t)
-        for k, t in found.items()
-        if "GlobalSecondaryIndexes" not in t["Properties"] and len(t["Properties"]["KeySchema"]) == 1
-    ]
-    assert len(jobs) == 1 and len(stats) == 1, sorted(found)
-    return jobs[0], stats[0]
+    assert len(jobs) == 1, sorted(found)
+    return jobs[0], named_by_setting(resources, "JOBS_STATS_TABLE")
 
 
 def imports_table(resources: Resources) -> tuple[str, dict[str, Any]]:
@@ -124,9 +144,28 @@ def object_arns(bucket_id: str, *prefixes: str) -> set[str]:
 
 
 def main_queue_and_dlq(resources: Resources) -> tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]:
-    """(logical id, properties) of the main queue (the one with a redrive policy) and of the DLQ."""
-    found = of_type(resources, "AWS::SQS::Queue")
-    main = [(k, q["Properties"]) for k, q in found.items() if "RedrivePolicy" in q["Properties"]]
-    dlq = [(k, q["Properties"]) for k, q in found.items() if "RedrivePolicy" not in q["Properties"]]
-    assert len(main) == 1 and len(dlq) == 1, sorted(found)
-    return main[0], dlq[0]
+    """(logical id, properties) of the main (normal lane) queue and of its DLQ."""
+    return lane_queue_and_dlq(resources, "normal")
+
+
+LANE_SETTINGS = {
+    "normal": ("JOBS_QUEUE_URL", "JOBS_DLQ_URL"),
+    "high": ("JOBS_HIGH_QUEUE_URL", "JOBS_HIGH_DLQ_URL"),
+    "ordered": ("JOBS_ORDERED_QUEUE_URL", "JOBS_ORDERED_DLQ_URL"),
+}
+
+
+def lane_queue_and_dlq(
+    resources: Resources, lane: str
+) -> tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]:
+    """(logical id, properties) of a lane's queue and of its DLQ, as the functions' settings name them."""
+    queue_setting, dlq_setting = LANE_SETTINGS[lane]
+    queue_id, queue = named_by_setting(resources, queue_setting)
+    dlq_id, dlq = named_by_setting(resources, dlq_setting)
+    assert queue["Type"] == dlq["Type"] == "AWS::SQS::Queue"
+    return (queue_id, queue["Properties"]), (dlq_id, dlq["Properties"])
+
+
+def send_to_every_lane(resources: Resources) -> set[tuple[str, str]]:
+    """The (action, resource) pairs that let a function send to each lane's queue (a job goes to its own lane)."""
+    return {("sqs:SendMessage", arn(lane_queue_and_dlq(resources, lane)[0][0])) for lane in LANE_SETTINGS}

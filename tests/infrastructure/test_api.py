@@ -23,6 +23,7 @@ from tests.infrastructure.template_utils import (
     permissions_for,
     role_of,
     role_permissions,
+    send_to_every_lane,
 )
 
 
@@ -173,7 +174,6 @@ def test_stage_has_access_logs_error_logs_and_tracing(resources: Resources) -> N
 def test_api_function_permissions_are_the_ones_it_uses(resources: Resources) -> None:
     # Given the API function's role and the resources it works on
     (jobs_id, _), (stats_id, _) = jobs_and_stats_tables(resources)
-    (queue_id, _), _ = main_queue_and_dlq(resources)
     _, api = functions_by_handler(resources)[API_HANDLER]
     jobs, stats = arn(jobs_id), arn(stats_id)
 
@@ -187,6 +187,7 @@ def test_api_function_permissions_are_the_ones_it_uses(resources: Resources) -> 
         ("dynamodb:UpdateItem", jobs),
         ("dynamodb:ConditionCheckItem", jobs),
         ("dynamodb:Query", jobs),
+        ("dynamodb:BatchGetItem", jobs),
         ("dynamodb:Query", jobs + "/index/by-tenant"),
         ("dynamodb:Query", jobs + "/index/by-status"),
         ("dynamodb:Query", jobs + "/index/by-type"),
@@ -194,8 +195,8 @@ def test_api_function_permissions_are_the_ones_it_uses(resources: Resources) -> 
         ("dynamodb:BatchGetItem", stats),
         ("dynamodb:UpdateItem", stats),
     }
-    # And send to the main queue, and read API keys (for their tenant tag)
-    assert permissions_for(pairs, "sqs") == {("sqs:SendMessage", arn(queue_id))}
+    # And send to each lane's queue (not to a DLQ), and read API keys (for their tenant tag)
+    assert permissions_for(pairs, "sqs") == send_to_every_lane(resources)
     assert permissions_for(pairs, "apigateway") == {
         ("apigateway:GET", "arn:${AWS::Partition}:apigateway:${AWS::Region}::/apikeys/*")
     }
@@ -208,8 +209,15 @@ def test_api_function_permissions_are_the_ones_it_uses(resources: Resources) -> 
             for resource in object_arns(bucket_id, "processed/", "fetched/", "crawls/", "uploads/", "payloads/")
         ),
     }
+    # And read (never create) the tenants' ingest secrets, for POST /hooks/{type}
+    assert permissions_for(pairs, "secretsmanager") == {
+        (
+            "secretsmanager:GetSecretValue",
+            "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:jobs/ingest-signing/*",
+        )
+    }
     # And nothing the jobs use
-    for service in ("ses", "bedrock", "secretsmanager"):
+    for service in ("ses", "bedrock"):
         assert permissions_for(pairs, service) == set()
 
 

@@ -181,6 +181,7 @@ def test_a_failed_pip_run_leaves_no_cache_and_lets_cdk_fall_back(
     assert list((tmp_path / "cache").iterdir()) == []
 
 
-def test_the_stack_has_one_bucket_and_three_tables(resources: Resources) -> None:
+def test_the_stack_has_one_bucket_and_four_tables(resources: Resources) -> None:
     assert len(of_type(resources, "AWS::S3::Bucket")) == 1
-    assert len(of_type(resources, "AWS::DynamoDB::Table")) == 3
+    # jobs, stats, imports, limits
+    assert len(of_type(resources, "AWS::DynamoDB::Table")) == 4

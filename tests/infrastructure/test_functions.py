@@ -18,15 +18,19 @@ from infra.constructs.function import (
     powertools_layer_parameter,
     service_environment,
 )
-from infra.constructs.queue_consumer import CONSUMER_HANDLER
+from infra.constructs.queue_consumer import CONSUMER_HANDLER, ORDERED_CONSUMER_HANDLER
 from infra.constructs.sweeper import SWEEPER_HANDLER
 from tests.infrastructure.conftest import REPO_ROOT, Synthesized
 from tests.infrastructure.template_utils import (
+    LANE_SETTINGS,
     Resources,
+    all_functions,
     functions_by_handler,
     imports_table,
     jobs_and_stats_tables,
+    lane_queue_and_dlq,
     main_queue_and_dlq,
+    named_by_setting,
     of_type,
     only,
     policy_statements,
@@ -35,13 +39,16 @@ from tests.infrastructure.template_utils import (
     role_permissions,
 )
 
-HANDLERS = (API_HANDLER, CONSUMER_HANDLER, SWEEPER_HANDLER)
+HANDLERS = (API_HANDLER, CONSUMER_HANDLER, ORDERED_CONSUMER_HANDLER, SWEEPER_HANDLER)
+# The API, the sweeper and one consumer per lane (normal, high, ordered: the first two share a handler).
+FUNCTION_COUNT = 5
 
 
-def test_the_stack_has_exactly_the_three_functions(resources: Resources) -> None:
+def test_the_stack_has_exactly_the_api_the_sweeper_and_a_consumer_per_lane(resources: Resources) -> None:
     # Given the synthesized functions
-    # Then they are the API, the consumer and the sweeper
+    # Then they are the API, the consumers and the sweeper
     assert set(functions_by_handler(resources)) == set(HANDLERS)
+    assert len(all_functions(resources)) == FUNCTION_COUNT
 
 
 @pytest.mark.parametrize("handler", HANDLERS)
@@ -60,10 +67,10 @@ def test_handler_points_at_a_module_with_that_function(handler: str) -> None:
 
 def test_each_function_has_its_own_role_without_managed_policies(resources: Resources) -> None:
     # Given the functions' roles
-    roles = [role_of(properties) for _, properties in functions_by_handler(resources).values()]
+    roles = [role_of(properties) for _, properties in all_functions(resources)]
 
     # Then no two functions share a role, and none carries an AWS-managed policy
-    assert len(set(roles)) == len(roles) == 3
+    assert len(set(roles)) == len(roles) == FUNCTION_COUNT
     for role in roles:
         properties = resources[role]["Properties"]
         assert "ManagedPolicyArns" not in properties
@@ -75,7 +82,7 @@ def test_each_function_has_its_own_role_without_managed_policies(resources: Reso
 def test_each_function_logs_to_its_own_log_group_with_retention(resources: Resources) -> None:
     # Given each function
     seen = set()
-    for _, properties in functions_by_handler(resources).values():
+    for _, properties in all_functions(resources):
         log_group = properties["LoggingConfig"]["LogGroup"]["Ref"]
         seen.add(log_group)
         # Then its log group has the configured retention, and its role may write there (and only there)
@@ -85,11 +92,11 @@ def test_each_function_logs_to_its_own_log_group_with_retention(resources: Resou
             ("logs:CreateLogStream", "${" + log_group + ".Arn}"),
             ("logs:PutLogEvents", "${" + log_group + ".Arn}"),
         }
-    assert len(seen) == 3
+    assert len(seen) == FUNCTION_COUNT
 
 
 def test_functions_run_the_pinned_runtime_with_tracing(resources: Resources) -> None:
-    for _, properties in functions_by_handler(resources).values():
+    for _, properties in all_functions(resources):
         # Then each runs the configured Python on the layer's architecture, traced
         assert properties["Runtime"] == AWS_CONFIG.python_version
         assert properties["Architectures"] == ["x86_64"]
@@ -101,7 +108,7 @@ def test_powertools_layer_comes_from_the_public_ssm_parameter(synthesized: Synth
     expected = f"/aws/service/powertools/python/x86_64/{AWS_CONFIG.python_version}/{AWS_CONFIG.powertools_version}"
     assert powertools_layer_parameter(AWS_CONFIG) == expected
 
-    for _, properties in functions_by_handler(synthesized.resources).values():
+    for _, properties in all_functions(synthesized.resources):
         # When each function's first layer is followed to its parameter
         layer = properties["Layers"][0]
         parameter = synthesized.parameters[layer["Ref"]]
@@ -124,11 +131,17 @@ def test_every_function_gets_the_settings_and_powertools_environment(resources: 
         "JOBS_FILES_BUCKET": {"Ref": bucket_id},
         "JOBS_QUEUE_URL": {"Ref": queue_id},
         "JOBS_DLQ_URL": {"Ref": dlq_id},
+        "JOBS_LIMITS_TABLE": {"Ref": named_by_setting(resources, "JOBS_LIMITS_TABLE")[0]},
+        **{
+            setting: {"Ref": logical_id}
+            for lane in ("high", "ordered")
+            for setting, (logical_id, _) in zip(LANE_SETTINGS[lane], lane_queue_and_dlq(resources, lane), strict=True)
+        },
         "POWERTOOLS_SERVICE_NAME": AWS_CONFIG.service_name,
         "POWERTOOLS_METRICS_NAMESPACE": AWS_CONFIG.metrics_namespace,
         "LOG_LEVEL": "INFO",
     }
-    for _, properties in functions_by_handler(resources).values():
+    for _, properties in all_functions(resources):
         # Then each function's environment is exactly that
         assert properties["Environment"]["Variables"] == expected
 
@@ -162,7 +175,7 @@ def test_switching_tracing_off_tells_the_handlers() -> None:
 
 def test_code_asset_holds_the_functions_package_only(synthesized: Synthesized) -> None:
     # Given the one code asset all functions share
-    keys = {p["Code"]["S3Key"] for _, p in functions_by_handler(synthesized.resources).values()}
+    keys = {p["Code"]["S3Key"] for _, p in all_functions(synthesized.resources)}
     assert len(keys) == 1
     asset_dir = synthesized.assembly_dir / ("asset." + keys.pop().removesuffix(".zip"))
 
@@ -227,7 +240,7 @@ def test_no_statement_allows_a_wildcard_action(resources: Resources) -> None:
 
 def test_function_roles_are_not_shared_with_other_resources(resources: Resources) -> None:
     # Given the functions' roles and every role-using policy
-    roles = {role_of(p) for _, p in functions_by_handler(resources).values()}
+    roles = {role_of(p) for _, p in all_functions(resources)}
     # Then each function role has exactly one policy, its own default policy
     for role in roles:
         attached = [

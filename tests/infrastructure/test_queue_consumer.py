@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from infra.config import AWS_CONFIG
 from infra.constructs.queue_consumer import CONSUMER_HANDLER
 from tests.infrastructure.template_utils import (
@@ -11,19 +13,41 @@ from tests.infrastructure.template_utils import (
     imports_table,
     jobs_and_stats_tables,
     main_queue_and_dlq,
+    named_by_setting,
     object_arns,
     of_type,
     only,
     permissions_for,
     role_of,
     role_permissions,
+    send_to_every_lane,
 )
+
+LIMITS_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+)
+
+
+def normal_consumer(resources: Resources) -> tuple[str, dict[str, Any]]:
+    """(logical id, properties) of the normal lane's consumer: the one its queue's event source feeds."""
+    (queue_id, _), _ = main_queue_and_dlq(resources)
+    (function_ref,) = [
+        m["Properties"]["FunctionName"]["Ref"]
+        for m in of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+    ]
+    return function_ref, resources[function_ref]["Properties"]
 
 
 def test_visibility_timeout_is_at_least_six_times_the_consumer_timeout(resources: Resources) -> None:
     # Given the main queue and the consumer function
     (_, queue), _ = main_queue_and_dlq(resources)
-    _, consumer = functions_by_handler(resources)[CONSUMER_HANDLER]
+    _, consumer = normal_consumer(resources)
+    assert consumer["Handler"] == CONSUMER_HANDLER
 
     # Then a message stays hidden for at least 6x the time one invocation may take
     assert queue["VisibilityTimeout"] >= 6 * consumer["Timeout"]
@@ -60,9 +84,12 @@ def test_queues_are_encrypted_ssl_only_and_keep_messages_for_the_retention(resou
 def test_event_source_reports_batch_item_failures_with_the_configured_batching(resources: Resources) -> None:
     # Given the event source mapping of the consumer
     (queue_id, _), _ = main_queue_and_dlq(resources)
-    consumer_id, _ = functions_by_handler(resources)[CONSUMER_HANDLER]
-    _, mapping = only(resources, "AWS::Lambda::EventSourceMapping")
-    properties = mapping["Properties"]
+    consumer_id, _ = normal_consumer(resources)
+    (properties,) = [
+        m["Properties"]
+        for m in of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+    ]
 
     # Then it reads the main queue into the consumer with partial batch responses and the configured batching
     assert properties["EventSourceArn"] == {"Fn::GetAtt": [queue_id, "Arn"]}
@@ -78,14 +105,15 @@ def test_consumer_has_exactly_the_dynamodb_and_sqs_permissions_it_uses(resources
     (queue_id, _), (dlq_id, _) = main_queue_and_dlq(resources)
     (jobs_id, _), (stats_id, _) = jobs_and_stats_tables(resources)
     jobs, stats = arn(jobs_id), arn(stats_id)
-    _, consumer = functions_by_handler(resources)[CONSUMER_HANDLER]
+    _, consumer = normal_consumer(resources)
 
     # When its permissions are listed
     pairs = role_permissions(resources, role_of(consumer))
 
     # Then DynamoDB access is the item operations on jobs, counter updates on stats and batch-import's writes to the
-    # imports table, nothing else
+    # imports table, and the limits' state, nothing else
     imports = arn(imports_table(resources)[0])
+    limits = arn(named_by_setting(resources, "JOBS_LIMITS_TABLE")[0])
     assert permissions_for(pairs, "dynamodb") == {
         ("dynamodb:GetItem", jobs),
         ("dynamodb:PutItem", jobs),
@@ -93,11 +121,14 @@ def test_consumer_has_exactly_the_dynamodb_and_sqs_permissions_it_uses(resources
         ("dynamodb:ConditionCheckItem", jobs),
         ("dynamodb:UpdateItem", stats),
         ("dynamodb:BatchWriteItem", imports),
+        *{(action, limits) for action in LIMITS_ACTIONS},
     }
-    # And it may defer messages of the main queue, and send to the DLQ only
+    # And it may defer messages of the main queue, send to its DLQ and to every lane (re-sends, callbacks)
     queue, dlq = arn(queue_id), arn(dlq_id)
     assert {("sqs:ChangeMessageVisibility", queue), ("sqs:GetQueueUrl", queue), ("sqs:SendMessage", dlq)} <= pairs
-    assert ("sqs:SendMessage", queue) not in pairs
+    assert {pair for pair in pairs if pair[0] == "sqs:SendMessage"} == {("sqs:SendMessage", dlq)} | send_to_every_lane(
+        resources
+    )
     # (receive/delete come from the event source mapping)
     assert {("sqs:ReceiveMessage", queue), ("sqs:DeleteMessage", queue)} <= pairs
 

@@ -9,11 +9,11 @@ from tests.infrastructure.template_utils import (
     arn,
     functions_by_handler,
     jobs_and_stats_tables,
-    main_queue_and_dlq,
     only,
     permissions_for,
     role_of,
     role_permissions,
+    send_to_every_lane,
 )
 
 
@@ -34,7 +34,6 @@ def test_sweeper_runs_every_minute_without_retries(resources: Resources) -> None
 def test_sweeper_queries_only_the_sweep_index_and_sends_to_the_main_queue(resources: Resources) -> None:
     # Given the sweeper's role and the resources it works on
     (jobs_id, _), (stats_id, _) = jobs_and_stats_tables(resources)
-    (queue_id, _), _ = main_queue_and_dlq(resources)
     _, sweeper = functions_by_handler(resources)[SWEEPER_HANDLER]
     jobs, stats = arn(jobs_id), arn(stats_id)
 
@@ -50,5 +49,5 @@ def test_sweeper_queries_only_the_sweep_index_and_sends_to_the_main_queue(resour
         ("dynamodb:ConditionCheckItem", jobs),
         ("dynamodb:UpdateItem", stats),
     }
-    # And send job messages to the main queue only
-    assert permissions_for(pairs, "sqs") == {("sqs:SendMessage", arn(queue_id))}
+    # And send job messages to the lanes' queues only (not to a DLQ)
+    assert permissions_for(pairs, "sqs") == send_to_every_lane(resources)

@@ -33,7 +33,7 @@ def service(monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
         config = local_config()
         resources = create_resources(config)
         create_api_keys({TENANT_A_KEY: TENANT_A, TENANT_B_KEY: TENANT_B})
-        settings = config.settings(queue_url=resources.queue_url, dlq_url=resources.dlq_url)
+        settings = config.settings(queue_url=resources.queue_url, dlq_url=resources.dlq_url, **resources.lane_urls())
         for name, value in settings.to_env().items():
             monkeypatch.setenv(name, value)
         runtime.reset()
@@ -64,6 +64,19 @@ def service(monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
             key_ids=key_ids,
             key_values=key_values,
             records=records,
+            lanes=resources.lanes(),
+            lane_records={
+                lane: SqsEventSource(
+                    consumer_handler.handler,
+                    queues.queue_url,
+                    queues.queue_arn,
+                    batch_size=10,
+                    batching_window_seconds=0,
+                    concurrency=0,
+                    timeout_seconds=CONSUMER_TIMEOUT_SECONDS,
+                )
+                for lane, queues in resources.lanes().items()
+            },
         )
 
         # Every SendMessage the functions make (the runtime reuses this very client), with its parameters.

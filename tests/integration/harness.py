@@ -4,6 +4,10 @@
 ``api()`` (an API Gateway REST proxy event into the API handler), ``deliver()`` / ``drain()`` (SQS events built
 from messages really received from the moto queue into the consumer handler, deleting the successes as the
 event-source mapping does) and ``sweep()`` (the sweeper logic with a chosen clock).
+
+Three lanes (normal, high, ordered: see functions/dal/job_queue.py), each a queue and a DLQ: ``lane=`` picks one
+in ``receive``/``deliver``/``queue_counts``/``dead_letters``; the ordered lane is delivered to ``ordered_handler``.
+``drain()`` and ``queue_counts()`` without a lane cover every lane.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from functions.logic.sweep import SweepReport, SweepSettings, sweep
 from functions.models.job import Job, JobMessage, JobStatus
 from functions.settings import Settings
 from infra.config import ServiceConfig
+from local.aws import LaneQueues
 from local.event_source import SqsEventSource
 from local.gateway import build_event
 from local.lambda_context import LocalContext
@@ -119,6 +124,9 @@ class Service:
     # Builds SQS event records exactly as the local event-source emulator does (never started here).
     records: SqsEventSource
     sent: list[dict[str, Any]] = field(default_factory=list)  # SendMessage calls made by the functions
+    # normal, high, ordered -> the lane's queue and DLQ; and the record builder of each lane's event source.
+    lanes: dict[str, LaneQueues] = field(default_factory=dict)
+    lane_records: dict[str, SqsEventSource] = field(default_factory=dict)
 
     # --- the API ---
 
@@ -186,24 +194,37 @@ class Service:
 
     # --- the queue ---
 
-    def queue_counts(self, queue_url: str | None = None) -> dict[str, int]:
+    def lane_queues(self, lane: str) -> LaneQueues:
+        return self.lanes.get(lane) or LaneQueues(self.queue_url, self.queue_arn, self.dlq_url, self.dlq_arn)
+
+    def queue_counts(self, queue_url: str | None = None, *, lane: str | None = None) -> dict[str, int]:
+        """Message counts of one queue (``queue_url`` or a ``lane``), or of every lane together without either."""
+        if queue_url is None and lane is None and self.lanes:
+            totals: dict[str, int] = {}
+            for each in self.lanes:
+                for name, count in self.queue_counts(lane=each).items():
+                    totals[name] = totals.get(name, 0) + count
+            return totals
         names = [
             "ApproximateNumberOfMessages",
             "ApproximateNumberOfMessagesNotVisible",
             "ApproximateNumberOfMessagesDelayed",
         ]
-        attributes = self.sqs.get_queue_attributes(QueueUrl=queue_url or self.queue_url, AttributeNames=names)
+        url = queue_url or self.lane_queues(lane or "normal").queue_url
+        attributes = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)
         return {
             name.removeprefix("ApproximateNumberOfMessages").lower() or "visible": int(attributes["Attributes"][name])
             for name in names
         }
 
-    def queue_is_empty(self, queue_url: str | None = None) -> bool:
-        return sum(self.queue_counts(queue_url).values()) == 0
+    def queue_is_empty(self, queue_url: str | None = None, *, lane: str | None = None) -> bool:
+        return sum(self.queue_counts(queue_url, lane=lane).values()) == 0
 
-    def receive(self, queue_url: str | None = None, max_messages: int = 10, wait: int = 0) -> list[dict[str, Any]]:
+    def receive(
+        self, queue_url: str | None = None, max_messages: int = 10, wait: int = 0, *, lane: str = "normal"
+    ) -> list[dict[str, Any]]:
         response = self.sqs.receive_message(
-            QueueUrl=queue_url or self.queue_url,
+            QueueUrl=queue_url or self.lane_queues(lane).queue_url,
             MaxNumberOfMessages=max_messages,
             WaitTimeSeconds=wait,
             AttributeNames=["All"],
@@ -211,14 +232,15 @@ class Service:
         )
         return list(response.get("Messages", []))
 
-    def dead_letters(self, expected: int, timeout: float = 5.0) -> list[dict[str, Any]]:
-        """Receive (and delete) ``expected`` messages from the DLQ, failing if they do not all arrive in time."""
+    def dead_letters(self, expected: int, timeout: float = 5.0, *, lane: str = "normal") -> list[dict[str, Any]]:
+        """Receive (and delete) ``expected`` messages from a lane's DLQ, failing if they do not all arrive in time."""
+        dlq_url = self.lane_queues(lane).dlq_url
         found: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
         while len(found) < expected and time.monotonic() < deadline:
-            for message in self.receive(self.dlq_url):
+            for message in self.receive(dlq_url):
                 found.append(message)
-                self.sqs.delete_message(QueueUrl=self.dlq_url, ReceiptHandle=message["ReceiptHandle"])
+                self.sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
         assert len(found) == expected, f"expected {expected} dead letters, got {[m['Body'] for m in found]}"
         return found
 
@@ -229,29 +251,42 @@ class Service:
 
     # --- the consumer ---
 
-    def deliver(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
-        """One consumer invocation with these received messages; deletes the successes. Returns its response."""
-        event = {"Records": [self.records._record(message) for message in messages]}
-        response = dict(consumer_handler.handler(event, LocalContext("consumer", CONSUMER_TIMEOUT_SECONDS)))
+    def deliver(self, messages: list[dict[str, Any]], *, lane: str = "normal") -> dict[str, Any]:
+        """One consumer invocation with these messages received from ``lane``; deletes the successes.
+
+        Returns the handler's response. The ordered lane goes to ``ordered_handler``, the others to ``handler``."""
+        records = self.lane_records.get(lane, self.records)
+        handler = consumer_handler.ordered_handler if lane == "ordered" else consumer_handler.handler
+        event = {"Records": [records._record(message) for message in messages]}
+        response = dict(handler(event, LocalContext("consumer", CONSUMER_TIMEOUT_SECONDS)))
         failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
+        queue_url = self.lane_queues(lane).queue_url
         for message in messages:
             if message["MessageId"] not in failed:
-                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+                self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
         return response
 
-    def drain(self, timeout: float = 20.0) -> list[dict[str, Any]]:
-        """Deliver until the queue holds nothing (visible, in flight or delayed). Returns the handler responses."""
+    def drain(self, timeout: float = 20.0, *, lanes: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        """Deliver until the lanes' queues (all by default) hold nothing (visible, in flight or delayed).
+
+        Returns the handler responses."""
+        chosen = lanes or tuple(self.lanes) or ("normal",)
         responses: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
         while True:
-            messages = self.receive()
-            if messages:
-                responses.append(self.deliver(messages))
+            delivered = False
+            for lane in chosen:
+                messages = self.receive(lane=lane)
+                if messages:
+                    responses.append(self.deliver(messages, lane=lane))
+                    delivered = True
+            if delivered:
                 continue
-            if self.queue_is_empty():
+            if all(self.queue_is_empty(lane=lane) for lane in chosen):
                 return responses
             if time.monotonic() > deadline:
-                raise AssertionError(f"queue not drained after {timeout}s: {self.queue_counts()}")
+                counts = {lane: self.queue_counts(lane=lane) for lane in chosen}
+                raise AssertionError(f"queues not drained after {timeout}s: {counts}")
             time.sleep(0.05)
 
     # --- the sweeper ---

@@ -50,6 +50,7 @@ def test_post_jobs_accepts_a_job_with_202_a_location_and_the_full_record(service
         "durationMs": 0,
         "failureRate": 0,
         "shouldFail": False,
+        "steps": 0,
     }
     assert (job["status"], job["priority"], job["attempts"], job["maxAttempts"]) == ("pending", 9, 0, 7)
     assert job["createdAt"] == job["updatedAt"]
@@ -73,6 +74,7 @@ def test_post_jobs_fills_in_the_defaults(service: Service) -> None:
         "durationMs": 50,
         "failureRate": 0.35,
         "shouldFail": False,
+        "steps": 0,
     }
 
 

@@ -23,6 +23,9 @@ PROTECTED_ROUTES = [
     ("POST", "/jobs/{id}/retry", None),
     ("GET", "/stats", None),
     ("POST", "/enqueue", {"message": "hello"}),
+    ("POST", "/jobs/batch", {"jobs": [ok_job()]}),
+    ("GET", "/batches/{id}", None),
+    ("POST", "/hooks/simulate", {"target": "hook.png"}),
 ]
 
 

@@ -118,3 +118,16 @@ def test_a_callers_api_key_is_masked_in_later_log_lines(service: Service) -> Non
 
     # Then that key is masked wherever it would appear in a log line
     assert redact({"note": f"called with {key_value}"}) == {"note": "called with ***"}
+
+
+def test_ids_naming_other_items_of_the_table_are_not_found(service: Service) -> None:
+    # Given a batch and an idempotency key, stored in the jobs table beside the jobs
+    status, batch, _ = service.api("POST", "/jobs/batch", {"jobs": [ok_job()]})
+    assert status == 202, batch
+    assert service.api("POST", "/jobs", ok_job(idempotencyKey="k-1"))[0] == 202
+
+    # When their keys are asked for as job ids (as a gateway that decodes %23 would pass them)
+    for job_id in (f"batch#{batch['id']}", "idem#whatever", "x#y"):
+        status, body, _ = service.api("GET", f"/jobs/{job_id}")
+        # Then the answer is 404, never a 500
+        assert status == 404 and body["code"] == "NOT_FOUND", (job_id, body)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +91,14 @@ class InMemoryJobsRepository:
             self.idempotency[(job.tenant, idempotency.key)] = idempotency
         self._jobs[key] = job
         self._count(job.tenant, {ENQUEUED_COUNTER: 1, job.status.value: 1})
+        self.writes += 1
+
+    def create_many(self, jobs: Sequence[Job]) -> None:
+        if any((job.tenant, job.id) in self._jobs for job in jobs):
+            raise ConcurrentUpdate("a job already exists")
+        for job in jobs:
+            self._jobs[(job.tenant, job.id)] = job
+            self._count(job.tenant, {ENQUEUED_COUNTER: 1, job.status.value: 1})
         self.writes += 1
 
     def save(self, before: Job, after: Job) -> None:

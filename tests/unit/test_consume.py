@@ -545,7 +545,7 @@ def test_a_malformed_message_is_dead_lettered_without_failing_the_batch(
     outcome = consumer.handle(body, SOURCE_ARN, RECEIPT, REMAINING_MS)
     # Then it goes to the DLQ and the call returns (the message is deleted, its neighbours unaffected)
     assert outcome is Outcome.DEAD_LETTERED
-    assert queue.dead_letters == [DeadLetter(body, "malformed message")]
+    assert queue.dead_letters == [DeadLetter(body, "malformed message", SOURCE_ARN)]
     assert events.names() == ["MalformedMessages"]
 
 

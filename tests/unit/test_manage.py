@@ -9,7 +9,7 @@ import pytest
 from functions.dal.jobs_repository import JobPage
 from functions.logic import manage
 from functions.models.errors import InvalidQuery, InvalidState, NotFound
-from functions.models.job import HistoryEntry, Job, JobStatus
+from functions.models.job import Callback, CallbackStatus, HistoryEntry, Job, JobStatus
 from tests.unit.fakes import FakeClock, InMemoryJobsRepository, RecordingQueue, make_job
 
 GRACE = 120
@@ -332,3 +332,70 @@ def test_stats_clamp_a_transiently_negative_counter_to_zero() -> None:
     assert stats["pending"] == 0
     assert stats["total"] == 4
     assert (stats["completionRate"], stats["failureRate"]) == (0.75, 0.25)
+
+
+# --- completion callbacks ---
+
+
+def test_cancel_arms_the_callback_sends_it_and_tells_after_final(
+    repo: InMemoryJobsRepository, queue: RecordingQueue, clock: FakeClock
+) -> None:
+    # Given a pending job with a callback URL
+    job = _store(repo, make_job(clock, callback=Callback(url="https://hooks.example.com/")))
+    finals: list[Job] = []
+    # When it is cancelled
+    cancelled = manage.cancel_job(
+        repo, TENANT, job.id, clock, queue=queue, pending_grace_seconds=GRACE, after_final=finals.append
+    )
+    # Then the stored record has its callback pending for this final version, with a sweep mark
+    stored = _reload(repo, job)
+    assert stored == cancelled
+    assert stored.callback == Callback(
+        url="https://hooks.example.com/", status=CallbackStatus.PENDING, for_version=stored.version
+    )
+    assert stored.sweep_at == clock.iso(GRACE)
+    # And one callback message went out, and after_final saw the cancelled job
+    assert [(sent.message.job_id, sent.message.kind) for sent in queue.sends] == [(job.id, "callback")]
+    assert finals == [stored]
+
+
+def test_cancel_of_a_job_without_callback_sends_nothing_but_still_tells_after_final(
+    repo: InMemoryJobsRepository, queue: RecordingQueue, clock: FakeClock
+) -> None:
+    job = _store(repo, make_job(clock))
+    finals: list[Job] = []
+    manage.cancel_job(repo, TENANT, job.id, clock, queue=queue, after_final=finals.append)
+    assert queue.sends == []
+    assert [final.status for final in finals] == [JobStatus.CANCELLED]
+    assert _reload(repo, job).sweep_at is None
+
+
+def test_cancel_with_sqs_down_leaves_the_callback_to_the_sweeper(
+    repo: InMemoryJobsRepository, clock: FakeClock
+) -> None:
+    job = _store(repo, make_job(clock, callback=Callback(url="https://hooks.example.com/")))
+    queue = RecordingQueue(fail_sends=True)
+    cancelled = manage.cancel_job(repo, TENANT, job.id, clock, queue=queue, pending_grace_seconds=GRACE)
+    assert cancelled.status == JobStatus.CANCELLED
+    assert queue.failed_sends == 1
+    assert _reload(repo, job).sweep_at == clock.iso(GRACE)
+
+
+def test_retry_resets_the_callback_for_the_next_final_state(
+    repo: InMemoryJobsRepository, queue: RecordingQueue, clock: FakeClock
+) -> None:
+    # Given a failed job whose callback was delivered
+    delivered = Callback(
+        url="https://hooks.example.com/",
+        status=CallbackStatus.DELIVERED,
+        attempts=2,
+        last_error=None,
+        delivered_at=clock.iso(),
+        for_version=4,
+    )
+    job = _store(repo, make_job(clock, status=JobStatus.FAILED, attempts=3, callback=delivered))
+    # When it is retried
+    retried = manage.retry_job(repo, queue, TENANT, job.id, clock, GRACE)
+    # Then its callback is back to "not final yet": same URL, no status, no attempts
+    assert retried.callback == Callback(url="https://hooks.example.com/")
+    assert _reload(repo, job).callback == Callback(url="https://hooks.example.com/")

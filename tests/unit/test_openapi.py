@@ -11,6 +11,7 @@ import pytest
 
 from functions.handlers import openapi as doc
 from functions.handlers.api import app, openapi_json
+from functions.logic.batches import BATCH_FIELDS, MAX_BATCH_JOBS
 from functions.logic.enqueue import ENQUEUE_FIELDS
 from functions.logic.job_types import registered_types
 from functions.logic.uploads import UPLOAD_TYPES
@@ -99,10 +100,36 @@ def test_every_error_code_the_api_answers_is_documented(spec: dict[str, Any]) ->
 @pytest.mark.parametrize(
     ("route", "codes"),
     [
-        (("POST", "/jobs"), {"INVALID_BODY", "INVALID_TYPE", "INVALID_PAYLOAD", "INVALID_OPTION", "PAYLOAD_TOO_LARGE"}),
+        (
+            ("POST", "/jobs"),
+            {
+                "INVALID_BODY",
+                "INVALID_TYPE",
+                "INVALID_PAYLOAD",
+                "INVALID_OPTION",
+                "IDEMPOTENCY_CONFLICT",
+                "PAYLOAD_TOO_LARGE",
+            },
+        ),
         (("POST", "/enqueue"), {"INVALID_BODY", "INVALID_MESSAGE", "PAYLOAD_TOO_LARGE"}),
+        (
+            ("POST", "/hooks/{type}"),
+            {
+                "INVALID_BODY",
+                "INVALID_TYPE",
+                "INVALID_PAYLOAD",
+                "INVALID_QUERY",
+                "INVALID_SIGNATURE",
+                "PAYLOAD_TOO_LARGE",
+            },
+        ),
         (("GET", "/jobs"), {"INVALID_QUERY"}),
-        (("GET", "/jobs/{job_id}"), {"NOT_FOUND"}),
+        (
+            ("POST", "/jobs/batch"),
+            {"INVALID_BODY", "INVALID_TYPE", "INVALID_PAYLOAD", "INVALID_OPTION", "PAYLOAD_TOO_LARGE"},
+        ),
+        (("GET", "/batches/{batch_id}"), {"NOT_FOUND"}),
+        (("GET", "/jobs/{job_id}"), {"NOT_FOUND", "INVALID_QUERY"}),
         (("GET", "/jobs/{job_id}/result"), {"NOT_FOUND", "INVALID_STATE"}),
         (("DELETE", "/jobs/{job_id}"), {"NOT_FOUND", "INVALID_STATE", "CONFLICT"}),
         (("POST", "/jobs/{job_id}/retry"), {"NOT_FOUND", "INVALID_STATE", "CONFLICT"}),
@@ -156,11 +183,22 @@ def test_request_bodies_describe_what_the_logic_accepts(spec: dict[str, Any]) ->
     assert message["properties"]["message"]["maxLength"] == 500
     upload = body_schema(("POST", "/uploads"))
     assert upload["properties"]["contentType"]["enum"] == sorted(UPLOAD_TYPES)
+    assert body_schema(("POST", "/hooks/{type}")) == {"type": "object"}  # any JSON object: the type's model decides
+    batch = body_schema(("POST", "/jobs/batch"))
+    assert batch["required"] == ["jobs"] and batch["additionalProperties"] is False
+    assert set(batch["properties"]) == BATCH_FIELDS
+    jobs = batch["properties"]["jobs"]
+    assert (jobs["minItems"], jobs["maxItems"]) == (1, MAX_BATCH_JOBS)
+    for spec_schema in (jobs["items"], batch["properties"]["onComplete"]):
+        assert set(spec_schema["properties"]) == ENQUEUE_FIELDS - {"idempotencyKey"}  # refused inside a batch
+        assert spec_schema["additionalProperties"] is False
     # And no other route takes a body
     assert {route for route, op in ops.items() if "requestBody" in op} == {
         ("POST", "/jobs"),
+        ("POST", "/jobs/batch"),
         ("POST", "/enqueue"),
         ("POST", "/uploads"),
+        ("POST", "/hooks/{type}"),
     }
 
 
@@ -178,11 +216,14 @@ def test_success_responses_reference_their_models(spec: dict[str, Any]) -> None:
         ("GET", "/health"): ("200", "Health"),
         ("POST", "/enqueue"): ("202", "Enqueued"),
         ("POST", "/uploads"): ("201", "UploadTicket"),
+        ("POST", "/jobs/batch"): ("202", "BatchAccepted"),
+        ("GET", "/batches/{batch_id}"): ("200", "Batch"),
+        ("POST", "/hooks/{type}"): ("202", "Job"),
     }
     for route, (status, model) in expected.items():
         schema = ops[route]["responses"][status]["content"]["application/json"]["schema"]
         assert schema == {"$ref": f"#/components/schemas/{model}"}, route
-    for route in (("POST", "/jobs"), ("POST", "/jobs/{job_id}/retry"), ("POST", "/enqueue")):
+    for route in (("POST", "/jobs"), ("POST", "/jobs/{job_id}/retry"), ("POST", "/enqueue"), ("POST", "/hooks/{type}")):
         assert "Location" in ops[route]["responses"]["202"]["headers"]
     job = spec["components"]["schemas"]["Job"]
     assert job["properties"]["status"] == {"$ref": "#/components/schemas/JobStatus"}
@@ -198,7 +239,10 @@ def test_query_and_path_parameters_are_documented(spec: dict[str, Any]) -> None:
     assert params(("GET", "/jobs")) == {"status": "query", "type": "query", "limit": "query", "cursor": "query"}
     assert params(("GET", "/jobs/{job_id}/result")) == {"job_id": "path", "redirect": "query"}
     assert params(("GET", "/stats/throughput")) == {"minutes": "query"}
-    for route in (("GET", "/jobs/{job_id}"), ("DELETE", "/jobs/{job_id}"), ("POST", "/jobs/{job_id}/retry")):
+    assert params(("POST", "/hooks/{type}")) == {"type": "path", "priority": "query", "X-Jobs-Signature": "header"}
+    assert params(("GET", "/jobs/{job_id}")) == {"job_id": "path", "wait": "query"}
+    assert params(("POST", "/jobs")) == {"Idempotency-Key": "header"}
+    for route in (("DELETE", "/jobs/{job_id}"), ("POST", "/jobs/{job_id}/retry")):
         assert params(route) == {"job_id": "path"}
 
 

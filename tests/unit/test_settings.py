@@ -47,6 +47,7 @@ def test_settings_round_trip_through_the_environment() -> None:
             "callback_max_attempts": 2,
             "idempotency_ttl_seconds": 60,
             "ingest_secret_prefix": "i/",
+            "job_retention_days": 7,
             "upload_max_bytes": 3,
             "presign_expiry_seconds": 60,
             "payload_inline_max_bytes": 4,

@@ -7,7 +7,7 @@ import pytest
 from functions.logic import sweep as sweep_module
 from functions.logic.enqueue import EnqueueSettings, JobSpec, enqueue
 from functions.logic.sweep import SweepReport, SweepSettings, sweep
-from functions.models.job import Job, JobStatus
+from functions.models.job import Callback, CallbackStatus, Job, JobStatus
 from tests.unit.fakes import FakeClock, InMemoryJobsRepository, RecordingQueue, make_job
 
 GRACE = 120
@@ -207,3 +207,89 @@ def test_a_job_changed_between_read_and_mark_keeps_the_other_writers_version(
     assert report.skipped >= 1
     current = _reload(repo, job)
     assert (current.status, current.sweep_at) == (JobStatus.PROCESSING, None)
+
+
+# --- completion callbacks ---
+
+
+def _final_with_callback(
+    repo: InMemoryJobsRepository, clock: FakeClock, callback_status: CallbackStatus, sweep_at: str
+) -> Job:
+    callback = Callback(url="https://hooks.example.com/", status=callback_status, attempts=1, for_version=0)
+    job = make_job(clock, status=JobStatus.COMPLETED, attempts=1, callback=callback, sweep_at=sweep_at)
+    repo.create(job)
+    return job
+
+
+def test_a_pending_callback_past_its_mark_is_sent_again_and_its_mark_moved(
+    repo: InMemoryJobsRepository, queue: RecordingQueue, clock: FakeClock
+) -> None:
+    # Given a completed job whose callback message was lost (pending, its mark passed)
+    job = _final_with_callback(repo, clock, CallbackStatus.PENDING, clock.iso(-1))
+    # When the sweeper runs
+    report = sweep(repo, queue, clock, SETTINGS)
+    # Then a callback message (not a run message) goes out, and the next look is a grace period later
+    assert [(sent.message.job_id, sent.message.kind) for sent in queue.sends] == [(job.id, "callback")]
+    assert report == SweepReport(callbacks_resent=1)
+    swept = _reload(repo, job)
+    assert swept.sweep_at == clock.iso(GRACE)
+    assert swept.callback == job.callback and swept.status == JobStatus.COMPLETED
+    # And a second run right after sends nothing more
+    sweep(repo, queue, clock, SETTINGS)
+    assert len(queue.sends) == 1
+
+
+def test_a_callback_resend_that_fails_is_tried_again_a_grace_later(
+    repo: InMemoryJobsRepository, clock: FakeClock
+) -> None:
+    # Given a lost callback and SQS down at the first sweep
+    job = _final_with_callback(repo, clock, CallbackStatus.PENDING, clock.iso(-1))
+    queue = RecordingQueue(fail_sends=True)
+    sweep(repo, queue, clock, SETTINGS)
+    assert queue.failed_sends == 1
+    # When SQS is back and a grace period has passed
+    queue.fail_sends = False
+    clock.advance(GRACE)
+    sweep(repo, queue, clock, SETTINGS)
+    # Then the callback message is sent
+    assert [sent.message.kind for sent in queue.sends] == ["callback"]
+    assert _reload(repo, job).sweep_at == clock.iso(GRACE)
+
+
+@pytest.mark.parametrize("callback_status", [CallbackStatus.DELIVERED, CallbackStatus.FAILED])
+def test_a_stale_mark_on_a_settled_callback_is_cleared_without_sending(
+    repo: InMemoryJobsRepository, queue: RecordingQueue, clock: FakeClock, callback_status: CallbackStatus
+) -> None:
+    job = _final_with_callback(repo, clock, callback_status, clock.iso(-1))
+    report = sweep(repo, queue, clock, SETTINGS)
+    assert queue.sends == []
+    assert report.callbacks_resent == 0 and report.skipped == 1
+    assert _reload(repo, job).sweep_at is None
+
+
+def test_a_pending_callback_before_its_mark_is_untouched(
+    repo: InMemoryJobsRepository, queue: RecordingQueue, clock: FakeClock
+) -> None:
+    # Given a callback waiting for a retry whose mark is a second away
+    job = _final_with_callback(repo, clock, CallbackStatus.PENDING, clock.iso(1))
+    writes = repo.writes
+    # When the sweeper runs, then nothing is sent or written
+    assert sweep(repo, queue, clock, SETTINGS) == SweepReport()
+    assert (queue.sends, repo.writes) == ([], writes)
+    assert _reload(repo, job) == job
+
+
+def test_re_sends_of_a_job_waiting_in_a_backlog_thin_out(clock: FakeClock) -> None:
+    # Given a pending job whose message is simply waiting behind a long backlog (grace 120 s)
+    repo, queue = InMemoryJobsRepository(sweep_shards=1), RecordingQueue()
+    settings = SweepSettings(sweep_shards=1, pending_grace_seconds=120, release_ahead_seconds=120)
+    job = make_job(clock, status=JobStatus.PENDING, sweep_at=clock.iso(120))
+    repo.create(job)
+
+    # When the sweeper runs every minute for an hour
+    for _ in range(60):
+        clock.advance(seconds=60)
+        sweep(repo, queue, clock, settings)
+
+    # Then the job was re-sent at about 2, 4, 8, 16 and 32 minutes: 5 times, not 29
+    assert len(queue.sends) == 5

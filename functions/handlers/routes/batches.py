@@ -1,7 +1,78 @@
-"""Fan-out batches: ``POST /jobs/batch`` and ``GET /batches/{id}`` [being built]."""
+"""Fan-out batches: ``POST /jobs/batch`` and ``GET /batches/{id}`` (logic/batches.py)."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
+
+from functions.handlers import openapi as doc
+from functions.handlers.http import caller_tenant, json_response, read_json_body
+from functions.handlers.runtime import batch_settler, batch_store, emit, files, runtime
+from functions.logic import batches
+from functions.logic.clock import system_clock
 
 router = Router()
+
+BatchId = Annotated[str, PathParam(description=doc.BATCH_ID)]
+_SPEC_NOTE = (
+    "; for a spec, the message starts with where it is (`jobs[3]: ...`, `onComplete: ...`) and `details` has `at` "
+    "(and `index`)"
+)
+
+
+@router.post(
+    "/jobs/batch",
+    summary="Enqueue a fan-out batch",
+    description="Up to 100 jobs, validated all together (one bad spec: a 400 naming it, and nothing is created), "
+    "then queued; when every one is final the batch is `completed` (or `completed_with_failures`) and the "
+    "`onComplete` job, if given, is enqueued exactly once.",
+    operation_id="createBatch",
+    tags=["jobs"],
+    responses={
+        202: doc.ok(doc.BatchAccepted, "Accepted: the batch's id and its jobs' ids", {"Location": "/batches/{id}"}),
+        **doc.errors(
+            "INVALID_BODY",
+            "INVALID_TYPE",
+            "INVALID_PAYLOAD",
+            "INVALID_OPTION",
+            "PAYLOAD_TOO_LARGE",
+            *doc.KEYED_ERRORS,
+            notes={
+                "INVALID_BODY": "the body is not a JSON object, `jobs` is not a list of 1 to 100 specs, or a spec is "
+                "not an object" + _SPEC_NOTE,
+                "INVALID_TYPE": doc.ERROR_CODES["INVALID_TYPE"][1] + _SPEC_NOTE,
+                "INVALID_PAYLOAD": doc.ERROR_CODES["INVALID_PAYLOAD"][1] + _SPEC_NOTE,
+                "INVALID_OPTION": "an option of a spec is out of range, a spec has `idempotencyKey`, the onComplete "
+                "payload is over 64 KiB, or a field is unknown" + _SPEC_NOTE,
+            },
+        ),
+    },
+    openapi_extensions=doc.batch_json_body(),
+)
+def create_batch() -> Response[str]:
+    tenant = caller_tenant(router)
+    rt = runtime()
+    settings = batches.enqueue_settings(rt.settings)
+    batch = batches.create_batch(
+        read_json_body(router), tenant, rt.repo, batch_store(), rt.queue, batch_settler(), system_clock, settings, files
+    )
+    emit("JobsEnqueued", batch.total or 0)
+    return json_response(202, batches.accepted_view(batch), headers={"Location": f"/batches/{batch.id}"})
+
+
+@router.get(
+    "/batches/<batch_id>",
+    summary="Get a fan-out batch",
+    description="Its status, its children counted by their current status, their ids, and its onComplete job.",
+    operation_id="getBatch",
+    tags=["jobs"],
+    responses={
+        200: doc.ok(doc.Batch, "The batch"),
+        **doc.errors("NOT_FOUND", *doc.KEYED_ERRORS, notes={"NOT_FOUND": "no such batch for this tenant"}),
+    },
+)
+def get_batch(batch_id: BatchId) -> Response[str]:
+    return json_response(200, batches.batch_view(batch_store(), caller_tenant(router), batch_id))

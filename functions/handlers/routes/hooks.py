@@ -1,7 +1,114 @@
-"""Webhook ingest: ``POST /hooks/{type}`` [being built]."""
+"""Webhook ingest: ``POST /hooks/{type}`` (logic in ``functions/logic/ingest.py``)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
+
+from functions.dal.clients import client
+from functions.dal.secrets import IngestSecrets
+from functions.handlers import openapi as doc
+from functions.handlers.http import caller_tenant, json_response
+from functions.handlers.runtime import emit, files, runtime
+from functions.logic import ingest
+from functions.logic.clock import system_clock
+from functions.logic.enqueue import EnqueueSettings
+from functions.models.errors import InvalidBody, PayloadTooLarge
 
 router = Router()
+
+_DESCRIPTION = (
+    "For external services (payment providers, Git hosts, form builders): the raw body, a JSON object of at most "
+    f"{ingest.MAX_BODY_BYTES // 1024} KiB, becomes the payload of a job of `type` (validated by the type's model), "
+    "answered with 202 as soon as the job is queued. When the tenant configured an ingest secret (`jobs hooks "
+    "secret set`), the `X-Jobs-Signature` header must sign the raw body: `t=<unix seconds>,v1=<hex "
+    'HMAC-SHA256(secret, "<t>." + body)>`, within 5 minutes of the server\'s clock.'
+)
+
+
+@router.post(
+    "/hooks/<type>",
+    summary="Receive a webhook as a job",
+    description=_DESCRIPTION,
+    operation_id="ingestWebhook",
+    tags=["jobs"],
+    responses={
+        202: doc.ok(doc.Job, "Accepted: the job record (pending)", {"Location": "The job's URL: /jobs/{id}"}),
+        **doc.errors(
+            "INVALID_BODY",
+            "INVALID_TYPE",
+            "INVALID_PAYLOAD",
+            "INVALID_QUERY",
+            "INVALID_SIGNATURE",
+            "PAYLOAD_TOO_LARGE",
+            *doc.KEYED_ERRORS,
+            notes={
+                "INVALID_BODY": "the body is not a JSON object (empty, not JSON, not UTF-8, or another JSON value)",
+                "INVALID_TYPE": "`type` in the path is not a registered job type; the message lists the types",
+                "INVALID_PAYLOAD": "the body does not fit the type's payload model; `details` lists `{field, message}`",
+                "INVALID_QUERY": "a query parameter other than `priority`, or `priority` not an integer from 1 to 10",
+                "INVALID_SIGNATURE": "the tenant configured an ingest secret and `X-Jobs-Signature` is missing, "
+                "malformed, more than 5 minutes old (or ahead), or does not sign this body with it",
+                "PAYLOAD_TOO_LARGE": f"the body is larger than {ingest.MAX_BODY_BYTES // 1024} KiB",
+            },
+        ),
+    },
+    openapi_extensions={
+        "requestBody": {
+            "required": True,
+            "description": "The external service's body, byte for byte (signed as sent): a JSON object",
+            "content": {doc.JSON: {"schema": {"type": "object"}, "example": {"event": "invoice.paid", "id": "in_1"}}},
+        },
+        **doc.parameters(
+            doc.path_param("type", "A registered job type (GET /types)"),
+            doc.query_param("priority", "The job's priority", {"type": "integer", "minimum": 1, "maximum": 10}),
+            {
+                "name": "X-Jobs-Signature",
+                "in": "header",
+                "required": False,
+                "description": "Required when the tenant configured an ingest secret: `t=<unix s>,v1=<hex HMAC>`",
+                "schema": {"type": "string"},
+            },
+        ),
+    },
+)
+def ingest_webhook(type: Annotated[str, PathParam(include_in_schema=False)]) -> Response[str]:
+    tenant = caller_tenant(router)
+    rt = runtime()
+    s = rt.settings
+    event = router.current_event
+    job = ingest.ingest(
+        type,
+        _raw_body(),
+        tenant=tenant,
+        signature=event.headers.get("x-jobs-signature"),  # case-insensitive in Powertools 3
+        secret_for=IngestSecrets(client("secretsmanager"), s.ingest_secret_prefix).secret_for,
+        query=dict(event.query_string_parameters or {}),
+        repo=rt.repo,
+        queue=rt.queue,
+        clock=system_clock,
+        settings=EnqueueSettings(s.pending_grace_seconds, s.release_ahead_seconds, s.payload_inline_max_bytes),
+        files=files,
+    )
+    emit("JobsEnqueued", 1)
+    emit("WebhooksIngested", 1)
+    return json_response(202, job.to_api(), headers={"Location": f"/jobs/{job.id}"})
+
+
+def _raw_body() -> bytes:
+    """The body's bytes as the sender sent them (API Gateway hands binary bodies over base64-encoded)."""
+    raw = router.current_event.body or ""
+    # base64 is 4/3 the size: refuse a huge body before decoding it.
+    if len(raw) > ingest.MAX_BODY_BYTES * 4 // 3 + 4:
+        raise PayloadTooLarge(f"the body is larger than {ingest.MAX_BODY_BYTES} bytes")
+    if not router.current_event.is_base64_encoded:
+        return raw.encode("utf-8", "surrogatepass")
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidBody("the body is not valid base64") from exc

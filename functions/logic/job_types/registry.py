@@ -74,6 +74,11 @@ class JobType(Generic[PayloadT]):
                 for err in exc.errors(include_url=False)
             ]
             raise InvalidPayload(f"payload is not valid for job type '{self.name}'", details=details) from exc
+        except UnicodeError as exc:
+            # pydantic-core cannot report an error at a key holding an unpaired surrogate ("\ud800" in the JSON):
+            # it raises this instead of a ValidationError.
+            details = [{"field": "payload", "message": "contains text that is not valid Unicode (unpaired surrogate)"}]
+            raise InvalidPayload(f"payload is not valid for job type '{self.name}'", details=details) from exc
 
 
 _REGISTRY: dict[str, JobType[Any]] = {}

@@ -1,0 +1,219 @@
+"""Chaos: 500 jobs while consumers crash at random points, messages arrive twice and copies overlap attempts.
+
+Two consumers (each its own execution environment, as on Lambda) poll the moto queue. The test kills invocations
+(a ``BaseException``, which Powertools' batch processor does not catch: the whole invocation dies and none of its
+messages is deleted, as when Lambda times out or crashes) before and after the claim write, after the job's side
+effect, before and after the outcome write; it sends extra copies of messages, some while the job is running. A
+crashed invocation's messages come back once their visibility lapses, which, as on AWS, is after the attempt's
+lease (the function timeout).
+
+Then: every job is final, none is lost, every history is a path of allowed transitions, attempts never exceed
+maxAttempts, the stats counters equal the records, and no side effect ran outside a counted attempt or after the
+job's outcome was recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+
+import pytest
+from pydantic import BaseModel, ConfigDict, Field
+
+from functions.dal.jobs_repository import DynamoJobsRepository
+from functions.handlers.runtime import runtime
+from functions.logic.job_types import JobContext, JobType, registry
+from functions.logic.job_types.builtin import attempt_roll
+from functions.models.errors import RetryableJobError
+from functions.models.job import Job, JobMessage, JobStatus
+from jobsctl.environments import fresh_handler
+from local.lambda_context import LocalContext
+from tests.integration.harness import TENANT_A, Service
+
+JOBS = int(os.environ.get("CHAOS_JOBS", "500"))
+SEED = int(os.environ.get("CHAOS_SEED", "20261123"))
+CRASH_CHANCE = 0.015  # per injection point reached; five points per attempt
+DUPLICATE_CHANCE = 0.1
+LEASE_SECONDS = 2  # the consumer's timeout: an attempt's lease
+VISIBILITY_AFTER_CRASH = LEASE_SECONDS + 1  # SQS visibility always outlasts the function timeout
+DEADLINE_SECONDS = 240
+
+ALLOWED = {
+    (None, JobStatus.PENDING),
+    (JobStatus.PENDING, JobStatus.PROCESSING),
+    (JobStatus.PROCESSING, JobStatus.COMPLETED),
+    (JobStatus.PROCESSING, JobStatus.RETRYING),
+    (JobStatus.PROCESSING, JobStatus.FAILED),
+    (JobStatus.RETRYING, JobStatus.PROCESSING),
+    (JobStatus.RETRYING, JobStatus.FAILED),  # the last attempt died: recorded as failed on redelivery
+}
+
+
+class Crash(BaseException):
+    """The invocation dies here (not an ``Exception``: nothing in the handler may catch it)."""
+
+
+class ChaosPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    failure_rate: float = Field(default=0.3, alias="failureRate")
+
+
+class Chaos:
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.local = threading.local()
+        self.crashes: Counter[str] = Counter()
+        # job id -> [(attempt, the record's status and attempts when the effect ran)]
+        self.effects: dict[str, list[tuple[int, JobStatus, int]]] = defaultdict(list)
+
+    def maybe_crash(self, point: str) -> None:
+        if not getattr(self.local, "consuming", False):
+            return  # only consumer invocations crash (the API and the test itself do not)
+        with self.lock:
+            hit = self.rng.random() < CRASH_CHANCE
+            if hit:
+                self.crashes[point] += 1
+        if hit:
+            raise Crash(point)
+
+    def chance(self, probability: float) -> bool:
+        with self.lock:
+            return self.rng.random() < probability
+
+
+@pytest.fixture
+def chaos(service: Service, monkeypatch: pytest.MonkeyPatch) -> Iterator[Chaos]:
+    chaos = Chaos(SEED)
+    original_save = DynamoJobsRepository.save
+
+    def chaotic_save(self: DynamoJobsRepository, before: Job, after: Job) -> None:
+        kind = "claim" if after.status == JobStatus.PROCESSING and before.status != JobStatus.PROCESSING else "outcome"
+        chaos.maybe_crash(f"before {kind} write")
+        original_save(self, before, after)
+        chaos.maybe_crash(f"after {kind} write")
+
+    monkeypatch.setattr(DynamoJobsRepository, "save", chaotic_save)
+
+    def effect(payload: ChaosPayload, ctx: JobContext) -> str:
+        record = runtime().repo.get(ctx.tenant, ctx.job_id)
+        assert record is not None
+        with chaos.lock:
+            chaos.effects[ctx.job_id].append((ctx.attempt, record.status, record.attempts))
+        if chaos.chance(DUPLICATE_CHANCE / 2):
+            # A copy arrives while this attempt runs (a sweeper re-send, an SQS duplicate).
+            service.send_message_for(ctx.job_id)
+        chaos.maybe_crash("after the side effect")
+        if attempt_roll(ctx.job_id, ctx.attempt) < payload.failure_rate:
+            raise RetryableJobError(f"chaos failure on attempt {ctx.attempt}")
+        return f"effect of attempt {ctx.attempt}"
+
+    monkeypatch.setitem(registry._REGISTRY, "chaos", JobType(name="chaos", payload_model=ChaosPayload, handler=effect))
+    yield chaos
+
+
+def consume(service: Service, chaos: Chaos, stop: threading.Event, errors: list[BaseException]) -> None:
+    handler = fresh_handler("functions.handlers.consumer")  # this consumer's own execution environment
+    chaos.local.consuming = True
+    try:
+        while not stop.is_set():
+            messages = service.receive(max_messages=10, wait=1)
+            if not messages:
+                continue
+            event = {"Records": [service.records._record(message) for message in messages]}
+            try:
+                response = handler(event, LocalContext("consumer", LEASE_SECONDS))
+            except Crash:
+                # Nothing is deleted; the messages come back when their visibility lapses (after the lease).
+                for message in messages:
+                    service.sqs.change_message_visibility(
+                        QueueUrl=service.queue_url,
+                        ReceiptHandle=message["ReceiptHandle"],
+                        VisibilityTimeout=VISIBILITY_AFTER_CRASH,
+                    )
+                continue
+            failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
+            for message in messages:
+                if message["MessageId"] not in failed:
+                    service.sqs.delete_message(QueueUrl=service.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+        errors.append(exc)
+
+
+def records(service: Service, ids: list[str]) -> list[Job]:
+    jobs = [service.repo.get(TENANT_A, job_id) for job_id in ids]
+    assert all(job is not None for job in jobs), "a job record is missing"
+    return [job for job in jobs if job is not None]
+
+
+def test_every_job_ends_final_and_consistent_under_crashes_and_duplicates(service: Service, chaos: Chaos) -> None:
+    # Given JOBS chaos jobs (30 % of attempts fail), a tenth of them with a duplicate message from the start
+    ids: list[str] = []
+    for _ in range(JOBS):
+        status, job, _ = service.api("POST", "/jobs", {"type": "chaos", "payload": {}, "maxAttempts": 3})
+        assert status == 202, job
+        ids.append(job["id"])
+        if chaos.chance(DUPLICATE_CHANCE):
+            service.sqs.send_message(
+                QueueUrl=service.queue_url, MessageBody=JobMessage(tenant=TENANT_A, jobId=job["id"]).to_body()
+            )
+
+    # When two crashing consumers work until every job is final
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    threads = [threading.Thread(target=consume, args=(service, chaos, stop, errors)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    try:
+        while time.monotonic() < deadline and not errors:
+            if all(job.status.is_final for job in records(service, ids)):
+                break
+            time.sleep(1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert not errors, errors
+
+    # Then every job is final: none lost, none stuck
+    jobs = records(service, ids)
+    stuck = Counter(job.status.value for job in jobs if not job.status.is_final)
+    assert not stuck, f"not final after {DEADLINE_SECONDS}s: {stuck}; crashes: {dict(chaos.crashes)}"
+    # And crashes really happened at every injection point
+    assert set(chaos.crashes) == {
+        "before claim write",
+        "after claim write",
+        "after the side effect",
+        "before outcome write",
+        "after outcome write",
+    }, chaos.crashes
+
+    for job in jobs:
+        # And every history is a path through allowed transitions, with attempts within bounds
+        previous: JobStatus | None = None
+        for entry in job.history:
+            assert (previous, entry.status) in ALLOWED, (job.id, [e.status.value for e in job.history])
+            previous = entry.status
+        assert 1 <= job.attempts <= job.max_attempts, job.id
+        assert job.history[-1].status == job.status
+        # And each side effect ran inside a counted attempt of a processing job, never after its outcome
+        for attempt, status_then, attempts_then in chaos.effects[job.id]:
+            assert status_then == JobStatus.PROCESSING and attempt == attempts_then <= job.max_attempts, job.id
+        if job.status == JobStatus.COMPLETED:
+            completing_attempt = job.history[-1].attempt
+            assert all(attempt <= (completing_attempt or 0) for attempt, _, _ in chaos.effects[job.id]), job.id
+
+    # And the stats counters agree with the records
+    stats = service.stats()
+    by_status = Counter(job.status.value for job in jobs)
+    assert stats["enqueued"] == JOBS
+    assert {name: stats[name] for name in ("completed", "failed")} == {
+        "completed": by_status["completed"],
+        "failed": by_status["failed"],
+    }
+    assert stats["pending"] == stats["processing"] == stats["retrying"] == 0

@@ -1,0 +1,72 @@
+"""Retention: finished jobs carry a DynamoDB TTL; expired jobs are gone for the API; stats do not move."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from functions.dal.jobs_repository import record_key
+from tests.integration.harness import TENANT_A, Service, failing_job, ok_job
+
+DAY = 86_400
+
+
+def _item(service: Service, job_id: str) -> dict:
+    return dict(
+        service.dynamodb.get_item(
+            TableName=service.settings.jobs_table, Key={"pk": {"S": record_key(TENANT_A, job_id)}}
+        ).get("Item", {})
+    )
+
+
+def _epoch(iso: str) -> int:
+    return int(datetime.fromisoformat(iso).timestamp())
+
+
+def test_a_finished_job_expires_after_the_retention_and_an_unfinished_one_never(service: Service) -> None:
+    # Given a job that completes and one still pending
+    done = service.create_job(ok_job())
+    service.drain()
+    waiting = service.create_job(ok_job(delaySeconds=3600))
+
+    # Then the finished one expires 30 days after it ended, the waiting one carries no expiry
+    finished = service.job(done["id"])
+    assert int(_item(service, done["id"])["expiresAt"]["N"]) == _epoch(finished["completedAt"]) + 30 * DAY
+    assert "expiresAt" not in _item(service, waiting["id"])
+
+
+def test_a_retried_job_no_longer_expires(service: Service) -> None:
+    # Given a failed job (it carries an expiry)
+    job = service.create_job(failing_job(max_attempts=1))
+    service.drain()
+    assert "expiresAt" in _item(service, job["id"])
+
+    # When it is retried, it is live again: no expiry until it ends again
+    assert service.api("POST", f"/jobs/{job['id']}/retry")[0] == 202
+    assert "expiresAt" not in _item(service, job["id"])
+
+
+def test_an_expired_job_is_gone_for_the_api_before_ttl_deletes_it_and_stats_stay(service: Service) -> None:
+    # Given two completed jobs, one of which has passed its expiry (DynamoDB's TTL sweep has not run yet)
+    kept = service.create_job(ok_job("kept.png"))
+    old = service.create_job(ok_job("old.png"))
+    service.drain()
+    stats_before = service.stats()
+    service.dynamodb.update_item(
+        TableName=service.settings.jobs_table,
+        Key={"pk": {"S": record_key(TENANT_A, old["id"])}},
+        UpdateExpression="SET expiresAt = :past",
+        ExpressionAttributeValues={":past": {"N": "1"}},
+    )
+
+    # Then it is not found and not listed; the other one is
+    assert service.api("GET", f"/jobs/{old['id']}")[0] == 404
+    listed = [job["id"] for job in service.api("GET", "/jobs")[1]["jobs"]]
+    by_status = [job["id"] for job in service.api("GET", "/jobs", query={"status": "completed"})[1]["jobs"]]
+    assert listed == by_status == [kept["id"]]
+
+    # And when TTL deletes the record, the stats are what they were: counted by transition, not by record
+    service.dynamodb.delete_item(
+        TableName=service.settings.jobs_table, Key={"pk": {"S": record_key(TENANT_A, old["id"])}}
+    )
+    assert service.stats() == stats_before
+    assert stats_before["completed"] == 2
