@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any
@@ -611,6 +612,12 @@ def hooks_secret_delete(tenant: TenantOption) -> None:
     out.print(f"Deleted the ingest secret of {tenant}." if deleted else f"Tenant {tenant} had no ingest secret.")
 
 
+class WorkerLane(StrEnum):
+    normal = "normal"
+    high = "high"
+    ordered = "ordered"
+
+
 @app.command()
 def worker(
     queue_url: QueueUrl = None,
@@ -630,6 +637,9 @@ def worker(
     timeout: Annotated[
         float | None, typer.Option("--job-timeout", min=1, help="An attempt's lease, as the Lambda timeout.")
     ] = None,
+    lane: Annotated[
+        WorkerLane, typer.Option(help="The lane to consume: normal, high (priority) or ordered (groups, FIFO).")
+    ] = WorkerLane.normal,
 ) -> None:
     """Run the consumer on this machine against the SQS queue (same logic as the Lambda consumer).
 
@@ -650,22 +660,23 @@ def worker(
         configured = config_environment(boto3.client("sqs")) if from_config else None
         try:
             env = worker_environment(os.environ, deployed=deployed, from_config=configured, queue_url=queue_url)
+            runner = build_worker(
+                env,
+                WorkerOptions(
+                    concurrency=concurrency,
+                    batch_size=batch_size,
+                    wait_seconds=wait_seconds,
+                    visibility_timeout=visibility_timeout,
+                    timeout_seconds=timeout,
+                    lane=lane.value,
+                ),
+            )
         except MissingSettings as exc:
             err.print(Text("The worker needs the consumer's settings; missing:", style="bold red"))
             for name in exc.missing:
                 err.print(f"  {name}")
             err.print("Set them in the environment, or pass --stack NAME (deployed) or --from-config (make run).")
             raise typer.Exit(2) from exc
-        runner = build_worker(
-            env,
-            WorkerOptions(
-                concurrency=concurrency,
-                batch_size=batch_size,
-                wait_seconds=wait_seconds,
-                visibility_timeout=visibility_timeout,
-                timeout_seconds=timeout,
-            ),
-        )
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     runner.start()

@@ -64,9 +64,24 @@ def config_environment(sqs: Any) -> dict[str, str]:
     from infra.config import local_config
 
     config = local_config()
-    queue_url = sqs.get_queue_url(QueueName=config.queue.name)["QueueUrl"]
-    dlq_url = sqs.get_queue_url(QueueName=config.queue.dlq_name)["QueueUrl"]
-    return config.settings(queue_url=queue_url, dlq_url=dlq_url).to_env()
+    names = {
+        "queue_url": config.queue.name,
+        "dlq_url": config.queue.dlq_name,
+        "high_queue_url": config.queue.high_name,
+        "high_dlq_url": config.queue.high_dlq_name,
+        "ordered_queue_url": config.queue.ordered_name,
+        "ordered_dlq_url": config.queue.ordered_dlq_name,
+    }
+    urls = {setting: sqs.get_queue_url(QueueName=name)["QueueUrl"] for setting, name in names.items()}
+    return config.settings(**urls).to_env()
+
+
+# Which queue a worker consumes, and with which consumer entry point (the ordered lane is FIFO: see consumer.py).
+LANES = {
+    "normal": ("JOBS_QUEUE_URL", "handler"),
+    "high": ("JOBS_HIGH_QUEUE_URL", "handler"),
+    "ordered": ("JOBS_ORDERED_QUEUE_URL", "ordered_handler"),
+}
 
 
 @dataclass(frozen=True)
@@ -76,6 +91,7 @@ class WorkerOptions:
     wait_seconds: int = 10
     visibility_timeout: int | None = None  # None: the queue's own
     timeout_seconds: float | None = None  # None: JOBS_DEFAULT_LEASE_SECONDS (the consumer's timeout)
+    lane: str = "normal"  # normal, high or ordered (see LANES)
 
 
 def build_worker(
@@ -91,14 +107,19 @@ def build_worker(
 
     runtime.reset()
     sqs = boto3.client("sqs")
-    queue_url = env["JOBS_QUEUE_URL"]
+    if options.lane not in LANES:
+        raise MissingSettings([f"a lane among {', '.join(LANES)} (not {options.lane!r})"])
+    url_setting, entry_point = LANES[options.lane]
+    queue_url = env.get(url_setting, "")
+    if not queue_url:
+        raise MissingSettings([url_setting])
     attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn", "VisibilityTimeout"])[
         "Attributes"
     ]
     visibility = options.visibility_timeout or int(attributes.get("VisibilityTimeout", 30))
     timeout = options.timeout_seconds or float(env.get("JOBS_DEFAULT_LEASE_SECONDS", "60"))
     worker = SqsWorker(
-        consumer.handler,
+        getattr(consumer, entry_point),
         queue_url,
         attributes["QueueArn"],
         batch_size=options.batch_size,
@@ -111,7 +132,7 @@ def build_worker(
         visibility_timeout=visibility,
         sqs=sqs,
         # one execution environment per slot, as on Lambda: module-level state is never shared between jobs
-        new_environment=lambda: fresh_handler("functions.handlers.consumer"),
+        new_environment=lambda: fresh_handler("functions.handlers.consumer", entry_point),
     )
 
     # The consumer defers a retry by setting its message's visibility: from then on, heartbeats leave it alone.

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from jobsctl.runner import WorkerOptions, build_worker
+from jobsctl.runner import MissingSettings, WorkerOptions, build_worker
 from jobsctl.worker import SqsWorker
 from tests.integration.harness import Service, failing_job, ok_job
 
@@ -351,3 +351,33 @@ def test_four_slots_process_twenty_messages_at_once_without_losing_or_repeating_
     assert sorted(calls.bodies) == sorted(bodies)
     assert calls.max_active == 4
     assert worker.invocations == 20
+
+
+@pytest.mark.parametrize(
+    ("lane", "options"),
+    [("high", {"priority": 9}), ("ordered", {"groupId": "worker-group"})],
+)
+def test_a_worker_consumes_the_lane_it_is_given(service: Service, lane: str, options: dict[str, Any]) -> None:
+    # Given a job of that lane, and a normal one that this worker must leave alone
+    job = service.create_job(ok_job(**options))
+    normal = service.create_job(ok_job())
+
+    # When `jobs worker --lane <lane>` runs
+    worker = build_worker(
+        dict(service.settings.to_env()), WorkerOptions(concurrency=1, wait_seconds=1, lane=lane), target={}
+    )
+    worker.start()
+    try:
+        wait_until(lambda: service.job(job["id"])["status"] == "completed", 20, f"the {lane} job completes")
+    finally:
+        worker.shutdown(5)
+
+    # Then its lane's job completed and the normal job still waits in the normal queue
+    assert service.job(normal["id"])["status"] == "pending"
+    assert worker.queue_url == getattr(service.settings, f"{lane}_queue_url")
+
+
+def test_a_worker_refuses_a_lane_without_a_queue(service: Service) -> None:
+    env = {**service.settings.to_env(), "JOBS_HIGH_QUEUE_URL": ""}
+    with pytest.raises(MissingSettings, match="JOBS_HIGH_QUEUE_URL"):
+        build_worker(env, WorkerOptions(lane="high"), target={})
