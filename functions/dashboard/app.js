@@ -738,8 +738,13 @@
     ["completedAt", "Finished", (j) => dateTime(j.completedAt)],
     ["updatedAt", "Updated", (j) => dateTime(j.updatedAt)],
     ["progress", "Progress", (j) => (j.progress && typeof j.progress === "object" ? `${Math.round(j.progress.percent ?? 0)} % ${j.progress.message || ""}` : j.progress ?? "—")],
+    ["groupId", "Ordered group", (j) => j.groupId],
+    ["batchId", "Batch", (j) => j.batchId],
+    ["callback", "Callback", (j) => (j.callback ? `${j.callback.status || "when final"} · ${j.callback.url}${j.callback.attempts ? ` · ${j.callback.attempts} attempt(s)` : ""}${j.callback.lastError ? ` · ${j.callback.lastError}` : ""}` : "—")],
     ["error", "Last error", (j) => j.error || "—"],
   ];
+  // Shown only when the job has them (flow-control options).
+  const OPTIONAL_FIELDS = new Set(["progress", "groupId", "batchId", "callback"]);
   const summaryNodes = {};
   (function buildSummary() {
     const dl = $("detail-summary");
@@ -785,7 +790,7 @@
     setBadge($("detail-status"), job.status);
     for (const [key, , format] of SUMMARY_FIELDS) {
       const dd = summaryNodes[key];
-      const visible = key !== "progress" || job.progress !== undefined;
+      const visible = !OPTIONAL_FIELDS.has(key) || (job[key] !== undefined && job[key] !== null);
       dd.parentElement.hidden = !visible;
       if (visible) setText(dd, format(job) ?? "—");
     }

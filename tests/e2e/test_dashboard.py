@@ -152,6 +152,7 @@ def test_dashboard_end_to_end(
     expect(page.locator("#detail-result")).to_contain_text("Resized ok.png")
     expect(page.get_by_role("button", name="Cancel job")).to_be_disabled()
     expect(page.get_by_role("button", name="Retry job")).to_be_disabled()
+    expect(page.locator("#detail-summary [data-field='groupId']")).to_be_hidden()  # shown only when set
 
     # A job that always fails, with 2 attempts: retries and the backoff wait in its timeline
     broken = submit(page, "simulate", {"target": "broken.png", "shouldFail": True, "durationMs": 200}, max_attempts="2")
@@ -252,3 +253,16 @@ def test_dashboard_end_to_end(
     if os.environ.get("UPDATE_README_SCREENSHOT") == "1":  # opt-in, so test runs leave the checkout clean
         README_SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(artifacts / "overview.png", README_SCREENSHOT)
+
+    # Flow-control fields show for jobs that have them: a grouped job that reported progress
+    grouped = tenant.enqueue(
+        {
+            "type": "simulate",
+            "payload": {"target": "g.png", "failureRate": 0, "durationMs": 100, "steps": 2},
+            "groupId": "dash-group",
+        }
+    )
+    tenant.wait_for(grouped["id"], {"completed"})
+    open_detail(page, grouped["id"])
+    expect(page.locator("#detail-summary [data-field='groupId']")).to_have_text("dash-group")
+    expect(page.locator("#detail-summary [data-field='progress']")).to_contain_text("100 %")
