@@ -73,11 +73,21 @@ class ServiceConfig:
     api_burst_limit: int = 200
     powertools_version: str = "3.37.0"
     python_version: str = "python3.11"
-    # AWS only (the CDK stack): stage name, log retention, X-Ray switch and the queue-age alarm threshold.
+    # AWS only (the CDK stack): stage name, log retention, X-Ray switch and the alarm thresholds.
     api_stage_name: str = "prod"
     log_retention_days: int = 30
     tracing_enabled: bool = True
     queue_age_alarm_seconds: int = 900
+    # The ordered (FIFO) lane's oldest-message alarm: a group legitimately waits behind its failing job, whose
+    # message stays put through up to 25 attempts (24 backoff waits of at most backoff_cap_seconds, 25 runs of at
+    # most the consumer timeout: ~2.4 h), so only an age beyond that means the lane itself is stuck.
+    ordered_queue_age_alarm_seconds: int = 10_800
+    # Rate alarms, each over one window of this length: consumer invocations that failed as a whole (the handler
+    # raised or timed out; a failed job is a partial batch failure, not a Lambda error), and API requests answered
+    # 5XX (the function answers its own errors as 4XX, so a 5XX is a crash, a timeout or storage being unavailable).
+    alarm_rate_period_minutes: int = 5
+    consumer_error_rate_alarm_percent: float = 5.0
+    api_5xx_alarm_percent: float = 5.0
     # Job catalogue: files bucket, the batch-import table, the SES sender, the AI provider.
     files_bucket: str = "jobs-files"
     imports_table: str = "job-imports"

@@ -12,7 +12,7 @@ from infra.constructs.api import JobsApi
 from infra.constructs.files import FilesBucket
 from infra.constructs.function import FunctionRuntime
 from infra.constructs.job_layer import JobDependenciesLayer
-from infra.constructs.monitoring import Monitoring
+from infra.constructs.monitoring import MonitoredLane, Monitoring
 from infra.constructs.queue_consumer import JobQueueConsumer
 from infra.constructs.sweeper import Sweeper
 from infra.constructs.tables import JobsTables
@@ -57,14 +57,19 @@ class ServiceStack(Stack):
             files=self.files,
             environment=self.queue.environment,
         )
+        lanes = self.queue
         self.monitoring = Monitoring(
             self,
             "Monitoring",
             config=config,
-            queue=self.queue.queue,
-            dlq=self.queue.dlq,
-            high_queue=self.queue.high_queue,
-            lane_dlqs={"High": self.queue.high_dlq, "Ordered": self.queue.ordered_dlq},
+            lanes=[
+                MonitoredLane("Normal", lanes.queue, lanes.dlq, lanes.consumer.function),
+                MonitoredLane("High", lanes.high_queue, lanes.high_dlq, lanes.high_consumer.function),
+                MonitoredLane("Ordered", lanes.ordered_queue, lanes.ordered_dlq, lanes.ordered_consumer.function),
+            ],
+            api_function=self.api.handler.function,
+            api_stage=self.api.api.deployment_stage,
+            sweeper_function=self.sweeper.sweeper.function,
         )
 
         CfnOutput(self, "ApiUrl", value=self.api.api.url, description="Base URL of the job API (stage included)")
@@ -85,4 +90,15 @@ class ServiceStack(Stack):
         CfnOutput(self, "ImportsTableName", value=self.tables.imports.table_name)
         CfnOutput(self, "LimitsTableName", value=self.tables.limits.table_name)
         CfnOutput(self, "FilesBucketName", value=self.files.bucket.bucket_name)
-        CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        CfnOutput(
+            self,
+            "AlarmTopicArn",
+            value=self.monitoring.topic.topic_arn,
+            description="Alarm notifications (alarm and OK): subscribe e-mail, chat or paging here",
+        )
+        CfnOutput(
+            self,
+            "DashboardName",
+            value=self.monitoring.dashboard.dashboard_name,
+            description="The CloudWatch dashboard of the service",
+        )

@@ -1,20 +1,43 @@
-"""Alarms on the two signals that mean jobs are not getting done: dead letters (any lane), and a queue that is not
-draining."""
+"""What an operator watches: one CloudWatch dashboard, and alarms on the signals that mean jobs are not getting done
+(dead letters, a queue that is not draining, consumers or the API failing), published to an encrypted SNS topic."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import ServiceConfig
+
+# The functions' Powertools metrics (functions/handlers/runtime.py ``emit``): the namespace and the "service"
+# dimension come from POWERTOOLS_METRICS_NAMESPACE and POWERTOOLS_SERVICE_NAME (infra/constructs/function.py).
+JOB_FLOW_METRICS = ("JobsEnqueued", "JobsStarted", "JobsCompleted", "JobsFailed")
+JOB_TROUBLE_METRICS = ("JobsRetried", "JobsThrottled", "DuplicateMessages", "MalformedMessages")
+SWEEPER_METRICS = ("ScheduledReleased", "PendingResent", "CallbacksResent")
+JOB_DURATION_METRIC = "JobDurationMs"
+
+_MINUTE = Duration.minutes(1)
+_WIDE, _THIRD, _HEIGHT = 12, 8, 6
+
+
+@dataclass(frozen=True)
+class MonitoredLane:
+    """One lane of jobs: its queue, its dead-letter queue and the function that consumes it."""
+
+    name: str  # "Normal", "High", "Ordered": widget labels and construct ids
+    queue: sqs.IQueue
+    dlq: sqs.IQueue
+    consumer: lambda_.IFunction
 
 
 class Monitoring(Construct):
@@ -24,12 +47,14 @@ class Monitoring(Construct):
         construct_id: str,
         *,
         config: ServiceConfig,
-        queue: sqs.IQueue,
-        dlq: sqs.IQueue,
-        high_queue: sqs.IQueue | None = None,
-        lane_dlqs: Mapping[str, sqs.IQueue] | None = None,
+        lanes: Sequence[MonitoredLane],
+        api_function: lambda_.IFunction,
+        api_stage: apigateway.Stage,
+        sweeper_function: lambda_.IFunction,
     ) -> None:
         super().__init__(scope, construct_id)
+        self._config = config
+        self._rate_period = Duration.minutes(config.alarm_rate_period_minutes)
         # CloudWatch cannot publish to a topic encrypted with the AWS-managed alias/aws/sns key (its key policy
         # cannot name CloudWatch), so the topic gets a small customer-managed key that allows exactly that.
         self.key = kms.Key(
@@ -46,58 +71,321 @@ class Monitoring(Construct):
                 resources=["*"],  # in a key policy, "*" is this key
             )
         )
-        # Subscribe e-mail, chat or paging to this topic.
+        # Subscribe e-mail, chat or paging to this topic (the stack's AlarmTopicArn output).
         self.topic = sns.Topic(
             self, "AlarmTopic", display_name=f"{config.service_name} alarms", master_key=self.key, enforce_ssl=True
         )
-        action = cloudwatch_actions.SnsAction(self.topic)
 
         # The consumers dead-letter jobs themselves (attempts exhausted), and SQS does after max_receive_count: any
-        # message in a DLQ (one per lane) is a job that needs a person.
-        self.dlq_alarm = self._dead_letters_alarm("DeadLettersAlarm", dlq, "Jobs reached the dead-letter queue")
-        self.lane_dlq_alarms = [
-            self._dead_letters_alarm(f"{lane}DeadLettersAlarm", lane_dlq, f"Jobs reached the {lane.lower()} lane's DLQ")
-            for lane, lane_dlq in (lane_dlqs or {}).items()
+        # message in a lane's DLQ is a job that needs a person.
+        self.dlq_alarms = [self._dead_letters_alarm(lane) for lane in lanes]
+        # Scheduled jobs only reach the queue shortly before they are due, so an old message on the normal or high
+        # lane means a stuck or overwhelmed consumer. (A retried job keeps its message, so a job with many attempts
+        # at the backoff cap can reach the threshold too: raise queue_age_alarm_seconds if clients use long retry
+        # schedules.) The ordered lane is alarmed as well, since nothing else would notice its consumer stopping, but
+        # with its own, longer threshold: there a whole group legitimately waits behind its failing job's retry
+        # schedule, so an age of minutes is normal (infra/config.py).
+        self.queue_age_alarms = [self._queue_age_alarm(lane) for lane in lanes]
+        # A consumer invocation fails as a whole only when the handler raises or times out (a failed job is a
+        # partial batch failure): the whole batch comes back, and the lane slows down or stalls.
+        self.consumer_error_alarms = [self._consumer_error_rate_alarm(lane) for lane in lanes]
+        self.api_5xx_alarm = self._api_5xx_alarm(api_stage)
+        self.alarms: list[cloudwatch.Alarm] = [
+            *self.dlq_alarms,
+            *self.queue_age_alarms,
+            *self.consumer_error_alarms,
+            self.api_5xx_alarm,
         ]
-        # Scheduled jobs only reach the queue shortly before they are due, so old messages mean a stuck consumer.
-        # (Not on the ordered lane: there a group legitimately waits behind its failing job's retries.)
-        self.queue_age_alarm = self._queue_age_alarm("QueueAgeAlarm", queue, config, "job message")
-        self.lane_age_alarms = (
-            [self._queue_age_alarm("HighQueueAgeAlarm", high_queue, config, "high-priority job message")]
-            if high_queue is not None
-            else []
-        )
-        for alarm in (self.dlq_alarm, self.queue_age_alarm, *self.lane_dlq_alarms, *self.lane_age_alarms):
+        action = cloudwatch_actions.SnsAction(self.topic)
+        for alarm in self.alarms:
             alarm.add_alarm_action(action)
             alarm.add_ok_action(action)
 
-    def _dead_letters_alarm(self, construct_id: str, dlq: sqs.IQueue, description: str) -> cloudwatch.Alarm:
+        self.dashboard = cloudwatch.Dashboard(
+            self,
+            "Dashboard",
+            dashboard_name=f"{Stack.of(self).stack_name}-{config.service_name}",
+            default_interval=Duration.hours(3),
+        )
+        self._add_widgets(lanes, api_function, api_stage, sweeper_function)
+
+    # Alarms
+
+    def _dead_letters_alarm(self, lane: MonitoredLane) -> cloudwatch.Alarm:
         return cloudwatch.Alarm(
             self,
-            construct_id,
-            alarm_description=description,
-            metric=dlq.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM
-            ),
+            f"{lane.name}DeadLettersAlarm",
+            alarm_description=f"Jobs reached the {lane.name.lower()} lane's dead-letter queue: each needs a person "
+            "(inspect it, then redrive or delete it)",
+            metric=lane.dlq.metric_approximate_number_of_messages_visible(period=_MINUTE, statistic="Maximum"),
             threshold=1,
             evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
-    def _queue_age_alarm(
-        self, construct_id: str, queue: sqs.IQueue, config: ServiceConfig, what: str
-    ) -> cloudwatch.Alarm:
+    def _queue_age_alarm(self, lane: MonitoredLane) -> cloudwatch.Alarm:
+        config = self._config
+        threshold = config.ordered_queue_age_alarm_seconds if lane.queue.fifo else config.queue_age_alarm_seconds
         return cloudwatch.Alarm(
             self,
-            construct_id,
-            alarm_description=f"The oldest {what} is older than {config.queue_age_alarm_seconds} s",
-            metric=queue.metric_approximate_age_of_oldest_message(
-                period=Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM
-            ),
-            threshold=config.queue_age_alarm_seconds,
+            f"{lane.name}QueueAgeAlarm",
+            alarm_description=f"The oldest message of the {lane.name.lower()} lane's queue has been waiting for "
+            f"{threshold} s or more for 3 minutes: its consumer is stuck or far behind",
+            metric=lane.queue.metric_approximate_age_of_oldest_message(period=_MINUTE, statistic="Maximum"),
+            threshold=threshold,
             evaluation_periods=3,
             datapoints_to_alarm=3,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
+
+    def _consumer_error_rate_alarm(self, lane: MonitoredLane) -> cloudwatch.Alarm:
+        config = self._config
+        percent = config.consumer_error_rate_alarm_percent
+        return cloudwatch.Alarm(
+            self,
+            f"{lane.name}ConsumerErrorRateAlarm",
+            alarm_description=f"More than {percent:g} % of the {lane.name.lower()} lane consumer's invocations failed "
+            f"as a whole (raised or timed out) over {config.alarm_rate_period_minutes} minutes: their batches come "
+            "back to the queue",
+            metric=self._error_rate(lane.consumer, f"{lane.name} consumer error rate (%)", lane.name.lower()),
+            threshold=percent,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            # No invocations (an idle lane) is no data, not a failure.
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
+    def _api_5xx_alarm(self, stage: apigateway.Stage) -> cloudwatch.Alarm:
+        config = self._config
+        percent = config.api_5xx_alarm_percent
+        return cloudwatch.Alarm(
+            self,
+            "Api5xxAlarm",
+            alarm_description=f"More than {percent:g} % of API requests were answered 5XX over "
+            f"{config.alarm_rate_period_minutes} minutes (the API answers its own errors as 4XX: a 5XX is a crash, "
+            "a timeout or storage being unavailable)",
+            # 5XXError is 1 or 0 per request, so its average is the share of requests that failed.
+            metric=cloudwatch.MathExpression(
+                expression="100 * errors",
+                using_metrics={"errors": stage.metric_server_error(period=self._rate_period, statistic="Average")},
+                label="API 5XX (%)",
+                period=self._rate_period,
+            ),
+            threshold=percent,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
+    def _error_rate(self, fn: lambda_.IFunction, label: str, key: str) -> cloudwatch.MathExpression:
+        """100 * errors / invocations of a function; ``key`` keeps the metric ids apart when graphed together."""
+        period = self._rate_period
+        errors, invocations = f"errors_{key}", f"invocations_{key}"
+        return cloudwatch.MathExpression(
+            expression=f"IF({invocations} > 0, 100 * {errors} / {invocations}, 0)",
+            using_metrics={
+                errors: fn.metric_errors(period=period, statistic="Sum"),
+                invocations: fn.metric_invocations(period=period, statistic="Sum"),
+            },
+            label=label,
+            period=period,
+        )
+
+    # Dashboard
+
+    def _custom(self, name: str, statistic: str = "Sum", label: str | None = None) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace=self._config.metrics_namespace,
+            metric_name=name,
+            dimensions_map={"service": self._config.service_name},
+            statistic=statistic,
+            period=_MINUTE,
+            label=label or name,
+        )
+
+    def _add_widgets(
+        self,
+        lanes: Sequence[MonitoredLane],
+        api_function: lambda_.IFunction,
+        api_stage: apigateway.Stage,
+        sweeper_function: lambda_.IFunction,
+    ) -> None:
+        dashboard = self.dashboard
+        dashboard.add_widgets(
+            cloudwatch.AlarmStatusWidget(
+                title="Alarms",
+                alarms=list(self.alarms),
+                width=24,
+                height=3,
+                sort_by=cloudwatch.AlarmStatusWidgetSortBy.STATE_UPDATED_TIMESTAMP,
+            )
+        )
+        # Jobs: the service's own metrics, all lanes together (per minute).
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Jobs per minute",
+                left=[self._custom(name) for name in JOB_FLOW_METRICS],
+                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
+                width=_THIRD,
+                height=_HEIGHT,
+            ),
+            cloudwatch.GraphWidget(
+                title="Retries, throttling and odd messages per minute",
+                left=[self._custom(name) for name in JOB_TROUBLE_METRICS],
+                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
+                width=_THIRD,
+                height=_HEIGHT,
+            ),
+            cloudwatch.GraphWidget(
+                title="Job duration (ms)",
+                left=[
+                    self._custom(JOB_DURATION_METRIC, stat, f"{JOB_DURATION_METRIC} {stat}")
+                    for stat in ("p50", "p95", "p99")
+                ],
+                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
+                width=_THIRD,
+                height=_HEIGHT,
+            ),
+        )
+        # Queues: one line per lane.
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Queue depth (visible messages)",
+                left=[
+                    lane.queue.metric_approximate_number_of_messages_visible(
+                        period=_MINUTE, statistic="Maximum", label=lane.name
+                    )
+                    for lane in lanes
+                ],
+                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
+                width=_THIRD,
+                height=_HEIGHT,
+            ),
+            cloudwatch.GraphWidget(
+                title="Age of the oldest message (s)",
+                left=[
+                    lane.queue.metric_approximate_age_of_oldest_message(
+                        period=_MINUTE, statistic="Maximum", label=lane.name
+                    )
+                    for lane in lanes
+                ],
+                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
+                left_annotations=[
+                    cloudwatch.HorizontalAnnotation(
+                        value=self._config.queue_age_alarm_seconds, label="Normal/high lane alarm"
+                    )
+                ],
+                width=_THIRD,
+                height=_HEIGHT,
+            ),
+            cloudwatch.GraphWidget(
+                title="Dead-letter queue depth",
+                left=[
+                    lane.dlq.metric_approximate_number_of_messages_visible(
+                        period=_MINUTE, statistic="Maximum", label=f"{lane.name} DLQ"
+                    )
+                    for lane in lanes
+                ],
+                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
+                width=_THIRD,
+                height=_HEIGHT,
+            ),
+        )
+        # Consumers: one graph of invocations/errors/throttles per lane, then durations and error rates.
+        dashboard.add_widgets(
+            *(
+                cloudwatch.GraphWidget(
+                    title=f"{lane.name} consumer: invocations, errors, throttles",
+                    left=self._lambda_counts(lane.consumer),
+                    left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
+                    width=_THIRD,
+                    height=_HEIGHT,
+                )
+                for lane in lanes
+            )
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Consumer duration (ms)",
+                left=[
+                    lane.consumer.metric_duration(period=_MINUTE, statistic=stat, label=f"{lane.name} {stat}")
+                    for lane in lanes
+                    for stat in ("p50", "p99")
+                ],
+                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
+                width=_WIDE,
+                height=_HEIGHT,
+            ),
+            cloudwatch.GraphWidget(
+                title=f"Consumer error rate (%, {self._config.alarm_rate_period_minutes} min)",
+                left=[self._error_rate(lane.consumer, lane.name, lane.name.lower()) for lane in lanes],
+                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
+                left_annotations=[
+                    cloudwatch.HorizontalAnnotation(value=self._config.consumer_error_rate_alarm_percent, label="Alarm")
+                ],
+                width=_WIDE,
+                height=_HEIGHT,
+            ),
+        )
+        # The API: API Gateway's view (requests, 4XX/5XX, latency) and its function's.
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="API requests and errors",
+                left=[
+                    api_stage.metric_count(period=_MINUTE, statistic="Sum", label="Requests"),
+                    api_stage.metric_client_error(period=_MINUTE, statistic="Sum", label="4XX"),
+                    api_stage.metric_server_error(period=_MINUTE, statistic="Sum", label="5XX"),
+                ],
+                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
+                width=_THIRD,
+                height=_HEIGHT,
+            ),
+            cloudwatch.GraphWidget(
+                title="API latency (ms)",
+                left=[
+                    api_stage.metric_latency(period=_MINUTE, statistic=stat, label=f"Latency {stat}")
+                    for stat in ("p50", "p99")
+                ]
+                + [
+                    api_function.metric_duration(period=_MINUTE, statistic=stat, label=f"Function {stat}")
+                    for stat in ("p50", "p99")
+                ],
+                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
+                width=_THIRD,
+                height=_HEIGHT,
+            ),
+            cloudwatch.GraphWidget(
+                title="API function: invocations, errors, throttles",
+                left=self._lambda_counts(api_function),
+                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
+                width=_THIRD,
+                height=_HEIGHT,
+            ),
+        )
+        # The sweeper: what it released and re-sent, and whether it runs.
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Sweeper: released and re-sent per minute",
+                left=[self._custom(name) for name in SWEEPER_METRICS],
+                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
+                width=_WIDE,
+                height=_HEIGHT,
+            ),
+            cloudwatch.GraphWidget(
+                title="Sweeper function: invocations, errors, throttles",
+                left=self._lambda_counts(sweeper_function),
+                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
+                width=_WIDE,
+                height=_HEIGHT,
+            ),
+        )
+
+    @staticmethod
+    def _lambda_counts(fn: lambda_.IFunction) -> list[cloudwatch.IMetric]:
+        return [
+            fn.metric_invocations(period=_MINUTE, statistic="Sum", label="Invocations"),
+            fn.metric_errors(period=_MINUTE, statistic="Sum", label="Errors"),
+            fn.metric_throttles(period=_MINUTE, statistic="Sum", label="Throttles"),
+        ]

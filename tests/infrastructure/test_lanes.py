@@ -200,6 +200,6 @@ def test_each_dead_letter_queue_has_an_alarm(resources: Resources) -> None:
     alarmed = {
         a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
         for a in of_type(resources, "AWS::CloudWatch::Alarm").values()
-        if a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        if a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
     }
     assert alarmed == {lane_queue_and_dlq(resources, lane)[1][0] for lane in LANES}
