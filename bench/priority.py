@@ -18,9 +18,10 @@ accepts new ones, so the backlog would never reach its size and the figure would
 
 The stack runs with ``JOBS_LOCAL_PENDING_GRACE`` = ``--pending-grace`` (600 s; ``make run``'s is 30 s): the sweeper
 re-sends a pending job whose message may have been lost once it has waited that long, and a backlog of 2,000 jobs
-takes minutes to drain locally, so with 30 s it would re-send most of the backlog every 30 s (duplicates the
-consumer drops, but each costs a send, a write and a read on the one moto lock) and measure that storm instead of
-the lanes. ``--pending-grace 30`` shows it.
+takes minutes to drain locally, so with 30 s it would re-send much of the backlog (after 30 s, 60 s, 120 s...:
+the re-sends thin out as a job waits longer, but 2,000 jobs still make thousands of duplicates the consumer drops,
+each a send, a write and a read on the one moto lock) and measure that instead of the lanes.
+``--pending-grace 30`` shows it.
 
 Time to start is ``startedAt - createdAt``, both written by the server (one clock). Printed: p50/p95/max for the
 high-priority jobs and for the normal probes, their ratio, and the backlog (``pending`` in ``GET /stats``) seen
