@@ -19,6 +19,7 @@ from typing import Any
 
 import boto3
 from moto import mock_aws
+from moto.core import common_models
 from moto.server import ThreadedMotoServer
 
 from infra.config import ServiceConfig
@@ -187,6 +188,19 @@ def _receive_with_lock(receive: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+def untrack_moto_instances() -> None:
+    """Stop moto recording every model object it builds, for the long-running local stack.
+
+    moto 5.2.5 appends each object (every DynamoDB Item, including the copies a Query returns; every SQS message) to
+    a class-level ``instances_tracked`` list that only its dashboard and reset read, and never lets go: a listing of
+    20 jobs kept ~80 KB alive for good, so a ``make run`` with the dashboard open grew without end."""
+    common_models.BaseModel.__new__ = _untracked_new  # type: ignore[method-assign]
+
+
+def _untracked_new(cls: type, *args: Any, **kwargs: Any) -> Any:
+    return object.__new__(cls)
+
+
 class LocalAws:
     def __init__(self, server_port: int | None) -> None:
         self._mock = mock_aws()
@@ -197,6 +211,7 @@ class LocalAws:
         fake_credentials()
         serialize_dynamodb()
         serialize_sqs()
+        untrack_moto_instances()
         self._mock.start()
         if self._server:
             self._server.start()

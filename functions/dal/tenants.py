@@ -40,7 +40,7 @@ class ApiKeyTagTenants:
         except BotoCoreError as exc:
             raise StorageError(f"API Gateway GetApiKey failed: {exc}") from exc
         tenant = (key.get("tags") or {}).get("tenant")
-        if not key.get("enabled", True) or not isinstance(tenant, str) or not TENANT_PATTERN.match(tenant):
+        if not key.get("enabled", True) or not isinstance(tenant, str) or not TENANT_PATTERN.fullmatch(tenant):
             tenant = None
         self._cache[api_key_id] = (now, tenant)
         return tenant

@@ -8,7 +8,7 @@ that what the handlers really return fits these models, and that the committed `
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, SecurityScheme
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
@@ -266,6 +266,9 @@ def _enum(values: list[str]) -> list[JsonValue]:
 # --- request bodies (documentation only: the logic validates, with the codes above) ---
 
 
+PRINTABLE_PATTERN = r"^[\x21-\x7e]+$"
+
+
 class CreateJobRequest(BaseModel):
     """A job to run: a registered type and its payload (``GET /types`` lists each type's payload schema)."""
 
@@ -275,20 +278,20 @@ class CreateJobRequest(BaseModel):
     payload: dict[str, Any] = Field(default_factory=dict, description="Validated by the type's payload model")
     priority: int = Field(default=5, ge=1, le=10)
     maxAttempts: int = Field(default=3, ge=1, le=25)
-    delaySeconds: int | SkipJsonSchema[None] = Field(
-        default=None, ge=0, le=MAX_DELAY_OPTION_SECONDS, description="Run this much later; not with runAt"
+    # Bounds go on the int itself: on the union they would land as "ge"/"le", which JSON Schema does not know.
+    delaySeconds: Annotated[int, Field(ge=0, le=MAX_DELAY_OPTION_SECONDS)] | SkipJsonSchema[None] = Field(
+        default=None, description="Run this much later; not with runAt"
     )
     runAt: str | SkipJsonSchema[None] = Field(
         default=None,
         description="ISO-8601 with a UTC offset, at most a year ahead (the past means now); not with delaySeconds",
         json_schema_extra={"format": "date-time"},
     )
-    groupId: str | SkipJsonSchema[None] = Field(
-        default=None,
-        min_length=1,
-        max_length=128,
-        pattern=r"^[\x21-\x7e]+$",
-        description="Ordered group: its jobs run one at a time in enqueue order (a scheduled one joins when due)",
+    groupId: Annotated[str, Field(min_length=1, max_length=128, pattern=PRINTABLE_PATTERN)] | SkipJsonSchema[None] = (
+        Field(
+            default=None,
+            description="Ordered group: its jobs run one at a time in enqueue order (a scheduled one joins when due)",
+        )
     )
     callbackUrl: str | SkipJsonSchema[None] = Field(
         default=None,
@@ -296,11 +299,10 @@ class CreateJobRequest(BaseModel):
         description="Receives a signed POST of the record when the job is final (retried with backoff)",
         json_schema_extra={"format": "uri"},
     )
-    idempotencyKey: str | SkipJsonSchema[None] = Field(
+    idempotencyKey: (
+        Annotated[str, Field(min_length=1, max_length=255, pattern=PRINTABLE_PATTERN)] | SkipJsonSchema[None]
+    ) = Field(
         default=None,
-        min_length=1,
-        max_length=255,
-        pattern=r"^[\x21-\x7e]+$",
         description="Or the Idempotency-Key header: the same key and body within 24 h return the first job (200)",
     )
 

@@ -314,7 +314,7 @@ class BatchSettler:
 
 def batch_view(store: BatchStore, tenant: str, batch_id: str) -> dict[str, Any]:
     """GET /batches/{id}: the batch, with its children counted by their current status."""
-    batch = store.get(tenant, batch_id) if _BATCH_ID.match(batch_id) else None
+    batch = store.get(tenant, batch_id) if _BATCH_ID.fullmatch(batch_id) else None
     if batch is None or not batch.is_open:
         raise NotFound(f"batch '{batch_id}' not found")
     counts = {status.value: 0 for status in JobStatus}
