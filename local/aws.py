@@ -277,12 +277,7 @@ def create_resources(config: ServiceConfig) -> LocalResources:
             _index("by-sweep", "sweepShard", "sweepAt"),
         ],
     )
-    ddb.create_table(
-        TableName=config.stats_table,
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-    )
+    _keyed_table(ddb, config.stats_table)
     ddb.create_table(
         TableName=config.imports_table,
         BillingMode="PAY_PER_REQUEST",
@@ -293,12 +288,7 @@ def create_resources(config: ServiceConfig) -> LocalResources:
         ],
     )
     # Per-type limits' shared state; its items expire by themselves (rate windows, slot leases).
-    ddb.create_table(
-        TableName=config.limits_table,
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-    )
+    _keyed_table(ddb, config.limits_table)
     ddb.update_time_to_live(
         TableName=config.limits_table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
     )
@@ -379,6 +369,16 @@ def parse_api_keys(spec: str) -> dict[str, str]:
             raise ValueError(f"API_KEYS entry {pair!r} is not key:tenant")
         keys[value] = tenant
     return keys
+
+
+def _keyed_table(ddb: Any, name: str) -> None:
+    """An on-demand table keyed by a string ``pk`` alone."""
+    ddb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+    )
 
 
 def _index(name: str, partition: str, sort: str) -> dict[str, Any]:

@@ -177,12 +177,9 @@ class JobPage(BaseModel):
     nextCursor: str | None
 
 
-class Stats(BaseModel):
-    """The tenant's jobs by status (exact counts), and its completion and failure rates over all its jobs."""
+class StatusCounts(BaseModel):
+    """How many jobs are in each status."""
 
-    enqueued: int
-    processed: int = Field(description="completed + failed")
-    total: int
     scheduled: int
     pending: int
     processing: int
@@ -190,6 +187,14 @@ class Stats(BaseModel):
     completed: int
     failed: int
     cancelled: int
+
+
+class Stats(StatusCounts):
+    """The tenant's jobs by status (exact counts), and its completion and failure rates over all its jobs."""
+
+    enqueued: int
+    processed: int = Field(description="completed + failed")
+    total: int
     completionRate: float = Field(ge=0, le=1)
     failureRate: float = Field(ge=0, le=1)
 
@@ -430,16 +435,8 @@ class BatchAccepted(BaseModel):
     onComplete: BatchOnComplete | SkipJsonSchema[None] = Field(default=None, description="If one was given")
 
 
-class BatchCounts(BaseModel):
+class BatchCounts(StatusCounts):
     """The children by their current status (read from the children themselves)."""
-
-    scheduled: int
-    pending: int
-    processing: int
-    retrying: int
-    completed: int
-    failed: int
-    cancelled: int
 
 
 class Batch(BatchAccepted):
