@@ -387,12 +387,22 @@ def record(jobs: int, connections: int = 4, cap_s: float = 240.0) -> Recording:
     recorder.install()
 
     from functions.handlers import api, consumer, sweeper
+    from local import stack as stack_module
     from local.aws import parse_api_keys
     from local.stack import DEFAULT_API_KEYS, LocalStack
 
     api.handler = recorder.wrap(None, api.handler)
     consumer.handler = recorder.wrap("consumer", consumer.handler)
     sweeper.handler = recorder.wrap("sweeper", sweeper.handler)
+    # The local stack gives each concurrent invocation its own copy of a handler module (jobsctl/environments.py),
+    # so the copies it loads must be wrapped too, or their calls would be attributed to the pollers.
+    roles = {"functions.handlers.api": None, "functions.handlers.consumer": "consumer"}
+    load_copy = stack_module.fresh_handler
+
+    def recorded_copy(module: str, attribute: str = "handler") -> Any:
+        return recorder.wrap(roles[module], load_copy(module, attribute))
+
+    stack_module.fresh_handler = recorded_copy  # type: ignore[assignment]
 
     stack = LocalStack(config=config, port=free_port(), moto_port=None, api_keys=parse_api_keys(DEFAULT_API_KEYS))
     import contextlib

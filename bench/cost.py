@@ -68,7 +68,17 @@ def lambda_cost(rec: Recording, role: str, memory: int) -> tuple[float, float, f
     return calls * PRICE["lambda_request"], gb_s * PRICE["lambda_gb_s"], est, rec.handler_ms[role] / calls
 
 
+def check_attribution(rec: Recording) -> None:
+    """Refuse to price a recording in which the handlers' calls were not attributed (it would print $0 and PASS)."""
+    if rec.invocations["consumer"] == 0 or not by_role_op(rec).get("api"):
+        raise SystemExit(
+            "cost: no consumer invocation or no POST /jobs call was attributed in this recording; the handlers the "
+            "local stack runs were not wrapped (see _recording.record). Refusing to report figures."
+        )
+
+
 def report(rec: Recording) -> dict[str, Any]:
+    check_attribution(rec)
     n = rec.jobs
     per_m = 1e6 / n
     print(f"cost: {n} jobs in {rec.seconds:.1f} s; counters at the end: {rec.outcomes}")

@@ -35,6 +35,8 @@ def report(rec: Recording, rate: float) -> bool:
     writes: list[Write] = [w for w in rec.writes if w.role in ("api", "consumer")]
     n = rec.jobs
     total_writes = len(writes)
+    if not total_writes:
+        raise SystemExit("hotkeys: the recording holds no DynamoDB write; run bench/cost.py first (it records).")
     total_units = sum(w.units for w in writes)
     print(f"hotkeys: {n} jobs, {total_writes} item writes ({total_writes / n:.2f}/job), {total_units} WCU")
     print(f"  at {rate:,.0f} jobs/s: {total_writes / n * rate:,.0f} item writes/s, {total_units / n * rate:,.0f} WCU/s")
