@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -80,15 +81,18 @@ class Client:
             time.sleep(0.1)
 
 
-@pytest.fixture(scope="session")
-def stack() -> Iterator[LocalStackProcess]:
+@contextlib.contextmanager
+def local_stack(api_keys: str, **env_overrides: str) -> Iterator[LocalStackProcess]:
+    """``python -m local`` exactly as ``make run`` starts it, on free ports, with these keys and extra variables;
+    stopped with Ctrl-C (SIGINT) afterwards, which must end it cleanly within 30 s."""
     port, moto_port = free_port(), free_port()
     env = dict(
         os.environ,
         PORT=str(port),
         MOTO_PORT=str(moto_port),
-        API_KEYS=f"{FIRST_KEY}:e2e-a,{SECOND_KEY}:e2e-b",
+        API_KEYS=api_keys,
         PYTHONUNBUFFERED="1",
+        **env_overrides,
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "local"],
@@ -101,7 +105,7 @@ def stack() -> Iterator[LocalStackProcess]:
     running = LocalStackProcess(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{moto_port}", process)
     ready = threading.Event()
 
-    def read_output() -> None:  # keep draining the pipe for the whole session, or the stack would block on it
+    def read_output() -> None:  # keep draining the pipe for the whole run, or the stack would block on it
         assert process.stdout is not None
         for line in process.stdout:
             running.output.append(line)
@@ -123,6 +127,12 @@ def stack() -> Iterator[LocalStackProcess]:
     reader.join(timeout=5)
     assert process.returncode == 0, "".join(running.output)
     assert "Stopped." in "".join(running.output)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStackProcess]:
+    with local_stack(f"{FIRST_KEY}:e2e-a,{SECOND_KEY}:e2e-b") as running:
+        yield running
 
 
 @pytest.fixture

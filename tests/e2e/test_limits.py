@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
 
-from tests.e2e.conftest import FIRST_KEY, ROOT, Client, LocalStackProcess, free_port
+from tests.e2e.conftest import FIRST_KEY, Client, LocalStackProcess, local_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -28,41 +23,8 @@ LIMITS_TABLE = "job-limits"
 @pytest.fixture(scope="module")
 def limited_stack() -> Iterator[LocalStackProcess]:
     """``python -m local`` with simulate limited to 4 starts per second and 2 at once (per tenant)."""
-    port, moto_port = free_port(), free_port()
-    env = dict(
-        os.environ,
-        PORT=str(port),
-        MOTO_PORT=str(moto_port),
-        API_KEYS=f"{FIRST_KEY}:e2e-limits",
-        JOBS_LOCAL_TYPE_LIMITS=json.dumps(LIMITS),
-        PYTHONUNBUFFERED="1",
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "local"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    running = LocalStackProcess(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{moto_port}", process)
-    ready = threading.Event()
-
-    def read_output() -> None:  # keep draining the pipe, or the stack would block on it
-        assert process.stdout is not None
-        for line in process.stdout:
-            running.output.append(line)
-            if line.startswith("Ready."):
-                ready.set()
-
-    reader = threading.Thread(target=read_output, daemon=True)
-    reader.start()
-    if not ready.wait(60) or process.poll() is not None:
-        process.kill()
-        pytest.fail("local stack did not start:\n" + "".join(running.output))
-    yield running
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    reader.join(timeout=5)
-    assert process.returncode == 0, "".join(running.output)
+    with local_stack(f"{FIRST_KEY}:e2e-limits", JOBS_LOCAL_TYPE_LIMITS=json.dumps(LIMITS)) as running:
+        yield running
 
 
 def _ms(at: str) -> int:

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -28,7 +25,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.conftest import ROOT, LocalStackProcess, free_port
+from tests.e2e.conftest import LocalStackProcess, local_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -61,45 +58,8 @@ def rss_mb(pid: int) -> float:
 @pytest.fixture(scope="module")
 def load_stack() -> Iterator[LocalStackProcess]:
     """A stack doing nothing but this test, so its memory is this load's (started as the session's ``stack`` is)."""
-    port, moto_port = free_port(), free_port()
-    env = dict(
-        os.environ,
-        PORT=str(port),
-        MOTO_PORT=str(moto_port),
-        API_KEYS=f"{KEY}:load",
-        PYTHONUNBUFFERED="1",
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "local"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    running = LocalStackProcess(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{moto_port}", process)
-    ready = threading.Event()
-
-    def read_output() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            running.output.append(line)
-            if line.startswith("Ready."):
-                ready.set()
-
-    reader = threading.Thread(target=read_output, daemon=True)
-    reader.start()
-    if not ready.wait(60) or process.poll() is not None:
-        process.kill()
-        pytest.fail("local stack did not start:\n" + "".join(running.output))
-    yield running
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        pytest.fail("local stack did not stop within 30 s of Ctrl-C")
-    reader.join(timeout=5)
+    with local_stack(f"{KEY}:load") as running:
+        yield running
 
 
 @dataclass
