@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.models import Server
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.logging import correlation_paths
@@ -21,7 +21,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.handlers import openapi as doc
 from functions.handlers import static
-from functions.handlers.http import caller_tenant, json_response, read_json_body, register_error_handlers
+from functions.handlers.http import (
+    RequestScopedResolver,
+    caller_tenant,
+    json_response,
+    read_json_body,
+    register_error_handlers,
+)
 from functions.handlers.routes import batches as batch_routes
 from functions.handlers.routes import hooks as hook_routes
 from functions.handlers.runtime import batch_settler, emit, files, logger, metrics, runtime, traced
@@ -33,7 +39,7 @@ from functions.models.errors import NotFound
 from functions.models.job import Job
 from functions.settings import Settings
 
-app = APIGatewayRestResolver()
+app = RequestScopedResolver()
 register_error_handlers(app)
 
 JobId = Annotated[str, PathParam(description=doc.JOB_ID)]

@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import threading
+from collections.abc import Mapping
 from typing import Any, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.handlers.runtime import logger, runtime, tenants
 from functions.models.errors import (
@@ -26,6 +29,39 @@ from functions.settings import Settings
 
 # The default body limit (5 MiB); the function applies its setting ``payload_max_bytes``.
 MAX_BODY_BYTES = Settings.payload_max_bytes
+
+
+class RequestScopedResolver(APIGatewayRestResolver):
+    """Powertools' REST resolver, keeping the current request per thread instead of on a class attribute.
+
+    Powertools stores the request being resolved on ``BaseRouter`` itself (``BaseRouter.current_event = ...``),
+    shared by every resolver in the process. On Lambda one invocation runs at a time, so that is harmless; the
+    local stack serves concurrent requests on threads of one process, where a request would read another one's
+    body, headers and API key (seen as a stray 400 under load). Routers read through their ``api_resolver``, so
+    they see the per-thread value too."""
+
+    _request = threading.local()
+
+    @property  # type: ignore[override]
+    def current_event(self) -> APIGatewayProxyEvent:
+        return cast(APIGatewayProxyEvent, self._request.event)
+
+    @current_event.setter
+    def current_event(self, value: APIGatewayProxyEvent) -> None:
+        self._request.event = value
+
+    @property
+    def lambda_context(self) -> LambdaContext:
+        return cast(LambdaContext, getattr(self._request, "context", None))
+
+    @lambda_context.setter
+    def lambda_context(self, value: LambdaContext) -> None:
+        self._request.context = value
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        self.current_event = APIGatewayProxyEvent(dict(event))
+        self.lambda_context = context
+        return super().resolve(event, context)
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
