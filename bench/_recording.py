@@ -10,7 +10,8 @@ Each request is attributed to a role by a thread-local that wrappers around the 
 
 For DynamoDB it keeps a shadow of every item written (the stored item is read back from moto after each write), so
 each write is costed on the larger of the item before and after, and each GSI write is derived from the change of
-the index's key and projected attributes (projection ALL: the whole item).
+the index's key and projected attributes, as the table declares them (ALL: the whole item; INCLUDE / KEYS_ONLY: an
+update that changes none of the projected attributes writes nothing to the index).
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ class Recorder:
         self._shadow: dict[tuple[str, str], dict[str, Any]] = {}
         self._keys: dict[str, tuple[str, str | None]] = {}  # table -> (hash, range)
         self._indexes: dict[str, dict[str, tuple[str, str | None]]] = {}  # table -> index -> (hash, range)
+        # table -> index -> the non-key attributes it projects (None: ALL)
+        self._projections: dict[str, dict[str, frozenset[str] | None]] = {}
         self._backend: Any = None
 
     # -- installing --
@@ -149,6 +152,9 @@ class Recorder:
             self._keys[name] = _key_schema(table["KeySchema"])
             self._indexes[name] = {
                 g["IndexName"]: _key_schema(g["KeySchema"]) for g in table.get("GlobalSecondaryIndexes", [])
+            }
+            self._projections[name] = {
+                g["IndexName"]: _projected(g["Projection"]) for g in table.get("GlobalSecondaryIndexes", [])
             }
             self.rec.indexes[name] = {i: f"{h},{r}" for i, (h, r) in self._indexes[name].items()}
 
@@ -280,7 +286,8 @@ class Recorder:
         else:
             self._shadow[shadow_key] = after
         for index, (ih, ir) in self._indexes.get(table, {}).items():
-            self._index_writes(role, f"{table}/{index}", (ih, ir), (hash_attr, range_attr), before, after)
+            projection = self._projections.get(table, {}).get(index)
+            self._index_writes(role, f"{table}/{index}", (ih, ir), (hash_attr, range_attr), projection, before, after)
 
     def _index_writes(
         self,
@@ -288,10 +295,17 @@ class Recorder:
         name: str,
         index_keys: tuple[str, str | None],
         base_keys: tuple[str, str | None],
+        projection: frozenset[str] | None,
         before: dict[str, Any] | None,
         after: dict[str, Any] | None,
     ) -> None:
         attrs = [a for a in index_keys if a]
+        key_names = {a for a in (*index_keys, *base_keys) if a}
+
+        def projected(item: dict[str, Any]) -> dict[str, Any]:
+            if projection is None:
+                return item
+            return {n: v for n, v in item.items() if n in key_names or n in projection}
 
         def keyed(item: dict[str, Any] | None) -> bool:
             return item is not None and all(a in item for a in attrs)
@@ -301,7 +315,7 @@ class Recorder:
             return wcu(item_size({n: item[n] for n in names if n in item}))
 
         def emit(kind: str, item: dict[str, Any]) -> None:
-            size = item_size(item)  # projection ALL: the index item is the whole item (plus the keys, already in it)
+            size = item_size(projected(item))  # ALL: the whole item (its keys are in it already)
             # KEYS_ONLY: an update that leaves the index's keys alone changes nothing projected, so costs nothing.
             keys_only_units = 0 if kind == "update" else keys_only(item)
             self.rec.writes.append(
@@ -318,8 +332,8 @@ class Recorder:
             if any(before[a] != after[a] for a in attrs):
                 emit("delete", before)
                 emit("put", after)
-            elif before != after:
-                emit("update", after if item_size(after) >= item_size(before) else before)
+            elif projected(before) != projected(after):
+                emit("update", after if item_size(projected(after)) >= item_size(projected(before)) else before)
 
     def _stored(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
         try:
@@ -327,6 +341,13 @@ class Recorder:
         except Exception:  # noqa: BLE001 - a size estimate only
             return None
         return item.to_json()["Attributes"] if item is not None else None
+
+
+def _projected(projection: dict[str, Any]) -> frozenset[str] | None:
+    """The non-key attributes an index projects; None for ALL."""
+    if projection.get("ProjectionType", "ALL") == "ALL":
+        return None
+    return frozenset(projection.get("NonKeyAttributes", []))
 
 
 def _key_schema(schema: list[dict[str, str]]) -> tuple[str, str | None]:

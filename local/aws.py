@@ -22,6 +22,7 @@ from moto import mock_aws
 from moto.core import common_models
 from moto.server import ThreadedMotoServer
 
+from functions.dal.jobs_repository import LISTING_INDEX_ATTRIBUTES
 from infra.config import ServiceConfig
 
 REGION = "us-east-1"
@@ -271,10 +272,10 @@ def create_resources(config: ServiceConfig) -> LocalResources:
             for name in ("pk", "tenant", "tenantStatus", "tenantType", "createdKey", "sweepShard", "sweepAt")
         ],
         GlobalSecondaryIndexes=[
-            _index("by-tenant", "tenant", "createdKey"),
-            _index("by-status", "tenantStatus", "createdKey"),
-            _index("by-type", "tenantType", "createdKey"),
-            _index("by-sweep", "sweepShard", "sweepAt"),
+            _index("by-tenant", "tenant", "createdKey", LISTING_PROJECTION),
+            _index("by-status", "tenantStatus", "createdKey", LISTING_PROJECTION),
+            _index("by-type", "tenantType", "createdKey", LISTING_PROJECTION),
+            _index("by-sweep", "sweepShard", "sweepAt", {"ProjectionType": "ALL"}),
         ],
     )
     _keyed_table(ddb, config.stats_table)
@@ -381,11 +382,15 @@ def _keyed_table(ddb: Any, name: str) -> None:
     )
 
 
-def _index(name: str, partition: str, sort: str) -> dict[str, Any]:
+# As infra/constructs/tables.py: the API's listing indexes hold keys and the attributes their queries filter on.
+LISTING_PROJECTION = {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(LISTING_INDEX_ATTRIBUTES)}
+
+
+def _index(name: str, partition: str, sort: str, projection: dict[str, Any]) -> dict[str, Any]:
     return {
         "IndexName": name,
         "KeySchema": [{"AttributeName": partition, "KeyType": "HASH"}, {"AttributeName": sort, "KeyType": "RANGE"}],
-        "Projection": {"ProjectionType": "ALL"},
+        "Projection": projection,
     }
 
 

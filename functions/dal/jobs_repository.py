@@ -46,6 +46,10 @@ INDEX_BY_STATUS = "by-status"
 INDEX_BY_TYPE = "by-type"
 INDEX_BY_SWEEP = "by-sweep"
 
+# The non-key attributes the listing indexes project: what their queries filter on. The type never changes, so a
+# job's updates that keep its index keys (attempts, progress, results, expiry...) cost these indexes no write.
+LISTING_INDEX_ATTRIBUTES = ("type",)
+
 # index name -> (partition key attribute, sort key attribute)
 _INDEX_KEYS = {
     INDEX_BY_TENANT: ("tenant", "createdKey"),
@@ -342,17 +346,15 @@ class DynamoJobsRepository:
             "ExpressionAttributeValues": {":p": {"S": partition}},
             "ScanIndexForward": False,  # newest first
         }
-        # Expired jobs wait for DynamoDB's TTL sweep (up to a few days): they are already gone for the API.
-        filters = ["(attribute_not_exists(expiresAt) OR expiresAt > :now)"]
-        query["ExpressionAttributeValues"][":now"] = {"N": str(int(time.time()))}
         if status is not None and job_type is not None:
             # Both filters: the status index narrows, the type is filtered; we keep reading until the page is full.
-            filters.append("#t = :t")
+            query["FilterExpression"] = "#t = :t"
             query["ExpressionAttributeNames"]["#t"] = "type"
             query["ExpressionAttributeValues"][":t"] = {"S": job_type}
-        query["FilterExpression"] = " AND ".join(filters)
         start_key = _decode_cursor(cursor, pk_attr, sk_attr, partition) if cursor else None
 
+        # The listing indexes hold keys and the type only (LISTING_INDEX_ATTRIBUTES), so that a job's updates do not
+        # rewrite them; each page of keys is then read in one BatchGetItem.
         jobs: list[Job] = []
         last_item: dict[str, Any] | None = None
         while len(jobs) < limit:
@@ -363,8 +365,14 @@ class DynamoJobsRepository:
                 response = self._ddb.query(**page_query)
             except (ClientError, BotoCoreError) as exc:
                 raise StorageError(f"DynamoDB query failed: {exc}") from exc
-            for item in response.get("Items", []):
-                jobs.append(self._from_item(item))
+            items = response.get("Items", [])
+            records = self._records([item["pk"]["S"] for item in items])
+            for item in items:
+                job = records.get(item["pk"]["S"])
+                # Left out: expired records (waiting for DynamoDB's TTL sweep, already gone for the API), and, the
+                # index being eventually consistent, a record that has moved to another status since.
+                if job is not None and (status is None or job.status == status):
+                    jobs.append(job)
                 last_item = item
             start_key = response.get("LastEvaluatedKey")
             if not start_key:
@@ -374,6 +382,23 @@ class DynamoJobsRepository:
         if more and last_item is not None:
             next_cursor = _encode_cursor({name: last_item[name]["S"] for name in ("pk", pk_attr, sk_attr)})
         return JobPage(jobs=jobs, next_cursor=next_cursor)
+
+    def _records(self, keys: list[str]) -> dict[str, Job]:
+        """The live job records under these ``pk``s (BatchGetItem, 100 keys a call); not the missing or expired."""
+        records: dict[str, Job] = {}
+        try:
+            for start in range(0, len(keys), 100):
+                chunk = [{"pk": {"S": key}} for key in dict.fromkeys(keys[start : start + 100])]
+                request: dict[str, Any] = {self._jobs_table: {"Keys": chunk}}
+                while request:
+                    response = self._ddb.batch_get_item(RequestItems=request)
+                    for item in response.get("Responses", {}).get(self._jobs_table, []):
+                        if "type" in item and not _expired(item):
+                            records[item["pk"]["S"]] = self._from_item(item)
+                    request = response.get("UnprocessedKeys") or {}
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"DynamoDB read failed: {exc}") from exc
+        return records
 
     def counters(self, tenant: str) -> dict[str, int]:
         keys = [{"pk": {"S": f"{tenant}#{shard}"}} for shard in range(self._stats_shards)]

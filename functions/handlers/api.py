@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.models import Server
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -384,6 +383,33 @@ def dashboard_asset(name: Annotated[str, PathParam(description="A file name, e.g
     return _static(static.DASHBOARD_DIR, name, static.REVALIDATE)
 
 
+@app.get("/swagger", include_in_schema=False)
+def swagger() -> Response[str]:
+    """Swagger UI's page: what Powertools' ``enable_swagger`` serves, with the document inline and the UI's script
+    and styles from ``/assets/swagger/`` (a URL relative to /swagger, so it stays inside the stage on AWS).
+
+    Our own route rather than ``enable_swagger``, which imports Powertools' OpenAPI models (~0.1 s) when it is
+    called, i.e. at every cold start; here they load only when the page is asked for. ``?format=json`` answers the
+    document and ``?format=oauth2-redirect`` the OAuth2 redirect page, as Powertools' route does."""
+    from aws_lambda_powertools.event_handler.openapi.swagger_ui import (
+        generate_oauth2_redirect_html,
+        generate_swagger_html,
+    )
+
+    view = (app.current_event.query_string_parameters or {}).get("format")
+    if view == "oauth2-redirect":
+        return Response(200, "text/html", generate_oauth2_redirect_html())
+    # Escaped as Powertools does, so that no "</script>" in the document can end the page's script.
+    spec = openapi_json(_base_path()).replace("</", "<\\/")
+    if view == "json":
+        return Response(200, doc.JSON, spec)
+    base = static.SWAGGER_BASE_URL
+    page = generate_swagger_html(
+        spec, f"{base}/swagger-ui-bundle.min.js", f"{base}/swagger-ui.min.css", base, None, persist_authorization=True
+    )
+    return Response(200, "text/html", page)
+
+
 @app.get("/assets/swagger/<name>", include_in_schema=False)
 def swagger_asset(name: str) -> Response[str]:
     return _static(static.SWAGGER_DIR, name, static.CACHE_A_DAY, allowed=static.SWAGGER_ASSETS)
@@ -391,12 +417,6 @@ def swagger_asset(name: str) -> Response[str]:
 
 app.include_router(batch_routes.router)
 app.include_router(hook_routes.router)
-
-# Swagger UI's page (Powertools): the document inline, the UI's script and styles from ``/assets/swagger/`` (a URL
-# relative to /swagger, so it stays inside the stage on AWS).
-app.enable_swagger(
-    path="/swagger", swagger_base_url=static.SWAGGER_BASE_URL, persist_authorization=True, **doc.OPENAPI_INFO
-)
 
 
 def _static(
@@ -420,7 +440,9 @@ def _base_path() -> str:
 @lru_cache(maxsize=4)
 def openapi_json(base_path: str = "") -> str:
     """The OpenAPI document as JSON (the committed ``openapi.json`` is this, with base path "")."""
-    return app.get_openapi_json_schema(servers=[Server(url=base_path or "/")], **doc.OPENAPI_INFO)
+    from aws_lambda_powertools.event_handler.openapi.models import Server  # only the document needs them
+
+    return app.get_openapi_json_schema(servers=[Server(url=base_path or "/")], **doc.openapi_info())
 
 
 def _accept(spec: JobSpec, tenant: str) -> Job:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, SecurityScheme
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.json_schema import SkipJsonSchema
@@ -39,20 +38,26 @@ Errors are always `{"error": "<message>", "code": "<CODE>"}`, plus `details` whe
 never a 500 for client input. An unknown route is `404 NOT_FOUND`; the gateway answers `429 THROTTLED` when a key
 goes over its usage plan's rate."""
 
-# Passed to both ``get_openapi_json_schema`` and ``enable_swagger`` so that the two show the same document.
-OPENAPI_INFO: dict[str, Any] = {
-    "title": "Serverless Jobs API",
-    "version": API_VERSION,
-    "description": _DESCRIPTION,
-    "tags": ["jobs", "uploads", "stats", "types", "service", "dashboard"],
-    "security_schemes": {
-        API_KEY_SCHEME: APIKey(
-            in_=APIKeyIn.header, name="x-api-key", description="The tenant's API key (API Gateway usage plan)."
-        )
-    },
-    "security": KEYED,
-}
-SECURITY_SCHEMES: dict[str, SecurityScheme] = OPENAPI_INFO["security_schemes"]
+
+def openapi_info() -> dict[str, Any]:
+    """The document's info, tags and security, for ``get_openapi_json_schema``.
+
+    A function, not a constant: Powertools' OpenAPI models (``APIKey``) cost ~0.1 s of import, which every cold
+    start of the API would pay, while only the document's own routes (and its export) need them."""
+    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
+
+    return {
+        "title": "Serverless Jobs API",
+        "version": API_VERSION,
+        "description": _DESCRIPTION,
+        "tags": ["jobs", "uploads", "stats", "types", "service", "dashboard"],
+        "security_schemes": {
+            API_KEY_SCHEME: APIKey(
+                in_=APIKeyIn.header, name="x-api-key", description="The tenant's API key (API Gateway usage plan)."
+            )
+        },
+        "security": KEYED,
+    }
 
 
 # --- error codes ---
@@ -107,7 +112,14 @@ _EXAMPLE_DETAILS: dict[str, Any] = {
 # --- the wire format ---
 
 
-class Error(BaseModel):
+class WireModel(BaseModel):
+    """The base of the models below. They only describe responses and requests for the document (and the tests),
+    so their validators are built on first use (``defer_build``) rather than at every cold start of the API."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class Error(WireModel):
     """Every error the API answers: a message for people, a stable code for programs."""
 
     error: str
@@ -115,7 +127,7 @@ class Error(BaseModel):
     details: Any = Field(default=None, description="Present where useful: the payload's errors, the accepted values.")
 
 
-class HistoryEntry(BaseModel):
+class HistoryEntry(WireModel):
     """One status transition; ``attempt`` and ``error`` appear only where they apply."""
 
     status: JobStatus
@@ -124,7 +136,7 @@ class HistoryEntry(BaseModel):
     error: str | None = Field(default=None, description="The attempt's error (retrying, failed)")
 
 
-class JobProgress(BaseModel):
+class JobProgress(WireModel):
     """Progress a running job reported (written at most every couple of seconds; the last value is kept)."""
 
     percent: float = Field(ge=0, le=100)
@@ -132,7 +144,7 @@ class JobProgress(BaseModel):
     at: str
 
 
-class JobCallback(BaseModel):
+class JobCallback(WireModel):
     """The signed POST of the record to ``callbackUrl`` once the job is final, and how its delivery went."""
 
     url: str
@@ -144,7 +156,7 @@ class JobCallback(BaseModel):
     deliveredAt: str | SkipJsonSchema[None] = None
 
 
-class Job(BaseModel):
+class Job(WireModel):
     """A job as the API shows it (``GET /jobs/{id}``): its payload, status, attempts, result and full history."""
 
     id: str
@@ -169,7 +181,7 @@ class Job(BaseModel):
     callback: JobCallback | SkipJsonSchema[None] = Field(default=None, description="Its completion callback")
 
 
-class JobPage(BaseModel):
+class JobPage(WireModel):
     """A page of jobs, newest first; pass ``nextCursor`` as ``cursor`` for the next page (null on the last)."""
 
     jobs: list[Job] = Field(description="Listings show a stub payload for payloads kept in S3")
@@ -177,7 +189,7 @@ class JobPage(BaseModel):
     nextCursor: str | None
 
 
-class StatusCounts(BaseModel):
+class StatusCounts(WireModel):
     """How many jobs are in each status."""
 
     scheduled: int
@@ -199,38 +211,38 @@ class Stats(StatusCounts):
     failureRate: float = Field(ge=0, le=1)
 
 
-class ThroughputBucket(BaseModel):
+class ThroughputBucket(WireModel):
     minute: str = Field(description="The minute, UTC: 2026-11-23T14:05Z")
     completed: int
     failed: int
 
 
-class Throughput(BaseModel):
+class Throughput(WireModel):
     """Jobs that completed and failed in each of the last ``minutes`` minutes, oldest first."""
 
     minutes: int
     buckets: list[ThroughputBucket]
 
 
-class JobTypeInfo(BaseModel):
+class JobTypeInfo(WireModel):
     name: str
     schema_: dict[str, Any] = Field(alias="schema", description="The payload's JSON Schema")
     description: str
 
 
-class JobTypes(BaseModel):
+class JobTypes(WireModel):
     """The registered job types, by name, with their payloads' JSON Schemas."""
 
     types: list[JobTypeInfo]
 
 
-class Health(BaseModel):
+class Health(WireModel):
     status: Literal["ok"]
     service: str
     timestamp: str
 
 
-class Enqueued(BaseModel):
+class Enqueued(WireModel):
     """The task-queue seed's answer: the message job that was queued."""
 
     queued: Literal[True]
@@ -239,7 +251,7 @@ class Enqueued(BaseModel):
     enqueuedAt: str
 
 
-class UploadTicket(BaseModel):
+class UploadTicket(WireModel):
     """Where to PUT the file: with exactly these headers, before ``expiresAt``; then name ``key`` in a job."""
 
     key: str = Field(description="Under uploads/<tenant>/; give it to an image job as its payload's key")
@@ -249,7 +261,7 @@ class UploadTicket(BaseModel):
     expiresAt: str
 
 
-class FileResult(BaseModel):
+class FileResult(WireModel):
     """A completed job whose result names a file: a presigned GET for it."""
 
     url: str
@@ -258,7 +270,7 @@ class FileResult(BaseModel):
     contentType: str | None = None
 
 
-class InlineResult(BaseModel):
+class InlineResult(WireModel):
     """A completed job whose result is a value."""
 
     result: Any
@@ -274,7 +286,7 @@ def _enum(values: list[str]) -> list[JsonValue]:
 PRINTABLE_PATTERN = r"^[\x21-\x7e]+$"
 
 
-class CreateJobRequest(BaseModel):
+class CreateJobRequest(WireModel):
     """A job to run: a registered type and its payload (``GET /types`` lists each type's payload schema)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -312,13 +324,13 @@ class CreateJobRequest(BaseModel):
     )
 
 
-class EnqueueMessageRequest(BaseModel):
+class EnqueueMessageRequest(WireModel):
     """The task-queue seed's body: a message job (other fields are ignored, as the seed does)."""
 
     message: str = Field(min_length=1, max_length=500, description="1 to 500 characters after trimming")
 
 
-class UploadRequest(BaseModel):
+class UploadRequest(WireModel):
     """The file to upload: its type and exact size (both signed into the URL)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -415,14 +427,14 @@ BATCH_ID = "The batch's id (from POST /jobs/batch)"
 BATCH_STATUS_VALUES = ["running", "completed", "completed_with_failures"]
 
 
-class BatchOnComplete(BaseModel):
+class BatchOnComplete(WireModel):
     """The job enqueued once every child is final; ``jobId`` appears when it has been enqueued."""
 
     type: str
     jobId: str | SkipJsonSchema[None] = Field(default=None, description="Absent until the batch completes")
 
 
-class BatchAccepted(BaseModel):
+class BatchAccepted(WireModel):
     """A fan-out batch as accepted: its id and its children's ids, in the order of the request."""
 
     id: str

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 Clock = Callable[[], int]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def system_clock() -> int:
@@ -14,11 +15,20 @@ def system_clock() -> int:
 
 
 def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # Integer arithmetic: exact to the millisecond, and a few times faster than going through datetime.
+    seconds, millis = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
 def parse_iso_ms(value: str) -> int:
-    return int(datetime.fromisoformat(value).timestamp() * 1000)
+    return epoch_ms(datetime.fromisoformat(value))
+
+
+def epoch_ms(moment: datetime) -> int:
+    """A timezone-aware moment as epoch milliseconds, exactly: ``timestamp() * 1000`` is a float and can land
+    one millisecond short (``...123`` read back as ``...122``)."""
+    elapsed = moment - _EPOCH
+    return (elapsed.days * 86_400 + elapsed.seconds) * 1000 + elapsed.microseconds // 1000
 
 
 def ceil_seconds(ms: int) -> int:

@@ -21,7 +21,7 @@ from aws_lambda_powertools import Logger
 from functions.dal.files import FileStore
 from functions.dal.job_queue import MAX_DELAY_SECONDS, JobQueue
 from functions.dal.jobs_repository import IdempotencyClaim, JobsRepository
-from functions.logic.clock import Clock, ceil_seconds, iso, parse_iso_ms
+from functions.logic.clock import Clock, ceil_seconds, epoch_ms, iso, parse_iso_ms
 from functions.logic.job_types import get_job_type
 from functions.logic.net import InvalidUrl, check_url
 from functions.logic.payloads import offload_if_large
@@ -121,7 +121,8 @@ def parse_job_spec(body: Any, now_ms: int, idempotency_header: str | None = None
         group_id=group_id,
         callback_url=callback_url,
         idempotency_key=idempotency_key,
-        fingerprint=request_fingerprint(body),
+        # Only a keyed request is ever compared with another one.
+        fingerprint=request_fingerprint(body) if idempotency_key else "",
     )
 
 
@@ -334,7 +335,7 @@ def _run_at_option(value: Any, now_ms: int) -> int | None:
         raise InvalidOption(message) from exc
     if parsed.tzinfo is None:
         raise InvalidOption(message)
-    run_at_ms = int(parsed.timestamp() * 1000)
+    run_at_ms = epoch_ms(parsed)
     if run_at_ms - now_ms > MAX_DELAY_OPTION_SECONDS * 1000:
         raise InvalidOption(message)
     return run_at_ms if run_at_ms > now_ms else None  # the past means now

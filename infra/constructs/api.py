@@ -162,7 +162,7 @@ class JobsApi(Construct):
                 "dynamodb:UpdateItem",
                 "dynamodb:ConditionCheckItem",
                 "dynamodb:Query",
-                "dynamodb:BatchGetItem",  # GET /batches/{id} reads its children's statuses
+                "dynamodb:BatchGetItem",  # GET /batches/{id} reads its children, GET /jobs its page of records
             ],
             [tables.jobs.table_arn],
         )

@@ -7,6 +7,8 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
+from functions.dal.jobs_repository import LISTING_INDEX_ATTRIBUTES
+
 # Index names and keys; functions/dal/jobs_repository.py queries these (a test keeps the two in step).
 INDEX_BY_TENANT = "by-tenant"
 INDEX_BY_STATUS = "by-status"
@@ -35,11 +37,15 @@ class JobsTables(Construct):
         super().__init__(scope, construct_id)
         self.jobs = self._table("Jobs", removal_policy, time_to_live_attribute=TTL_ATTRIBUTE)
         for index_name, (partition, sort) in JOBS_INDEXES.items():
+            listing = index_name in API_INDEXES
             self.jobs.add_global_secondary_index(
                 index_name=index_name,
                 partition_key=_string(partition),
                 sort_key=_string(sort),
-                projection_type=dynamodb.ProjectionType.ALL,
+                # Listing: keys and the filtered attributes, so a running job's updates don't rewrite the index (the
+                # API reads the page's records by key). The sweeper reads whole records from its sparse index.
+                projection_type=dynamodb.ProjectionType.INCLUDE if listing else dynamodb.ProjectionType.ALL,
+                non_key_attributes=list(LISTING_INDEX_ATTRIBUTES) if listing else None,
             )
         # Status counters never expire; the per-minute throughput items carry ``expiresAt``.
         self.stats = self._table("Stats", removal_policy, time_to_live_attribute="expiresAt")

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from aws_cdk import CopyOptions, FileSystem
 
 from functions.settings import Settings
 from infra.config import AWS_CONFIG
 from infra.constructs.api import API_HANDLER
-from infra.constructs.function import (
-    ASSET_EXCLUDE,
-    ASSET_IGNORE_MODE,
-    powertools_layer_parameter,
-    service_environment,
-)
+from infra.constructs.function import code_with_bytecode, powertools_layer_parameter, service_environment
 from infra.constructs.queue_consumer import CONSUMER_HANDLER, ORDERED_CONSUMER_HANDLER
 from infra.constructs.sweeper import SWEEPER_HANDLER
 from tests.infrastructure.conftest import REPO_ROOT, Synthesized
@@ -173,7 +169,20 @@ def test_switching_tracing_off_tells_the_handlers() -> None:
     assert env["POWERTOOLS_TRACE_DISABLED"] == "true"
 
 
-def test_code_asset_holds_the_functions_package_only(synthesized: Synthesized) -> None:
+def _sources() -> set[str]:
+    return {
+        p.relative_to(REPO_ROOT).as_posix()
+        for p in (REPO_ROOT / "functions").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    }
+
+
+def _bytecode_of(sources: set[str]) -> set[str]:
+    """Where Python looks for each module's bytecode: functions/x/__pycache__/y.cpython-311.pyc."""
+    return {Path(importlib.util.cache_from_source(f)).as_posix() for f in sources if f.endswith(".py")}
+
+
+def test_code_asset_holds_the_functions_package_and_its_bytecode_only(synthesized: Synthesized) -> None:
     # Given the one code asset all functions share
     keys = {p["Code"]["S3Key"] for _, p in all_functions(synthesized.resources)}
     assert len(keys) == 1
@@ -181,42 +190,32 @@ def test_code_asset_holds_the_functions_package_only(synthesized: Synthesized) -
 
     # When its files are listed
     files = {p.relative_to(asset_dir).as_posix() for p in asset_dir.rglob("*") if p.is_file()}
-    sources = {
-        p.relative_to(REPO_ROOT).as_posix()
-        for p in (REPO_ROOT / "functions").rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
-    }
 
-    # Then it is exactly the functions package, without caches, with the handlers in it
-    assert files == sources
-    assert all(f.startswith("functions/") for f in files)
+    # Then it is exactly the functions package, each module with its bytecode (this is Lambda's Python 3.11)
+    assert f"python{sys.version_info.major}.{sys.version_info.minor}" == AWS_CONFIG.python_version
+    assert files == _sources() | _bytecode_of(_sources())
     assert {"functions/handlers/api.py", "functions/handlers/consumer.py", "functions/handlers/sweeper.py"} <= files
 
 
-def test_asset_patterns_keep_the_package_and_drop_caches_and_everything_else(tmp_path: Path) -> None:
-    # Given a repository-like tree with caches inside the package and other top-level files and folders
-    repo, staged = tmp_path / "repo", tmp_path / "staged"
-    for name in (
-        "functions/__init__.py",
-        "functions/handlers/api.py",
-        "functions/handlers/__pycache__/api.cpython-311.pyc",
-        "functions/logic/stray.pyc",
-        ".venv/lib/site.py",
-        "node_modules/aws-cdk/index.js",
-        "tests/unit/test_x.py",
-        "local/functions/shadow.py",
-        "app.py",
-        "README.md",
-    ):
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        (repo / name).write_text("x")
+def test_the_bytecode_is_hash_based_and_the_same_for_the_same_sources() -> None:
+    # Given the package staged twice
+    first, second = code_with_bytecode(AWS_CONFIG.python_version), code_with_bytecode(AWS_CONFIG.python_version)
+    compiled = sorted(p.relative_to(first) for p in first.rglob("*.pyc"))
+    assert compiled
 
-    # When CDK stages it with the stack's asset patterns
-    FileSystem.copy_directory(str(repo), str(staged), CopyOptions(exclude=ASSET_EXCLUDE, ignore_mode=ASSET_IGNORE_MODE))
+    # Then every .pyc is hash-based and unchecked (PEP 552 flags 0b01: no timestamps, which the zip drops), and
+    # the two stagings are byte for byte the same (a redeploy of unchanged code changes nothing)
+    for relative in compiled:
+        data = (first / relative).read_bytes()
+        assert int.from_bytes(data[4:8], "little") == 0b01, relative
+        assert data == (second / relative).read_bytes(), relative
 
-    # Then only the package's sources are left
+
+def test_with_another_python_only_the_sources_are_staged() -> None:
+    # When the runtime is a Python other than this one, Then its bytecode would never load: none is shipped
+    staged = code_with_bytecode("python3.99")
     files = {p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()}
-    assert files == {"functions/__init__.py", "functions/handlers/api.py"}
+    assert files == _sources()
 
 
 def test_no_statement_allows_a_wildcard_action(resources: Resources) -> None:

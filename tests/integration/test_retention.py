@@ -70,3 +70,35 @@ def test_an_expired_job_is_gone_for_the_api_before_ttl_deletes_it_and_stats_stay
     )
     assert service.stats() == stats_before
     assert stats_before["completed"] == 2
+
+
+def test_pages_stay_full_when_expired_jobs_sit_among_the_listed_ones(service: Service) -> None:
+    # Given five completed jobs, the second and third newest of which have expired (TTL has not deleted them)
+    ids = [service.create_job(ok_job(f"page-{n}.png"))["id"] for n in range(5)]
+    service.drain()
+    newest_first = [job["id"] for job in service.api("GET", "/jobs", query={"limit": "5"})[1]["jobs"]]
+    assert sorted(newest_first) == sorted(ids)
+    for expired in newest_first[1:3]:
+        service.dynamodb.update_item(
+            TableName=service.settings.jobs_table,
+            Key={"pk": {"S": record_key(TENANT_A, expired)}},
+            UpdateExpression="SET expiresAt = :past",
+            ExpressionAttributeValues={":past": {"N": "1"}},
+        )
+
+    # When they are listed two at a time
+    pages: list[list[str]] = []
+    query = {"limit": "2"}
+    while True:
+        response = service.api("GET", "/jobs", query=query)
+        assert response[0] == 200, response
+        body = response[1]
+        pages.append([job["id"] for job in body["jobs"]])
+        if not body.get("nextCursor"):
+            break
+        query = {"limit": "2", "cursor": body["nextCursor"]}
+
+    # Then the first page is still full (the listing reads on past the expired ones) and each live job shows once
+    live = [newest_first[0], *newest_first[3:]]
+    assert pages[0] == live[:2]
+    assert [job_id for page in pages for job_id in page] == live

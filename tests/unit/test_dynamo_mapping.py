@@ -208,3 +208,46 @@ def test_a_cursor_whose_record_key_belongs_to_another_tenant_is_invalid_query() 
 def test_a_deeply_nested_cursor_is_invalid_query_not_a_crash() -> None:
     with pytest.raises(InvalidQuery):
         _decode_cursor(_b64(b"[" * 1000), *STATUS_KEYS, "tenant-a#pending")
+
+
+class ListingClient:
+    """A DynamoDB client for one listing: the index answers keys, BatchGetItem the records (one key left over once)."""
+
+    def __init__(self, index_items: list[dict[str, Any]], records: dict[str, dict[str, Any]]) -> None:
+        self.index_items = index_items
+        self.records = records
+        self.batch_calls = 0
+
+    def query(self, **request: Any) -> dict[str, Any]:
+        return {"Items": self.index_items[: request["Limit"]]}
+
+    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        self.batch_calls += 1
+        keys = [key["pk"]["S"] for key in RequestItems["jobs"]["Keys"]]
+        answered, unprocessed = (keys[:-1], keys[-1:]) if self.batch_calls == 1 else (keys, [])
+        response: dict[str, Any] = {"Responses": {"jobs": [self.records[k] for k in answered if k in self.records]}}
+        if unprocessed:
+            response["UnprocessedKeys"] = {"jobs": {"Keys": [{"pk": {"S": k}} for k in unprocessed]}}
+        return response
+
+
+def test_a_listing_reads_its_records_by_key_in_index_order_and_drops_those_that_moved_on(clock: FakeClock) -> None:
+    # Given an index page of four pending jobs (newest first), whose records say: one has started since, one is
+    # gone, and BatchGetItem leaves one key unprocessed on its first call
+    repo = DynamoJobsRepository(client=None, jobs_table="jobs", stats_table="stats", stats_shards=8, sweep_shards=4)
+    jobs = [make_job(clock, job_id=f"00000000-0000-4000-8000-00000000000{n}") for n in range(4)]
+    items = {job.id: repo._to_item(job) for job in jobs}
+    moved_on = repo._to_item(jobs[1].model_copy(update={"status": JobStatus.PROCESSING}))
+    index_items = [{name: items[job.id][name] for name in ("pk", "tenantStatus", "createdKey", "type")} for job in jobs]
+    records = {items[job.id]["pk"]["S"]: items[job.id] for job in (jobs[0], jobs[3])}
+    records[moved_on["pk"]["S"]] = moved_on
+    client = ListingClient(index_items, records)
+    repo._ddb = client
+
+    # When the pending jobs are listed
+    page = repo.list_page(jobs[0].tenant, JobStatus.PENDING, None, limit=10, cursor=None)
+
+    # Then the page holds the two that are still pending, in the index's order, the left-over key read again
+    assert [job.id for job in page.jobs] == [jobs[0].id, jobs[3].id]
+    assert client.batch_calls == 2
+    assert page.next_cursor is None

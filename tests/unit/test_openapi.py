@@ -21,7 +21,7 @@ from functions.models.job import JobStatus
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "openapi.json"
 METHODS = ("get", "post", "put", "patch", "delete")
-# Routes Powertools registers outside the document: Swagger UI's page and its two assets.
+# Routes outside the document: Swagger UI's page and its assets.
 UNDOCUMENTED = {("GET", "/swagger"), ("GET", "/assets/swagger/{name}")}
 OPEN = {("GET", "/health"), ("GET", "/openapi.json"), ("GET", "/"), ("GET", "/assets/{name}")}
 

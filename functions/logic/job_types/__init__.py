@@ -4,10 +4,10 @@ package imports them all, so adding a type is adding a module."""
 import importlib
 import pkgutil
 
-from functions.logic.job_types.registry import JobContext, JobType, get_job_type, job_type, registered_types
+from functions.logic.job_types.registry import JobContext, JobType, Payload, get_job_type, job_type, registered_types
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "registry":
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["JobContext", "JobType", "get_job_type", "job_type", "registered_types"]
+__all__ = ["JobContext", "JobType", "Payload", "get_job_type", "job_type", "registered_types"]

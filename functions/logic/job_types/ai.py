@@ -5,12 +5,14 @@ The provider is chosen by ``Settings.ai_provider`` (see ``functions.logic.ai_pro
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
-from functions.logic.ai_providers import provider_for
-from functions.logic.job_types.registry import JobContext, job_type
+from functions.logic.job_types.registry import JobContext, Payload, job_type
+
+if TYPE_CHECKING:
+    from functions.logic.ai_providers import AiProvider
 
 MAX_INPUT_CHARS = 8000
 # A Bedrock model id, inference profile id or ARN.
@@ -23,7 +25,14 @@ def _not_blank(value: str) -> str:
     return value
 
 
-class EmbeddingPayload(BaseModel):
+def _provider(ctx: JobContext) -> AiProvider:
+    # Imported here: every function imports the job types, and only these two jobs need the providers.
+    from functions.logic.ai_providers import provider_for
+
+    return provider_for(ctx.settings, ctx.client)
+
+
+class EmbeddingPayload(Payload):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(min_length=1, max_length=MAX_INPUT_CHARS)
@@ -32,7 +41,7 @@ class EmbeddingPayload(BaseModel):
     _text = field_validator("text")(_not_blank)
 
 
-class ContentPayload(BaseModel):
+class ContentPayload(Payload):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     prompt: str = Field(min_length=1, max_length=MAX_INPUT_CHARS)
@@ -44,7 +53,7 @@ class ContentPayload(BaseModel):
 
 @job_type("generate-embedding", payload=EmbeddingPayload)
 def generate_embedding(payload: EmbeddingPayload, ctx: JobContext) -> dict[str, Any]:
-    provider = provider_for(ctx.settings, ctx.client)
+    provider = _provider(ctx)
     embedding = provider.embed(payload.text, payload.model)
     return {
         "embedding": embedding.vector,
@@ -57,7 +66,7 @@ def generate_embedding(payload: EmbeddingPayload, ctx: JobContext) -> dict[str, 
 
 @job_type("generate-content", payload=ContentPayload)
 def generate_content(payload: ContentPayload, ctx: JobContext) -> dict[str, Any]:
-    provider = provider_for(ctx.settings, ctx.client)
+    provider = _provider(ctx)
     generation = provider.generate(payload.prompt, payload.max_tokens, payload.model)
     return {
         "text": generation.text,

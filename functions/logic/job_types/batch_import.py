@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
-from functions.logic.job_types.registry import JobContext, job_type
+from functions.logic.job_types.registry import JobContext, Payload, job_type
 from functions.models.errors import JobFailure, PermanentJobError, RetryableJobError
 
 MAX_ITEMS = 1000
@@ -41,7 +41,7 @@ def item_json(item: dict[str, Any]) -> str:
     return json.dumps(item, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-class BatchImportPayload(BaseModel):
+class BatchImportPayload(Payload):
     model_config = ConfigDict(extra="forbid")
 
     namespace: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")

@@ -6,13 +6,13 @@ import hashlib
 import time
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
-from functions.logic.job_types.registry import JobContext, job_type
+from functions.logic.job_types.registry import JobContext, Payload, job_type
 from functions.models.errors import RetryableJobError
 
 
-class SimulatePayload(BaseModel):
+class SimulatePayload(Payload):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     action: Literal["resize", "fetch"] = "resize"
@@ -43,7 +43,7 @@ def simulate(payload: SimulatePayload, ctx: JobContext) -> str:
         for step in range(1, payload.steps + 1):
             time.sleep(payload.duration_ms / 1000 / payload.steps)
             ctx.report_progress(100 * step / payload.steps, f"{payload.action} step {step} of {payload.steps}")
-    else:
+    elif payload.duration_ms:  # sleep(0) is still a system call and a thread switch
         time.sleep(payload.duration_ms / 1000)
     if payload.should_fail:
         raise RetryableJobError(f"Simulated failure of {payload.action} (shouldFail)")
@@ -54,7 +54,7 @@ def simulate(payload: SimulatePayload, ctx: JobContext) -> str:
     return f"Fetched {payload.target} (simulated)"
 
 
-class MessagePayload(BaseModel):
+class MessagePayload(Payload):
     model_config = ConfigDict(extra="forbid")
 
     message: str = Field(min_length=1, max_length=500)

@@ -31,9 +31,9 @@ from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 from urllib.robotparser import RobotFileParser
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
-from functions.logic.job_types.registry import JobContext, job_type
+from functions.logic.job_types.registry import JobContext, Payload, job_type
 from functions.logic.net import (
     BlockedAddress,
     InvalidUrl,
@@ -73,7 +73,7 @@ _SAFE_QUERY = _SAFE_PATH + "?"
 HttpUrl = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(validate_http_url)]
 
 
-class CrawlPayload(BaseModel):
+class CrawlPayload(Payload):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     url: HttpUrl

@@ -10,9 +10,9 @@ import re
 from typing import Annotated, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator
 
-from functions.logic.job_types.registry import JobContext, job_type
+from functions.logic.job_types.registry import JobContext, Payload, job_type
 from functions.models.errors import JobFailure, PermanentJobError, RetryableJobError
 
 MAX_RECIPIENTS = 50  # SES's limit per message
@@ -34,7 +34,7 @@ def valid_address(value: str) -> str:
 Address = Annotated[str, AfterValidator(valid_address)]
 
 
-class EmailPayload(BaseModel):
+class EmailPayload(Payload):
     model_config = ConfigDict(extra="forbid")
 
     to: list[Address] = Field(min_length=1, max_length=MAX_RECIPIENTS)

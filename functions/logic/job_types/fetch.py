@@ -11,9 +11,9 @@ import hashlib
 from typing import Annotated, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator
 
-from functions.logic.job_types.registry import JobContext, job_type
+from functions.logic.job_types.registry import JobContext, Payload, job_type
 from functions.logic.net import NetError, SafeHttpClient, job_failure, status_failure, validate_http_url
 from functions.models.errors import RetryableJobError
 from functions.settings import Settings
@@ -26,7 +26,7 @@ def fetched_key(job_id: str) -> str:
     return f"fetched/{job_id}"
 
 
-class FetchPayload(BaseModel):
+class FetchPayload(Payload):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     url: HttpUrl

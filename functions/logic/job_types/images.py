@@ -12,9 +12,9 @@ import threading
 from typing import TYPE_CHECKING, Any, Self
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from functions.logic.job_types.registry import JobContext, job_type
+from functions.logic.job_types.registry import JobContext, Payload, job_type
 from functions.models.errors import JobFailure, PermanentJobError, RetryableJobError
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ JPEG_QUALITY = 90
 _PILLOW_GUARD = threading.Lock()
 
 
-class ImagePayload(BaseModel):
+class ImagePayload(Payload):
     """``image-grayscale``: optional width/height also resize."""
 
     model_config = ConfigDict(extra="forbid")

@@ -1,5 +1,7 @@
 """Job types: name -> payload model -> handler, registered in one place with a decorator.
 
+    class ResizePayload(Payload): ...
+
     @job_type("resize-image", payload=ResizePayload)
     def resize(payload: ResizePayload, ctx: JobContext) -> dict: ...
 
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from functions.models.errors import InvalidPayload, InvalidType
 from functions.settings import Settings
@@ -25,6 +27,16 @@ def _default_client(service: str) -> Any:
     from functions.dal.clients import client
 
     return client(service)
+
+
+class Payload(BaseModel):
+    """The base of the payload models.
+
+    ``defer_build``: a model's validator is built when it first validates a payload, not when its module is
+    imported. Every type is imported with the package, but a container only pays for the types it sees. (pydantic
+    2.14 builds a deferred model under a lock, so the local stack's threads may first use one at the same time.)"""
+
+    model_config = ConfigDict(defer_build=True)
 
 
 PayloadT = TypeVar("PayloadT", bound=BaseModel)

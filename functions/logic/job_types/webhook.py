@@ -21,10 +21,10 @@ import re
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, JsonValue, field_validator
 
 from functions.dal.secrets import WebhookSecrets
-from functions.logic.job_types.registry import JobContext, job_type
+from functions.logic.job_types.registry import JobContext, Payload, job_type
 from functions.logic.net import FORBIDDEN_REQUEST_HEADERS, NetError, SafeHttpClient, job_failure, validate_http_url
 from functions.logic.net import status_failure as _status_failure
 
@@ -45,7 +45,7 @@ _RESERVED_HEADERS = frozenset(
 HttpUrl = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(validate_http_url)]
 
 
-class WebhookPayload(BaseModel):
+class WebhookPayload(Payload):
     model_config = ConfigDict(extra="forbid")
 
     url: HttpUrl

@@ -1,0 +1,94 @@
+"""What the functions' cold starts leave unloaded: Powertools' OpenAPI machinery in the API (its own Swagger route,
+which loads it on demand, answers exactly what Powertools' ``enable_swagger`` route would) and Powertools' pydantic
+parser models in the consumer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.event_handler.openapi.models import OpenAPI
+
+from functions.handlers import openapi as doc
+from functions.handlers import static
+from functions.handlers.api import app
+from functions.handlers.http import RequestScopedResolver
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PROBE = """
+import json, sys
+before = set(sys.modules)
+__import__(sys.argv[1])
+print(json.dumps([name for name in set(sys.modules) - before if name.startswith(sys.argv[2])]))
+"""
+
+
+def modules_loaded(handler: str, prefix: str) -> set[str]:
+    """The modules under ``prefix`` that importing ``handler`` loads in a fresh interpreter, as on a cold start."""
+    env = {"AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true", "PATH": "/usr/bin:/bin"}
+    command = [sys.executable, "-c", PROBE, handler, prefix]
+    out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    return set(json.loads(out.stdout))
+
+
+def test_importing_the_api_function_loads_neither_openapi_models_nor_swagger_ui() -> None:
+    # When the API's handler module is imported in a fresh interpreter
+    loaded = modules_loaded("functions.handlers.api", "aws_lambda_powertools.event_handler.openapi")
+    # Then Powertools' OpenAPI models (~0.1 s) and Swagger UI's module (which imports them) were not loaded
+    assert "aws_lambda_powertools.event_handler.openapi.params" in loaded  # the probe sees the package's modules
+    assert {name for name in loaded if name.endswith((".models", ".swagger_ui", ".oauth2"))} == set()
+
+
+def test_importing_the_consumer_loads_no_parser_models() -> None:
+    # When the consumer's handler module is imported in a fresh interpreter
+    loaded = modules_loaded("functions.handlers.consumer", "aws_lambda_powertools.utilities")
+    # Then Powertools' batch module was loaded before pydantic: had pydantic come first, it would also have loaded
+    # its pydantic parser models of every event source (tens of milliseconds)
+    assert "aws_lambda_powertools.utilities.batch" in loaded
+    assert {name for name in loaded if ".parser" in name} == set()
+
+
+class PowertoolsSwagger(RequestScopedResolver):
+    """A resolver with Powertools' own Swagger route, showing the API's document."""
+
+    def get_openapi_schema(self, **kwargs: Any) -> OpenAPI:
+        return app.get_openapi_schema(**kwargs)
+
+
+def swagger_event(query: dict[str, str] | None, stage: str | None) -> dict[str, Any]:
+    path = "/swagger"
+    return {
+        "httpMethod": "GET",
+        "path": path,
+        "resource": path,
+        "headers": {},
+        "multiValueHeaders": {},
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": {name: [value] for name, value in query.items()} if query else None,
+        "body": None,
+        "isBase64Encoded": False,
+        "requestContext": {"path": f"/{stage}{path}" if stage else path, "stage": stage or "local", "identity": {}},
+    }
+
+
+@pytest.mark.parametrize("stage", [None, "prod"])
+@pytest.mark.parametrize("query", [None, {"format": "json"}, {"format": "oauth2-redirect"}])
+def test_the_swagger_route_answers_what_powertools_enable_swagger_does(
+    query: dict[str, str] | None, stage: str | None
+) -> None:
+    # Given Powertools' Swagger route, set up as the API used to set it up, over the same document
+    reference = PowertoolsSwagger()
+    reference.enable_swagger(
+        path="/swagger", swagger_base_url=static.SWAGGER_BASE_URL, persist_authorization=True, **doc.openapi_info()
+    )
+    # When the same request reaches both
+    ours = app.resolve(swagger_event(query, stage), None)  # type: ignore[arg-type]
+    theirs = reference.resolve(swagger_event(query, stage), None)  # type: ignore[arg-type]
+    # Then the answers are the same, byte for byte
+    assert ours["statusCode"] == 200
+    assert ours == theirs
