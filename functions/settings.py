@@ -43,10 +43,17 @@ class Settings:
     # Inbound webhooks (POST /hooks/{type}): a tenant's verification secret, if it configured one, is the secret
     # named ``<prefix><tenant>``.
     ingest_secret_prefix: str = "jobs/ingest-signing/"
-    # Counters are spread over this many items per tenant so no single key takes every write.
-    stats_shards: int = 8
-    # The sweeper's index is spread the same way.
-    sweep_shards: int = 4
+    # Spreading a hot key's writes (DynamoDB allows 1,000 writes/s per partition key; bench/hotkeys.py sizes these
+    # for 10,000 jobs/s of one tenant). Each may grow on a live table, never shrink (jobs_repository.py).
+    # Status counters, per tenant: ~4 updates per job, 2 write units each (they are transaction items).
+    stats_shards: int = 128
+    # The per-minute completed/failed counters, per tenant: one update per job, 2 write units.
+    throughput_shards: int = 32
+    # The sweeper's index, for all tenants: a put and a delete per job.
+    sweep_shards: int = 32
+    # The listing indexes' keys (tenant, tenant+status, tenant+type): a status's key takes a put and a delete per
+    # attempt; a listing page queries every shard.
+    listing_shards: int = 32
     backoff_base_seconds: float = 2.0
     backoff_cap_seconds: float = 300.0
     # A pending job whose message was never sent is re-sent after this long.

@@ -62,8 +62,11 @@ class ServiceConfig:
     sweeper_interval_seconds: int = 60
     sweeper_timeout_seconds: int = 60
     sweeper_memory_mb: int = 512
-    stats_shards: int = 8
-    sweep_shards: int = 4
+    # Hot-key spreading; the reasons and the rule (grow, never shrink) are in functions/settings.py.
+    stats_shards: int = 128
+    throughput_shards: int = 32
+    sweep_shards: int = 32
+    listing_shards: int = 32
     backoff_base_seconds: float = 2.0
     backoff_cap_seconds: float = 300.0
     pending_grace_seconds: int = 120
@@ -148,7 +151,9 @@ class ServiceConfig:
             callback_max_attempts=self.callback_max_attempts,
             job_retention_days=self.job_retention_days,
             stats_shards=self.stats_shards,
+            throughput_shards=self.throughput_shards,
             sweep_shards=self.sweep_shards,
+            listing_shards=self.listing_shards,
             backoff_base_seconds=self.backoff_base_seconds,
             backoff_cap_seconds=self.backoff_cap_seconds,
             pending_grace_seconds=self.pending_grace_seconds,

@@ -269,10 +269,10 @@ def create_resources(config: ServiceConfig) -> LocalResources:
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         AttributeDefinitions=[
             {"AttributeName": name, "AttributeType": "S"}
-            for name in ("pk", "tenant", "tenantStatus", "tenantType", "createdKey", "sweepShard", "sweepAt")
+            for name in ("pk", "tenantKey", "tenantStatus", "tenantType", "createdKey", "sweepShard", "sweepAt")
         ],
         GlobalSecondaryIndexes=[
-            _index("by-tenant", "tenant", "createdKey", LISTING_PROJECTION),
+            _index("by-tenant", "tenantKey", "createdKey", LISTING_PROJECTION),
             _index("by-status", "tenantStatus", "createdKey", LISTING_PROJECTION),
             _index("by-type", "tenantType", "createdKey", LISTING_PROJECTION),
             _index("by-sweep", "sweepShard", "sweepAt", {"ProjectionType": "ALL"}),

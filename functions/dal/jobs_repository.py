@@ -3,6 +3,11 @@
 Every write is conditional on the record's ``version``: a transition is read -> decide -> write, and a writer that
 lost a race gets ``ConcurrentUpdate`` and decides again from a fresh read. A status change and its counter update
 share one transaction, so the counters are exact however the writers interleave or crash.
+
+No partition key takes a tenant's whole traffic (DynamoDB allows 1,000 writes/s per key): counters are spread
+over ``stats_shards`` items, the per-minute throughput over ``throughput_shards``, and every index key carries a
+shard of the job id (``listing_shards``, ``sweep_shards``). A listing queries each shard of its key and merges
+them newest first. Shard counts may grow on a live table (the old shards stay in range), never shrink.
 """
 
 from __future__ import annotations
@@ -10,10 +15,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import heapq
+import itertools
 import json
 import random
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -52,7 +61,7 @@ LISTING_INDEX_ATTRIBUTES = ("type",)
 
 # index name -> (partition key attribute, sort key attribute)
 _INDEX_KEYS = {
-    INDEX_BY_TENANT: ("tenant", "createdKey"),
+    INDEX_BY_TENANT: ("tenantKey", "createdKey"),
     INDEX_BY_STATUS: ("tenantStatus", "createdKey"),
     INDEX_BY_TYPE: ("tenantType", "createdKey"),
 }
@@ -103,8 +112,21 @@ def idempotency_key_item(tenant: str, key: str) -> str:
     return f"{tenant}#idem#{hashlib.sha256(key.encode()).hexdigest()}"
 
 
+def key_shard(job_id: str, shards: int) -> int:
+    """A job's shard among ``shards``: stable (a hash of its id), so its index keys never move between writes."""
+    return int(hashlib.sha256(job_id.encode()).hexdigest()[:8], 16) % shards
+
+
 def sweep_shard(job_id: str, shards: int) -> str:
-    return str(int(hashlib.sha256(job_id.encode()).hexdigest()[:8], 16) % shards)
+    return str(key_shard(job_id, shards))
+
+
+# A listing's first round queries its shards concurrently (boto3 clients are thread-safe); later refills of a
+# shard are rare and sequential.
+_LISTING_CONCURRENCY = 16
+# A shard's first query asks for about twice its even share of the page, at least this many.
+_MIN_SHARD_PAGE = 4
+_MAX_CURSOR_KEY = 300
 
 
 class DynamoJobsRepository:
@@ -115,6 +137,9 @@ class DynamoJobsRepository:
         stats_table: str,
         stats_shards: int,
         sweep_shards: int,
+        *,
+        listing_shards: int,
+        throughput_shards: int,
         retention_seconds: int = 0,
     ) -> None:
         self._ddb = client
@@ -122,6 +147,8 @@ class DynamoJobsRepository:
         self._stats_table = stats_table
         self._stats_shards = stats_shards
         self._sweep_shards = sweep_shards
+        self._listing_shards = listing_shards
+        self._throughput_shards = throughput_shards
         # Final jobs carry ``expiresAt`` (DynamoDB TTL) this long after they ended; 0 keeps them forever.
         self._retention_seconds = retention_seconds
 
@@ -279,7 +306,7 @@ class DynamoJobsRepository:
         # Per-minute completions and failures for the dashboard's chart, sharded like the counters; the items
         # expire after THROUGHPUT_RETENTION_SECONDS (DynamoDB TTL on ``expiresAt``).
         minute = minute_key(at)
-        shard = random.randrange(self._stats_shards)
+        shard = random.randrange(self._throughput_shards)
         expires = int(datetime.fromisoformat(at).timestamp()) + THROUGHPUT_RETENTION_SECONDS
         return {
             "Update": {
@@ -337,105 +364,110 @@ class DynamoJobsRepository:
             index, partition = INDEX_BY_TYPE, f"{tenant}#{job_type}"
         else:
             index, partition = INDEX_BY_TENANT, tenant
-        pk_attr, sk_attr = _INDEX_KEYS[index]
-        query: dict[str, Any] = {
-            "TableName": self._jobs_table,
-            "IndexName": index,
-            "KeyConditionExpression": "#p = :p",
-            "ExpressionAttributeNames": {"#p": pk_attr},
-            "ExpressionAttributeValues": {":p": {"S": partition}},
-            "ScanIndexForward": False,  # newest first
-        }
-        if status is not None and job_type is not None:
-            # Both filters: the status index narrows, the type is filtered; we keep reading until the page is full.
-            query["FilterExpression"] = "#t = :t"
-            query["ExpressionAttributeNames"]["#t"] = "type"
-            query["ExpressionAttributeValues"][":t"] = {"S": job_type}
-        start_key = _decode_cursor(cursor, pk_attr, sk_attr, partition) if cursor else None
+        sk_attr = _INDEX_KEYS[index][1]
+        after = _decode_cursor(cursor, index, partition) if cursor else None
+        shard_page = min(limit, max(_MIN_SHARD_PAGE, -(-2 * limit // self._listing_shards)))
+        readers = [
+            _ShardReader(
+                self._ddb, self._shard_query(index, f"{partition}#{shard}", after, status, job_type), shard_page
+            )
+            for shard in range(self._listing_shards)
+        ]
+        if len(readers) > 1:
+            with ThreadPoolExecutor(max_workers=min(_LISTING_CONCURRENCY, len(readers))) as pool:
+                list(pool.map(_ShardReader.fetch, readers))
+        # createdKey is "<createdAt>#<id>": unique, so newest first across shards is a merge on it.
+        merged = heapq.merge(*(reader.items() for reader in readers), key=lambda item: item[sk_attr]["S"], reverse=True)
 
         # The listing indexes hold keys and the type only (LISTING_INDEX_ATTRIBUTES), so that a job's updates do not
-        # rewrite them; each page of keys is then read in one BatchGetItem.
+        # rewrite them; each chunk of keys is then read in one BatchGetItem.
         jobs: list[Job] = []
         last_item: dict[str, Any] | None = None
         while len(jobs) < limit:
-            page_query = dict(query, Limit=limit - len(jobs))
-            if start_key:
-                page_query["ExclusiveStartKey"] = start_key
-            try:
-                response = self._ddb.query(**page_query)
-            except (ClientError, BotoCoreError) as exc:
-                raise StorageError(f"DynamoDB query failed: {exc}") from exc
-            items = response.get("Items", [])
-            records = self._records([item["pk"]["S"] for item in items])
-            for item in items:
+            chunk = list(itertools.islice(merged, limit - len(jobs)))
+            if not chunk:
+                break
+            records = self._records([item["pk"]["S"] for item in chunk])
+            for item in chunk:
                 job = records.get(item["pk"]["S"])
                 # Left out: expired records (waiting for DynamoDB's TTL sweep, already gone for the API), and, the
                 # index being eventually consistent, a record that has moved to another status since.
                 if job is not None and (status is None or job.status == status):
                     jobs.append(job)
                 last_item = item
-            start_key = response.get("LastEvaluatedKey")
-            if not start_key:
-                break
-        more = start_key is not None
+        more = next(merged, None) is not None
         next_cursor = None
         if more and last_item is not None:
-            next_cursor = _encode_cursor({name: last_item[name]["S"] for name in ("pk", pk_attr, sk_attr)})
+            next_cursor = _encode_cursor({"i": index, "p": partition, "after": last_item[sk_attr]["S"]})
         return JobPage(jobs=jobs, next_cursor=next_cursor)
 
+    def _shard_query(
+        self, index: str, shard_partition: str, after: str | None, status: JobStatus | None, job_type: str | None
+    ) -> dict[str, Any]:
+        pk_attr, sk_attr = _INDEX_KEYS[index]
+        query: dict[str, Any] = {
+            "TableName": self._jobs_table,
+            "IndexName": index,
+            "KeyConditionExpression": "#p = :p",
+            "ExpressionAttributeNames": {"#p": pk_attr},
+            "ExpressionAttributeValues": {":p": {"S": shard_partition}},
+            "ScanIndexForward": False,  # newest first
+        }
+        if after is not None:
+            query["KeyConditionExpression"] += " AND #k < :after"
+            query["ExpressionAttributeNames"]["#k"] = sk_attr
+            query["ExpressionAttributeValues"][":after"] = {"S": after}
+        if status is not None and job_type is not None:
+            # Both filters: the status index narrows, the type is filtered; a shard reads on until it yields.
+            query["FilterExpression"] = "#t = :t"
+            query["ExpressionAttributeNames"]["#t"] = "type"
+            query["ExpressionAttributeValues"][":t"] = {"S": job_type}
+        return query
+
     def _records(self, keys: list[str]) -> dict[str, Job]:
-        """The live job records under these ``pk``s (BatchGetItem, 100 keys a call); not the missing or expired."""
-        records: dict[str, Job] = {}
-        try:
-            for start in range(0, len(keys), 100):
-                chunk = [{"pk": {"S": key}} for key in dict.fromkeys(keys[start : start + 100])]
-                request: dict[str, Any] = {self._jobs_table: {"Keys": chunk}}
-                while request:
-                    response = self._ddb.batch_get_item(RequestItems=request)
-                    for item in response.get("Responses", {}).get(self._jobs_table, []):
-                        if "type" in item and not _expired(item):
-                            records[item["pk"]["S"]] = self._from_item(item)
-                    request = response.get("UnprocessedKeys") or {}
-        except (ClientError, BotoCoreError) as exc:
-            raise StorageError(f"DynamoDB read failed: {exc}") from exc
-        return records
+        """The live job records under these ``pk``s; not the missing or expired."""
+        unique = [{"pk": {"S": key}} for key in dict.fromkeys(keys)]
+        return {
+            item["pk"]["S"]: self._from_item(item)
+            for item in self._batch_read(self._jobs_table, unique, consistent=False)
+            if "type" in item and not _expired(item)
+        }
 
     def counters(self, tenant: str) -> dict[str, int]:
         keys = [{"pk": {"S": f"{tenant}#{shard}"}} for shard in range(self._stats_shards)]
         totals = {name: 0 for name in (ENQUEUED_COUNTER, *STATUS_COUNTERS)}
-        request: dict[str, Any] = {self._stats_table: {"Keys": keys, "ConsistentRead": True}}
-        try:
-            while request:
-                response = self._ddb.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self._stats_table, []):
-                    for name in totals:
-                        if name in item:
-                            totals[name] += int(item[name]["N"])
-                request = response.get("UnprocessedKeys") or {}
-        except (ClientError, BotoCoreError) as exc:
-            raise StorageError(f"DynamoDB read failed: {exc}") from exc
+        for item in self._batch_read(self._stats_table, keys, consistent=True):
+            for name in totals:
+                if name in item:
+                    totals[name] += int(item[name]["N"])
         return totals
 
     def throughput(self, tenant: str, minutes: list[str]) -> dict[str, dict[str, int]]:
         """Completions and failures per minute key (``minute_key``), summed over the shards."""
         totals = {minute: {name: 0 for name in THROUGHPUT_COUNTERS} for minute in minutes}
         keys = [
-            {"pk": {"S": f"{tenant}#m#{minute}#{shard}"}} for minute in minutes for shard in range(self._stats_shards)
+            {"pk": {"S": f"{tenant}#m#{minute}#{shard}"}}
+            for minute in minutes
+            for shard in range(self._throughput_shards)
         ]
+        for item in self._batch_read(self._stats_table, keys, consistent=False):
+            minute = item["pk"]["S"][len(tenant) + 3 :].rsplit("#", 1)[0]
+            for name in THROUGHPUT_COUNTERS:
+                if name in item and minute in totals:
+                    totals[minute][name] += int(item[name]["N"])
+        return totals
+
+    def _batch_read(self, table: str, keys: list[dict[str, Any]], consistent: bool) -> Iterator[dict[str, Any]]:
+        """The items under ``keys`` (BatchGetItem takes 100 keys a call; unprocessed keys are asked again)."""
         try:
-            for start in range(0, len(keys), 100):  # BatchGetItem takes 100 keys at most
-                request: dict[str, Any] = {self._stats_table: {"Keys": keys[start : start + 100]}}
+            for start in range(0, len(keys), 100):
+                request: dict[str, Any] = {table: {"Keys": keys[start : start + 100], "ConsistentRead": consistent}}
                 while request:
                     response = self._ddb.batch_get_item(RequestItems=request)
-                    for item in response.get("Responses", {}).get(self._stats_table, []):
-                        minute = item["pk"]["S"][len(tenant) + 3 :].rsplit("#", 1)[0]
-                        for name in THROUGHPUT_COUNTERS:
-                            if name in item and minute in totals:
-                                totals[minute][name] += int(item[name]["N"])
+                    yield from response.get("Responses", {}).get(table, [])
                     request = response.get("UnprocessedKeys") or {}
         except (ClientError, BotoCoreError) as exc:
             raise StorageError(f"DynamoDB read failed: {exc}") from exc
-        return totals
 
     def due_for_sweep(self, shard: int, until: str, limit: int) -> list[Job]:
         try:
@@ -453,6 +485,7 @@ class DynamoJobsRepository:
     # --- mapping ---
 
     def _to_item(self, job: Job) -> dict[str, Any]:
+        listing_shard = key_shard(job.id, self._listing_shards)
         item: dict[str, Any] = {
             "pk": {"S": record_key(job.tenant, job.id)},
             "id": {"S": job.id},
@@ -467,10 +500,11 @@ class DynamoJobsRepository:
             "updatedAt": {"S": job.updated_at},
             "version": {"N": str(job.version)},
             "history": {"L": [{"M": _history_item(entry)} for entry in job.history]},
-            # Listing indexes: newest first within a tenant, by status, by type.
+            # Listing indexes: newest first within a tenant, by status, by type; each key in one of listing_shards.
             "createdKey": {"S": f"{job.created_at}#{job.id}"},
-            "tenantStatus": {"S": f"{job.tenant}#{job.status.value}"},
-            "tenantType": {"S": f"{job.tenant}#{job.type}"},
+            "tenantKey": {"S": f"{job.tenant}#{listing_shard}"},
+            "tenantStatus": {"S": f"{job.tenant}#{job.status.value}#{listing_shard}"},
+            "tenantType": {"S": f"{job.tenant}#{job.type}#{listing_shard}"},
         }
         optional_strings = {
             "runAt": job.run_at,
@@ -577,24 +611,58 @@ def _history_entry(item: dict[str, Any]) -> HistoryEntry:
     )
 
 
+class _ShardReader:
+    """One shard of a listing, newest first: a buffer of index items refilled by Query as the merge consumes it."""
+
+    def __init__(self, ddb: Any, query: dict[str, Any], first_page: int) -> None:
+        self._ddb = ddb
+        self._query = query
+        self._page = first_page
+        self._buffer: deque[dict[str, Any]] = deque()
+        self._start_key: dict[str, Any] | None = None
+        self._exhausted = False
+
+    def fetch(self) -> None:
+        request = dict(self._query, Limit=self._page)
+        if self._start_key:
+            request["ExclusiveStartKey"] = self._start_key
+        try:
+            response = self._ddb.query(**request)
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"DynamoDB query failed: {exc}") from exc
+        self._buffer.extend(response.get("Items", []))
+        self._start_key = response.get("LastEvaluatedKey")
+        self._exhausted = not self._start_key
+        self._page = min(100, 2 * self._page)  # a shard asked again holds more of the page than its share
+
+    def items(self) -> Iterator[dict[str, Any]]:
+        while True:
+            while self._buffer:
+                yield self._buffer.popleft()
+            if self._exhausted:
+                return
+            self.fetch()
+
+
 def _encode_cursor(key: dict[str, str]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str, pk_attr: str, sk_attr: str, partition: str) -> dict[str, Any]:
-    """Decode and check a cursor: it must come from the same listing (same index, same tenant)."""
+def _decode_cursor(cursor: str, index: str, partition: str) -> str:
+    """The ``createdKey`` a cursor resumes after; it must come from the same listing (same index and partition)."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         key = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, RecursionError) as exc:
         raise InvalidQuery("'cursor' is not a cursor returned by this listing") from exc
-    expected = {"pk", pk_attr, sk_attr}
     if (
         not isinstance(key, dict)
-        or set(key) != expected
+        or set(key) != {"i", "p", "after"}
         or not all(isinstance(value, str) for value in key.values())
-        or key[pk_attr] != partition
-        or not key["pk"].startswith(partition.split("#", 1)[0] + "#")
+        or key["i"] != index
+        or key["p"] != partition
+        or not 0 < len(key["after"]) <= _MAX_CURSOR_KEY
     ):
         raise InvalidQuery("'cursor' is not a cursor returned by this listing")
-    return {name: {"S": value} for name, value in key.items()}
+    after: str = key["after"]
+    return after

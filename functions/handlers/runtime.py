@@ -66,6 +66,8 @@ def runtime() -> Runtime:
             stats_table=settings.stats_table,
             stats_shards=settings.stats_shards,
             sweep_shards=settings.sweep_shards,
+            listing_shards=settings.listing_shards,
+            throughput_shards=settings.throughput_shards,
             retention_seconds=settings.job_retention_days * 86_400,
         ),
         queue=SqsJobQueue(client("sqs"), queue_lanes(settings)),

@@ -14,8 +14,9 @@ INDEX_BY_TENANT = "by-tenant"
 INDEX_BY_STATUS = "by-status"
 INDEX_BY_TYPE = "by-type"
 INDEX_BY_SWEEP = "by-sweep"
+# The listing keys' values end in the job's shard ("<tenant>#<status>#<shard>", see jobs_repository.py).
 JOBS_INDEXES: dict[str, tuple[str, str]] = {
-    INDEX_BY_TENANT: ("tenant", "createdKey"),
+    INDEX_BY_TENANT: ("tenantKey", "createdKey"),
     INDEX_BY_STATUS: ("tenantStatus", "createdKey"),
     INDEX_BY_TYPE: ("tenantType", "createdKey"),
     # Sparse: only jobs the sweeper must look at again (scheduled, or pending without a sent message) carry it.

@@ -27,7 +27,7 @@ def test_jobs_table_has_the_pk_key_ttl_and_the_four_indexes(resources: Resources
     assert properties["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
     assert properties["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
     assert indexes == {
-        "by-tenant": ([("tenant", "HASH"), ("createdKey", "RANGE")], "INCLUDE", ["type"]),
+        "by-tenant": ([("tenantKey", "HASH"), ("createdKey", "RANGE")], "INCLUDE", ["type"]),
         "by-status": ([("tenantStatus", "HASH"), ("createdKey", "RANGE")], "INCLUDE", ["type"]),
         "by-type": ([("tenantType", "HASH"), ("createdKey", "RANGE")], "INCLUDE", ["type"]),
         "by-sweep": ([("sweepShard", "HASH"), ("sweepAt", "RANGE")], "ALL", []),

@@ -7,8 +7,16 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from functions.dal.jobs_repository import DynamoJobsRepository, _decode_cursor, _encode_cursor, sweep_shard
+from functions.dal.jobs_repository import (
+    DynamoJobsRepository,
+    _decode_cursor,
+    _encode_cursor,
+    key_shard,
+    sweep_shard,
+)
 from functions.models.errors import InvalidQuery
 from functions.models.job import HistoryEntry, Job, JobStatus
 from tests.unit.fakes import FakeClock, make_job
@@ -16,11 +24,21 @@ from tests.unit.fakes import FakeClock, make_job
 SHARDS = 4
 
 
+def _repo(client: Any = None, listing_shards: int = SHARDS) -> DynamoJobsRepository:
+    return DynamoJobsRepository(
+        client=client,
+        jobs_table="jobs",
+        stats_table="stats",
+        stats_shards=8,
+        sweep_shards=SHARDS,
+        listing_shards=listing_shards,
+        throughput_shards=2,
+    )
+
+
 @pytest.fixture
 def ddb() -> DynamoJobsRepository:
-    return DynamoJobsRepository(
-        client=None, jobs_table="jobs", stats_table="stats", stats_shards=8, sweep_shards=SHARDS
-    )
+    return _repo()
 
 
 def _full_job(clock: FakeClock) -> Job:
@@ -95,11 +113,32 @@ def test_a_falsy_result_is_kept(ddb: DynamoJobsRepository, clock: FakeClock, res
 def test_the_item_carries_the_keys_of_every_listing_index(ddb: DynamoJobsRepository, clock: FakeClock) -> None:
     job = make_job(clock, tenant="acme", status=JobStatus.FAILED, job_type="simulate")
     item = ddb._to_item(job)
+    shard = key_shard(job.id, SHARDS)
     assert item["pk"] == {"S": f"acme#{job.id}"}
     assert item["createdKey"] == {"S": f"{job.created_at}#{job.id}"}
-    assert item["tenantStatus"] == {"S": "acme#failed"}
-    assert item["tenantType"] == {"S": "acme#simulate"}
+    assert item["tenantKey"] == {"S": f"acme#{shard}"}
+    assert item["tenantStatus"] == {"S": f"acme#failed#{shard}"}
+    assert item["tenantType"] == {"S": f"acme#simulate#{shard}"}
     assert item["tenant"] == {"S": "acme"}
+
+
+def test_a_jobs_listing_shard_is_stable_across_its_writes(ddb: DynamoJobsRepository, clock: FakeClock) -> None:
+    # Given a job, and the same job later in another status
+    job = make_job(clock, job_id="00000000-0000-4000-8000-0000000000aa")
+    later = job.model_copy(update={"status": JobStatus.COMPLETED, "version": 5})
+    # Then both items name the same shard in every listing key (a status change moves it to the new status's
+    # partition of that shard, nowhere else)
+    before, after = ddb._to_item(job), ddb._to_item(later)
+    assert before["tenantKey"] == after["tenantKey"]
+    assert before["tenantStatus"]["S"].rsplit("#", 1)[1] == after["tenantStatus"]["S"].rsplit("#", 1)[1]
+
+
+def test_listing_shards_spread_a_tenants_jobs_evenly() -> None:
+    counts = [0] * 32
+    for n in range(3200):
+        counts[key_shard(f"00000000-0000-4000-8000-{n:012d}", 32)] += 1
+    # Every shard gets its share within 40 % (a binomial with mean 100: far outside would mean a skewed hash)
+    assert min(counts) > 60 and max(counts) < 140
 
 
 def test_a_sweep_mark_puts_the_job_in_the_sparse_sweep_index(ddb: DynamoJobsRepository, clock: FakeClock) -> None:
@@ -136,25 +175,17 @@ def test_numbers_are_written_as_dynamodb_numbers(ddb: DynamoJobsRepository, cloc
 
 # --- cursors ---
 
-STATUS_KEYS = ("tenantStatus", "createdKey")
+
+def _cursor_for(partition: str = "tenant-a#pending", index: str = "by-status") -> str:
+    return _encode_cursor({"i": index, "p": partition, "after": "2026-01-01T00:00:00.000Z#job-1"})
 
 
-def _cursor_for(tenant: str, status: str = "pending") -> str:
-    return _encode_cursor(
-        {"pk": f"{tenant}#job-1", "tenantStatus": f"{tenant}#{status}", "createdKey": "2026-01-01T00:00:00.000Z#job-1"}
-    )
-
-
-def test_a_cursor_round_trips_to_the_exclusive_start_key() -> None:
+def test_a_cursor_round_trips_to_the_key_it_resumes_after() -> None:
     # Given the last key of a page of tenant-a's pending jobs
-    cursor = _cursor_for("tenant-a")
-    # Then the cursor is URL-safe, unpadded text that decodes to DynamoDB's key form
+    cursor = _cursor_for()
+    # Then the cursor is URL-safe, unpadded text that decodes to that createdKey
     assert "=" not in cursor and "+" not in cursor and "/" not in cursor
-    assert _decode_cursor(cursor, *STATUS_KEYS, "tenant-a#pending") == {
-        "pk": {"S": "tenant-a#job-1"},
-        "tenantStatus": {"S": "tenant-a#pending"},
-        "createdKey": {"S": "2026-01-01T00:00:00.000Z#job-1"},
-    }
+    assert _decode_cursor(cursor, "by-status", "tenant-a#pending") == "2026-01-01T00:00:00.000Z#job-1"
 
 
 def _b64(raw: bytes) -> str:
@@ -171,83 +202,160 @@ def _b64(raw: bytes) -> str:
         _b64(b"not json"),
         _b64(b"[1, 2]"),
         _b64(b'"text"'),
-        _b64(json.dumps({"pk": "tenant-a#job-1"}).encode()),
-        _b64(json.dumps({"pk": 1, "tenantStatus": "tenant-a#pending", "createdKey": "x"}).encode()),
+        _b64(json.dumps({"i": "by-status", "p": "tenant-a#pending"}).encode()),
+        _b64(json.dumps({"i": "by-status", "p": "tenant-a#pending", "after": 1}).encode()),
+        _b64(json.dumps({"i": "by-status", "p": "tenant-a#pending", "after": ""}).encode()),
+        _b64(json.dumps({"i": "by-status", "p": "tenant-a#pending", "after": "x" * 301}).encode()),
+        _b64(json.dumps({"i": "by-status", "p": "tenant-a#pending", "after": "x", "more": "y"}).encode()),
+        # the old (unsharded) form: an ExclusiveStartKey
+        _b64(json.dumps({"pk": "tenant-a#j", "tenantStatus": "tenant-a#pending", "createdKey": "x"}).encode()),
     ],
 )
 def test_a_garbage_cursor_is_invalid_query(cursor: str) -> None:
     with pytest.raises(InvalidQuery):
-        _decode_cursor(cursor, *STATUS_KEYS, "tenant-a#pending")
+        _decode_cursor(cursor, "by-status", "tenant-a#pending")
 
 
 def test_another_tenants_cursor_is_invalid_query() -> None:
     with pytest.raises(InvalidQuery):
-        _decode_cursor(_cursor_for("tenant-b"), *STATUS_KEYS, "tenant-a#pending")
+        _decode_cursor(_cursor_for("tenant-b#pending"), "by-status", "tenant-a#pending")
 
 
 def test_a_cursor_of_another_listing_of_the_same_tenant_is_invalid_query() -> None:
     # Given a cursor from the failed listing, used on the pending listing
     with pytest.raises(InvalidQuery):
-        _decode_cursor(_cursor_for("tenant-a", "failed"), *STATUS_KEYS, "tenant-a#pending")
+        _decode_cursor(_cursor_for("tenant-a#failed"), "by-status", "tenant-a#pending")
 
 
-def test_a_cursor_with_another_index_keys_is_invalid_query() -> None:
-    # Given a cursor of the by-status index, used on the by-tenant index
+def test_a_cursor_of_another_index_is_invalid_query() -> None:
+    # Given a cursor of the by-type index whose partition text happens to equal a by-status partition's
     with pytest.raises(InvalidQuery):
-        _decode_cursor(_cursor_for("tenant-a"), "tenant", "createdKey", "tenant-a")
-
-
-def test_a_cursor_whose_record_key_belongs_to_another_tenant_is_invalid_query() -> None:
-    forged = _encode_cursor(
-        {"pk": "tenant-b#job-1", "tenantStatus": "tenant-a#pending", "createdKey": "2026-01-01T00:00:00.000Z#job-1"}
-    )
-    with pytest.raises(InvalidQuery):
-        _decode_cursor(forged, *STATUS_KEYS, "tenant-a#pending")
+        _decode_cursor(_cursor_for("tenant-a#pending", index="by-type"), "by-status", "tenant-a#pending")
 
 
 def test_a_deeply_nested_cursor_is_invalid_query_not_a_crash() -> None:
     with pytest.raises(InvalidQuery):
-        _decode_cursor(_b64(b"[" * 1000), *STATUS_KEYS, "tenant-a#pending")
+        _decode_cursor(_b64(b"[" * 1000), "by-status", "tenant-a#pending")
 
 
-class ListingClient:
-    """A DynamoDB client for one listing: the index answers keys, BatchGetItem the records (one key left over once)."""
+# --- listing across shards ---
 
-    def __init__(self, index_items: list[dict[str, Any]], records: dict[str, dict[str, Any]]) -> None:
-        self.index_items = index_items
-        self.records = records
+
+class ShardedIndex:
+    """A DynamoDB client over a jobs table's items: Query on a listing index as DynamoDB answers it (one partition,
+    ``createdKey < :after``, newest first, Limit before the type filter, LastEvaluatedKey), BatchGetItem of records
+    (leaving one key unprocessed on its first call)."""
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.items = items
+        self.queries: list[dict[str, Any]] = []
         self.batch_calls = 0
 
     def query(self, **request: Any) -> dict[str, Any]:
-        return {"Items": self.index_items[: request["Limit"]]}
+        self.queries.append(request)
+        names, values = request["ExpressionAttributeNames"], request["ExpressionAttributeValues"]
+        partition = [i for i in self.items if i.get(names["#p"]) == values[":p"]]
+        ordered = sorted(partition, key=lambda i: i["createdKey"]["S"], reverse=True)
+        if ":after" in values:
+            ordered = [i for i in ordered if i["createdKey"]["S"] < values[":after"]["S"]]
+        if "ExclusiveStartKey" in request:
+            start = request["ExclusiveStartKey"]["createdKey"]["S"]
+            ordered = [i for i in ordered if i["createdKey"]["S"] < start]
+        evaluated = ordered[: request["Limit"]]
+        kept = [i for i in evaluated if ":t" not in values or i["type"] == values[":t"]]
+        projected = ("pk", "createdKey", names["#p"], "type")
+        response: dict[str, Any] = {"Items": [{k: i[k] for k in projected} for i in kept]}
+        if len(ordered) > request["Limit"]:
+            last = evaluated[-1]
+            response["LastEvaluatedKey"] = {k: last[k] for k in ("pk", "createdKey", names["#p"])}
+        return response
 
     def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
         self.batch_calls += 1
         keys = [key["pk"]["S"] for key in RequestItems["jobs"]["Keys"]]
         answered, unprocessed = (keys[:-1], keys[-1:]) if self.batch_calls == 1 else (keys, [])
-        response: dict[str, Any] = {"Responses": {"jobs": [self.records[k] for k in answered if k in self.records]}}
+        records = {i["pk"]["S"]: i for i in self.items}
+        response: dict[str, Any] = {"Responses": {"jobs": [records[k] for k in answered if k in records]}}
         if unprocessed:
             response["UnprocessedKeys"] = {"jobs": {"Keys": [{"pk": {"S": k}} for k in unprocessed]}}
         return response
 
 
-def test_a_listing_reads_its_records_by_key_in_index_order_and_drops_those_that_moved_on(clock: FakeClock) -> None:
-    # Given an index page of four pending jobs (newest first), whose records say: one has started since, one is
-    # gone, and BatchGetItem leaves one key unprocessed on its first call
-    repo = DynamoJobsRepository(client=None, jobs_table="jobs", stats_table="stats", stats_shards=8, sweep_shards=4)
-    jobs = [make_job(clock, job_id=f"00000000-0000-4000-8000-00000000000{n}") for n in range(4)]
-    items = {job.id: repo._to_item(job) for job in jobs}
+def _jobs(clock: FakeClock, count: int, **fields: Any) -> list[Job]:
+    jobs = []
+    for n in range(count):
+        clock.advance(1)
+        jobs.append(make_job(clock, job_id=f"00000000-0000-4000-8000-{n:012d}", **fields))
+    return jobs
+
+
+def test_a_listing_reads_its_records_by_key_newest_first_and_drops_those_that_moved_on(clock: FakeClock) -> None:
+    # Given four pending jobs in the status index, whose records say: one has started since, one is gone
+    repo = _repo()
+    jobs = _jobs(clock, 4)
+    index_items = [repo._to_item(job) for job in jobs]
     moved_on = repo._to_item(jobs[1].model_copy(update={"status": JobStatus.PROCESSING}))
-    index_items = [{name: items[job.id][name] for name in ("pk", "tenantStatus", "createdKey", "type")} for job in jobs]
-    records = {items[job.id]["pk"]["S"]: items[job.id] for job in (jobs[0], jobs[3])}
-    records[moved_on["pk"]["S"]] = moved_on
-    client = ListingClient(index_items, records)
+    client = ShardedIndex(index_items)
+    stale_index = dict(index_items[1])
+    client.items = [index_items[0], index_items[3], {**moved_on, "tenantStatus": stale_index["tenantStatus"]}]
     repo._ddb = client
 
     # When the pending jobs are listed
     page = repo.list_page(jobs[0].tenant, JobStatus.PENDING, None, limit=10, cursor=None)
 
-    # Then the page holds the two that are still pending, in the index's order, the left-over key read again
-    assert [job.id for job in page.jobs] == [jobs[0].id, jobs[3].id]
+    # Then the page holds the two that are still pending, newest first, the left-over key read again
+    assert [job.id for job in page.jobs] == [jobs[3].id, jobs[0].id]
     assert client.batch_calls == 2
     assert page.next_cursor is None
+    # And every shard's partition of that status was asked, none twice
+    asked = sorted(q["ExpressionAttributeValues"][":p"]["S"] for q in client.queries)
+    assert asked == sorted(f"tenant-a#pending#{shard}" for shard in range(SHARDS))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    count=st.integers(0, 40),
+    limit=st.integers(1, 12),
+    shards=st.integers(1, 6),
+    failed=st.sets(st.integers(0, 39)),
+    listing=st.sampled_from(["tenant", "status", "type", "status+type"]),
+)
+def test_paging_through_any_listing_returns_each_matching_job_once_newest_first(
+    count: int, limit: int, shards: int, failed: set[int], listing: str
+) -> None:
+    # Given jobs spread over the shards, some failed, of two types
+    clock = FakeClock()
+    repo = _repo(listing_shards=shards)
+    jobs = [
+        job.model_copy(
+            update={
+                "status": JobStatus.FAILED if n in failed else JobStatus.COMPLETED,
+                "type": "simulate" if n % 3 else "fetch",
+            }
+        )
+        for n, job in enumerate(_jobs(clock, count))
+    ]
+    client = ShardedIndex([repo._to_item(job) for job in jobs])
+    repo._ddb = client
+    status = JobStatus.FAILED if "status" in listing else None
+    job_type = "simulate" if "type" in listing else None
+    expected = [
+        job.id
+        for job in reversed(jobs)
+        if (status is None or job.status == status) and (job_type is None or job.type == job_type)
+    ]
+
+    # When the listing is read page by page with its cursors
+    seen: list[str] = []
+    cursor = None
+    for _ in range(count + 2):
+        page = repo.list_page("tenant-a", status, job_type, limit=limit, cursor=cursor)
+        assert len(page.jobs) <= limit
+        seen += [job.id for job in page.jobs]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+
+    # Then the pages hold every matching job exactly once, newest first, and the last page says so
+    assert seen == expected
+    assert cursor is None

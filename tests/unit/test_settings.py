@@ -19,6 +19,8 @@ def test_settings_round_trip_through_the_environment() -> None:
         dlq_url="https://sqs/dlq",
         stats_shards=3,
         sweep_shards=7,
+        listing_shards=5,
+        throughput_shards=6,
         backoff_base_seconds=0.5,
         backoff_cap_seconds=12.5,
         pending_grace_seconds=9,

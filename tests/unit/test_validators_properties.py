@@ -429,8 +429,9 @@ cursors = (
     query_texts
     | st.sampled_from(
         [
-            _cursor({"pk": f"{TENANT}#j1", "tenant": TENANT, "createdAt": "2026-01-01T00:00:00.000Z#j1"}),
-            _cursor({"pk": "other#j1", "tenant": "other", "createdAt": "x"}),
+            _cursor({"i": "by-tenant", "p": TENANT, "after": "2026-01-01T00:00:00.000Z#j1"}),
+            _cursor({"i": "by-tenant", "p": "other", "after": "x"}),
+            _cursor({"i": "by-status", "p": f"{TENANT}#pending", "after": "2026-01-01T00:00:00.000Z#j1"}),
             _cursor(["not", "a", "key"]),
             _cursor({"pk": 1}),
             _cursor("[" * 5000),
@@ -452,7 +453,7 @@ list_queries = st.dictionaries(
 def test_list_jobs_reads_a_bounded_page_or_raises_an_api_error(query: dict[str, str]) -> None:
     # Given any query string for GET /jobs, against the DynamoDB repository (its cursor checks are the real ones)
     client = _EmptyIndex()
-    repo = DynamoJobsRepository(client, "jobs", "stats", 1, 1)
+    repo = DynamoJobsRepository(client, "jobs", "stats", 1, 1, listing_shards=1, throughput_shards=1)
     try:
         page = list_jobs(repo, TENANT, query)
     except ApiError as error:
