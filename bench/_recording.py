@@ -391,6 +391,8 @@ def record(jobs: int, connections: int = 4, cap_s: float = 240.0) -> Recording:
     import os
 
     os.environ.setdefault("LOG_LEVEL", "ERROR")
+    # The shard counts deployed on AWS, not the local stack's few: the hot-key figures are about those.
+    os.environ["JOBS_LOCAL_AWS_SHARDS"] = "1"
     # What LocalStack._configure_functions sets, set before the handlers are imported here to be wrapped.
     from infra.config import local_config
 

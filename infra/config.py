@@ -177,7 +177,7 @@ AWS_CONFIG = ServiceConfig()
 def local_config() -> ServiceConfig:
     """The local stack: the same resources, with short waits so that retries and schedules are quick to watch."""
     env = os.environ
-    return replace(
+    config = replace(
         AWS_CONFIG,
         consumer=replace(
             AWS_CONFIG.consumer,
@@ -200,3 +200,8 @@ def local_config() -> ServiceConfig:
         type_limits=env.get("JOBS_LOCAL_TYPE_LIMITS", ""),
         progress_interval_seconds=float(env.get("JOBS_LOCAL_PROGRESS_INTERVAL", "0.5")),
     )
+    if env.get("JOBS_LOCAL_AWS_SHARDS") == "1":
+        return config  # bench/cost.py and bench/hotkeys.py measure the AWS shard counts
+    # moto has no per-key write limit but pays for every key read and scans the table for every index query: a few
+    # shards (still more than one, so the merge paths run) keep /stats and listings quick locally.
+    return replace(config, stats_shards=4, throughput_shards=2, sweep_shards=2, listing_shards=2)

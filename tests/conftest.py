@@ -24,7 +24,9 @@ os.environ.pop("AWS_PROFILE", None)
 
 # moto as the local stack runs it: DynamoDB requests one at a time, transactions without table copies; SQS
 # requests one at a time too (FIFO groups hold across concurrent receivers).
-from local.aws import serialize_dynamodb, serialize_sqs
+from local.aws import cheap_sqs_scans, plain_json_dynamodb_items, serialize_dynamodb, serialize_sqs
 
 serialize_dynamodb()
 serialize_sqs()
+cheap_sqs_scans()
+plain_json_dynamodb_items()

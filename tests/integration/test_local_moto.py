@@ -1,4 +1,5 @@
-"""The moto patches the local stack runs with (local.aws.serialize_dynamodb): transactions stay all-or-nothing."""
+"""The moto patches the local stack runs with (local.aws): transactions stay all-or-nothing, expired messages stay
+unreceived, item reads answer exactly what moto's own serializer answers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 
 NEW_ITEM = {"Put": {"TableName": "t", "Item": {"pk": {"S": "new"}}, "ConditionExpression": "attribute_not_exists(pk)"}}
@@ -88,3 +91,130 @@ def test_two_writes_to_one_item_in_a_transaction_are_refused(table: Any) -> None
         table.transact_write_items(TransactItems=[item, item])
     assert caught.value.response["Error"]["Code"] == "ValidationException"
     assert "Item" not in table.get_item(TableName="t", Key={"pk": {"S": "same"}})
+
+
+def test_a_message_past_its_queues_retention_is_not_received_and_a_fresh_one_is() -> None:
+    # Given two queues keeping messages 60 s, one holding a message sent 61 s ago, the other one just sent (moto's
+    # retention check is replaced by local.aws.cheap_sqs_scans; its outcome must stay the same)
+    from moto.sqs.models import sqs_backends
+
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        urls = {
+            name: sqs.create_queue(QueueName=name, Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+            for name in ("old", "fresh")
+        }
+        for name, url in urls.items():
+            sqs.send_message(QueueUrl=url, MessageBody=name)
+        sqs_backends["123456789012"]["us-east-1"].get_queue("old")._messages[0].sent_timestamp -= 61_000
+        # When each queue is asked for its messages
+        received = {
+            name: [m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])]
+            for name, url in urls.items()
+        }
+        # Then the expired message is not handed out, the fresh one is
+        assert received == {"old": [], "fresh": ["fresh"]}
+
+
+def test_queue_counts_see_each_message_in_its_state() -> None:
+    # Given a queue with 2 messages delayed, 1 received (in flight) and 3 waiting (moto's scans are replaced by
+    # local.aws.cheap_sqs_scans; the counts must stay what SQS reports)
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="counts")["QueueUrl"]
+        for _ in range(2):
+            sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
+        for _ in range(4):
+            sqs.send_message(QueueUrl=url, MessageBody="now")
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=60)["Messages"]
+        # When the queue's counts are read
+        names = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesDelayed",
+            "ApproximateNumberOfMessagesNotVisible",
+        ]
+        counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+        # Then each message is counted in its state, and a receive hands out only waiting ones
+        assert [int(counts[name]) for name in names] == [3, 2, 1]
+        assert [m["Body"] for m in received] == ["now"]
+        more = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+        assert sorted(m["Body"] for m in more) == ["now"] * 3
+
+
+# --- plain JSON answers for item operations ---
+
+_numbers = st.integers(-(10**12), 10**12).map(str) | st.decimals(
+    min_value=-1_000_000, max_value=1_000_000, places=4, allow_nan=False
+).map(lambda d: str(d.normalize()) if d != 0 else "0")
+_texts = st.text(min_size=1, max_size=12)
+_scalars = st.one_of(
+    _texts.map(lambda s: {"S": s}),
+    _numbers.map(lambda n: {"N": n}),
+    st.booleans().map(lambda b: {"BOOL": b}),
+    st.just({"NULL": True}),
+    st.sets(_texts, min_size=1, max_size=3).map(lambda v: {"SS": sorted(v)}),
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3).map(lambda v: {"L": v})
+        | st.dictionaries(_texts, inner, max_size=3).map(lambda v: {"M": v})
+    ),
+    max_leaves=8,
+)
+_items = st.dictionaries(st.sampled_from(["a", "b", "status", "nested", "list"]), _values, min_size=1)
+
+
+def _answers(ddb: Any) -> list[dict[str, Any]]:
+    """One answer of each patched operation over the table's items (without their request metadata)."""
+    keys = [{"pk": {"S": f"k{n}"}} for n in range(3)]
+    calls = [
+        ddb.get_item(TableName="items", Key=keys[0]),
+        ddb.batch_get_item(RequestItems={"items": {"Keys": keys}}),
+        ddb.query(TableName="items", KeyConditionExpression="pk = :k", ExpressionAttributeValues={":k": keys[1]["pk"]}),
+        ddb.scan(TableName="items", Limit=2),
+        ddb.update_item(
+            TableName="items",
+            Key=keys[2],
+            UpdateExpression="SET touched = :t",
+            ExpressionAttributeValues={":t": {"N": "1"}},
+            ReturnValues="ALL_NEW",
+        ),
+        ddb.delete_item(TableName="items", Key={"pk": {"S": "absent"}}, ReturnValues="ALL_OLD"),
+    ]
+    for answer in calls:
+        answer.pop("ResponseMetadata", None)
+        if "Responses" in answer:
+            answer["Responses"]["items"].sort(key=lambda item: item["pk"]["S"])
+        answer.get("Items", []).sort(key=lambda item: item["pk"]["S"])
+    return calls
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=st.lists(_items, min_size=3, max_size=3))
+def test_item_reads_answer_what_motos_serializer_answers(items: list[dict[str, Any]]) -> None:
+    from moto.dynamodb.responses import DynamoResult
+
+    # Given items of every attribute type, nested, in a table
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        ddb.create_table(
+            TableName="items",
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        )
+        for n, item in enumerate(items):
+            ddb.put_item(TableName="items", Item={**item, "pk": {"S": f"k{n}"}})
+        # When they are read (and one updated) with the plain JSON answers, then again with moto's serializer
+        assert getattr(DynamoResult, "_jobs_plain_json", False)
+        plain = _answers(ddb)
+        patched = DynamoResult.execute_result
+        DynamoResult.execute_result = DynamoResult._jobs_moto_serialize  # type: ignore[attr-defined]
+        try:
+            ddb.update_item(TableName="items", Key={"pk": {"S": "k2"}}, UpdateExpression="REMOVE touched")
+            serialized = _answers(ddb)
+        finally:
+            DynamoResult.execute_result = patched  # type: ignore[method-assign]
+    # Then the SDK parses the same answers
+    assert plain == serialized

@@ -91,7 +91,15 @@ def test_from_env_rejects_a_non_numeric_number() -> None:
 
 @pytest.fixture
 def clean_local_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("CONSUMER_TIMEOUT", "CONSUMERS", "SWEEP_SECONDS", "BACKOFF_BASE", "BACKOFF_CAP", "PENDING_GRACE"):
+    for name in (
+        "CONSUMER_TIMEOUT",
+        "CONSUMERS",
+        "SWEEP_SECONDS",
+        "BACKOFF_BASE",
+        "BACKOFF_CAP",
+        "PENDING_GRACE",
+        "AWS_SHARDS",
+    ):
         monkeypatch.delenv(f"JOBS_LOCAL_{name}", raising=False)
 
 
@@ -108,6 +116,24 @@ def test_the_local_config_has_short_backoffs_and_quick_sweeps() -> None:
         AWS_CONFIG.stats_table,
         AWS_CONFIG.queue.name,
     )
+
+
+SHARD_FIELDS = ("stats_shards", "throughput_shards", "sweep_shards", "listing_shards")
+
+
+@pytest.mark.usefixtures("clean_local_env")
+def test_the_local_config_has_a_few_shards_of_each_kind_and_the_aws_counts_on_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the local config as make run builds it: more than one shard each (the merges run), fewer than on AWS
+    local = {name: getattr(local_config(), name) for name in SHARD_FIELDS}
+    assert all(1 < local[name] < getattr(AWS_CONFIG, name) for name in SHARD_FIELDS)
+    # When the AWS counts are asked for (the hot-key bench does)
+    monkeypatch.setenv("JOBS_LOCAL_AWS_SHARDS", "1")
+    # Then they are AWS's, and every shard count reaches the functions' settings
+    config = local_config()
+    settings = config.settings()
+    assert all(getattr(config, name) == getattr(AWS_CONFIG, name) == getattr(settings, name) for name in SHARD_FIELDS)
 
 
 @pytest.mark.usefixtures("clean_local_env")
