@@ -16,16 +16,22 @@ from moto import mock_aws
 NEW_ITEM = {"Put": {"TableName": "t", "Item": {"pk": {"S": "new"}}, "ConditionExpression": "attribute_not_exists(pk)"}}
 
 
+def _keyed_table(name: str) -> Any:
+    """A DynamoDB client (inside mock_aws) with a table keyed by ``pk``."""
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    ddb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+    )
+    return ddb
+
+
 @pytest.fixture
 def table() -> Iterator[Any]:
     with mock_aws():
-        ddb = boto3.client("dynamodb", region_name="us-east-1")
-        ddb.create_table(
-            TableName="t",
-            BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        )
+        ddb = _keyed_table("t")
         ddb.put_item(TableName="t", Item={"pk": {"S": "existing"}, "n": {"N": "1"}})
         yield ddb
 
@@ -197,13 +203,7 @@ def test_item_reads_answer_what_motos_serializer_answers(items: list[dict[str, A
 
     # Given items of every attribute type, nested, in a table
     with mock_aws():
-        ddb = boto3.client("dynamodb", region_name="us-east-1")
-        ddb.create_table(
-            TableName="items",
-            BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        )
+        ddb = _keyed_table("items")
         for n, item in enumerate(items):
             ddb.put_item(TableName="items", Item={**item, "pk": {"S": f"k{n}"}})
         # When they are read (and one updated) with the plain JSON answers, then again with moto's serializer
