@@ -45,6 +45,22 @@ def minute_key(at: str) -> str:
     return at[:16] + "Z"
 
 
+# The per-minute items of a tenant: "<tenant>#m#<minute>#<shard>", and one summary of a settled minute's shards.
+SETTLED_SUMMARY = "all"
+
+
+def _throughput_key(tenant: str, minute: str, shard: str) -> str:
+    return f"{tenant}#m#{minute}#{shard}"
+
+
+def _throughput_minute(tenant: str, item: dict[str, Any]) -> str:
+    return str(item["pk"]["S"][len(tenant) + 3 :].rsplit("#", 1)[0])
+
+
+def _minute_epoch(minute: str) -> int:
+    return int(datetime.fromisoformat(minute[:-1] + ":00+00:00").timestamp())
+
+
 # TransactWriteItems takes 100 items and 4 MB: create_many's chunks leave room for the counter update and keys.
 _CREATE_CHUNK_JOBS = 99
 _CREATE_CHUNK_BYTES = 3_500_000
@@ -94,7 +110,9 @@ class JobsRepository(Protocol):
         self, tenant: str, status: JobStatus | None, job_type: str | None, limit: int, cursor: str | None
     ) -> JobPage: ...
     def counters(self, tenant: str) -> dict[str, int]: ...
-    def throughput(self, tenant: str, minutes: list[str]) -> dict[str, dict[str, int]]: ...
+    def throughput(
+        self, tenant: str, minutes: list[str], settled_before: str | None = None
+    ) -> dict[str, dict[str, int]]: ...
     def due_for_sweep(self, shard: int, until: str, limit: int) -> list[Job]: ...
 
 
@@ -126,6 +144,7 @@ def sweep_shard(job_id: str, shards: int) -> str:
 _LISTING_CONCURRENCY = 16
 # A shard's first query asks for about twice its even share of the page, at least this many.
 _MIN_SHARD_PAGE = 4
+# A createdKey is an ISO timestamp, "#" and a job id (~60 characters): a cursor resuming after more is not ours.
 _MAX_CURSOR_KEY = 300
 
 
@@ -311,7 +330,7 @@ class DynamoJobsRepository:
         return {
             "Update": {
                 "TableName": self._stats_table,
-                "Key": {"pk": {"S": f"{tenant}#m#{minute}#{shard}"}},
+                "Key": {"pk": {"S": _throughput_key(tenant, minute, str(shard))}},
                 "UpdateExpression": "ADD #c :one SET expiresAt = if_not_exists(expiresAt, :expires)",
                 "ExpressionAttributeNames": {"#c": status.value},
                 "ExpressionAttributeValues": {":one": {"N": "1"}, ":expires": {"N": str(expires)}},
@@ -442,20 +461,55 @@ class DynamoJobsRepository:
                     totals[name] += int(item[name]["N"])
         return totals
 
-    def throughput(self, tenant: str, minutes: list[str]) -> dict[str, dict[str, int]]:
-        """Completions and failures per minute key (``minute_key``), summed over the shards."""
-        totals = {minute: {name: 0 for name in THROUGHPUT_COUNTERS} for minute in minutes}
-        keys = [
-            {"pk": {"S": f"{tenant}#m#{minute}#{shard}"}}
+    def throughput(
+        self, tenant: str, minutes: list[str], settled_before: str | None = None
+    ) -> dict[str, dict[str, int]]:
+        """Completions and failures per minute key (``minute_key``), summed over the shards.
+
+        A minute before ``settled_before`` takes no more writes; its shards are summed once into one summary item
+        that later reads take instead (a 60-minute chart reads ~60 summaries and the open minutes' shards, not
+        60 x ``throughput_shards`` items). The summary is a cache of the shards, which stay until they expire."""
+        totals = {minute: dict.fromkeys(THROUGHPUT_COUNTERS, 0) for minute in minutes}
+        settled = [minute for minute in minutes if settled_before is not None and minute < settled_before]
+        summarized: set[str] = set()
+        summary_keys = [{"pk": {"S": _throughput_key(tenant, minute, SETTLED_SUMMARY)}} for minute in settled]
+        for item in self._batch_read(self._stats_table, summary_keys, consistent=False):
+            minute = _throughput_minute(tenant, item)
+            summarized.add(minute)
+            totals[minute] = {name: int(item[name]["N"]) if name in item else 0 for name in THROUGHPUT_COUNTERS}
+        shard_keys = [
+            {"pk": {"S": _throughput_key(tenant, minute, str(shard))}}
             for minute in minutes
+            if minute not in summarized
             for shard in range(self._throughput_shards)
         ]
-        for item in self._batch_read(self._stats_table, keys, consistent=False):
-            minute = item["pk"]["S"][len(tenant) + 3 :].rsplit("#", 1)[0]
+        for item in self._batch_read(self._stats_table, shard_keys, consistent=False):
+            minute = _throughput_minute(tenant, item)
             for name in THROUGHPUT_COUNTERS:
                 if name in item and minute in totals:
                     totals[minute][name] += int(item[name]["N"])
+        self._summarize(tenant, {minute: totals[minute] for minute in settled if minute not in summarized})
         return totals
+
+    def _summarize(self, tenant: str, counts: dict[str, dict[str, int]]) -> None:
+        # Best effort: a summary not written now is written by the next read (the shards are still there).
+        items = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        "pk": {"S": _throughput_key(tenant, minute, SETTLED_SUMMARY)},
+                        **{name: {"N": str(count)} for name, count in minute_counts.items()},
+                        "expiresAt": {"N": str(_minute_epoch(minute) + THROUGHPUT_RETENTION_SECONDS)},
+                    }
+                }
+            }
+            for minute, minute_counts in counts.items()
+        ]
+        try:
+            for start in range(0, len(items), 25):  # BatchWriteItem takes 25 items at most
+                self._ddb.batch_write_item(RequestItems={self._stats_table: items[start : start + 25]})
+        except (ClientError, BotoCoreError):
+            return
 
     def _batch_read(self, table: str, keys: list[dict[str, Any]], consistent: bool) -> Iterator[dict[str, Any]]:
         """The items under ``keys`` (BatchGetItem takes 100 keys a call; unprocessed keys are asked again)."""

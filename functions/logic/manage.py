@@ -76,7 +76,8 @@ def throughput(repo: JobsRepository, tenant: str, query: dict[str, str], now_ms:
     minutes = _int_query(query, "minutes", 60, 1, 1440)
     current = now_ms - now_ms % 60_000
     keys = [minute_key(iso(current - 60_000 * back)) for back in range(minutes - 1, -1, -1)]
-    counts = repo.throughput(tenant, keys)
+    # A minute that ended over a minute ago takes no more completions (they are stamped when they happen).
+    counts = repo.throughput(tenant, keys, settled_before=minute_key(iso(current - 60_000)))
     return {"minutes": minutes, "buckets": [{"minute": key, **counts[key]} for key in keys]}
 
 

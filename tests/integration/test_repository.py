@@ -422,3 +422,31 @@ def test_per_minute_throughput_counts_completions_and_failures_across_shards(rep
         keys[2]: {"completed": 0, "failed": 0},
     }
     assert repo.throughput(TENANT_B, keys[:1]) == {keys[0]: {"completed": 0, "failed": 0}}
+
+
+def test_a_settled_minute_is_read_from_its_summary_after_the_first_read(repo: DynamoJobsRepository) -> None:
+    # Given 3 jobs completed in one minute and 1 in the next, both minutes settled, and a third minute still open
+    jobs = create_many(repo, 4)
+    minute = BASE_MS - BASE_MS % 60_000
+    for i, job in enumerate(jobs):
+        repo.save(job, transition(job, JobStatus.COMPLETED, minute + (1_000 if i < 3 else 61_000)))
+    keys = [iso(minute + 60_000 * n)[:16] + "Z" for n in range(3)]
+    expected = {
+        keys[0]: {"completed": 3, "failed": 0},
+        keys[1]: {"completed": 1, "failed": 0},
+        keys[2]: {"completed": 0, "failed": 0},
+    }
+    # When the minutes are read once with the first two settled
+    assert repo.throughput(TENANT_A, keys, settled_before=keys[2]) == expected
+    # Then each settled minute has a summary (the open one none), and a later read answers from the summaries
+    # alone: with the shards of the settled minutes gone, the counts stay
+    ddb, table = runtime().repo._ddb, runtime().settings.stats_table
+    summaries = [
+        ddb.get_item(TableName=table, Key={"pk": {"S": f"{TENANT_A}#m#{key}#all"}}).get("Item") for key in keys
+    ]
+    assert [s is not None for s in summaries] == [True, True, False]
+    assert summaries[0] is not None and summaries[0]["completed"] == {"N": "3"} and "expiresAt" in summaries[0]
+    for key in keys[:2]:
+        for shard in range(runtime().settings.throughput_shards):
+            ddb.delete_item(TableName=table, Key={"pk": {"S": f"{TENANT_A}#m#{key}#{shard}"}})
+    assert repo.throughput(TENANT_A, keys, settled_before=keys[2]) == expected

@@ -70,6 +70,7 @@ class InMemoryJobsRepository:
         self._jobs: dict[tuple[str, str], Job] = {}
         self._counters: dict[str, Counter[str]] = {}
         self._per_minute: dict[tuple[str, str], Counter[str]] = {}
+        self.settled_before: str | None = None  # what the last throughput read was told
         # (tenant, key) -> claim, and (tenant, batch id) -> {"finished", "unsuccessful"}: as DynamoDB keeps them.
         self.idempotency: dict[tuple[str, str], IdempotencyClaim] = {}
         self.batch_counters: dict[tuple[str, str], Counter[str]] = {}
@@ -166,7 +167,10 @@ class InMemoryJobsRepository:
         counts = self._counters.get(tenant, Counter())
         return {name: counts.get(name, 0) for name in (ENQUEUED_COUNTER, *STATUS_COUNTERS)}
 
-    def throughput(self, tenant: str, minutes: list[str]) -> dict[str, dict[str, int]]:
+    def throughput(
+        self, tenant: str, minutes: list[str], settled_before: str | None = None
+    ) -> dict[str, dict[str, int]]:
+        self.settled_before = settled_before
         return {
             minute: {
                 name: self._per_minute.get((tenant, minute), Counter()).get(name, 0) for name in THROUGHPUT_COUNTERS

@@ -57,3 +57,13 @@ def test_cancellations_and_retries_are_not_throughput() -> None:
 def test_a_bad_window_is_invalid_query(minutes: str) -> None:
     with pytest.raises(InvalidQuery):
         manage.throughput(InMemoryJobsRepository(), "t", {"minutes": minutes}, NOW)
+
+
+def test_only_minutes_that_ended_over_a_minute_ago_count_as_settled() -> None:
+    # Given the time half a minute into a minute
+    repo = InMemoryJobsRepository()
+    # When the chart is read
+    buckets = manage.throughput(repo, TENANT, {"minutes": "5"}, NOW)["buckets"]
+    # Then the repository may summarize the three oldest minutes, not the previous one nor the current one
+    settled = [b["minute"] for b in buckets if repo.settled_before and b["minute"] < repo.settled_before]
+    assert settled == [b["minute"] for b in buckets[:3]]
