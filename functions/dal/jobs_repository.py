@@ -130,9 +130,13 @@ def idempotency_key_item(tenant: str, key: str) -> str:
     return f"{tenant}#idem#{hashlib.sha256(key.encode()).hexdigest()}"
 
 
+def _id_hash(job_id: str) -> int:
+    return int(hashlib.sha256(job_id.encode()).hexdigest()[:8], 16)
+
+
 def key_shard(job_id: str, shards: int) -> int:
     """A job's shard among ``shards``: stable (a hash of its id), so its index keys never move between writes."""
-    return int(hashlib.sha256(job_id.encode()).hexdigest()[:8], 16) % shards
+    return _id_hash(job_id) % shards
 
 
 def sweep_shard(job_id: str, shards: int) -> str:
@@ -539,7 +543,8 @@ class DynamoJobsRepository:
     # --- mapping ---
 
     def _to_item(self, job: Job) -> dict[str, Any]:
-        listing_shard = key_shard(job.id, self._listing_shards)
+        id_hash = _id_hash(job.id)  # one hash for both shards (key_shard's)
+        listing_shard = id_hash % self._listing_shards
         item: dict[str, Any] = {
             "pk": {"S": record_key(job.tenant, job.id)},
             "id": {"S": job.id},
@@ -595,7 +600,7 @@ class DynamoJobsRepository:
             item["expiresAt"] = {"N": str(int(ended) + self._retention_seconds)}
         if job.sweep_at is not None:
             # Sparse index: only jobs the sweeper must look at carry these attributes.
-            item["sweepShard"] = {"S": sweep_shard(job.id, self._sweep_shards)}
+            item["sweepShard"] = {"S": str(id_hash % self._sweep_shards)}
             item["sweepAt"] = {"S": job.sweep_at}
         return item
 
