@@ -46,6 +46,15 @@ def fake_credentials() -> None:
 _DYNAMODB_LOCK = threading.RLock()
 
 
+def patch_moto() -> None:
+    """moto as the local stack and the tests run it: DynamoDB and SQS requests one at a time, transactions without
+    table copies, SQS without whole-queue scans, item reads answered as plain JSON."""
+    serialize_dynamodb()
+    serialize_sqs()
+    cheap_sqs_scans()
+    plain_json_dynamodb_items()
+
+
 def serialize_dynamodb() -> None:
     """Make moto's DynamoDB apply one request at a time, as DynamoDB itself is atomic per request.
 
@@ -284,10 +293,7 @@ class LocalAws:
     def start(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         fake_credentials()
-        serialize_dynamodb()
-        serialize_sqs()
-        cheap_sqs_scans()
-        plain_json_dynamodb_items()
+        patch_moto()
         untrack_moto_instances()
         self._mock.start()
         if self._server:

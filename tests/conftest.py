@@ -22,11 +22,8 @@ os.environ.update(
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
 
-# moto as the local stack runs it: DynamoDB requests one at a time, transactions without table copies; SQS
-# requests one at a time too (FIFO groups hold across concurrent receivers).
-from local.aws import cheap_sqs_scans, plain_json_dynamodb_items, serialize_dynamodb, serialize_sqs
+# moto as the local stack runs it (local.aws.patch_moto): DynamoDB and SQS requests one at a time (FIFO groups hold
+# across concurrent receivers), transactions without table copies, no whole-queue scans, plain JSON item reads.
+from local.aws import patch_moto
 
-serialize_dynamodb()
-serialize_sqs()
-cheap_sqs_scans()
-plain_json_dynamodb_items()
+patch_moto()
