@@ -16,12 +16,15 @@ update that changes none of the projected attributes writes nothing to the index
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import threading
 import time
 from collections import Counter, defaultdict
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,58 @@ from _common import API_KEY, BUILD, Http, free_port
 KB = 1024
 SQS_CHUNK = 64 * KB
 
-_local = threading.local()
+# A typical in-region SDK round trip: added for every AWS call when a handler's duration on Lambda is estimated.
+ASSUMED_CALL_MS = 8.0
+
+
+@dataclass
+class _Span:
+    """The AWS calls made in one invocation, or in one record of a consumer batch (its records may run at once)."""
+
+    aws_ms: float = 0.0
+    aws_cpu_ms: float = 0.0
+    aws_calls: int = 0
+
+
+@dataclass
+class _RecordSpan(_Span):
+    started: float = 0.0
+    ended: float = 0.0
+    cpu_ms: float = 0.0  # this record's thread's CPU time, AWS calls (moto, in-process here) included
+
+
+@dataclass
+class _Invocation(_Span):
+    role: str = ""
+    records: list[_RecordSpan] = field(default_factory=list)
+
+
+# Context variables, not thread-locals: a batch's records run in threads that start from a copy of the invocation's
+# context (functions/handlers/concurrent_batch.py), so their calls are the invocation's calls.
+_invocation: ContextVar[_Invocation | None] = ContextVar("bench_invocation", default=None)
+_record: ContextVar[_RecordSpan | None] = ContextVar("bench_record", default=None)
+
+
+def estimate_ms(wall_ms: float, inv: _Invocation) -> float:
+    """How long the invocation would run on Lambda: its own time here (wall time minus the time inside moto) plus
+    ASSUMED_CALL_MS per AWS call. When its records ran at the same time, the records' part is the slowest record's
+    estimate plus the CPU time of the others (they share the function's CPU); waiting for the interpreter lock here
+    (moto runs in this process) counts as the slowest record's own time, so the estimate errs high."""
+    spans = sorted(inv.records, key=lambda r: r.started)
+    overlapping = any(later.started < earlier.ended for earlier, later in pairwise(spans))
+    if not overlapping:
+        return wall_ms - inv.aws_ms + ASSUMED_CALL_MS * inv.aws_calls
+    records_wall = (max(r.ended for r in spans) - spans[0].started) * 1000
+    outside = (
+        wall_ms
+        - records_wall
+        - (inv.aws_ms - sum(r.aws_ms for r in spans))
+        + ASSUMED_CALL_MS * (inv.aws_calls - sum(r.aws_calls for r in spans))
+    )
+    each = [(r.ended - r.started) * 1000 - r.aws_ms + ASSUMED_CALL_MS * r.aws_calls for r in spans]
+    slowest = max(range(len(spans)), key=each.__getitem__)
+    others_cpu = sum(max(0.0, r.cpu_ms - r.aws_cpu_ms) for i, r in enumerate(spans) if i != slowest)
+    return max(0.0, outside) + each[slowest] + others_cpu
 
 
 # --- DynamoDB item sizes (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html)
@@ -97,6 +151,7 @@ class Recording:
     handler_ms: Counter[str] = field(default_factory=Counter)  # role -> wall ms inside the handler
     handler_aws_ms: Counter[str] = field(default_factory=Counter)  # role -> ms of that spent in (moto) AWS calls
     handler_aws_calls: Counter[str] = field(default_factory=Counter)  # role -> AWS calls made inside the handler
+    estimated_ms: Counter[str] = field(default_factory=Counter)  # role -> estimated Lambda ms (estimate_ms), summed
     records: int = 0  # SQS records handed to the consumer
     outcomes: dict[str, int] = field(default_factory=dict)
     indexes: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> {index: "hash,range"}
@@ -115,6 +170,7 @@ class Recording:
         for name in ("calls", "errors", "sqs_chunks", "read_units", "invocations", "handler_ms", "handler_aws_ms"):
             setattr(rec, name, Counter(data[name]))
         rec.handler_aws_calls = Counter(data["handler_aws_calls"])
+        rec.estimated_ms = Counter(data.get("estimated_ms", {}))
         rec.writes = [Write(**w) for w in data["writes"]]
         return rec
 
@@ -161,20 +217,42 @@ class Recorder:
     def wrap(self, role: str | None, handler: Any) -> Any:
         def wrapped(event: dict[str, Any], context: Any) -> Any:
             name = role or ("api" if (event.get("httpMethod"), event.get("path")) == ("POST", "/jobs") else "api-read")
-            _local.role, _local.aws_ms, _local.aws_calls = name, 0.0, 0
+            inv = _Invocation(role=name)
+            token = _invocation.set(inv)
             started = time.perf_counter()
             try:
                 return handler(event, context)
             finally:
                 elapsed = (time.perf_counter() - started) * 1000
+                _invocation.reset(token)
                 with self._lock:
                     self.rec.invocations[name] += 1
                     self.rec.handler_ms[name] += elapsed
-                    self.rec.handler_aws_ms[name] += _local.aws_ms
-                    self.rec.handler_aws_calls[name] += _local.aws_calls
+                    self.rec.handler_aws_ms[name] += inv.aws_ms
+                    self.rec.handler_aws_calls[name] += inv.aws_calls
+                    self.rec.estimated_ms[name] += estimate_ms(elapsed, inv)
                     if name == "consumer":
                         self.rec.records += len(event.get("Records", []))
-                _local.role = None
+
+        return wrapped
+
+    def wrap_record(self, record_handler: Any) -> Any:
+        """Time one record of a consumer batch (Powertools passes ``record`` and ``lambda_context`` by name)."""
+
+        def wrapped(record: Any, lambda_context: Any = None) -> Any:
+            span = _RecordSpan(started=time.perf_counter())
+            cpu_started = time.thread_time()
+            token = _record.set(span)
+            try:
+                return record_handler(record=record, lambda_context=lambda_context)
+            finally:
+                _record.reset(token)
+                span.ended = time.perf_counter()
+                span.cpu_ms = (time.thread_time() - cpu_started) * 1000
+                inv = _invocation.get()
+                if inv is not None:
+                    with self._lock:
+                        inv.records.append(span)
 
         return wrapped
 
@@ -182,22 +260,26 @@ class Recorder:
 
     @staticmethod
     def _role() -> str:
-        role = getattr(_local, "role", None)
-        if role:
-            return str(role)
+        inv = _invocation.get()
+        if inv is not None:
+            return inv.role
         return "esm" if "poller" in threading.current_thread().name else "setup"
 
     def _before(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
-        context["bench"] = (time.perf_counter(), params)
+        context["bench"] = (time.perf_counter(), time.thread_time(), params)
 
     def _after(self, parsed: dict[str, Any], model: Any, context: dict[str, Any], http_response: Any, **_: Any) -> None:
-        started, params = context.get("bench", (time.perf_counter(), {}))
+        started, cpu_started, params = context.get("bench", (time.perf_counter(), time.thread_time(), {}))
         elapsed = (time.perf_counter() - started) * 1000
+        cpu = (time.thread_time() - cpu_started) * 1000
         role = self._role()
         service, op = model.service_model.service_name, model.name
-        if getattr(_local, "role", None):
-            _local.aws_ms += elapsed
-            _local.aws_calls += 1
+        for span in (_invocation.get(), _record.get()):
+            if span is not None:
+                with self._lock:
+                    span.aws_ms += elapsed
+                    span.aws_cpu_ms += cpu
+                    span.aws_calls += 1
         error = parsed.get("Error", {}).get("Code") if http_response.status_code >= 300 else None
         with self._lock:
             self.rec.calls[f"{role} {service} {op}"] += 1
@@ -416,6 +498,7 @@ def record(jobs: int, connections: int = 4, cap_s: float = 240.0) -> Recording:
 
     api.handler = recorder.wrap(None, api.handler)
     consumer.handler = recorder.wrap("consumer", consumer.handler)
+    consumer.record_handler = recorder.wrap_record(consumer.record_handler)
     sweeper.handler = recorder.wrap("sweeper", sweeper.handler)
     # The local stack gives each concurrent invocation its own copy of a handler module (jobsctl/environments.py),
     # so the copies it loads must be wrapped too, or their calls would be attributed to the pollers.
@@ -423,7 +506,11 @@ def record(jobs: int, connections: int = 4, cap_s: float = 240.0) -> Recording:
     load_copy = stack_module.fresh_handler
 
     def recorded_copy(module: str, attribute: str = "handler") -> Any:
-        return recorder.wrap(roles[module], load_copy(module, attribute))
+        handler = load_copy(module, attribute)
+        module_globals = inspect.unwrap(handler).__globals__  # the copy's own module namespace
+        if "record_handler" in module_globals:
+            module_globals["record_handler"] = recorder.wrap_record(module_globals["record_handler"])
+        return recorder.wrap(roles[module], handler)
 
     stack_module.fresh_handler = recorded_copy  # type: ignore[assignment]
 

@@ -34,7 +34,7 @@ import math
 from collections import Counter
 from typing import Any
 
-from _recording import DEFAULT_RECORDING, Recording, by_role_op, record
+from _recording import ASSUMED_CALL_MS, DEFAULT_RECORDING, Recording, by_role_op, record
 
 PRICE = {
     "apigw_rest": 3.50 / 1e6,
@@ -47,7 +47,6 @@ PRICE = {
     "s3_put": 0.005 / 1000,
     "s3_get": 0.0004 / 1000,
 }
-ASSUMED_CALL_MS = 8.0
 TARGET_API, TARGET_ALL = 2.50, 6.00
 
 
@@ -62,8 +61,11 @@ def lambda_cost(rec: Recording, role: str, memory: int) -> tuple[float, float, f
     calls = rec.invocations.get(role, 0)
     if not calls:
         return 0.0, 0.0, 0.0, 0.0
-    own = (rec.handler_ms[role] - rec.handler_aws_ms[role]) / calls
-    est = own + ASSUMED_CALL_MS * rec.handler_aws_calls[role] / calls
+    if rec.estimated_ms.get(role):
+        est = rec.estimated_ms[role] / calls  # per invocation, records at once accounted for (_recording.estimate_ms)
+    else:  # a recording from before estimated_ms
+        own = (rec.handler_ms[role] - rec.handler_aws_ms[role]) / calls
+        est = own + ASSUMED_CALL_MS * rec.handler_aws_calls[role] / calls
     gb_s = calls * math.ceil(est) / 1000 * memory / 1024
     return calls * PRICE["lambda_request"], gb_s * PRICE["lambda_gb_s"], est, rec.handler_ms[role] / calls
 

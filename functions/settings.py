@@ -33,6 +33,8 @@ class Settings:
     limits_table: str = "job-limits"
     # Progress a job reports is written at most this often (the last value always lands with the outcome).
     progress_interval_seconds: float = 2.0
+    # A standard lane's consumer runs up to this many records of a batch at once (threads); 1 runs them in turn.
+    record_concurrency: int = 10
     # Completion callbacks (callbackUrl): deliveries per final status, retried with the job backoff.
     callback_max_attempts: int = 5
     # Finished jobs (completed, failed, cancelled) expire this many days after they ended (DynamoDB TTL); 0 keeps

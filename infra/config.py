@@ -18,6 +18,9 @@ class ConsumerConfig:
     # Image jobs decode up to image_max_pixels (40 MP is 120 MB as RGB, plus the converted copy).
     memory_mb: int = 1024
     batch_size: int = 10
+    # Records of a standard lane's batch run at once: jobs mostly wait on I/O, so a batch takes about as long as
+    # its slowest job, and Lambda bills that instead of the sum (functions/handlers/concurrent_batch.py).
+    record_concurrency: int = 10
     batching_window_seconds: int = 1
     # Lambda's SQS poller runs this many batches at once at most (event-source mapping max concurrency).
     max_concurrency: int = 10
@@ -159,6 +162,7 @@ class ServiceConfig:
             pending_grace_seconds=self.pending_grace_seconds,
             release_ahead_seconds=self.release_ahead_seconds,
             default_lease_seconds=self.consumer.timeout_seconds,
+            record_concurrency=self.consumer.record_concurrency,
             files_bucket=self.files_bucket,
             imports_table=self.imports_table,
             email_sender=self.email_sender,

@@ -1,9 +1,10 @@
 """The consumers: SQS event sources with partial batch responses (ReportBatchItemFailures), one entry point per kind
 of lane.
 
-- ``handler``: the normal and the high-priority lanes (standard queues). Every record is run on its own; one that
-  raises is reported as failed and comes back after its visibility timeout, which the logic sets itself for backoff
-  and schedules. Successes are deleted by Lambda.
+- ``handler``: the normal and the high-priority lanes (standard queues). A batch's records run at the same time
+  (``ConcurrentBatchProcessor``, up to ``record_concurrency`` at once), each on its own; one that raises is reported
+  as failed and comes back after its visibility timeout, which the logic sets itself for backoff and schedules.
+  Successes are deleted by Lambda.
 - ``ordered_handler``: the ordered lane (FIFO). Records run in order; once a record of a group fails (a retry's
   backoff, a throttled job), the rest of *that group* in the batch is reported as failed without being run
   (Powertools ``SqsFifoPartialProcessor(skip_group_on_error=True)``), so nothing of the group overtakes it, while
@@ -19,16 +20,12 @@ from typing import Any
 
 # Imported before anything that imports pydantic: with pydantic already loaded, Powertools' batch module also loads
 # its pydantic parser models (~0.1x of cold start; tests/unit/test_cold_start.py).
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    SqsFifoPartialProcessor,
-    process_partial_response,
-)
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.batch.exceptions import SQSFifoMessageGroupCircuitBreakerError
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions.handlers.concurrent_batch import ConcurrentBatchProcessor
 from functions.handlers.runtime import (
     batch_settler,
     callback_deliverer,
@@ -45,7 +42,9 @@ from functions.logic.consume import ConsumerSettings, MessageConsumer
 from functions.models.errors import StorageError
 
 # An all-failed batch is a normal outcome here (e.g. ten retries deferred), not an invocation error.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+processor = ConcurrentBatchProcessor(
+    max_workers=lambda: runtime().settings.record_concurrency, raise_on_entire_batch_failure=False
+)
 ordered_processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 ordered_processor.raise_on_entire_batch_failure = False  # not a constructor argument of the FIFO processor
 

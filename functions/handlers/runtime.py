@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -40,12 +41,17 @@ def traced(handler: F) -> F:
     return cast(F, Tracer().capture_lambda_handler(handler))
 
 
+_METRICS_LOCK = threading.Lock()
+
+
 def emit(name: str, value: float) -> None:
     # Powertools keeps metrics in memory when they are disabled (and prints them once 100 pile up): don't add any.
     if is_metrics_disabled():
         return
     unit = MetricUnit.Milliseconds if name.endswith("Ms") else MetricUnit.Count
-    metrics.add_metric(name=name, unit=unit, value=value)
+    # A batch's records run at once; Powertools' metric set is a plain dict, flushed when it reaches 100 values.
+    with _METRICS_LOCK:
+        metrics.add_metric(name=name, unit=unit, value=value)
 
 
 @dataclass(frozen=True)

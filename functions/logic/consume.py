@@ -108,8 +108,8 @@ class MessageConsumer:
             self.queue.dead_letter(body, "malformed message", source_arn=source_arn)
             self.events("MalformedMessages", 1)
             return Outcome.DEAD_LETTERED
-        logger.set_correlation_id(message.job_id)
-        logger.append_keys(tenant=message.tenant)
+        # A batch's records run at once in threads: keys of this record's log lines are its own (context-scoped).
+        logger.thread_safe_append_keys(correlation_id=message.job_id, tenant=message.tenant)
         if message.kind == "callback":
             if self.callback_delivery is None:
                 raise JobsError("this consumer cannot deliver callbacks")

@@ -14,6 +14,7 @@ job's outcome was recorded.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import random
 import threading
@@ -66,13 +67,14 @@ class Chaos:
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
-        self.local = threading.local()
+        # Set by a consumer thread; a context variable, so the threads its batch's records run in see it too.
+        self.consuming: contextvars.ContextVar[bool] = contextvars.ContextVar("consuming", default=False)
         self.crashes: Counter[str] = Counter()
         # job id -> [(attempt, the record's status and attempts when the effect ran)]
         self.effects: dict[str, list[tuple[int, JobStatus, int]]] = defaultdict(list)
 
     def maybe_crash(self, point: str) -> None:
-        if not getattr(self.local, "consuming", False):
+        if not self.consuming.get():
             return  # only consumer invocations crash (the API and the test itself do not)
         with self.lock:
             hit = self.rng.random() < CRASH_CHANCE
@@ -118,7 +120,7 @@ def chaos(service: Service, monkeypatch: pytest.MonkeyPatch) -> Iterator[Chaos]:
 
 def consume(service: Service, chaos: Chaos, stop: threading.Event, errors: list[BaseException]) -> None:
     handler = fresh_handler("functions.handlers.consumer")  # this consumer's own execution environment
-    chaos.local.consuming = True
+    chaos.consuming.set(True)
     try:
         while not stop.is_set():
             messages = service.receive(max_messages=10, wait=1)

@@ -26,6 +26,7 @@ def test_settings_round_trip_through_the_environment() -> None:
         pending_grace_seconds=9,
         release_ahead_seconds=30,
         default_lease_seconds=15,
+        record_concurrency=3,
         files_bucket="files",
         imports_table="imports",
         email_sender="ops@example.org",

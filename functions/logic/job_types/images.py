@@ -30,6 +30,9 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 FORMATS = {"PNG": ("png", "image/png"), "JPEG": ("jpg", "image/jpeg")}
 JPEG_QUALITY = 90
 _PILLOW_GUARD = threading.Lock()
+# A batch's records run at once (handlers/concurrent_batch.py), but a decoded image is the consumer's memory peak
+# (up to image_max_pixels, ~120 MB as RGB plus its converted copy): one image at a time per execution environment.
+_ONE_IMAGE_AT_A_TIME = threading.Lock()
 
 
 class ImagePayload(Payload):
@@ -163,13 +166,15 @@ def encode(image: Image.Image, fmt: str) -> bytes:
 def run(payload: ImagePayload, ctx: JobContext, *, grayscale: bool) -> dict[str, Any]:
     max_pixels = ctx.settings.image_max_pixels
     data = read_upload(ctx, payload.key)
-    image, fmt = open_image(data, max_pixels)
-    with image:
-        result = process(
-            image, fmt, grayscale=grayscale, width=payload.width, height=payload.height, max_pixels=max_pixels
-        )
-        output = encode(result, fmt)
-        width, height, mode = result.width, result.height, result.mode
+    with _ONE_IMAGE_AT_A_TIME:
+        image, fmt = open_image(data, max_pixels)
+        with image:
+            result = process(
+                image, fmt, grayscale=grayscale, width=payload.width, height=payload.height, max_pixels=max_pixels
+            )
+            output = encode(result, fmt)
+            width, height, mode = result.width, result.height, result.mode
+        del image, result  # freed before the next image is decoded
     extension, content_type = FORMATS[fmt]
     key = f"processed/{ctx.job_id}.{extension}"
     try:
