@@ -23,8 +23,12 @@ How AWS bills what is counted (us-east-1 list prices, checked 2025; on-demand Dy
 - S3: PUT $0.005 per 1,000, GET $0.0004 per 1,000 (these jobs do not touch S3)  aws.amazon.com/s3/pricing/
 Not counted: CloudWatch Logs/metrics, X-Ray, data transfer, free tiers.
 
-Lambda duration on AWS cannot be measured here: it is estimated as the handler's own time measured locally (wall
-time minus the time spent inside moto) plus ASSUMED_CALL_MS per AWS call (a typical in-region SDK round trip).
+Lambda duration on AWS cannot be measured here: it is estimated (``_recording.estimate_ms``) as the handler's own
+time measured locally plus ASSUMED_CALL_MS per AWS call (a typical in-region SDK round trip). Own time is CPU time
+for the API (it never waits but on AWS; wall time here would include waits for the interpreter lock that moto and
+the consumers hold in this process) and wall time minus the time inside moto for the consumer (its jobs wait).
+A consumer batch whose records ran at once counts its slowest record plus the CPU time of the others.
+The recording runs the consumer's records at once as on AWS (``record_concurrency``), with AWS's shard counts.
 """
 
 from __future__ import annotations
