@@ -108,8 +108,17 @@ class MessageConsumer:
             self.queue.dead_letter(body, "malformed message", source_arn=source_arn)
             self.events("MalformedMessages", 1)
             return Outcome.DEAD_LETTERED
-        # A batch's records run at once in threads: keys of this record's log lines are its own (context-scoped).
+        # A batch's records run at once in threads: this record's log keys are context-scoped, and removed once it
+        # is handled so that no later line (the next record on this thread, the invocation's own) carries them.
         logger.thread_safe_append_keys(correlation_id=message.job_id, tenant=message.tenant)
+        try:
+            return self._handle(message, body, source_arn, receipt_handle, remaining_ms)
+        finally:
+            logger.thread_safe_remove_keys(["correlation_id", "tenant"])
+
+    def _handle(
+        self, message: JobMessage, body: str, source_arn: str, receipt_handle: str, remaining_ms: int
+    ) -> Outcome:
         if message.kind == "callback":
             if self.callback_delivery is None:
                 raise JobsError("this consumer cannot deliver callbacks")

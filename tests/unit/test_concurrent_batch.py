@@ -117,6 +117,7 @@ def test_log_keys_set_by_a_record_stay_on_its_own_lines() -> None:
     # Given records that tag their log lines with their own id and log while all of them are running
     stream = io.StringIO()
     logger = Logger(service="test-concurrent-batch", level="INFO", stream=stream)
+    logger.thread_safe_clear_keys()  # this thread's context may hold keys another test set
     together = threading.Barrier(4, timeout=5)
     processor = ConcurrentBatchProcessor(max_workers=lambda: 4)
 

@@ -116,6 +116,28 @@ def test_a_completed_job_moves_the_counters_from_pending_to_completed(
     assert (counters["pending"], counters["processing"], counters["completed"], counters["enqueued"]) == (0, 0, 1, 1)
 
 
+def test_the_log_keys_of_a_record_are_its_own_while_it_runs_and_gone_after(
+    consumer: MessageConsumer, repo: InMemoryJobsRepository, clock: FakeClock
+) -> None:
+    # Given a job whose run looks at the consumer's log keys
+    from functions.logic.consume import logger
+
+    seen: list[dict[str, object]] = []
+    job = _store(repo, make_job(clock, payload=OK_PAYLOAD))
+    original_run = consumer._run
+
+    def run_and_look(*args: Any, **kwargs: Any) -> Outcome:
+        seen.append(dict(logger.thread_safe_get_current_keys()))
+        return original_run(*args, **kwargs)
+
+    consumer._run = run_and_look  # type: ignore[method-assign]
+    # When its message is handled
+    _deliver(consumer, job)
+    # Then its lines carried its job id and tenant, and no later line on this thread does
+    assert seen and (seen[0]["correlation_id"], seen[0]["tenant"]) == (job.id, job.tenant)
+    assert "correlation_id" not in logger.thread_safe_get_current_keys()
+
+
 def test_success_emits_started_duration_and_completed_events(
     consumer: MessageConsumer, repo: InMemoryJobsRepository, clock: FakeClock, events: _Events
 ) -> None:
