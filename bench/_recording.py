@@ -158,6 +158,7 @@ class Recording:
     handler_aws_calls: Counter[str] = field(default_factory=Counter)  # role -> AWS calls made inside the handler
     estimated_ms: Counter[str] = field(default_factory=Counter)  # role -> estimated Lambda ms (estimate_ms), summed
     records: int = 0  # SQS records handed to the consumer
+    stream_records: int = 0  # jobs-table stream records handed to the stats aggregator
     outcomes: dict[str, int] = field(default_factory=dict)
     indexes: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> {index: "hash,range"}
 
@@ -239,6 +240,8 @@ class Recorder:
                     self.rec.estimated_ms[name] += estimate_ms(elapsed, inv)
                     if name == "consumer":
                         self.rec.records += len(event.get("Records", []))
+                    if name == "stats":
+                        self.rec.stream_records += len(event.get("Records", []))
 
         return wrapped
 
@@ -500,7 +503,7 @@ def record(jobs: int, connections: int = 4, cap_s: float = 240.0) -> Recording:
     recorder = Recorder()
     recorder.install()
 
-    from functions.handlers import api, consumer, sweeper
+    from functions.handlers import api, consumer, stats_stream, sweeper
     from local import stack as stack_module
     from local.aws import parse_api_keys
     from local.stack import DEFAULT_API_KEYS, LocalStack
@@ -509,6 +512,7 @@ def record(jobs: int, connections: int = 4, cap_s: float = 240.0) -> Recording:
     consumer.handler = recorder.wrap("consumer", consumer.handler)
     consumer.record_handler = recorder.wrap_record(consumer.record_handler)
     sweeper.handler = recorder.wrap("sweeper", sweeper.handler)
+    stats_stream.handler = recorder.wrap("stats", stats_stream.handler)
     # The local stack gives each concurrent invocation its own copy of a handler module (jobsctl/environments.py),
     # so the copies it loads must be wrapped too, or their calls would be attributed to the pollers.
     roles = {"functions.handlers.api": None, "functions.handlers.consumer": "consumer"}

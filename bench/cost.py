@@ -57,7 +57,11 @@ TARGET_API, TARGET_ALL = 2.50, 6.00
 def memory_mb() -> dict[str, int]:
     from infra.config import AWS_CONFIG
 
-    return {"api": AWS_CONFIG.api_memory_mb, "consumer": AWS_CONFIG.consumer.memory_mb}
+    return {
+        "api": AWS_CONFIG.api_memory_mb,
+        "consumer": AWS_CONFIG.consumer.memory_mb,
+        "stats": AWS_CONFIG.stats_stream.memory_mb,
+    }
 
 
 def lambda_cost(rec: Recording, role: str, memory: int) -> tuple[float, float, float, float]:
@@ -118,6 +122,7 @@ def report(rec: Recording) -> dict[str, Any]:
     mem = memory_mb()
     api_req, api_gbs, api_est, api_local = lambda_cost(rec, "api", mem["api"])
     con_req, con_gbs, con_est, con_local = lambda_cost(rec, "consumer", mem["consumer"])
+    sta_req, sta_gbs, sta_est, sta_local = lambda_cost(rec, "stats", mem["stats"])
     lines = {
         "API Gateway REST (POST /jobs)": ("api", rec.invocations["api"] * PRICE["apigw_rest"]),
         "Lambda api: requests": ("api", api_req),
@@ -136,6 +141,13 @@ def report(rec: Recording) -> dict[str, Any]:
         "DynamoDB consumer: RRU": ("all", rec.read_units["consumer"] * PRICE["ddb_rru"]),
         "SQS consumer (visibility, DLQ)": ("all", sqs["consumer"] * PRICE["sqs_request"]),
         "SQS event-source mapping (receive, delete)": ("all", sqs["esm"] * PRICE["sqs_request"]),
+        "Lambda stats aggregator: requests (stream reads by Lambda are free)": ("all", sta_req),
+        f"Lambda stats aggregator: GB-s ({mem['stats']} MB x {sta_est:.1f} ms est.; {sta_local:.1f} ms local)": (
+            "all",
+            sta_gbs,
+        ),
+        "DynamoDB stats aggregator: WRU (counters, watermark)": ("all", wru["stats table"] * PRICE["ddb_wru"]),
+        "DynamoDB stats aggregator: RRU (watermark)": ("all", rec.read_units["stats"] * PRICE["ddb_rru"]),
     }
     print("\n$ per million jobs:")
     behind = sum(cost for scope, cost in lines.values() if scope == "api") * per_m
@@ -164,11 +176,18 @@ def report(rec: Recording) -> dict[str, Any]:
     keys_only = sum(w.keys_only_units for w in rec.writes if "/" in w.table and w.role in ("api", "consumer"))
     print("\n  what-ifs (estimates from the same counts):")
     print(f"    GSIs cost {gsi_all:.2f} $/M; with KEYS_ONLY projections {keys_only * PRICE['ddb_wru'] * per_m:.2f} $/M")
-    stats_units = sum(w.units for w in rec.writes if w.table.startswith("jobs-stats") or "stats" in w.table)
-    print(
-        f"    the stats-table counter writes cost {stats_units * PRICE['ddb_wru'] * per_m:.2f} $/M; transactions "
-        f"double every base-table write unit"
-    )
+    stats_calls = rec.invocations.get("stats", 0)
+    if stats_calls:
+        records = rec.stream_records / stats_calls
+        per_call = (
+            wru["stats table"] * PRICE["ddb_wru"] + sta_req + sta_gbs + rec.read_units["stats"] * PRICE["ddb_rru"]
+        )
+        full = per_call / stats_calls * 1e6 * rec.stream_records / n / 100
+        print(
+            f"    the stats aggregator ran {stats_calls} times for {rec.stream_records} stream records "
+            f"({records:.1f} per invocation): {per_call * per_m:.2f} $/M here; with full batches of 100 (a busy "
+            f"stream shard) about {full:.2f} $/M"
+        )
     sweeper = rec.invocations.get("sweeper", 0)
     if sweeper:
         print(

@@ -50,6 +50,20 @@ class QueueConfig:
 
 
 @dataclass(frozen=True)
+class StatsStreamConfig:
+    """The stats aggregator: the function that applies the jobs table's stream to the counters."""
+
+    timeout_seconds: int = 30
+    memory_mb: int = 256
+    # Stream records per invocation (DynamoDB streams allow up to 1000).
+    batch_size: int = 100
+    # The tumbling window: Lambda puts the shard's id in the event only for windowed invocations.
+    window_seconds: int = 1
+    # The stream keeps records 24 h: an aggregator this far behind (or failing) is on its way to losing counts.
+    iterator_age_alarm_seconds: int = 300
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     service_name: str = "jobs"
     stack_name: str = "ServerlessJobs"
@@ -59,6 +73,7 @@ class ServiceConfig:
     limits_table: str = "job-limits"
     queue: QueueConfig = field(default_factory=QueueConfig)
     consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
+    stats_stream: StatsStreamConfig = field(default_factory=StatsStreamConfig)
     # Long-poll reads (GET /jobs/{id}?wait=20) need 20 s and a margin; API Gateway REST allows 29 s.
     api_timeout_seconds: int = 25
     api_memory_mb: int = 512

@@ -14,6 +14,7 @@ from infra.constructs.function import FunctionRuntime
 from infra.constructs.job_layer import JobDependenciesLayer
 from infra.constructs.monitoring import MonitoredLane, Monitoring
 from infra.constructs.queue_consumer import JobQueueConsumer
+from infra.constructs.stats_stream import StatsAggregator
 from infra.constructs.sweeper import Sweeper
 from infra.constructs.tables import JobsTables
 
@@ -47,6 +48,14 @@ class ServiceStack(Stack):
             queues=self.queue.queues,
             environment=self.queue.environment,
         )
+        self.stats_aggregator = StatsAggregator(
+            self,
+            "StatsAggregator",
+            config=config,
+            runtime=runtime,
+            tables=self.tables,
+            environment=self.queue.environment,
+        )
         self.api = JobsApi(
             self,
             "Api",
@@ -70,6 +79,7 @@ class ServiceStack(Stack):
             api_function=self.api.handler.function,
             api_stage=self.api.api.deployment_stage,
             sweeper_function=self.sweeper.sweeper.function,
+            stats_aggregator_function=self.stats_aggregator.function,
         )
 
         CfnOutput(self, "ApiUrl", value=self.api.api.url, description="Base URL of the job API (stage included)")

@@ -48,11 +48,12 @@ _DYNAMODB_LOCK = threading.RLock()
 
 def patch_moto() -> None:
     """moto as the local stack and the tests run it: DynamoDB and SQS requests one at a time, transactions without
-    table copies, SQS without whole-queue scans, item reads answered as plain JSON."""
+    table copies, SQS without whole-queue scans, item reads answered as plain JSON, streams that can be trimmed."""
     serialize_dynamodb()
     serialize_sqs()
     cheap_sqs_scans()
     plain_json_dynamodb_items()
+    trimmable_streams()
 
 
 def serialize_dynamodb() -> None:
@@ -248,6 +249,28 @@ def plain_json_dynamodb_items() -> None:
     DynamoResult._jobs_moto_serialize = serialize  # type: ignore[attr-defined]  # the test compares with it
 
 
+def trimmable_streams() -> None:
+    """Number moto's DynamoDB stream records by a counter per shard, not by the length of the shard's list.
+
+    moto 5.2.5 keeps every stream record of a table forever and derives a record's sequence number from how many
+    records the list holds; the local stream source (local/stream_source.py) drops records once handled, which
+    would then reuse sequence numbers (and the stats aggregator skips what is at or below its watermark)."""
+    from moto.dynamodb.models.table import StreamRecord, StreamShard
+
+    if getattr(StreamShard, "_jobs_counted", False):
+        return
+
+    def add(shard: Any, old: Any, new: Any) -> None:
+        view = shard.table.stream_specification["StreamViewType"]
+        event = "INSERT" if old is None else "REMOVE" if new is None else "MODIFY"
+        sequence = getattr(shard, "_jobs_next_sequence", shard.starting_sequence_number)
+        shard._jobs_next_sequence = sequence + 1
+        shard.items.append(StreamRecord(shard.table, view, event, old, new, sequence))
+
+    setattr(StreamShard, "add", add)  # noqa: B010 - patching moto
+    StreamShard._jobs_counted = True  # type: ignore[attr-defined]
+
+
 def _receive_with_lock(receive: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(receive)
     def call(
@@ -353,6 +376,8 @@ def create_resources(config: ServiceConfig) -> LocalResources:
             {"AttributeName": name, "AttributeType": "S"}
             for name in ("pk", "tenantKey", "tenantStatus", "tenantType", "createdKey", "sweepShard", "sweepAt")
         ],
+        # The stats aggregator counts status changes from it (local/stream_source.py delivers it).
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
         GlobalSecondaryIndexes=[
             _index("by-tenant", "tenantKey", "createdKey", LISTING_PROJECTION),
             _index("by-status", "tenantStatus", "createdKey", LISTING_PROJECTION),

@@ -19,10 +19,14 @@ from local.aws import LocalAws, LocalResources, create_api_keys, create_resource
 from local.event_source import SqsEventSource
 from local.gateway import LocalGateway
 from local.lambda_context import LocalContext
+from local.stream_source import StreamEventSource
 
 log = logging.getLogger("local")
 
 DEFAULT_API_KEYS = "local-dev-key:local"
+# How often the local stream source looks for new records when the stream is empty, as Lambda polls a stream shard
+# (4 times a second): the stats lag the job records by about this much.
+STREAM_POLL_SECONDS = 0.25
 
 
 @dataclass
@@ -40,7 +44,7 @@ class LocalStack:
         self._configure_functions(self.resources)
 
         # Imported only now: the handlers read their settings from the environment set just above.
-        from functions.handlers import consumer, sweeper
+        from functions.handlers import consumer, stats_stream, sweeper
 
         # One event source per lane, as on AWS (infra/constructs/queue_consumer.py): normal, high priority, ordered.
         self._event_sources = self._lane_event_sources(consumer.handler, consumer.ordered_handler)
@@ -51,8 +55,17 @@ class LocalStack:
         self._sweeper = threading.Thread(
             target=self._sweep_forever, args=(sweeper.handler,), name="sweeper", daemon=True
         )
+        # The jobs table's stream to the stats aggregator, as Lambda's event source does on AWS.
+        self._stream_source = StreamEventSource(
+            self.config.jobs_table,
+            stats_stream.handler,
+            batch_size=self.config.stats_stream.batch_size,
+            interval_seconds=STREAM_POLL_SECONDS,
+            timeout_seconds=self.config.stats_stream.timeout_seconds,
+        )
         for event_source in self._event_sources:
             event_source.start()
+        self._stream_source.start()
         self._sweeper.start()
         self._gateway.start()
 
@@ -120,6 +133,7 @@ class LocalStack:
         for thread in stopping:
             thread.join()
         self._sweeper.join(timeout=5)
+        self._stream_source.stop()
         self._aws.stop()
 
     @property

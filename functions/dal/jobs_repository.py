@@ -1,8 +1,10 @@
 """Job records and per-tenant counters in DynamoDB.
 
 Every write is conditional on the record's ``version``: a transition is read -> decide -> write, and a writer that
-lost a race gets ``ConcurrentUpdate`` and decides again from a fresh read. A status change and its counter update
-share one transaction, so the counters are exact however the writers interleave or crash.
+lost a race gets ``ConcurrentUpdate`` and decides again from a fresh read. The counters are not written here: the
+stats aggregator applies the table's stream to them (``stream_change``, ``apply_stream_deltas``), each stream record
+exactly once, so they are exact however the writers interleave or crash, and a record write is one plain
+conditional write (a transaction would double its write units, and the counter update would cost as much again).
 
 No partition key takes a tenant's whole traffic (DynamoDB allows 1,000 writes/s per key): counters are spread
 over ``stats_shards`` items, the per-minute throughput over ``throughput_shards``, and every index key carries a
@@ -61,7 +63,7 @@ def _minute_epoch(minute: str) -> int:
     return int(datetime.fromisoformat(minute[:-1] + ":00+00:00").timestamp())
 
 
-# TransactWriteItems takes 100 items and 4 MB: create_many's chunks leave room for the counter update and keys.
+# TransactWriteItems takes 100 items and 4 MB: create_many's chunks stay below both.
 _CREATE_CHUNK_JOBS = 99
 _CREATE_CHUNK_BYTES = 3_500_000
 _CREATE_OVERHEAD_BYTES = 2_000  # a record's attributes besides its payload, generously
@@ -81,6 +83,63 @@ _INDEX_KEYS = {
     INDEX_BY_STATUS: ("tenantStatus", "createdKey"),
     INDEX_BY_TYPE: ("tenantType", "createdKey"),
 }
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """What one record of the jobs table's stream means for the counters: a job record's status before and after
+    (``before`` None: created; ``after`` None: removed, e.g. expired), with the new record's ``updatedAt``."""
+
+    sequence: str  # the stream record's sequence number, zero-padded so that text order is numeric order
+    tenant: str
+    before: str | None
+    after: str | None
+    at: str
+
+
+@dataclass
+class StreamDeltas:
+    """Counter deltas per tenant, and completions/failures per (tenant, minute key)."""
+
+    counters: dict[str, dict[str, int]]
+    throughput: dict[tuple[str, str], dict[str, int]]
+
+    def item_count(self) -> int:
+        return len(self.counters) + len(self.throughput)
+
+
+# Sequence numbers of DynamoDB streams are decimal strings of up to 40 digits.
+_SEQUENCE_DIGITS = 48
+
+
+def stream_sequence(record: dict[str, Any]) -> str:
+    """A stream record's sequence number, zero-padded so that text order is numeric order (as the watermark keeps)."""
+    return str(record["dynamodb"]["SequenceNumber"]).zfill(_SEQUENCE_DIGITS)
+
+
+def stream_change(record: dict[str, Any]) -> StatusChange | None:
+    """The status change a DynamoDB stream record (Lambda's event shape) carries; None for another item (a batch,
+    an idempotency claim) or a write that kept the status."""
+    data = record.get("dynamodb", {})
+    old, new = data.get("OldImage") or {}, data.get("NewImage") or {}
+    image = new or old
+    if "type" not in image or "status" not in image or "tenant" not in image:
+        return None  # not a job record
+    before = old["status"]["S"] if "status" in old else None
+    after = new["status"]["S"] if "status" in new else None
+    if before == after:
+        return None
+    return StatusChange(
+        sequence=stream_sequence(record),
+        tenant=image["tenant"]["S"],
+        before=before,
+        after=after,
+        at=image["updatedAt"]["S"] if "updatedAt" in image else "",
+    )
+
+
+def _watermark_key(stream_shard: str) -> str:
+    return f"stream#{stream_shard}"
 
 
 @dataclass(frozen=True)
@@ -205,12 +264,9 @@ class DynamoJobsRepository:
             self._transact(self.creation_items(chunk))
 
     def creation_items(self, jobs: Sequence[Job]) -> list[dict[str, Any]]:
-        """Transaction items creating new jobs of one tenant: a Put each (never over an existing record) and one
-        counter update for them all (``enqueued`` and their statuses)."""
-        deltas: dict[str, int] = {ENQUEUED_COUNTER: len(jobs)}
-        for job in jobs:
-            deltas[job.status.value] = deltas.get(job.status.value, 0) + 1
-        puts = [
+        """Transaction items creating new jobs: a Put each, never over an existing record (the stats aggregator
+        counts them from the stream)."""
+        return [
             {
                 "Put": {
                     "TableName": self._jobs_table,
@@ -220,7 +276,6 @@ class DynamoJobsRepository:
             }
             for job in jobs
         ]
-        return [*puts, self._counter_update(jobs[0].tenant, deltas)]
 
     def idempotency_put(self, tenant: str, claim: IdempotencyClaim) -> dict[str, Any]:
         """The transaction item claiming an idempotency key; an expired claim (TTL not yet run) may be taken over."""
@@ -263,12 +318,8 @@ class DynamoJobsRepository:
             }
         }
         items: list[dict[str, Any]] = [put]
-        if before.status != after.status:
-            items.append(self._counter_update(after.tenant, {before.status.value: -1, after.status.value: 1}))
-            if after.status in THROUGHPUT_STATUSES:
-                items.append(self._throughput_update(after.tenant, after.status, after.updated_at))
-            if after.batch_id and before.status.is_final != after.status.is_final:
-                items.append(self._batch_progress(after, before))
+        if after.batch_id and before.status.is_final != after.status.is_final:
+            items.append(self._batch_progress(after, before))
         self._transact(items)
 
     def record_progress(self, job: Job, progress: Progress) -> bool:
@@ -310,6 +361,44 @@ class DynamoJobsRepository:
             }
         }
 
+    # --- the stats aggregator's side (the jobs table's stream) ---
+
+    def stream_watermark(self, stream_shard: str) -> str | None:
+        """The last stream sequence number applied from this stream shard (zero-padded), None before the first."""
+        try:
+            response = self._ddb.get_item(
+                TableName=self._stats_table, Key={"pk": {"S": _watermark_key(stream_shard)}}, ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"DynamoDB read failed: {exc}") from exc
+        item = response.get("Item")
+        return str(item["seq"]["S"]) if item else None
+
+    def apply_stream_deltas(
+        self, stream_shard: str, previous: str | None, upto: str, deltas: StreamDeltas, now_s: int
+    ) -> None:
+        """Add ``deltas`` to the counters and move the shard's watermark from ``previous`` to ``upto``, in one
+        transaction conditional on the watermark: records already applied can never be applied again
+        (``ConcurrentUpdate`` if the watermark moved since it was read)."""
+        watermark: dict[str, Any] = {
+            "Put": {
+                "TableName": self._stats_table,
+                "Item": {"pk": {"S": _watermark_key(stream_shard)}, "seq": {"S": upto}},
+                "ConditionExpression": "attribute_not_exists(pk)" if previous is None else "seq = :previous",
+            }
+        }
+        if previous is not None:
+            watermark["Put"]["ExpressionAttributeValues"] = {":previous": {"S": previous}}
+        items = [watermark]
+        items += [
+            self._counter_update(tenant, counts) for tenant, counts in deltas.counters.items() if any(counts.values())
+        ]
+        items += [
+            self._throughput_update(tenant, minute, counts, now_s)
+            for (tenant, minute), counts in deltas.throughput.items()
+        ]
+        self._transact(items)
+
     def _counter_update(self, tenant: str, deltas: dict[str, int]) -> dict[str, Any]:
         # A random shard per write keeps any single counter item far below DynamoDB's per-key write limit.
         shard = random.randrange(self._stats_shards)
@@ -325,19 +414,23 @@ class DynamoJobsRepository:
             }
         }
 
-    def _throughput_update(self, tenant: str, status: JobStatus, at: str) -> dict[str, Any]:
+    def _throughput_update(self, tenant: str, minute: str, counts: dict[str, int], now_s: int) -> dict[str, Any]:
         # Per-minute completions and failures for the dashboard's chart, sharded like the counters; the items
         # expire after THROUGHPUT_RETENTION_SECONDS (DynamoDB TTL on ``expiresAt``).
-        minute = minute_key(at)
         shard = random.randrange(self._throughput_shards)
-        expires = int(datetime.fromisoformat(at).timestamp()) + THROUGHPUT_RETENTION_SECONDS
+        expires = max(_minute_epoch(minute), now_s) + THROUGHPUT_RETENTION_SECONDS
+        names = {f"#c{i}": name for i, name in enumerate(counts)}
+        values: dict[str, Any] = {f":d{i}": {"N": str(count)} for i, count in enumerate(counts.values())}
+        values[":expires"] = {"N": str(expires)}
         return {
             "Update": {
                 "TableName": self._stats_table,
                 "Key": {"pk": {"S": _throughput_key(tenant, minute, str(shard))}},
-                "UpdateExpression": "ADD #c :one SET expiresAt = if_not_exists(expiresAt, :expires)",
-                "ExpressionAttributeNames": {"#c": status.value},
-                "ExpressionAttributeValues": {":one": {"N": "1"}, ":expires": {"N": str(expires)}},
+                "UpdateExpression": "ADD "
+                + ", ".join(f"#c{i} :d{i}" for i in range(len(counts)))
+                + " SET expiresAt = if_not_exists(expiresAt, :expires)",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
             }
         }
 

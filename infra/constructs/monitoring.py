@@ -1,5 +1,6 @@
 """What an operator watches: one CloudWatch dashboard, and alarms on the signals that mean jobs are not getting done
-(dead letters, a queue that is not draining, consumers or the API failing), published to an encrypted SNS topic."""
+(dead letters, a queue that is not draining, consumers or the API failing) or counts are about to be lost (the stats
+aggregator falling behind the jobs table's stream), published to an encrypted SNS topic."""
 
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ class Monitoring(Construct):
         api_function: lambda_.IFunction,
         api_stage: apigateway.Stage,
         sweeper_function: lambda_.IFunction,
+        stats_aggregator_function: lambda_.IFunction,
     ) -> None:
         super().__init__(scope, construct_id)
         self._config = config
@@ -90,11 +92,18 @@ class Monitoring(Construct):
         # partial batch failure): the whole batch comes back, and the lane slows down or stalls.
         self.consumer_error_alarms = [self._consumer_error_rate_alarm(lane) for lane in lanes]
         self.api_5xx_alarm = self._api_5xx_alarm(api_stage)
+        # The status counters come from the jobs table's stream, which keeps records 24 h: if the stats aggregator
+        # fails (it retries a batch until its records expire) or falls behind for that long, counts are lost for
+        # good. Both alarms leave hours to act.
+        self.stats_iterator_age_alarm = self._stats_iterator_age_alarm(stats_aggregator_function)
+        self.stats_errors_alarm = self._stats_errors_alarm(stats_aggregator_function)
         self.alarms: list[cloudwatch.Alarm] = [
             *self.dlq_alarms,
             *self.queue_age_alarms,
             *self.consumer_error_alarms,
             self.api_5xx_alarm,
+            self.stats_iterator_age_alarm,
+            self.stats_errors_alarm,
         ]
         action = cloudwatch_actions.SnsAction(self.topic)
         for alarm in self.alarms:
@@ -107,7 +116,7 @@ class Monitoring(Construct):
             dashboard_name=f"{Stack.of(self).stack_name}-{config.service_name}",
             default_interval=Duration.hours(3),
         )
-        self._add_widgets(lanes, api_function, api_stage, sweeper_function)
+        self._add_widgets(lanes, api_function, api_stage, sweeper_function, stats_aggregator_function)
 
     # Alarms
 
@@ -179,6 +188,43 @@ class Monitoring(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
+    def _stats_iterator_age_alarm(self, fn: lambda_.IFunction) -> cloudwatch.Alarm:
+        seconds = self._config.stats_stream.iterator_age_alarm_seconds
+        return cloudwatch.Alarm(
+            self,
+            "StatsIteratorAgeAlarm",
+            alarm_description=f"The stats aggregator is more than {seconds} s behind the jobs table's stream for 3 "
+            "minutes: it is failing or too slow, and the status counters lag. The stream keeps records 24 h: what "
+            "is not applied by then is lost from the counts",
+            metric=self._iterator_age(fn),
+            threshold=seconds * 1000,  # IteratorAge is in milliseconds
+            evaluation_periods=3,
+            datapoints_to_alarm=3,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            # The metric is only emitted while the stream has records: a quiet table is no data, not a failure.
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
+    def _stats_errors_alarm(self, fn: lambda_.IFunction) -> cloudwatch.Alarm:
+        minutes = self._config.alarm_rate_period_minutes
+        return cloudwatch.Alarm(
+            self,
+            "StatsErrorsAlarm",
+            alarm_description=f"The stats aggregator failed in the last {minutes} minutes: its batch is retried and "
+            "that stream shard's counts wait until it succeeds; records not applied within 24 h are lost from the "
+            "counts",
+            metric=fn.metric_errors(period=self._rate_period, statistic="Sum"),
+            threshold=0,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
+    @staticmethod
+    def _iterator_age(fn: lambda_.IFunction, label: str | None = None) -> cloudwatch.Metric:
+        """How far behind its stream a stream-triggered function is: the age of a batch's last record, in ms."""
+        return fn.metric("IteratorAge", statistic="Maximum", period=_MINUTE, label=label)
+
     def _error_rate(self, fn: lambda_.IFunction, label: str, key: str) -> cloudwatch.MathExpression:
         """100 * errors / invocations of a function; ``key`` keeps the metric ids apart when graphed together."""
         period = self._rate_period
@@ -211,6 +257,7 @@ class Monitoring(Construct):
         api_function: lambda_.IFunction,
         api_stage: apigateway.Stage,
         sweeper_function: lambda_.IFunction,
+        stats_aggregator_function: lambda_.IFunction,
     ) -> None:
         dashboard = self.dashboard
         dashboard.add_widgets(
@@ -376,6 +423,28 @@ class Monitoring(Construct):
             cloudwatch.GraphWidget(
                 title="Sweeper function: invocations, errors, throttles",
                 left=self._lambda_counts(sweeper_function),
+                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
+                width=_WIDE,
+                height=_HEIGHT,
+            ),
+        )
+        # The stats aggregator: how far behind the jobs table's stream it is, and whether it fails.
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Stats aggregator: iterator age (ms)",
+                left=[self._iterator_age(stats_aggregator_function, "IteratorAge Maximum")],
+                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
+                left_annotations=[
+                    cloudwatch.HorizontalAnnotation(
+                        value=self._config.stats_stream.iterator_age_alarm_seconds * 1000, label="Alarm"
+                    )
+                ],
+                width=_WIDE,
+                height=_HEIGHT,
+            ),
+            cloudwatch.GraphWidget(
+                title="Stats aggregator function: invocations, errors, throttles",
+                left=self._lambda_counts(stats_aggregator_function),
                 left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
                 width=_WIDE,
                 height=_HEIGHT,

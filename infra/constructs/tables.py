@@ -36,7 +36,14 @@ class JobsTables(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy = RemovalPolicy.RETAIN):
         super().__init__(scope, construct_id)
-        self.jobs = self._table("Jobs", removal_policy, time_to_live_attribute=TTL_ATTRIBUTE)
+        # The stream feeds the stats aggregator (infra/constructs/stats_stream.py): every status change, with the
+        # record before and after it, becomes a counter delta there instead of a write in the job's transaction.
+        self.jobs = self._table(
+            "Jobs",
+            removal_policy,
+            time_to_live_attribute=TTL_ATTRIBUTE,
+            stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
+        )
         for index_name, (partition, sort) in JOBS_INDEXES.items():
             listing = index_name in API_INDEXES
             self.jobs.add_global_secondary_index(
@@ -62,6 +69,7 @@ class JobsTables(Construct):
         removal_policy: RemovalPolicy,
         time_to_live_attribute: str | None = None,
         sort_key: dynamodb.Attribute | None = None,
+        stream: dynamodb.StreamViewType | None = None,
     ) -> dynamodb.Table:
         return dynamodb.Table(
             self,
@@ -74,6 +82,7 @@ class JobsTables(Construct):
                 point_in_time_recovery_enabled=True
             ),
             time_to_live_attribute=time_to_live_attribute,
+            stream=stream,
             # Job data is the product: deleting the stack must not take it along unless asked to.
             removal_policy=removal_policy,
         )

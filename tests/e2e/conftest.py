@@ -11,18 +11,37 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 FIRST_KEY = "e2e-first-key"
 SECOND_KEY = "e2e-second-key"
+
+
+# The stats lag the job records: the stats aggregator counts from the jobs table's stream, which the local stack
+# delivers 4 times a second (local.stack.STREAM_POLL_SECONDS). Two reads this far apart that agree: it caught up.
+STATS_SETTLE_SECONDS = 0.75
+
+
+def settled(read: Callable[[], T], timeout: float = 15.0) -> T:
+    """What ``read`` returns once two reads STATS_SETTLE_SECONDS apart agree (the stats have counted everything)."""
+    deadline = time.monotonic() + timeout
+    previous = read()
+    while True:
+        time.sleep(STATS_SETTLE_SECONDS)
+        current = read()
+        if current == previous:
+            return current
+        assert time.monotonic() < deadline, f"still changing after {timeout} s: {current}"
+        previous = current
 
 
 def free_port() -> int:

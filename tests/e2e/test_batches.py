@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Client
+from tests.e2e.conftest import Client, settled
 
 pytestmark = pytest.mark.e2e
 
@@ -88,6 +88,6 @@ def test_one_bad_spec_is_a_400_naming_its_index(tenant: Client) -> None:
     assert response.status_code == 400
     body = response.json()
     assert body["code"] == "INVALID_TYPE" and body["error"].startswith("jobs[1]: ") and body["details"]["index"] == 1
-    assert tenant.get("/stats").json()["enqueued"] == 0
+    assert settled(lambda: tenant.get("/stats").json())["enqueued"] == 0
     unknown = tenant.get("/batches/00000000-0000-4000-8000-000000000000")
     assert (unknown.status_code, unknown.json()["code"]) == (404, "NOT_FOUND")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import ROOT, Client, LocalStackProcess
+from tests.e2e.conftest import ROOT, Client, LocalStackProcess, settled
 
 pytestmark = pytest.mark.e2e
 
@@ -60,7 +60,7 @@ def test_enqueue_wait_reaches_completed_and_get_list_stats_show_it(stack: LocalS
     )
     listed = as_json(jobs(stack, tenant, "list", "--status", "completed", "--json"))
     assert [job["id"] for job in listed] == [done["id"]]
-    assert as_json(jobs(stack, tenant, "stats", "--json"))["completed"] == 1
+    assert settled(lambda: as_json(jobs(stack, tenant, "stats", "--json")))["completed"] == 1
     shown = jobs(stack, tenant, "get", done["id"])
     assert "Timeline" in shown.stdout and "completed" in shown.stdout
 
@@ -100,7 +100,7 @@ def test_enqueue_file_with_one_bad_line_prints_a_summary_and_exits_1(
     assert result.returncode == 1
     assert "Accepted 5 of 6 line(s); 1 failed." in result.stdout
     assert "INVALID_PAYLOAD" in result.stderr
-    assert as_json(jobs(stack, tenant, "stats", "--json"))["enqueued"] == 5
+    assert settled(lambda: as_json(jobs(stack, tenant, "stats", "--json")))["enqueued"] == 5
 
 
 def test_dlq_list_shows_a_failed_jobs_message(stack: LocalStackProcess, tenant: Client) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobsctl import InvalidStateError, JobsClient, NotFoundError, ValidationError
-from tests.e2e.conftest import Client, LocalStackProcess
+from tests.e2e.conftest import Client, LocalStackProcess, settled
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +39,7 @@ def test_list_follows_pages_and_filters(client: JobsClient) -> None:
     for job_id in ids:
         client.wait(job_id, timeout=30)
     assert {job.id for job in client.list(status="completed", page_size=2)} == set(ids)
-    stats = client.stats()
+    stats = settled(client.stats)
     assert (stats.completed, stats.total, stats.completion_rate) == (7, 7, 1.0)
 
 

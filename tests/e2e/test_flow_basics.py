@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from jobsctl.client import JobsClient
-from tests.e2e.conftest import Client, LocalStackProcess
+from tests.e2e.conftest import Client, LocalStackProcess, settled
 
 QUICK = {"type": "simulate", "payload": {"target": "e2e.png", "durationMs": 0, "failureRate": 0}}
 
@@ -23,7 +23,7 @@ def test_an_idempotency_key_header_gives_one_job_for_repeated_requests(tenant: C
     assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
     assert again.headers["Idempotent-Replayed"] == "true"
     assert other.status_code == 409 and other.json()["code"] == "IDEMPOTENCY_CONFLICT"
-    assert tenant.get("/stats").json()["enqueued"] == 1
+    assert settled(lambda: tenant.get("/stats").json())["enqueued"] == 1
 
 
 def test_a_long_poll_returns_when_the_job_is_final(tenant: Client) -> None:

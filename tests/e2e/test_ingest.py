@@ -8,7 +8,7 @@ import time
 import pytest
 
 from functions.logic.job_types.webhook import signature_header
-from tests.e2e.conftest import Client, LocalStackProcess
+from tests.e2e.conftest import Client, LocalStackProcess, settled
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +54,7 @@ def test_with_an_ingest_secret_only_signed_webhooks_are_accepted(stack: LocalSta
     status, job = post_hook(tenant, "/hooks/message", BODY, {"X-Jobs-Signature": signature_header(secret, now, BODY)})
     assert status == 202, job
     assert tenant.wait_for(job["id"], FINAL)["status"] == "completed"
-    assert tenant.get("/stats").json()["enqueued"] == 1
+    assert settled(lambda: tenant.get("/stats").json())["enqueued"] == 1
 
 
 def test_limits_and_bad_bodies(tenant: Client) -> None:

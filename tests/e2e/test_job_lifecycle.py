@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 import requests
 
-from tests.e2e.conftest import FIRST_KEY, SECOND_KEY, Client, LocalStackProcess
+from tests.e2e.conftest import FIRST_KEY, SECOND_KEY, Client, LocalStackProcess, settled
 
 pytestmark = pytest.mark.e2e
 
@@ -161,7 +161,7 @@ def test_stats_count_exactly_by_status(tenant: Client) -> None:
     for job in [*ok, bad]:
         tenant.wait_for(job["id"], FINAL)
     # When
-    stats = tenant.get("/stats").json()
+    stats = settled(lambda: tenant.get("/stats").json())
     # Then
     assert stats["enqueued"] == 5 and stats["total"] == 5
     assert (stats["completed"], stats["failed"], stats["cancelled"]) == (3, 1, 1)

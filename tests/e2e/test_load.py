@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.conftest import LocalStackProcess, local_stack
+from tests.e2e.conftest import LocalStackProcess, local_stack, settled
 
 pytestmark = pytest.mark.e2e
 
@@ -207,7 +207,7 @@ def test_sixty_seconds_at_16_connections(load_stack: LocalStackProcess) -> None:
             assert time.monotonic() < deadline, f"{len(pending)} jobs not final, e.g. {pending[:3]}"
             time.sleep(1)
     assert Counter(statuses.values()) == {"completed": len(run.accepted)}
-    stats = requests.get(load_stack.url + "/stats", headers={"x-api-key": KEY}, timeout=30).json()
+    stats = settled(lambda: requests.get(load_stack.url + "/stats", headers={"x-api-key": KEY}, timeout=30).json())
     assert (stats["total"], stats["completed"]) == (len(run.accepted), len(run.accepted)), stats
 
     # And the queues drained, with nothing dead-lettered

@@ -15,6 +15,7 @@ from infra.config import AWS_CONFIG
 from infra.constructs.api import API_HANDLER
 from infra.constructs.function import code_with_bytecode, powertools_layer_parameter, service_environment
 from infra.constructs.queue_consumer import CONSUMER_HANDLER, ORDERED_CONSUMER_HANDLER
+from infra.constructs.stats_stream import STATS_STREAM_HANDLER
 from infra.constructs.sweeper import SWEEPER_HANDLER
 from tests.infrastructure.conftest import REPO_ROOT, Synthesized
 from tests.infrastructure.template_utils import (
@@ -35,14 +36,17 @@ from tests.infrastructure.template_utils import (
     role_permissions,
 )
 
-HANDLERS = (API_HANDLER, CONSUMER_HANDLER, ORDERED_CONSUMER_HANDLER, SWEEPER_HANDLER)
-# The API, the sweeper and one consumer per lane (normal, high, ordered: the first two share a handler).
-FUNCTION_COUNT = 5
+HANDLERS = (API_HANDLER, CONSUMER_HANDLER, ORDERED_CONSUMER_HANDLER, SWEEPER_HANDLER, STATS_STREAM_HANDLER)
+# The API, the sweeper, the stats aggregator and one consumer per lane (normal, high, ordered: the first two share
+# a handler).
+FUNCTION_COUNT = 6
 
 
-def test_the_stack_has_exactly_the_api_the_sweeper_and_a_consumer_per_lane(resources: Resources) -> None:
+def test_the_stack_has_exactly_the_api_the_sweeper_the_aggregator_and_a_consumer_per_lane(
+    resources: Resources,
+) -> None:
     # Given the synthesized functions
-    # Then they are the API, the consumers and the sweeper
+    # Then they are the API, the consumers, the sweeper and the stats aggregator
     assert set(functions_by_handler(resources)) == set(HANDLERS)
     assert len(all_functions(resources)) == FUNCTION_COUNT
 

@@ -14,6 +14,7 @@ from aws_cdk.assertions import Template
 from infra.config import AWS_CONFIG, ServiceConfig
 from infra.constructs.api import API_HANDLER
 from infra.constructs.monitoring import JOB_DURATION_METRIC, JOB_FLOW_METRICS, JOB_TROUBLE_METRICS, SWEEPER_METRICS
+from infra.constructs.stats_stream import STATS_STREAM_HANDLER
 from infra.constructs.sweeper import SWEEPER_HANDLER
 from infra.stack import ServiceStack
 from tests.infrastructure.conftest import REPO_ROOT, Synthesized
@@ -202,9 +203,9 @@ def test_every_alarm_notifies_the_topic_when_it_fires_and_when_it_clears_and_say
     topic_id, _ = only(resources, "AWS::SNS::Topic")
     alarms = of_type(resources, "AWS::CloudWatch::Alarm")
 
-    # Then there are the 3 DLQ, 3 queue-age, 3 consumer error-rate alarms and the API's, each notifying the topic
-    # on both transitions with a description for whoever gets paged
-    assert len(alarms) == 10
+    # Then there are the 3 DLQ, 3 queue-age, 3 consumer error-rate alarms, the API's and the stats aggregator's 2,
+    # each notifying the topic on both transitions with a description for whoever gets paged
+    assert len(alarms) == 12
     for logical_id, alarm in alarms.items():
         properties = alarm["Properties"]
         assert properties["AlarmActions"] == [{"Ref": topic_id}], logical_id
@@ -222,6 +223,7 @@ def tuned_resources(tmp_path_factory: pytest.TempPathFactory) -> tuple[ServiceCo
         alarm_rate_period_minutes=10,
         consumer_error_rate_alarm_percent=12.5,
         api_5xx_alarm_percent=2.5,
+        stats_stream=replace(AWS_CONFIG.stats_stream, iterator_age_alarm_seconds=77),
     )
     context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
     app = App(context=context, outdir=str(tmp_path_factory.mktemp("tuned.cdk.out")))
@@ -243,13 +245,17 @@ def test_alarm_thresholds_come_from_the_config(tuned_resources: tuple[ServiceCon
     ordered_age = alarm_on("AWS/SQS", "ApproximateAgeOfOldestMessage", _queue_dimension(ordered_id))
     consumer = alarm_on("AWS/Lambda", "Errors", _function_dimension(_consumer_of(resources, "normal")))
     api = alarm_on("AWS/ApiGateway", "5XXError", _stage_dimensions(resources))
+    aggregator = _function_dimension(functions_by_handler(resources)[STATS_STREAM_HANDLER][0])
+    iterator_age = alarm_on("AWS/Lambda", "IteratorAge", aggregator)
+    aggregator_errors = alarm_on("AWS/Lambda", "Errors", aggregator)
 
     # Then each follows its setting
     assert normal_age["Threshold"] == config.queue_age_alarm_seconds
     assert ordered_age["Threshold"] == config.ordered_queue_age_alarm_seconds
     assert consumer["Threshold"] == config.consumer_error_rate_alarm_percent
     assert api["Threshold"] == config.api_5xx_alarm_percent
-    for alarm in (consumer, api):
+    assert iterator_age["Threshold"] == 77_000  # milliseconds
+    for alarm in (consumer, api, aggregator_errors):
         periods = {s["Period"] for s in _alarm_metrics({"Properties": alarm}).values()}
         assert periods == {config.alarm_rate_period_minutes * 60}
 

@@ -42,8 +42,8 @@ def _fail(service_name: str, operation: str, error: Exception, times: int | None
             raise error
 
     events = client(service_name).meta.events
-    events.register(f"before-call.{service_name}.{operation}", refuse, unique_id="producer-fault")
-    return lambda: events.unregister(f"before-call.{service_name}.{operation}", unique_id="producer-fault")
+    events.register(f"before-call.{service_name}.{operation}", refuse, unique_id=f"producer-fault-{operation}")
+    return lambda: events.unregister(f"before-call.{service_name}.{operation}", unique_id=f"producer-fault-{operation}")
 
 
 @pytest.fixture
@@ -63,8 +63,9 @@ def _job_items(service: Service) -> list[dict[str, Any]]:
 def test_a_failed_write_on_enqueue_is_503_and_leaves_nothing(
     service: Service, fault: str, undo: list[Callable[[], None]]
 ) -> None:
-    # Given DynamoDB refusing writes
+    # Given DynamoDB refusing writes (a plain job is one PutItem; a keyed job or a batch, a transaction)
     undo.append(_fail("dynamodb", "TransactWriteItems", FAULTS[fault]))
+    undo.append(_fail("dynamodb", "PutItem", FAULTS[fault]))
 
     # When a job, a keyed job and a batch are posted
     for path, body in (

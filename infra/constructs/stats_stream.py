@@ -1,0 +1,85 @@
+"""The stats aggregator: a function that reads the jobs table's stream and applies each status change to the
+per-tenant status counters and the per-minute throughput (the stats table), instead of the job's own transaction."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from cdk_nag import NagPackSuppression, NagSuppressions
+from constructs import Construct
+
+from infra.config import ServiceConfig
+from infra.constructs.function import FunctionRuntime, ServiceFunction
+from infra.constructs.tables import JobsTables
+
+STATS_STREAM_HANDLER = "functions.handlers.stats_stream.handler"
+# Lambda's value for "retry until the record expires from the stream" (DynamoDB streams keep records 24 h).
+UNBOUNDED_RETRIES = -1
+
+
+class StatsAggregator(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: ServiceConfig,
+        runtime: FunctionRuntime,
+        tables: JobsTables,
+        environment: dict[str, str],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stream = config.stats_stream
+        self.aggregator = ServiceFunction(
+            self,
+            "Aggregator",
+            runtime=runtime,
+            handler=STATS_STREAM_HANDLER,
+            description="Applies the jobs table's stream to the per-tenant status counters and per-minute throughput",
+            timeout_seconds=stream.timeout_seconds,
+            memory_mb=stream.memory_mb,
+            environment=environment,
+        )
+        self.function: lambda_.Function = self.aggregator.function
+
+        # The function keeps a watermark per shard (the last sequence number it applied, written in the same
+        # transaction as the counters), so a batch delivered again is applied once. That needs whole batches, in
+        # order, one at a time per shard; grants the stream read actions (DescribeStream, GetRecords,
+        # GetShardIterator on the stream, ListStreams) to the role.
+        self.event_source = event_sources.DynamoEventSource(
+            tables.jobs,
+            # From the oldest record kept, so nothing written before the mapping exists is missed.
+            starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+            batch_size=stream.batch_size,
+            # The tumbling window is what makes Lambda put shardId in the event (the watermark's key).
+            tumbling_window=Duration.seconds(stream.window_seconds),
+            # One batch per shard in flight, so batches are applied in the shard's order.
+            parallelization_factor=1,
+            # Bisecting would deliver partial batches again, out of the watermark's order.
+            bisect_batch_on_error=False,
+            # A failing batch is retried (and its shard waits) until its records expire: skipping it would lose
+            # counts for good. No ReportBatchItemFailures either: a batch is applied whole or not at all.
+            retry_attempts=UNBOUNDED_RETRIES,
+        )
+        self.function.add_event_source(self.event_source)
+
+        # Counters and the shard's watermark move in one TransactWriteItems (conditional on the watermark); IAM
+        # authorises each item action in it. GetItem reads the watermark before applying a batch.
+        self.aggregator.allow(
+            ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"],
+            [tables.stats.table_arn],
+        )
+        NagSuppressions.add_resource_suppressions(
+            self.aggregator.role,
+            [
+                NagPackSuppression(
+                    id="AwsSolutions-IAM5",
+                    reason="dynamodb:ListStreams supports no resource-level permissions, so the statement the "
+                    "DynamoDB event source adds for it must use Resource '*'; the other stream actions are scoped "
+                    "to the jobs table's stream.",
+                    applies_to=["Resource::*"],
+                )
+            ],
+            apply_to_children=True,
+        )
