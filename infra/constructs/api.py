@@ -167,8 +167,9 @@ class JobsApi(Construct):
             [tables.jobs.table_arn],
         )
         fn.allow(["dynamodb:Query"], [tables.jobs_index_arn(name) for name in API_INDEXES])
-        # Counters: read all shards of a tenant at once; updated in the same transaction as a job.
-        fn.allow(["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"], [tables.stats.table_arn])
+        # Counters: read all shards of a tenant at once (the stats aggregator writes them); a settled minute's
+        # throughput shards are summed into one summary item with BatchWriteItem (its own IAM action).
+        fn.allow(["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"], [tables.stats.table_arn])
         # A new job goes to its lane: normal, high priority or ordered (a group).
         fn.allow(["sqs:SendMessage"], [queue.queue_arn for queue in queues])
         # GetApiKey (without its value) to read the caller's tenant tag.

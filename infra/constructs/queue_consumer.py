@@ -209,8 +209,6 @@ class JobQueueConsumer(Construct):
             ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"],
             [tables.jobs.table_arn],
         )
-        # Counters move in the same transaction as the status change.
-        fn.allow(["dynamodb:UpdateItem"], [tables.stats.table_arn])
         # Per-type limits: rate windows and concurrency slots, shared by all consumers (functions/dal/limits.py).
         fn.allow(
             [

@@ -61,6 +61,5 @@ class Sweeper(Construct):
             ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"],
             [tables.jobs.table_arn],
         )
-        self.sweeper.allow(["dynamodb:UpdateItem"], [tables.stats.table_arn])
         # Due jobs, lost messages and lost callbacks go to their own lane (normal, high or ordered).
         self.sweeper.allow(["sqs:SendMessage"], [queue.queue_arn for queue in queues])

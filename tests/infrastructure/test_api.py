@@ -193,7 +193,7 @@ def test_api_function_permissions_are_the_ones_it_uses(resources: Resources) -> 
         ("dynamodb:Query", jobs + "/index/by-type"),
         ("dynamodb:GetItem", stats),
         ("dynamodb:BatchGetItem", stats),
-        ("dynamodb:UpdateItem", stats),
+        ("dynamodb:BatchWriteItem", stats),
     }
     # And send to each lane's queue (not to a DLQ), and read API keys (for their tenant tag)
     assert permissions_for(pairs, "sqs") == send_to_every_lane(resources)

@@ -103,15 +103,15 @@ def test_event_source_reports_batch_item_failures_with_the_configured_batching(r
 def test_consumer_has_exactly_the_dynamodb_and_sqs_permissions_it_uses(resources: Resources) -> None:
     # Given the consumer's role and the resources it works on
     (queue_id, _), (dlq_id, _) = main_queue_and_dlq(resources)
-    (jobs_id, _), (stats_id, _) = jobs_and_stats_tables(resources)
-    jobs, stats = arn(jobs_id), arn(stats_id)
+    (jobs_id, _), _ = jobs_and_stats_tables(resources)
+    jobs = arn(jobs_id)
     _, consumer = normal_consumer(resources)
 
     # When its permissions are listed
     pairs = role_permissions(resources, role_of(consumer))
 
-    # Then DynamoDB access is the item operations on jobs, counter updates on stats and batch-import's writes to the
-    # imports table, and the limits' state, nothing else
+    # Then DynamoDB access is the item operations on jobs, batch-import's writes to the imports table and the
+    # limits' state, nothing else (the stats aggregator writes the counters)
     imports = arn(imports_table(resources)[0])
     limits = arn(named_by_setting(resources, "JOBS_LIMITS_TABLE")[0])
     assert permissions_for(pairs, "dynamodb") == {
@@ -119,7 +119,6 @@ def test_consumer_has_exactly_the_dynamodb_and_sqs_permissions_it_uses(resources
         ("dynamodb:PutItem", jobs),
         ("dynamodb:UpdateItem", jobs),
         ("dynamodb:ConditionCheckItem", jobs),
-        ("dynamodb:UpdateItem", stats),
         ("dynamodb:BatchWriteItem", imports),
         *{(action, limits) for action in LIMITS_ACTIONS},
     }

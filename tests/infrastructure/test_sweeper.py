@@ -33,9 +33,9 @@ def test_sweeper_runs_every_minute_without_retries(resources: Resources) -> None
 
 def test_sweeper_queries_only_the_sweep_index_and_sends_to_the_main_queue(resources: Resources) -> None:
     # Given the sweeper's role and the resources it works on
-    (jobs_id, _), (stats_id, _) = jobs_and_stats_tables(resources)
+    (jobs_id, _), _ = jobs_and_stats_tables(resources)
     _, sweeper = functions_by_handler(resources)[SWEEPER_HANDLER]
-    jobs, stats = arn(jobs_id), arn(stats_id)
+    jobs = arn(jobs_id)
 
     # When its permissions are listed
     pairs = role_permissions(resources, role_of(sweeper))
@@ -47,7 +47,6 @@ def test_sweeper_queries_only_the_sweep_index_and_sends_to_the_main_queue(resour
         ("dynamodb:PutItem", jobs),
         ("dynamodb:UpdateItem", jobs),
         ("dynamodb:ConditionCheckItem", jobs),
-        ("dynamodb:UpdateItem", stats),
     }
     # And send job messages to the lanes' queues only (not to a DLQ)
     assert permissions_for(pairs, "sqs") == send_to_every_lane(resources)
