@@ -60,10 +60,11 @@ class Canned:
             item = self.items.get(params.get("Key", {}).get("pk", {}).get("S", ""))
             if item:
                 parsed["Item"] = item
-        elif op == "TransactWriteItems":
-            for entry in params.get("TransactItems", []):
-                put = entry.get("Put")
-                if put and put.get("ConditionExpression") == "attribute_not_exists(pk)":
+        elif op in ("PutItem", "TransactWriteItems"):
+            # A created job (a plain job is one PutItem; a keyed one a transaction): kept for the consumer's GetItem.
+            puts = [params] if op == "PutItem" else [e["Put"] for e in params.get("TransactItems", []) if "Put" in e]
+            for put in puts:
+                if put.get("ConditionExpression") == "attribute_not_exists(pk)":
                     self.items[put["Item"]["pk"]["S"]] = put["Item"]
         elif op == "SendMessage":
             parsed.update({"MessageId": "00000000-0000-0000-0000-000000000000", "MD5OfMessageBody": "x"})
@@ -182,6 +183,10 @@ def main() -> None:
         result = consumer.handler(sqs_event([job_id]), consumer_ctx)
         consumer_calls, canned.capture = canned.capture, None
         assert not result.get("batchItemFailures"), result
+    # The consumer must have run the job (claim and outcome writes), not dropped its message as unknown.
+    writes = [op for _, op, _ in consumer_calls if op in ("PutItem", "TransactWriteItems")]
+    if len(writes) < 2:
+        raise SystemExit(f"handler: the consumer did not run the job (its calls: {consumer_calls}); not measuring")
 
     # Pending jobs for the consumer: created by our producer, each read back by GetItem in every batch.
     ids: list[str] = []

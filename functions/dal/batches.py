@@ -70,7 +70,7 @@ class BatchStore(Protocol):
 class DynamoBatchStore:
     ddb: Any
     jobs_table: str
-    # Builds the onComplete job's record and counter update for the settling transaction (the same items as a create).
+    # Builds the onComplete job's record for the settling transaction (the same item as a create).
     repo: DynamoJobsRepository
     sleep: Any = field(default=time.sleep, repr=False)
 

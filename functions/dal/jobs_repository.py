@@ -250,7 +250,7 @@ class DynamoJobsRepository:
 
     def create_many(self, jobs: Sequence[Job]) -> None:
         """Store new jobs of one tenant (a fan-out batch's children), a transaction per chunk of at most 99 jobs
-        and ~3.5 MB: each chunk's counters move with it, so they stay exact even if a later chunk fails."""
+        and ~3.5 MB: a chunk is stored whole or not at all (the stream counts what was stored)."""
         chunk: list[Job] = []
         size = 0
         for job in jobs:

@@ -218,3 +218,53 @@ def test_item_reads_answer_what_motos_serializer_answers(items: list[dict[str, A
             DynamoResult.execute_result = patched  # type: ignore[method-assign]
     # Then the SDK parses the same answers
     assert plain == serialized
+
+
+# --- the jobs table's stream, delivered by local/stream_source.py ---
+
+
+def _streamed_table(name: str) -> Any:
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    ddb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    return ddb
+
+
+def test_stream_records_are_delivered_in_order_once_and_never_renumbered() -> None:
+    from local.stream_source import deliver_once, drain
+
+    with mock_aws():
+        # Given a streamed table with three writes, the second an update of the first item
+        ddb = _streamed_table("streamed")
+        ddb.put_item(TableName="streamed", Item={"pk": {"S": "a"}, "n": {"N": "1"}})
+        ddb.put_item(TableName="streamed", Item={"pk": {"S": "a"}, "n": {"N": "2"}})
+        ddb.put_item(TableName="streamed", Item={"pk": {"S": "b"}, "n": {"N": "1"}})
+        events: list[dict[str, Any]] = []
+
+        # When a handler that fails once is given batches of two
+        def failing(event: dict[str, Any], context: Any) -> None:
+            raise RuntimeError("the function failed")
+
+        with pytest.raises(RuntimeError):
+            deliver_once("streamed", failing, batch_size=2)
+        assert deliver_once("streamed", lambda event, context: events.append(event), batch_size=2) == 2
+        ddb.put_item(TableName="streamed", Item={"pk": {"S": "c"}, "n": {"N": "1"}})
+        assert drain("streamed", lambda event, context: events.append(event), batch_size=2) == 2
+
+        # Then the failed batch came again, every record came once, in write order, as Lambda shapes them
+        records = [record for event in events for record in event["Records"]]
+        assert [r["eventName"] for r in records] == ["INSERT", "MODIFY", "INSERT", "INSERT"]
+        assert records[1]["dynamodb"]["OldImage"]["n"] == {"N": "1"} and records[1]["dynamodb"]["NewImage"]["n"] == {
+            "N": "2"
+        }
+        sequences = [int(r["dynamodb"]["SequenceNumber"]) for r in records]
+        assert sequences == sorted(set(sequences)), "a dropped record's number was used again"
+        assert all(event["shardId"] and event["state"] == {} for event in events)
+        assert isinstance(records[0]["dynamodb"]["ApproximateCreationDateTime"], float)
+        # And nothing is left to deliver
+        assert deliver_once("streamed", lambda event, context: events.append(event), batch_size=2) == 0
