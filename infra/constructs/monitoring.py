@@ -342,16 +342,7 @@ class Monitoring(Construct):
         )
         # Consumers: one graph of invocations/errors/throttles per lane, then durations and error rates.
         dashboard.add_widgets(
-            *(
-                cloudwatch.GraphWidget(
-                    title=f"{lane.name} consumer: invocations, errors, throttles",
-                    left=self._lambda_counts(lane.consumer),
-                    left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
-                    width=_THIRD,
-                    height=_HEIGHT,
-                )
-                for lane in lanes
-            )
+            *(self._function_counts_widget(f"{lane.name} consumer", lane.consumer, _THIRD) for lane in lanes)
         )
         dashboard.add_widgets(
             cloudwatch.GraphWidget(
@@ -403,13 +394,7 @@ class Monitoring(Construct):
                 width=_THIRD,
                 height=_HEIGHT,
             ),
-            cloudwatch.GraphWidget(
-                title="API function: invocations, errors, throttles",
-                left=self._lambda_counts(api_function),
-                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
-                width=_THIRD,
-                height=_HEIGHT,
-            ),
+            self._function_counts_widget("API function", api_function, _THIRD),
         )
         # The sweeper: what it released and re-sent, and whether it runs.
         dashboard.add_widgets(
@@ -420,13 +405,7 @@ class Monitoring(Construct):
                 width=_WIDE,
                 height=_HEIGHT,
             ),
-            cloudwatch.GraphWidget(
-                title="Sweeper function: invocations, errors, throttles",
-                left=self._lambda_counts(sweeper_function),
-                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
-                width=_WIDE,
-                height=_HEIGHT,
-            ),
+            self._function_counts_widget("Sweeper function", sweeper_function, _WIDE),
         )
         # The stats aggregator: how far behind the jobs table's stream it is, and whether it fails.
         dashboard.add_widgets(
@@ -442,13 +421,16 @@ class Monitoring(Construct):
                 width=_WIDE,
                 height=_HEIGHT,
             ),
-            cloudwatch.GraphWidget(
-                title="Stats aggregator function: invocations, errors, throttles",
-                left=self._lambda_counts(stats_aggregator_function),
-                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
-                width=_WIDE,
-                height=_HEIGHT,
-            ),
+            self._function_counts_widget("Stats aggregator function", stats_aggregator_function, _WIDE),
+        )
+
+    def _function_counts_widget(self, name: str, fn: lambda_.IFunction, width: int) -> cloudwatch.GraphWidget:
+        return cloudwatch.GraphWidget(
+            title=f"{name}: invocations, errors, throttles",
+            left=self._lambda_counts(fn),
+            left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
+            width=width,
+            height=_HEIGHT,
         )
 
     @staticmethod

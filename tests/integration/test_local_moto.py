@@ -16,14 +16,18 @@ from moto import mock_aws
 NEW_ITEM = {"Put": {"TableName": "t", "Item": {"pk": {"S": "new"}}, "ConditionExpression": "attribute_not_exists(pk)"}}
 
 
-def _keyed_table(name: str) -> Any:
-    """A DynamoDB client (inside mock_aws) with a table keyed by ``pk``."""
+def _keyed_table(name: str, *, streamed: bool = False) -> Any:
+    """A DynamoDB client (inside mock_aws) with a table keyed by ``pk`` (``streamed``: NEW_AND_OLD_IMAGES)."""
     ddb = boto3.client("dynamodb", region_name="us-east-1")
+    stream = (
+        {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}} if streamed else {}
+    )
     ddb.create_table(
         TableName=name,
         BillingMode="PAY_PER_REQUEST",
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        **stream,
     )
     return ddb
 
@@ -223,24 +227,12 @@ def test_item_reads_answer_what_motos_serializer_answers(items: list[dict[str, A
 # --- the jobs table's stream, delivered by local/stream_source.py ---
 
 
-def _streamed_table(name: str) -> Any:
-    ddb = boto3.client("dynamodb", region_name="us-east-1")
-    ddb.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
-    return ddb
-
-
 def test_stream_records_are_delivered_in_order_once_and_never_renumbered() -> None:
     from local.stream_source import deliver_once, drain
 
     with mock_aws():
         # Given a streamed table with three writes, the second an update of the first item
-        ddb = _streamed_table("streamed")
+        ddb = _keyed_table("streamed", streamed=True)
         ddb.put_item(TableName="streamed", Item={"pk": {"S": "a"}, "n": {"N": "1"}})
         ddb.put_item(TableName="streamed", Item={"pk": {"S": "a"}, "n": {"N": "2"}})
         ddb.put_item(TableName="streamed", Item={"pk": {"S": "b"}, "n": {"N": "1"}})
