@@ -90,7 +90,6 @@ class StatusChange:
     """What one record of the jobs table's stream means for the counters: a job record's status before and after
     (``before`` None: created; ``after`` None: removed, e.g. expired), with the new record's ``updatedAt``."""
 
-    sequence: str  # the stream record's sequence number, zero-padded so that text order is numeric order
     tenant: str
     before: str | None
     after: str | None
@@ -130,7 +129,6 @@ def stream_change(record: dict[str, Any]) -> StatusChange | None:
     if before == after:
         return None
     return StatusChange(
-        sequence=stream_sequence(record),
         tenant=image["tenant"]["S"],
         before=before,
         after=after,

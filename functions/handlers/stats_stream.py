@@ -24,11 +24,11 @@ from functions.models.errors import JobsError
 @metrics.log_metrics
 @traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    emit("StatusChangesCounted", count(runtime().repo, event))
+    emit("StatusChangesCounted", apply_event(runtime().repo, event))
     return {"state": {}}
 
 
-def count(store: StatsStore, event: dict[str, Any]) -> int:
+def apply_event(store: StatsStore, event: dict[str, Any]) -> int:
     """Apply one stream event to ``store``'s counters; returns the status changes counted now."""
     shard = event.get("shardId")
     if not shard:

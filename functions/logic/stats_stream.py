@@ -7,9 +7,7 @@ over in order, one batch at a time (parallelization factor 1), and re-delivers a
 below the watermark were applied by an earlier delivery and are skipped. The tumbling window is only there because
 it is what makes Lambda tell the function which shard a batch comes from.
 
-What is counted, as the record writes counted it before: a created job is ``enqueued`` and one of its status; a
-status change moves one from the old status to the new; entering ``completed`` or ``failed`` adds one to that
-minute's throughput. A record that expires (TTL) changes nothing: stats count transitions, not records.
+What is counted is what the record writes counted before (``count_change``).
 """
 
 from __future__ import annotations
@@ -30,21 +28,21 @@ class StatsStore(Protocol):
     ) -> None: ...
 
 
-def fold(changes: Sequence[StatusChange]) -> StreamDeltas:
-    deltas = StreamDeltas(counters={}, throughput={})
-    for change in changes:
-        if change.after is None:
-            continue  # removed (expired): stats count transitions, not records
-        counts = deltas.counters.setdefault(change.tenant, {})
-        if change.before is None:
-            counts[ENQUEUED_COUNTER] = counts.get(ENQUEUED_COUNTER, 0) + 1
-        else:
-            counts[change.before] = counts.get(change.before, 0) - 1
-        counts[change.after] = counts.get(change.after, 0) + 1
-        if change.after in THROUGHPUT_COUNTERS and change.before is not None:
+def count_change(deltas: StreamDeltas, change: StatusChange) -> None:
+    """Count one change: a created job is ``enqueued`` and one of its status; a status change moves one from the old
+    status to the new, and entering ``completed`` or ``failed`` adds one to that minute's throughput. A removed
+    (expired) record counts nothing: stats count transitions, not records."""
+    if change.after is None:
+        return
+    counts = deltas.counters.setdefault(change.tenant, {})
+    if change.before is None:
+        counts[ENQUEUED_COUNTER] = counts.get(ENQUEUED_COUNTER, 0) + 1
+    else:
+        counts[change.before] = counts.get(change.before, 0) - 1
+        if change.after in THROUGHPUT_COUNTERS:
             minute = deltas.throughput.setdefault((change.tenant, minute_key(change.at)), {})
             minute[change.after] = minute.get(change.after, 0) + 1
-    return deltas
+    counts[change.after] = counts.get(change.after, 0) + 1
 
 
 def apply_stream_batch(
@@ -55,12 +53,12 @@ def apply_stream_batch(
     watermark = store.stream_watermark(stream_shard)
     fresh = [(sequence, change) for sequence, change in records if watermark is None or sequence > watermark]
     applied = 0
-    chunk: list[StatusChange] = []
+    chunk = StreamDeltas(counters={}, throughput={})
     for index, (sequence, change) in enumerate(fresh):
         if change is not None:
-            chunk.append(change)
-        last = index == len(fresh) - 1
-        if last or fold(chunk).item_count() >= MAX_ITEMS_PER_TRANSACTION:
-            store.apply_stream_deltas(stream_shard, watermark, sequence, fold(chunk), now_s)
-            watermark, applied, chunk = sequence, applied + len(chunk), []
+            count_change(chunk, change)
+            applied += 1
+        if index == len(fresh) - 1 or chunk.item_count() >= MAX_ITEMS_PER_TRANSACTION:
+            store.apply_stream_deltas(stream_shard, watermark, sequence, chunk, now_s)
+            watermark, chunk = sequence, StreamDeltas(counters={}, throughput={})
     return applied

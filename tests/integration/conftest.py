@@ -41,7 +41,7 @@ def stats_counted_before_reads() -> Iterator[None]:
 
 def _after_counting(read: Any) -> Any:
     def call(repo: DynamoJobsRepository, *args: Any, **kwargs: Any) -> Any:
-        drain(repo._jobs_table, lambda event, _context: stats_stream.count(repo, event))
+        drain(repo._jobs_table, lambda event, _context: stats_stream.apply_event(repo, event))
         return read(repo, *args, **kwargs)
 
     return call

@@ -8,15 +8,26 @@ from typing import Any
 import pytest
 
 from functions.dal.jobs_repository import StatusChange, StreamDeltas, stream_change, stream_sequence
-from functions.handlers.stats_stream import count
-from functions.logic.stats_stream import MAX_ITEMS_PER_TRANSACTION, apply_stream_batch, fold
+from functions.handlers.stats_stream import apply_event
+from functions.logic.stats_stream import MAX_ITEMS_PER_TRANSACTION, apply_stream_batch, count_change
 from functions.models.errors import ConcurrentUpdate, JobsError
 
 AT = "2026-12-06T10:15:42.123Z"
 
 
-def change(seq: int, before: str | None, after: str | None, tenant: str = "t1", at: str = AT) -> StatusChange:
-    return StatusChange(sequence=str(seq).zfill(48), tenant=tenant, before=before, after=after, at=at)
+def change(before: str | None, after: str | None, tenant: str = "t1", at: str = AT) -> StatusChange:
+    return StatusChange(tenant=tenant, before=before, after=after, at=at)
+
+
+def fold(changes: list[StatusChange]) -> StreamDeltas:
+    deltas = StreamDeltas(counters={}, throughput={})
+    for one in changes:
+        count_change(deltas, one)
+    return deltas
+
+
+def seq(n: int) -> str:
+    return str(n).zfill(48)
 
 
 @dataclass
@@ -50,65 +61,61 @@ class FakeStatsStore:
 
 
 def test_a_created_job_is_enqueued_and_counted_in_its_status() -> None:
-    deltas = fold([change(1, None, "pending"), change(2, None, "scheduled")])
+    deltas = fold([change(None, "pending"), change(None, "scheduled")])
     assert deltas.counters == {"t1": {"enqueued": 2, "pending": 1, "scheduled": 1}}
     assert deltas.throughput == {}
 
 
 def test_a_status_change_moves_one_and_a_final_one_counts_in_its_minute() -> None:
-    deltas = fold([change(1, "pending", "processing"), change(2, "processing", "completed")])
+    deltas = fold([change("pending", "processing"), change("processing", "completed")])
     assert deltas.counters == {"t1": {"pending": -1, "processing": 0, "completed": 1}}
     assert deltas.throughput == {("t1", "2026-12-06T10:15Z"): {"completed": 1}}
 
 
 def test_an_expired_record_changes_no_count() -> None:
-    assert fold([change(1, "completed", None)]) == StreamDeltas(counters={}, throughput={})
+    assert fold([change("completed", None)]) == StreamDeltas(counters={}, throughput={})
 
 
 def test_a_batch_is_applied_and_its_redelivery_is_skipped() -> None:
     # Given a store and a batch of three records, one of them not a status change
     store = FakeStatsStore()
-    batch = [
-        (str(1).zfill(48), change(1, None, "pending")),
-        (str(2).zfill(48), None),
-        (str(3).zfill(48), change(3, "pending", "processing")),
-    ]
+    batch = [(seq(1), change(None, "pending")), (seq(2), None), (seq(3), change("pending", "processing"))]
     # When it is applied, then delivered again (Lambda retries a batch whole)
     first = apply_stream_batch(store, "shard-1", batch, now_s=0)
     again = apply_stream_batch(store, "shard-1", batch, now_s=0)
     # Then its changes were counted once, and the watermark is at its last record
     assert (first, again) == (2, 0)
     assert store.counters == {"t1": {"enqueued": 1, "pending": 0, "processing": 1}}
-    assert store.watermarks == {"shard-1": str(3).zfill(48)}
+    assert store.watermarks == {"shard-1": seq(3)}
 
 
 def test_a_batch_overlapping_what_was_applied_counts_only_the_new_records() -> None:
     store = FakeStatsStore()
-    apply_stream_batch(store, "s", [(change(1, None, "pending").sequence, change(1, None, "pending"))], now_s=0)
-    later = [change(1, None, "pending"), change(2, "pending", "processing")]
-    assert apply_stream_batch(store, "s", [(c.sequence, c) for c in later], now_s=0) == 1
+    apply_stream_batch(store, "s", [(seq(1), change(None, "pending"))], now_s=0)
+    later = [(seq(1), change(None, "pending")), (seq(2), change("pending", "processing"))]
+    assert apply_stream_batch(store, "s", later, now_s=0) == 1
     assert store.counters["t1"] == {"enqueued": 1, "pending": 0, "processing": 1}
 
 
 def test_watermarks_are_per_shard() -> None:
     store = FakeStatsStore()
-    record = change(5, None, "pending")
-    apply_stream_batch(store, "a", [(record.sequence, record)], now_s=0)
-    apply_stream_batch(store, "b", [(record.sequence, record)], now_s=0)
+    record = (seq(5), change(None, "pending"))
+    apply_stream_batch(store, "a", [record], now_s=0)
+    apply_stream_batch(store, "b", [record], now_s=0)
     assert store.counters["t1"]["enqueued"] == 2
 
 
 def test_many_tenants_are_split_into_transactions_of_at_most_100_items() -> None:
     # Given a batch touching more counter items than one transaction may hold
     store = FakeStatsStore()
-    records = [change(i, "processing", "completed", tenant=f"t{i}") for i in range(1, 201)]
+    records = [(seq(i), change("processing", "completed", tenant=f"t{i}")) for i in range(1, 201)]
     # When it is applied
-    applied = apply_stream_batch(store, "s", [(r.sequence, r) for r in records], now_s=0)
+    applied = apply_stream_batch(store, "s", records, now_s=0)
     # Then every change counted once, in several transactions, each within the limit
     assert applied == 200
     assert len(store.transactions) > 1 and max(store.transactions) <= MAX_ITEMS_PER_TRANSACTION + 3
     assert all(store.counters[f"t{i}"] == {"processing": -1, "completed": 1} for i in range(1, 201))
-    assert store.watermarks["s"] == records[-1].sequence
+    assert store.watermarks["s"] == seq(200)
 
 
 def test_a_watermark_moved_by_someone_else_fails_the_batch() -> None:
@@ -117,9 +124,8 @@ def test_a_watermark_moved_by_someone_else_fails_the_batch() -> None:
             return None  # read before another delivery moved it
 
     store = Racing(watermarks={"s": "0" * 48})
-    record = change(1, None, "pending")
     with pytest.raises(ConcurrentUpdate):
-        apply_stream_batch(store, "s", [(record.sequence, record)], now_s=0)
+        apply_stream_batch(store, "s", [(seq(1), change(None, "pending"))], now_s=0)
     assert store.counters == {}
 
 
@@ -136,12 +142,10 @@ def test_stream_records_map_to_status_changes() -> None:
             "NewImage": _image(**job, status="processing"),
         }
     }
-    assert stream_change(modify) == StatusChange(
-        sequence="1100000000017454423009".zfill(48), tenant="t1", before="pending", after="processing", at=AT
-    )
+    assert stream_change(modify) == StatusChange(tenant="t1", before="pending", after="processing", at=AT)
     assert stream_sequence(modify) == "1100000000017454423009".zfill(48)
     insert = {"dynamodb": {"SequenceNumber": "7", "NewImage": _image(**job, status="pending")}}
-    assert stream_change(insert) == change(7, None, "pending")
+    assert stream_change(insert) == change(None, "pending")
     # A write that kept the status, a batch item, an idempotency claim: nothing to count
     same = {
         "dynamodb": {
@@ -156,4 +160,4 @@ def test_stream_records_map_to_status_changes() -> None:
 
 def test_an_event_without_a_shard_id_is_refused() -> None:
     with pytest.raises(JobsError, match="tumbling window"):
-        count(FakeStatsStore(), {"Records": []})
+        apply_event(FakeStatsStore(), {"Records": []})
