@@ -400,33 +400,28 @@ class DynamoJobsRepository:
     def _counter_update(self, tenant: str, deltas: dict[str, int]) -> dict[str, Any]:
         # A random shard per write keeps any single counter item far below DynamoDB's per-key write limit.
         shard = random.randrange(self._stats_shards)
-        names = {f"#c{i}": name for i, name in enumerate(deltas)}
-        values = {f":d{i}": {"N": str(delta)} for i, delta in enumerate(deltas.values())}
-        return {
-            "Update": {
-                "TableName": self._stats_table,
-                "Key": {"pk": {"S": f"{tenant}#{shard}"}},
-                "UpdateExpression": "ADD " + ", ".join(f"#c{i} :d{i}" for i in range(len(deltas))),
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": values,
-            }
-        }
+        return self._stats_add(f"{tenant}#{shard}", deltas)
 
     def _throughput_update(self, tenant: str, minute: str, counts: dict[str, int], now_s: int) -> dict[str, Any]:
         # Per-minute completions and failures for the dashboard's chart, sharded like the counters; the items
         # expire after THROUGHPUT_RETENTION_SECONDS (DynamoDB TTL on ``expiresAt``).
         shard = random.randrange(self._throughput_shards)
         expires = max(_minute_epoch(minute), now_s) + THROUGHPUT_RETENTION_SECONDS
-        names = {f"#c{i}": name for i, name in enumerate(counts)}
-        values: dict[str, Any] = {f":d{i}": {"N": str(count)} for i, count in enumerate(counts.values())}
-        values[":expires"] = {"N": str(expires)}
+        return self._stats_add(_throughput_key(tenant, minute, str(shard)), counts, expires)
+
+    def _stats_add(self, key: str, deltas: dict[str, int], expires: int | None = None) -> dict[str, Any]:
+        """The transaction item adding ``deltas`` to the stats item ``key`` (and setting its expiry once, if given)."""
+        names = {f"#c{i}": name for i, name in enumerate(deltas)}
+        values: dict[str, Any] = {f":d{i}": {"N": str(delta)} for i, delta in enumerate(deltas.values())}
+        expression = "ADD " + ", ".join(f"#c{i} :d{i}" for i in range(len(deltas)))
+        if expires is not None:
+            values[":expires"] = {"N": str(expires)}
+            expression += " SET expiresAt = if_not_exists(expiresAt, :expires)"
         return {
             "Update": {
                 "TableName": self._stats_table,
-                "Key": {"pk": {"S": _throughput_key(tenant, minute, str(shard))}},
-                "UpdateExpression": "ADD "
-                + ", ".join(f"#c{i} :d{i}" for i in range(len(counts)))
-                + " SET expiresAt = if_not_exists(expiresAt, :expires)",
+                "Key": {"pk": {"S": key}},
+                "UpdateExpression": expression,
                 "ExpressionAttributeNames": names,
                 "ExpressionAttributeValues": values,
             }
