@@ -77,6 +77,18 @@ INDEX_BY_SWEEP = "by-sweep"
 # job's updates that keep its index keys (attempts, progress, results, expiry...) cost these indexes no write.
 LISTING_INDEX_ATTRIBUTES = ("type",)
 
+# A job's status partition in the by-status index: the statuses a job passes through on its way to a final one
+# share one, so claiming, retrying and re-claiming a job move no index entry (moving one is a delete and a put:
+# two write units a transition). A listing of one of them filters the shared partition by the records' status; it
+# holds the in-flight jobs only, and a page examines at most ``listing_read_budget`` index entries.
+IN_FLIGHT_PARTITION = "in-flight"
+IN_FLIGHT_STATUSES = frozenset({JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.RETRYING})
+
+
+def status_partition(status: JobStatus) -> str:
+    return IN_FLIGHT_PARTITION if status in IN_FLIGHT_STATUSES else status.value
+
+
 # index name -> (partition key attribute, sort key attribute)
 _INDEX_KEYS = {
     INDEX_BY_TENANT: ("tenantKey", "createdKey"),
@@ -221,6 +233,7 @@ class DynamoJobsRepository:
         listing_shards: int,
         throughput_shards: int,
         retention_seconds: int = 0,
+        listing_read_budget: int = 1_000,
     ) -> None:
         self._ddb = client
         self._jobs_table = jobs_table
@@ -231,6 +244,9 @@ class DynamoJobsRepository:
         self._throughput_shards = throughput_shards
         # Final jobs carry ``expiresAt`` (DynamoDB TTL) this long after they ended; 0 keeps them forever.
         self._retention_seconds = retention_seconds
+        # A page stops after examining this many index entries and answers what it found with a cursor, so a
+        # sparse filter (one processing job among a backlog of pending ones) costs bounded reads per request.
+        self._listing_read_budget = listing_read_budget
 
     # --- writes ---
 
@@ -467,14 +483,18 @@ class DynamoJobsRepository:
     def list_page(
         self, tenant: str, status: JobStatus | None, job_type: str | None, limit: int, cursor: str | None
     ) -> JobPage:
+        # ``listing`` names the listing in its cursors; ``partition`` is the index partition it reads.
         if status is not None:
-            index, partition = INDEX_BY_STATUS, f"{tenant}#{status.value}"
+            index, listing = INDEX_BY_STATUS, f"{tenant}#{status.value}"
+            partition = f"{tenant}#{status_partition(status)}"
         elif job_type is not None:
-            index, partition = INDEX_BY_TYPE, f"{tenant}#{job_type}"
+            index, listing = INDEX_BY_TYPE, f"{tenant}#{job_type}"
+            partition = listing
         else:
-            index, partition = INDEX_BY_TENANT, tenant
+            index, listing = INDEX_BY_TENANT, tenant
+            partition = listing
         sk_attr = _INDEX_KEYS[index][1]
-        after = _decode_cursor(cursor, index, partition) if cursor else None
+        after = _decode_cursor(cursor, index, listing) if cursor else None
         shard_page = min(limit, max(_MIN_SHARD_PAGE, -(-2 * limit // self._listing_shards)))
         readers = [
             _ShardReader(
@@ -492,10 +512,12 @@ class DynamoJobsRepository:
         # rewrite them; each chunk of keys is then read in one BatchGetItem.
         jobs: list[Job] = []
         last_item: dict[str, Any] | None = None
-        while len(jobs) < limit:
-            chunk = list(itertools.islice(merged, limit - len(jobs)))
+        examined = 0
+        while len(jobs) < limit and examined < self._listing_read_budget:
+            chunk = list(itertools.islice(merged, min(limit - len(jobs), self._listing_read_budget - examined)))
             if not chunk:
                 break
+            examined += len(chunk)
             records = self._records([item["pk"]["S"] for item in chunk])
             for item in chunk:
                 job = records.get(item["pk"]["S"])
@@ -507,7 +529,7 @@ class DynamoJobsRepository:
         more = next(merged, None) is not None
         next_cursor = None
         if more and last_item is not None:
-            next_cursor = _encode_cursor({"i": index, "p": partition, "after": last_item[sk_attr]["S"]})
+            next_cursor = _encode_cursor({"i": index, "p": listing, "after": last_item[sk_attr]["S"]})
         return JobPage(jobs=jobs, next_cursor=next_cursor)
 
     def _shard_query(
@@ -650,7 +672,7 @@ class DynamoJobsRepository:
             # Listing indexes: newest first within a tenant, by status, by type; each key in one of listing_shards.
             "createdKey": {"S": f"{job.created_at}#{job.id}"},
             "tenantKey": {"S": f"{job.tenant}#{listing_shard}"},
-            "tenantStatus": {"S": f"{job.tenant}#{job.status.value}#{listing_shard}"},
+            "tenantStatus": {"S": f"{job.tenant}#{status_partition(job.status)}#{listing_shard}"},
             "tenantType": {"S": f"{job.tenant}#{job.type}#{listing_shard}"},
         }
         optional_strings = {

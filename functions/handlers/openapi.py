@@ -182,7 +182,8 @@ class Job(WireModel):
 
 
 class JobPage(WireModel):
-    """A page of jobs, newest first; pass ``nextCursor`` as ``cursor`` for the next page (null on the last)."""
+    """A page of jobs, newest first; pass ``nextCursor`` as ``cursor`` for the next page (null on the last). A page
+    may hold fewer than ``limit`` jobs, even none, and still have a next one: a page examines at most 1,000 entries."""
 
     jobs: list[Job] = Field(description="Listings show a stub payload for payloads kept in S3")
     count: int

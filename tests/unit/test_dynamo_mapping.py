@@ -24,7 +24,7 @@ from tests.unit.fakes import FakeClock, make_job
 SHARDS = 4
 
 
-def _repo(client: Any = None, listing_shards: int = SHARDS) -> DynamoJobsRepository:
+def _repo(client: Any = None, listing_shards: int = SHARDS, read_budget: int = 1_000) -> DynamoJobsRepository:
     return DynamoJobsRepository(
         client=client,
         jobs_table="jobs",
@@ -33,6 +33,7 @@ def _repo(client: Any = None, listing_shards: int = SHARDS) -> DynamoJobsReposit
         sweep_shards=SHARDS,
         listing_shards=listing_shards,
         throughput_shards=2,
+        listing_read_budget=read_budget,
     )
 
 
@@ -120,6 +121,36 @@ def test_the_item_carries_the_keys_of_every_listing_index(ddb: DynamoJobsReposit
     assert item["tenantStatus"] == {"S": f"acme#failed#{shard}"}
     assert item["tenantType"] == {"S": f"acme#simulate#{shard}"}
     assert item["tenant"] == {"S": "acme"}
+
+
+@pytest.mark.parametrize(
+    ("status", "partition"),
+    [
+        (JobStatus.PENDING, "in-flight"),
+        (JobStatus.PROCESSING, "in-flight"),
+        (JobStatus.RETRYING, "in-flight"),
+        (JobStatus.SCHEDULED, "scheduled"),
+        (JobStatus.COMPLETED, "completed"),
+        (JobStatus.FAILED, "failed"),
+        (JobStatus.CANCELLED, "cancelled"),
+    ],
+)
+def test_the_in_flight_statuses_share_one_status_partition(
+    ddb: DynamoJobsRepository, clock: FakeClock, status: JobStatus, partition: str
+) -> None:
+    job = make_job(clock, tenant="acme", status=status)
+    assert ddb._to_item(job)["tenantStatus"] == {"S": f"acme#{partition}#{key_shard(job.id, SHARDS)}"}
+
+
+def test_claiming_and_retrying_a_job_move_no_index_entry(ddb: DynamoJobsRepository, clock: FakeClock) -> None:
+    # Given a job's records as it is claimed, fails an attempt, is claimed again and completes
+    job = make_job(clock, status=JobStatus.PENDING)
+    path = [JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.RETRYING, JobStatus.PROCESSING, JobStatus.COMPLETED]
+    items = [ddb._to_item(job.model_copy(update={"status": status, "version": n})) for n, status in enumerate(path)]
+    # Then every listing key stays put until the final status (an index key that changes is a delete and a put)
+    index_keys = [{name: item[name] for name in ("tenantKey", "tenantStatus", "tenantType")} for item in items]
+    assert index_keys[0] == index_keys[1] == index_keys[2] == index_keys[3]
+    assert index_keys[4]["tenantStatus"] != index_keys[3]["tenantStatus"]
 
 
 def test_a_jobs_listing_shard_is_stable_across_its_writes(ddb: DynamoJobsRepository, clock: FakeClock) -> None:
@@ -250,6 +281,7 @@ class ShardedIndex:
         self.items = items
         self.queries: list[dict[str, Any]] = []
         self.batch_calls = 0
+        self.keys_read: list[int] = []  # keys asked per BatchGetItem
 
     def query(self, **request: Any) -> dict[str, Any]:
         self.queries.append(request)
@@ -273,6 +305,7 @@ class ShardedIndex:
     def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
         self.batch_calls += 1
         keys = [key["pk"]["S"] for key in RequestItems["jobs"]["Keys"]]
+        self.keys_read.append(len(keys))
         answered, unprocessed = (keys[:-1], keys[-1:]) if self.batch_calls == 1 else (keys, [])
         records = {i["pk"]["S"]: i for i in self.items}
         response: dict[str, Any] = {"Responses": {"jobs": [records[k] for k in answered if k in records]}}
@@ -290,7 +323,7 @@ def _jobs(clock: FakeClock, count: int, **fields: Any) -> list[Job]:
 
 
 def test_a_listing_reads_its_records_by_key_newest_first_and_drops_those_that_moved_on(clock: FakeClock) -> None:
-    # Given four pending jobs in the status index, whose records say: one has started since, one is gone
+    # Given four pending jobs in the in-flight partition, whose records say: one has started since, one is gone
     repo = _repo()
     jobs = _jobs(clock, 4)
     index_items = [repo._to_item(job) for job in jobs]
@@ -309,7 +342,34 @@ def test_a_listing_reads_its_records_by_key_newest_first_and_drops_those_that_mo
     assert page.next_cursor is None
     # And every shard's partition of that status was asked, none twice
     asked = sorted(q["ExpressionAttributeValues"][":p"]["S"] for q in client.queries)
-    assert asked == sorted(f"tenant-a#pending#{shard}" for shard in range(SHARDS))
+    assert asked == sorted(f"tenant-a#in-flight#{shard}" for shard in range(SHARDS))
+
+
+def test_a_sparse_status_listing_examines_a_bounded_number_of_entries_per_page(clock: FakeClock) -> None:
+    # Given one processing job behind 25 newer pending ones (all in the in-flight partition), and a budget of 10
+    repo = _repo(listing_shards=2, read_budget=10)
+    oldest, *pending = _jobs(clock, 26)
+    processing = [oldest.model_copy(update={"status": JobStatus.PROCESSING})]
+    client = ShardedIndex([repo._to_item(job) for job in processing + pending])
+    repo._ddb = client
+    # When the processing jobs are listed page by page
+    pages = []
+    cursor = None
+    for _ in range(10):
+        page = repo.list_page("tenant-a", JobStatus.PROCESSING, None, limit=5, cursor=cursor)
+        pages.append([job.id for job in page.jobs])
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+
+    # Then the pages before it are empty but carry a cursor, none read more than its budget of records, and the
+    # job comes on the last page
+    assert pages == [[], [], [processing[0].id]]
+    assert cursor is None
+    assert sum(client.keys_read) <= 10 * len(pages) + 1  # + the key the fake leaves unprocessed once
+
+
+LISTED_STATUSES = [JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.RETRYING, JobStatus.FAILED, JobStatus.COMPLETED]
 
 
 @settings(max_examples=60, deadline=None)
@@ -317,27 +377,30 @@ def test_a_listing_reads_its_records_by_key_newest_first_and_drops_those_that_mo
     count=st.integers(0, 40),
     limit=st.integers(1, 12),
     shards=st.integers(1, 6),
-    failed=st.sets(st.integers(0, 39)),
+    budget=st.integers(1, 30),
+    statuses=st.lists(st.sampled_from(LISTED_STATUSES), min_size=40, max_size=40),
+    listed=st.sampled_from(LISTED_STATUSES),
     listing=st.sampled_from(["tenant", "status", "type", "status+type"]),
 )
 def test_paging_through_any_listing_returns_each_matching_job_once_newest_first(
-    count: int, limit: int, shards: int, failed: set[int], listing: str
+    count: int,
+    limit: int,
+    shards: int,
+    budget: int,
+    statuses: list[JobStatus],
+    listed: JobStatus,
+    listing: str,
 ) -> None:
-    # Given jobs spread over the shards, some failed, of two types
+    # Given jobs spread over the shards, in final and in-flight statuses, of two types
     clock = FakeClock()
-    repo = _repo(listing_shards=shards)
+    repo = _repo(listing_shards=shards, read_budget=budget)
     jobs = [
-        job.model_copy(
-            update={
-                "status": JobStatus.FAILED if n in failed else JobStatus.COMPLETED,
-                "type": "simulate" if n % 3 else "fetch",
-            }
-        )
+        job.model_copy(update={"status": statuses[n], "type": "simulate" if n % 3 else "fetch"})
         for n, job in enumerate(_jobs(clock, count))
     ]
     client = ShardedIndex([repo._to_item(job) for job in jobs])
     repo._ddb = client
-    status = JobStatus.FAILED if "status" in listing else None
+    status = listed if "status" in listing else None
     job_type = "simulate" if "type" in listing else None
     expected = [
         job.id
@@ -348,7 +411,7 @@ def test_paging_through_any_listing_returns_each_matching_job_once_newest_first(
     # When the listing is read page by page with its cursors
     seen: list[str] = []
     cursor = None
-    for _ in range(count + 2):
+    for _ in range(count + 2):  # a page examines at least one entry, so count + 1 pages read them all
         page = repo.list_page("tenant-a", status, job_type, limit=limit, cursor=cursor)
         assert len(page.jobs) <= limit
         seen += [job.id for job in page.jobs]
