@@ -13,7 +13,9 @@ metrics, validation, the domain logic, botocore's parameter validation and seria
 - consumer: ``functions.handlers.consumer.handler`` for a 10-record SQS batch (simulate, durationMs 0, no failure)
   vs a bare handler that, per record, parses the body and makes the same calls (GetItem, 2 x TransactWriteItems).
 
-Runs as deployed: LOG_LEVEL INFO, metrics on (the EMF lines go to /dev/null), tracing off. Ours and bare alternate
+Runs as deployed: LOG_LEVEL INFO, metrics on (the EMF lines go to /dev/null), tracing off, and our clients as
+``functions/dal/clients.py`` makes them on Lambda (no client-side parameter validation, a fixed User-Agent); the
+bare handler's clients keep boto3's defaults, as a hand-written handler would. Ours and bare alternate
 in ``--repeat`` x 10 short rounds over the same events; prints the median microseconds per job of each side and the
 median of the per-round ratios ours / bare (target <= 1.5x).
 """

@@ -47,14 +47,14 @@ class Settings:
     ingest_secret_prefix: str = "jobs/ingest-signing/"
     # Spreading a hot key's writes (DynamoDB allows 1,000 writes/s per partition key; bench/hotkeys.py sizes these
     # for 10,000 jobs/s of one tenant). Each may grow on a live table, never shrink (jobs_repository.py).
-    # Status counters, per tenant: ~4 updates per job, 2 write units each (they are transaction items).
+    # Status counters and the per-minute completed/failed counters, per tenant: the stats aggregator writes a
+    # random shard of each per stream batch (transaction items, 2 write units each).
     stats_shards: int = 128
-    # The per-minute completed/failed counters, per tenant: one update per job, 2 write units.
     throughput_shards: int = 32
     # The sweeper's index, for all tenants: a put and a delete per job.
     sweep_shards: int = 32
-    # The listing indexes' keys (tenant, tenant+status, tenant+type): a status's key takes a put and a delete per
-    # attempt; a listing page queries every shard.
+    # The listing indexes' keys (tenant, tenant+status, tenant+type): the status key takes a put at create and a
+    # delete and a put when the job ends; a listing page queries every shard.
     listing_shards: int = 32
     backoff_base_seconds: float = 2.0
     backoff_cap_seconds: float = 300.0
@@ -87,6 +87,10 @@ class Settings:
     ai_provider: str = "bedrock"
     bedrock_embedding_model: str = "amazon.titan-embed-text-v2:0"
     bedrock_text_model: str = "amazon.nova-lite-v1:0"
+    # botocore checks every request against the service model before sending it. Tests and the local stack keep
+    # the check (moto accepts some requests AWS would refuse); on Lambda the service checks them anyway, and the
+    # client-side check cost ~80 us of CPU per call (bench/handler.py).
+    sdk_parameter_validation: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -127,6 +127,8 @@ class ServiceConfig:
     callback_max_attempts: int = 5
     # Finished jobs expire this many days after they ended (DynamoDB TTL on the jobs table); 0 keeps them.
     job_retention_days: int = 30
+    # On Lambda the services check requests themselves; locally botocore does too (see functions/settings.py).
+    sdk_parameter_validation: bool = False
 
     @property
     def queue_visibility_timeout_seconds(self) -> int:
@@ -187,6 +189,7 @@ class ServiceConfig:
             image_max_pixels=self.image_max_pixels,
             outbound_allowlist=self.outbound_allowlist,
             crawl_delay_seconds=self.crawl_delay_seconds,
+            sdk_parameter_validation=self.sdk_parameter_validation,
         )
 
 
@@ -221,6 +224,7 @@ def local_config() -> ServiceConfig:
         crawl_delay_seconds=float(env.get("JOBS_LOCAL_CRAWL_DELAY", "0")),
         type_limits=env.get("JOBS_LOCAL_TYPE_LIMITS", ""),
         progress_interval_seconds=float(env.get("JOBS_LOCAL_PROGRESS_INTERVAL", "0.5")),
+        sdk_parameter_validation=True,
     )
     if env.get("JOBS_LOCAL_AWS_SHARDS") == "1":
         return config  # bench/cost.py and bench/hotkeys.py measure the AWS shard counts
