@@ -77,7 +77,8 @@ class DynamoBatchStore:
     def open(
         self, tenant: str, batch_id: str, job_ids: list[str], created_at: str, on_complete: dict[str, Any] | None
     ) -> BatchRecord:
-        """Write the batch over whatever counters its children already added; returns the item as it now is.
+        """Write the batch over whatever counters its children already added; returns the item as it now is (the
+        one written before, if another request with the same idempotency key wrote it first).
 
         One UpdateItem, so it is ordered with every child's counter ADD: what it returns (ALL_NEW) includes each
         child that finished before it, and each child finishing after it sees ``total``."""
@@ -109,6 +110,11 @@ class DynamoBatchStore:
                 return _record(tenant, batch_id, response["Attributes"])
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
+                if code == "ConditionalCheckFailedException":
+                    # Written already: by the request this one resumes (the same idempotency key), or its twin.
+                    written = self.get(tenant, batch_id)
+                    if written is not None and written.is_open:
+                        return written
                 # A child's transaction held the item at this instant: this write has not happened, try again.
                 if code == "TransactionConflictException" and attempt < _CONFLICT_RETRIES:
                     self.sleep(0.02 * 2**attempt)

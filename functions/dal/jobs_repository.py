@@ -171,7 +171,8 @@ class JobPage:
 
 class JobsRepository(Protocol):
     def create(self, job: Job, idempotency: IdempotencyClaim | None = None) -> None: ...
-    def create_many(self, jobs: Sequence[Job]) -> None: ...
+    def create_many(self, jobs: Sequence[Job], *, resume: bool = False) -> None: ...
+    def claim_idempotency(self, tenant: str, claim: IdempotencyClaim) -> None: ...
     def get(self, tenant: str, job_id: str) -> Job | None: ...
     def save(self, before: Job, after: Job) -> None: ...
     def record_progress(self, job: Job, progress: Progress) -> bool: ...
@@ -262,20 +263,26 @@ class DynamoJobsRepository:
         except ConcurrentUpdate:
             raise self.idempotency_taken(job.tenant, idempotency.key) from None
 
-    def create_many(self, jobs: Sequence[Job]) -> None:
+    def create_many(self, jobs: Sequence[Job], *, resume: bool = False) -> None:
         """Store new jobs of one tenant (a fan-out batch's children), a transaction per chunk of at most 99 jobs
-        and ~3.5 MB: a chunk is stored whole or not at all (the stream counts what was stored)."""
-        chunk: list[Job] = []
-        size = 0
-        for job in jobs:
-            job_size = _CREATE_OVERHEAD_BYTES + len(json.dumps(job.payload, separators=(",", ":")))
-            if chunk and (len(chunk) == _CREATE_CHUNK_JOBS or size + job_size > _CREATE_CHUNK_BYTES):
+        and ~3.5 MB: a chunk is stored whole or not at all (the stream counts what was stored).
+
+        ``resume``: finishing what an earlier request with the same jobs began; a chunk it stored (its first job
+        exists: chunks are cut the same way for the same jobs) is skipped instead of failing."""
+        for chunk in _creation_chunks(jobs):
+            try:
                 self._transact(self.creation_items(chunk))
-                chunk, size = [], 0
-            chunk.append(job)
-            size += job_size
-        if chunk:
-            self._transact(self.creation_items(chunk))
+            except ConcurrentUpdate:
+                if not resume or self.get(chunk[0].tenant, chunk[0].id) is None:
+                    raise
+
+    def claim_idempotency(self, tenant: str, claim: IdempotencyClaim) -> None:
+        """Claim a key on its own write (a fan-out batch's, whose jobs follow in several); ``IdempotencyKeyUsed``
+        naming the holder if it is taken."""
+        try:
+            self._transact([self.idempotency_put(tenant, claim)])
+        except ConcurrentUpdate:
+            raise self.idempotency_taken(tenant, claim.key) from None
 
     def creation_items(self, jobs: Sequence[Job]) -> list[dict[str, Any]]:
         """Transaction items creating new jobs: a Put each, never over an existing record (the stats aggregator
@@ -778,6 +785,20 @@ def _history_entry(item: dict[str, Any]) -> HistoryEntry:
         attempt=int(item["attempt"]["N"]) if "attempt" in item else None,
         error=item["error"]["S"] if "error" in item else None,
     )
+
+
+def _creation_chunks(jobs: Sequence[Job]) -> Iterator[list[Job]]:
+    chunk: list[Job] = []
+    size = 0
+    for job in jobs:
+        job_size = _CREATE_OVERHEAD_BYTES + len(json.dumps(job.payload, separators=(",", ":")))
+        if chunk and (len(chunk) == _CREATE_CHUNK_JOBS or size + job_size > _CREATE_CHUNK_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(job)
+        size += job_size
+    if chunk:
+        yield chunk
 
 
 class _ShardReader:

@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.handlers import openapi as doc
 from functions.handlers import static
 from functions.handlers.http import (
+    REPLAYED_HEADER,
     RequestScopedResolver,
     caller_tenant,
     json_response,
@@ -43,7 +44,6 @@ register_error_handlers(app)
 
 JobId = Annotated[str, PathParam(description=doc.JOB_ID)]
 LOCATION = {"Location": "The job's URL: /jobs/{id}"}
-REPLAYED_HEADER = "Idempotent-Replayed"
 LONG_POLL_HEADER = "X-Long-Poll"
 
 

@@ -461,9 +461,10 @@ class Batch(BatchAccepted):
 
 
 def batch_json_body() -> dict[str, Any]:
-    """POST /jobs/batch's request body: ``{jobs: [job spec], onComplete?: job spec}``, a job spec being POST /jobs's
-    body without ``idempotencyKey`` (inline, like ``json_body``)."""
+    """POST /jobs/batch's request body: ``{jobs: [job spec], onComplete?: job spec, idempotencyKey?}``, a job spec
+    being POST /jobs's body without ``idempotencyKey`` (inline, like ``json_body``)."""
     spec = CreateJobRequest.model_json_schema(by_alias=True)
+    key = dict(spec["properties"]["idempotencyKey"], description="At most one batch per key and tenant for 24 h")
     spec["properties"] = {name: value for name, value in spec["properties"].items() if name != "idempotencyKey"}
     on_complete = dict(
         spec,
@@ -485,6 +486,7 @@ def batch_json_body() -> dict[str, Any]:
                 "description": "The children: validated all together (one bad spec: nothing is created)",
             },
             "onComplete": on_complete,
+            "idempotencyKey": key,
         },
     }
     example = {

@@ -2,8 +2,9 @@
 the batch is ``completed`` (or ``completed_with_failures``) and its ``onComplete`` job is enqueued, exactly once.
 
 Creating (``create_batch``): every spec is validated first (all or nothing: one bad spec is a 400 naming
-``jobs[i]``); then the children's records are written (each with its batch id and its sweep mark, in transactions
-that move the tenant's counters with them); then the batch item (``total``, ``jobIds``, the onComplete spec) with one
+``jobs[i]``); with an idempotency key, the key is claimed next (see ``create_batch``); then the children's records
+are written (each with its batch id and its sweep mark, in transactions of at most 99, each stored whole or not at
+all); then the batch item (``total``, ``jobIds``, the onComplete spec) with one
 UpdateItem that returns the item as it now is; then the children's messages are sent (or left to the sweeper).
 
 Counting: the jobs repository moves the batch item's ``finished``/``unsuccessful`` counters in the same transaction
@@ -27,20 +28,30 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from aws_lambda_powertools import Logger
 
 from functions.dal.batches import COMPLETED, COMPLETED_WITH_FAILURES, BatchRecord, BatchStore
 from functions.dal.files import FileStore
 from functions.dal.job_queue import JobQueue
-from functions.dal.jobs_repository import JobsRepository
+from functions.dal.jobs_repository import IdempotencyClaim, JobsRepository
 from functions.logic.clock import Clock, iso, system_clock
-from functions.logic.enqueue import EnqueueSettings, JobSpec, new_job, parse_job_spec, send_when_due
+from functions.logic.enqueue import (
+    EnqueueSettings,
+    JobSpec,
+    idempotency_key_option,
+    new_job,
+    parse_job_spec,
+    request_fingerprint,
+    send_when_due,
+)
 from functions.logic.payloads import offload_if_large
 from functions.models.errors import (
     ApiError,
     ConcurrentUpdate,
+    IdempotencyConflict,
+    IdempotencyKeyUsed,
     InvalidBody,
     InvalidOption,
     NotFound,
@@ -52,7 +63,7 @@ from functions.settings import Settings
 logger = Logger(child=True)
 
 MAX_BATCH_JOBS = 100
-BATCH_FIELDS = frozenset({"jobs", "onComplete"})
+BATCH_FIELDS = frozenset({"jobs", "onComplete", "idempotencyKey"})
 # The onComplete spec is kept in the batch item (400 KB at most) until the batch completes.
 ON_COMPLETE_PAYLOAD_MAX_BYTES = 64 * 1024
 # In the onComplete job's payload, a string that is exactly this is replaced by the batch's id (at any depth), so
@@ -193,6 +204,12 @@ def _with_batch_id(value: Any, batch_id: str) -> Any:
 # --- creating ---
 
 
+class AcceptedBatch(NamedTuple):
+    batch: BatchRecord
+    # True when an idempotency key named an earlier, identical request: ``batch`` is that request's batch.
+    replayed: bool = False
+
+
 def create_batch(
     body: Any,
     tenant: str,
@@ -203,20 +220,52 @@ def create_batch(
     clock: Clock,
     settings: EnqueueSettings,
     files: Callable[[], FileStore] | None = None,
-) -> BatchRecord:
-    """Accept a batch (see the module's docstring for the order of the writes); returns the batch as written."""
+    idempotency_header: str | None = None,
+) -> AcceptedBatch:
+    """Accept a batch (see the module's docstring for the order of the writes); returns the batch as written.
+
+    With an idempotency key (the ``Idempotency-Key`` header or the ``idempotencyKey`` field) the key is claimed
+    first, naming the batch's id. The same request again gets that batch; if the first request stopped before the
+    batch item was written (or is still writing), this one finishes it: the children's ids derive from the batch's
+    id, so the chunks already stored are recognised and skipped, and nothing is created twice."""
     now = clock()
     batch_id = str(uuid.uuid4())
     request = parse_batch_request(body, now, batch_id)
+    key = idempotency_key_option(body, idempotency_header)  # a dict: parse_batch_request checked
+    resuming = False
+    if key is not None:
+        fingerprint = request_fingerprint(body)
+        claim = IdempotencyClaim(
+            key=key,
+            fingerprint=fingerprint,
+            target_id=batch_id,
+            expires_at=now // 1000 + settings.idempotency_ttl_seconds,
+            now=now // 1000,
+        )
+        try:
+            repo.claim_idempotency(tenant, claim)
+        except IdempotencyKeyUsed as used:
+            if used.fingerprint != fingerprint:
+                raise IdempotencyConflict(
+                    "this Idempotency-Key was used with a different request in the last 24 hours",
+                    details={"batchId": used.target_id},
+                ) from None
+            earlier = store.get(tenant, used.target_id)
+            if earlier is not None and earlier.is_open:
+                return AcceptedBatch(earlier, replayed=True)
+            batch_id, resuming = used.target_id, True
+            request = parse_batch_request(body, now, batch_id)  # its onComplete payload names this batch
     children = [
         offload_if_large(
-            new_job(replace(spec, batch_id=batch_id), tenant, now, settings), files, settings.payload_inline_max_bytes
+            new_job(replace(spec, batch_id=batch_id), tenant, now, settings, job_id=child_id(batch_id, index)),
+            files,
+            settings.payload_inline_max_bytes,
         )
-        for spec in request.specs
+        for index, spec in enumerate(request.specs)
     ]
     # Children first: a crash before the batch item leaves ordinary jobs (swept and run), never a batch waiting for
     # children that do not exist. A crash between chunks leaves the first chunks' jobs the same way.
-    repo.create_many(children)
+    repo.create_many(children, resume=resuming)
     on_complete = request.on_complete.to_json() if request.on_complete else None
     batch = store.open(tenant, batch_id, [child.id for child in children], iso(now), on_complete)
     if batch.is_due:
@@ -224,8 +273,15 @@ def create_batch(
         # settlers found no total and left it to us (see BatchSettler.job_final).
         batch = settler.settle(batch)
     for child in children:
+        # Resuming, some were sent already: a second message for a job is dropped by whichever consumer sees it
+        # second (every transition is conditional on the record's version).
         send_when_due(queue, child, now)
-    return batch
+    return AcceptedBatch(batch, replayed=resuming)
+
+
+def child_id(batch_id: str, index: int) -> str:
+    """The id of a batch's ``index``-th child: a UUID derived from the batch's, the same for a resumed request."""
+    return str(uuid.uuid5(uuid.UUID(batch_id), str(index)))
 
 
 # --- settling ---

@@ -110,7 +110,7 @@ def parse_job_spec(body: Any, now_ms: int, idempotency_header: str | None = None
         run_at_ms = _run_at_option(body["runAt"], now_ms)
     group_id = _text_option(body, "groupId", MAX_GROUP_ID_LENGTH)
     callback_url = _callback_url_option(body)
-    idempotency_key = _idempotency_key(body, idempotency_header)
+    idempotency_key = idempotency_key_option(body, idempotency_header)
 
     return JobSpec(
         type=job_type.name,
@@ -159,7 +159,9 @@ def _callback_url_option(body: dict[str, Any]) -> str | None:
     return value.strip()
 
 
-def _idempotency_key(body: dict[str, Any], header: str | None) -> str | None:
+def idempotency_key_option(body: dict[str, Any], header: str | None) -> str | None:
+    """The request's idempotency key: the ``idempotencyKey`` field or the ``Idempotency-Key`` header (the same if
+    both are given)."""
     field_key = _text_option(body, "idempotencyKey", MAX_IDEMPOTENCY_KEY_LENGTH)
     header_key = _text_option({"Idempotency-Key": header}, "Idempotency-Key", MAX_IDEMPOTENCY_KEY_LENGTH)
     if field_key is not None and header_key is not None and field_key != header_key:

@@ -146,19 +146,21 @@ class Service:
         key: Any = DEFAULT_KEY,
         query: dict[str, str] | None = None,
         raw: str | bytes | None = None,
+        headers: dict[str, str] | None = None,
     ) -> ApiResponse:
-        """Call the API handler with the event API Gateway would send. ``raw`` is sent as the body, byte for byte."""
+        """Call the API handler with the event API Gateway would send. ``raw`` is sent as the body, byte for byte;
+        ``headers`` are added to the request's."""
         key_id = self.key_a if isinstance(key, _Default) else key
         if raw is not None:
             data = raw.encode() if isinstance(raw, str) else raw
         else:
             data = json.dumps(body).encode() if body is not None else b""
         raw_path = path + ("?" + urlencode(query) if query else "")
-        headers = {"content-type": "application/json", "user-agent": "integration-tests"}
+        sent = {"content-type": "application/json", "user-agent": "integration-tests", **(headers or {})}
         value = self.key_values.get(key_id) if key_id else None
         if value:
-            headers["x-api-key"] = value
-        event = build_event(method, raw_path, headers, data, key_id, value, "127.0.0.1")
+            sent["x-api-key"] = value
+        event = build_event(method, raw_path, sent, data, key_id, value, "127.0.0.1")
         response = api_handler.handler(event, LocalContext("api", API_TIMEOUT_SECONDS))
         out_headers = dict(response.get("headers") or {})
         for name, values in (response.get("multiValueHeaders") or {}).items():

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from functions.dal.batches import DynamoBatchStore
 from functions.dal.clients import client
+from functions.dal.jobs_repository import DynamoJobsRepository
 from functions.handlers import consumer
 from functions.handlers import openapi as doc
 from functions.handlers.runtime import batch_settler
@@ -197,6 +198,61 @@ def test_invalid_batches_answer_the_contract_codes(service: Service, body: dict[
     status, error, _ = service.api("POST", "/jobs/batch", body)
     assert (status, error["code"]) == (400, code)
     assert service.stats()["enqueued"] == 0
+
+
+def test_a_keyed_batch_sent_twice_is_one_batch(service: Service) -> None:
+    # Given a batch accepted with an Idempotency-Key
+    body = {"jobs": [ok_job("a"), ok_job("b")], "onComplete": ON_COMPLETE}
+    status, first, _ = service.api("POST", "/jobs/batch", body, headers={"Idempotency-Key": "order-7"})
+    assert status == 202, first
+
+    # When the same request comes again, the key in the body this time
+    status, again, headers = service.api("POST", "/jobs/batch", {**body, "idempotencyKey": "order-7"})
+
+    # Then it answers the first batch, replayed, and only its jobs exist
+    assert (status, headers["Idempotent-Replayed"], headers["Location"]) == (200, "true", f"/batches/{first['id']}")
+    assert again == first
+    service.drain()
+    assert get_batch(service, first["id"])["status"] == "completed"
+    assert service.stats()["enqueued"] == 3  # two children and the onComplete job
+
+    # And another body under that key is a conflict naming the batch
+    status, error, _ = service.api("POST", "/jobs/batch", {"jobs": [ok_job("c")], "idempotencyKey": "order-7"})
+    assert (status, error["code"], error["details"]) == (409, "IDEMPOTENCY_CONFLICT", {"batchId": first["id"]})
+
+
+def test_a_keyed_batch_that_failed_between_its_chunks_is_finished_by_the_retry(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a keyed request of 100 jobs in two chunks, whose second chunk's write failed
+    body = {"jobs": [ok_job(f"t{n}") for n in range(100)], "onComplete": ON_COMPLETE, "idempotencyKey": "import-1"}
+    monkeypatch.setattr("functions.dal.jobs_repository._CREATE_CHUNK_JOBS", 60)
+    transact = DynamoJobsRepository._transact
+    chunks_written: list[int] = []
+
+    def second_chunk_fails(repo: DynamoJobsRepository, items: list[dict[str, Any]]) -> None:
+        if len(items) > 1:
+            if chunks_written:
+                raise StorageError("DynamoDB write failed: ProvisionedThroughputExceededException")
+            chunks_written.append(len(items))
+        transact(repo, items)
+
+    with monkeypatch.context() as outage:
+        outage.setattr(DynamoJobsRepository, "_transact", second_chunk_fails)
+        status, error, _ = service.api("POST", "/jobs/batch", body)
+    assert (status, error["code"]) == (503, "UNAVAILABLE")
+    assert chunks_written == [60] and service.stats()["enqueued"] == 60
+
+    # When the client sends it again
+    status, batch, headers = service.api("POST", "/jobs/batch", body)
+
+    # Then the first chunk is kept, the second written, the batch item too, and the batch completes once
+    assert (status, headers["Idempotent-Replayed"]) == (200, "true"), batch
+    assert len(set(batch["jobIds"])) == 100
+    service.drain()
+    assert get_batch(service, batch["id"])["status"] == "completed"
+    stats = service.stats()
+    assert (stats["enqueued"], stats["completed"]) == (101, 101)
 
 
 def test_a_batch_is_the_tenants_own(service: Service) -> None:

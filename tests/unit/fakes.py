@@ -94,13 +94,22 @@ class InMemoryJobsRepository:
         self._count(job.tenant, {ENQUEUED_COUNTER: 1, job.status.value: 1})
         self.writes += 1
 
-    def create_many(self, jobs: Sequence[Job]) -> None:
+    def create_many(self, jobs: Sequence[Job], *, resume: bool = False) -> None:
+        # One chunk, stored whole or not at all: resuming, a stored chunk is skipped.
+        if resume and jobs and all((job.tenant, job.id) in self._jobs for job in jobs):
+            return
         if any((job.tenant, job.id) in self._jobs for job in jobs):
             raise ConcurrentUpdate("a job already exists")
         for job in jobs:
             self._jobs[(job.tenant, job.id)] = job
             self._count(job.tenant, {ENQUEUED_COUNTER: 1, job.status.value: 1})
         self.writes += 1
+
+    def claim_idempotency(self, tenant: str, claim: IdempotencyClaim) -> None:
+        held = self.idempotency.get((tenant, claim.key))
+        if held is not None and held.expires_at >= claim.now:
+            raise IdempotencyKeyUsed(held.target_id, held.fingerprint)
+        self.idempotency[(tenant, claim.key)] = claim
 
     def save(self, before: Job, after: Job) -> None:
         hook, self.before_next_save = self.before_next_save, None

@@ -13,6 +13,7 @@ import pytest
 from functions.dal.batches import BatchRecord
 from functions.logic.batches import (
     BATCH_ID_PLACEHOLDER,
+    AcceptedBatch,
     BatchSettler,
     accepted_view,
     batch_view,
@@ -22,6 +23,7 @@ from functions.logic.batches import (
 from functions.logic.clock import iso
 from functions.models.errors import (
     ConcurrentUpdate,
+    IdempotencyConflict,
     InvalidBody,
     InvalidOption,
     InvalidPayload,
@@ -54,7 +56,10 @@ class InMemoryBatchStore:
     ) -> BatchRecord:
         if self.before_open is not None:
             self.before_open(job_ids)
-        assert (tenant, batch_id) not in self.items
+        if (tenant, batch_id) in self.items:  # written by the request this one resumes: as DynamoBatchStore.open
+            written = self.get(tenant, batch_id)
+            assert written is not None
+            return written
         self.items[(tenant, batch_id)] = {
             "total": len(job_ids),
             "job_ids": tuple(job_ids),
@@ -146,8 +151,12 @@ class Batches:
         self.repo, self.store, self.queue, self.settler, self.clock = repo, store, queue, settler, clock
 
     def create(self, body: Any, tenant: str = TENANT) -> BatchRecord:
+        return self.create_keyed(body, None, tenant).batch
+
+    def create_keyed(self, body: Any, key: str | None, tenant: str = TENANT) -> AcceptedBatch:
+        settings = enqueue_settings(SETTINGS)
         return create_batch(
-            body, tenant, self.repo, self.store, self.queue, self.settler, self.clock, enqueue_settings(SETTINGS)
+            body, tenant, self.repo, self.store, self.queue, self.settler, self.clock, settings, idempotency_header=key
         )
 
     def end(self, job_id: str, status: JobStatus = JobStatus.COMPLETED, *, settle: bool = True) -> Job:
@@ -279,7 +288,73 @@ def test_the_batch_must_have_1_to_100_jobs(batches: Batches, body: Any) -> None:
 def test_unknown_batch_fields_are_refused(batches: Batches) -> None:
     with pytest.raises(InvalidOption) as raised:
         batches.create({"jobs": [ok_spec()], "then": message_spec()})
-    assert raised.value.details == {"allowed": ["jobs", "onComplete"]}
+    assert raised.value.details == {"allowed": ["idempotencyKey", "jobs", "onComplete"]}
+
+
+# --- idempotency keys ---
+
+
+def test_the_same_keyed_batch_again_is_the_first_one_and_creates_nothing(
+    batches: Batches, repo: InMemoryJobsRepository, queue: RecordingQueue
+) -> None:
+    # Given a batch accepted with a key
+    body = {"jobs": [ok_spec("a"), ok_spec("b")], "onComplete": message_spec(BATCH_ID_PLACEHOLDER)}
+    first = batches.create_keyed(body, "order-7")
+    sent = len(queue.sends)
+
+    # When the same request comes again, with its fields in another order and the key in the body
+    again = batches.create_keyed(
+        {"onComplete": body["onComplete"], "jobs": body["jobs"], "idempotencyKey": "order-7"}, None
+    )
+
+    # Then it is the first batch, replayed: no job, message or batch more
+    assert again.replayed and not first.replayed
+    assert again.batch.id == first.batch.id and again.batch.job_ids == first.batch.job_ids
+    assert len(repo.all_jobs()) == 2 and len(queue.sends) == sent
+    assert len(batches.store.items) == 1
+
+
+def test_a_keyed_batch_with_another_body_is_a_conflict_naming_the_first(batches: Batches) -> None:
+    first = batches.create_keyed({"jobs": [ok_spec("a")]}, "order-7")
+    with pytest.raises(IdempotencyConflict) as raised:
+        batches.create_keyed({"jobs": [ok_spec("b")]}, "order-7")
+    assert raised.value.details == {"batchId": first.batch.id}
+
+
+def test_a_keyed_batch_whose_first_request_stopped_part_way_is_finished_by_the_retry(
+    batches: Batches, repo: InMemoryJobsRepository, store: InMemoryBatchStore, queue: RecordingQueue
+) -> None:
+    # Given a keyed request that stored its children, then died before writing the batch item
+    body = {"jobs": [ok_spec("a"), ok_spec("b")], "onComplete": message_spec(BATCH_ID_PLACEHOLDER)}
+
+    def die(job_ids: list[str]) -> None:
+        raise RuntimeError("the Lambda was killed")
+
+    store.before_open = die
+    with pytest.raises(RuntimeError):
+        batches.create_keyed(body, "order-7")
+    stored = sorted(job.id for job in repo.all_jobs())
+    assert len(stored) == 2 and not store.items
+    store.before_open = None
+
+    # When the client sends it again
+    retried = batches.create_keyed(body, "order-7")
+
+    # Then the batch is written over the children that exist, none created twice, each child's message sent
+    assert retried.replayed
+    assert sorted(retried.batch.job_ids) == stored
+    assert sorted(job.id for job in repo.all_jobs()) == stored
+    assert {sent.message.job_id for sent in queue.sends} >= set(stored)
+    on_complete = store.get(TENANT, retried.batch.id)
+    assert on_complete is not None and on_complete.on_complete is not None
+    assert on_complete.on_complete["payload"] == {"message": retried.batch.id}
+    # And a third request is a plain replay
+    assert batches.create_keyed(body, "order-7").batch.id == retried.batch.id
+
+
+def test_unkeyed_batches_are_never_the_same_batch(batches: Batches) -> None:
+    body = {"jobs": [ok_spec("a")]}
+    assert batches.create(body).id != batches.create(body).id
 
 
 # --- creating ---

@@ -126,7 +126,14 @@ def test_every_error_code_the_api_answers_is_documented(spec: dict[str, Any]) ->
         (("GET", "/jobs"), {"INVALID_QUERY"}),
         (
             ("POST", "/jobs/batch"),
-            {"INVALID_BODY", "INVALID_TYPE", "INVALID_PAYLOAD", "INVALID_OPTION", "PAYLOAD_TOO_LARGE"},
+            {
+                "INVALID_BODY",
+                "INVALID_TYPE",
+                "INVALID_PAYLOAD",
+                "INVALID_OPTION",
+                "IDEMPOTENCY_CONFLICT",
+                "PAYLOAD_TOO_LARGE",
+            },
         ),
         (("GET", "/batches/{batch_id}"), {"NOT_FOUND"}),
         (("GET", "/jobs/{job_id}"), {"NOT_FOUND", "INVALID_QUERY"}),

@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 
 from functions.handlers import openapi as doc
-from functions.handlers.http import caller_tenant, json_response, read_json_body
+from functions.handlers.http import REPLAYED_HEADER, caller_tenant, json_response, read_json_body
 from functions.handlers.runtime import batch_settler, batch_store, emit, files, runtime
 from functions.logic import batches
 from functions.logic.clock import system_clock
@@ -32,12 +32,18 @@ _SPEC_NOTE = (
     operation_id="createBatch",
     tags=["jobs"],
     responses={
+        200: doc.ok(
+            doc.BatchAccepted,
+            "The same Idempotency-Key and request as an earlier one (24 h): that request's batch, not a new one",
+            {"Location": "/batches/{id}", REPLAYED_HEADER: "`true`"},
+        ),
         202: doc.ok(doc.BatchAccepted, "Accepted: the batch's id and its jobs' ids", {"Location": "/batches/{id}"}),
         **doc.errors(
             "INVALID_BODY",
             "INVALID_TYPE",
             "INVALID_PAYLOAD",
             "INVALID_OPTION",
+            "IDEMPOTENCY_CONFLICT",
             "PAYLOAD_TOO_LARGE",
             *doc.KEYED_ERRORS,
             notes={
@@ -45,22 +51,46 @@ _SPEC_NOTE = (
                 "not an object" + _SPEC_NOTE,
                 "INVALID_TYPE": doc.ERROR_CODES["INVALID_TYPE"][1] + _SPEC_NOTE,
                 "INVALID_PAYLOAD": doc.ERROR_CODES["INVALID_PAYLOAD"][1] + _SPEC_NOTE,
-                "INVALID_OPTION": "an option of a spec is out of range, a spec has `idempotencyKey`, the onComplete "
-                "payload is over 64 KiB, or a field is unknown" + _SPEC_NOTE,
+                "INVALID_OPTION": "an option of a spec is out of range, a spec has `idempotencyKey` (the batch may), "
+                "the onComplete payload is over 64 KiB, or a field is unknown" + _SPEC_NOTE,
+                "IDEMPOTENCY_CONFLICT": "this `Idempotency-Key` was used in the last 24 hours with a different "
+                "request (`details.batchId` names its batch)",
             },
         ),
     },
-    openapi_extensions=doc.batch_json_body(),
+    openapi_extensions={
+        **doc.batch_json_body(),
+        **doc.parameters(
+            doc.header_param(
+                "Idempotency-Key",
+                "At most one batch per key and tenant for 24 h (or the `idempotencyKey` field)",
+                {"type": "string", "minLength": 1, "maxLength": 255},
+            )
+        ),
+    },
 )
 def create_batch() -> Response[str]:
     tenant = caller_tenant(router)
     rt = runtime()
     settings = batches.enqueue_settings(rt.settings)
-    batch = batches.create_batch(
-        read_json_body(router), tenant, rt.repo, batch_store(), rt.queue, batch_settler(), system_clock, settings, files
+    key = router.current_event.headers.get("idempotency-key")  # case-insensitive in Powertools 3
+    batch, replayed = batches.create_batch(
+        read_json_body(router),
+        tenant,
+        rt.repo,
+        batch_store(),
+        rt.queue,
+        batch_settler(),
+        system_clock,
+        settings,
+        files,
+        idempotency_header=key,
     )
+    headers = {"Location": f"/batches/{batch.id}"}
+    if replayed:
+        return json_response(200, batches.accepted_view(batch), headers={**headers, REPLAYED_HEADER: "true"})
     emit("JobsEnqueued", batch.total or 0)
-    return json_response(202, batches.accepted_view(batch), headers={"Location": f"/batches/{batch.id}"})
+    return json_response(202, batches.accepted_view(batch), headers=headers)
 
 
 @router.get(
