@@ -59,6 +59,10 @@ class StatsStreamConfig:
     batch_size: int = 100
     # The tumbling window: Lambda puts the shard's id in the event only for windowed invocations.
     window_seconds: int = 1
+    # Records are gathered this long before an invocation (unless a batch fills first): Lambda reads a stream shard
+    # 4 times a second, and each invocation costs a watermark read and a transaction, whatever its size. /stats
+    # trails the records by about this much more.
+    batching_window_seconds: int = 1
     # The stream keeps records 24 h: an aggregator this far behind (or failing) is on its way to losing counts.
     iterator_age_alarm_seconds: int = 300
 
@@ -230,4 +234,12 @@ def local_config() -> ServiceConfig:
         return config  # bench/cost.py and bench/hotkeys.py measure the AWS shard counts
     # moto has no per-key write limit but pays for every key read and scans the table for every index query: a few
     # shards (still more than one, so the merge paths run) keep /stats and listings quick locally.
-    return replace(config, stats_shards=4, throughput_shards=2, sweep_shards=2, listing_shards=2)
+    # The stats count what the stream delivered: locally as soon as it is there, so /stats follows quickly.
+    return replace(
+        config,
+        stats_shards=4,
+        throughput_shards=2,
+        sweep_shards=2,
+        listing_shards=2,
+        stats_stream=replace(config.stats_stream, batching_window_seconds=0),
+    )

@@ -62,6 +62,7 @@ class LocalStack:
             batch_size=self.config.stats_stream.batch_size,
             interval_seconds=STREAM_POLL_SECONDS,
             timeout_seconds=self.config.stats_stream.timeout_seconds,
+            batching_window_seconds=self.config.stats_stream.batching_window_seconds,
         )
         for event_source in self._event_sources:
             event_source.start()

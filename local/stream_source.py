@@ -73,14 +73,33 @@ def drain(table_name: str, handler: Handler, batch_size: int = 100) -> int:
     return handled
 
 
+def pause_after(handled: int, batch_size: int, interval_seconds: float, batching_window_seconds: float) -> float:
+    """How long the event source waits after delivering ``handled`` records: the poll interval when the stream was
+    empty, the batching window after a batch that did not fill (records gather meanwhile), nothing after a full one
+    (a backlog is drained as fast as the function takes it)."""
+    if handled == 0:
+        return interval_seconds
+    if handled < batch_size:
+        return batching_window_seconds
+    return 0.0
+
+
 class StreamEventSource:
     def __init__(
-        self, table_name: str, handler: Handler, *, batch_size: int, interval_seconds: float, timeout_seconds: int
+        self,
+        table_name: str,
+        handler: Handler,
+        *,
+        batch_size: int,
+        interval_seconds: float,
+        timeout_seconds: int,
+        batching_window_seconds: float = 0.0,
     ) -> None:
         self._table_name = table_name
         self._handler = handler
         self._batch_size = batch_size
         self._interval = interval_seconds
+        self._batching_window = batching_window_seconds
         self._timeout = timeout_seconds
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="stream-source", daemon=True)
@@ -99,5 +118,6 @@ class StreamEventSource:
             except Exception:
                 log.exception("stats aggregator invocation failed; its batch will be delivered again")
                 handled = 0
-            if not handled:
-                self._stopping.wait(self._interval)
+            pause = pause_after(handled, self._batch_size, self._interval, self._batching_window)
+            if pause:
+                self._stopping.wait(pause)

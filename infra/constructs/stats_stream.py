@@ -54,6 +54,7 @@ class StatsAggregator(Construct):
             batch_size=stream.batch_size,
             # The tumbling window is what makes Lambda put shardId in the event (the watermark's key).
             tumbling_window=Duration.seconds(stream.window_seconds),
+            max_batching_window=Duration.seconds(stream.batching_window_seconds),
             # One batch per shard in flight, so batches are applied in the shard's order.
             parallelization_factor=1,
             # Bisecting would deliver partial batches again, out of the watermark's order.

@@ -67,11 +67,12 @@ def test_aggregator_reads_the_jobs_stream_in_order_whole_batches_and_without_giv
     # When the mapping on the jobs table's stream is read
     mapping = _stream_mapping(resources, jobs_id)
 
-    # Then it invokes the aggregator from the oldest record, in batches of 100 within a 1 s tumbling window (which
-    # puts shardId in the event), one batch per shard at a time
+    # Then it invokes the aggregator from the oldest record, in batches of 100 gathered for up to 1 s, within a 1 s
+    # tumbling window (which puts shardId in the event), one batch per shard at a time
     assert mapping["FunctionName"] == {"Ref": function_id}
     assert mapping["StartingPosition"] == "TRIM_HORIZON"
     assert mapping["BatchSize"] == AWS_CONFIG.stats_stream.batch_size == 100
+    assert mapping["MaximumBatchingWindowInSeconds"] == AWS_CONFIG.stats_stream.batching_window_seconds == 1
     assert mapping["TumblingWindowInSeconds"] == AWS_CONFIG.stats_stream.window_seconds == 1
     assert mapping["ParallelizationFactor"] == 1
     # And a failing batch is retried whole until its records expire: not bisected, not partially reported, not

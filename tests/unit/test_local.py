@@ -1,4 +1,4 @@
-"""The local stack's pure helpers: API key parsing and the API Gateway proxy event."""
+"""The local stack's pure helpers: API key parsing, the API Gateway proxy event, the stream source's pauses."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import base64
 
 import pytest
 
+from infra.config import AWS_CONFIG, local_config
 from local.aws import MIN_KEY_LENGTH, parse_api_keys, stored_key_value
 from local.gateway import build_event
+from local.stream_source import pause_after
 
 # --- API keys ---
 
@@ -114,3 +116,25 @@ def test_a_body_that_is_not_utf8_is_base64_encoded() -> None:
 
 def test_the_root_path_has_no_path_parameters() -> None:
     assert _event("/")["pathParameters"] is None
+
+
+# --- the stream source's pauses ---
+
+
+@pytest.mark.parametrize(
+    ("handled", "pause"),
+    [(0, 0.25), (1, 1.0), (99, 1.0), (100, 0.0)],
+)
+def test_the_stream_source_polls_when_empty_gathers_after_a_partial_batch_and_drains_a_backlog(
+    handled: int, pause: float
+) -> None:
+    assert pause_after(handled, batch_size=100, interval_seconds=0.25, batching_window_seconds=1.0) == pause
+
+
+def test_the_aggregator_gathers_records_on_aws_and_counts_them_at_once_locally(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert AWS_CONFIG.stats_stream.batching_window_seconds == 1
+    monkeypatch.delenv("JOBS_LOCAL_AWS_SHARDS", raising=False)
+    assert local_config().stats_stream.batching_window_seconds == 0
+    # The cost recording runs as on AWS
+    monkeypatch.setenv("JOBS_LOCAL_AWS_SHARDS", "1")
+    assert local_config().stats_stream.batching_window_seconds == 1
