@@ -21,7 +21,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.handlers import openapi as doc
 from functions.handlers import static
 from functions.handlers.http import (
-    REPLAYED_HEADER,
     RequestScopedResolver,
     caller_tenant,
     json_response,
@@ -58,11 +57,7 @@ LONG_POLL_HEADER = "X-Long-Poll"
     operation_id="createJob",
     tags=["jobs"],
     responses={
-        200: doc.ok(
-            doc.Job,
-            "The same Idempotency-Key and request as an earlier one (24 h): that request's job, not a new one",
-            {**LOCATION, REPLAYED_HEADER: "`true`"},
-        ),
+        200: doc.replayed(doc.Job, "job", LOCATION),
         202: doc.ok(doc.Job, "Accepted: the job record (pending, or scheduled)", LOCATION),
         **doc.keyed_errors(
             "INVALID_BODY",
@@ -75,13 +70,7 @@ LONG_POLL_HEADER = "X-Long-Poll"
     },
     openapi_extensions={
         **doc.json_body(doc.CreateJobRequest, "The job", doc.CREATE_JOB_EXAMPLE),
-        **doc.parameters(
-            doc.header_param(
-                "Idempotency-Key",
-                "At most one job per key and tenant for 24 h (or the `idempotencyKey` field)",
-                {"type": "string", "minLength": 1, "maxLength": 255},
-            )
-        ),
+        **doc.idempotency_key_header("job"),
     },
 )
 def create_job() -> Response[str]:
@@ -89,7 +78,7 @@ def create_job() -> Response[str]:
     key = app.current_event.headers.get("idempotency-key")  # case-insensitive in Powertools 3
     job, replayed = _submit(parse_job_spec(read_json_body(app), system_clock(), key), tenant)
     if replayed:
-        return json_response(200, _record(job), headers={"Location": f"/jobs/{job.id}", REPLAYED_HEADER: "true"})
+        return json_response(200, _record(job), headers={"Location": f"/jobs/{job.id}", doc.REPLAYED_HEADER: "true"})
     return json_response(202, job.to_api(), headers={"Location": f"/jobs/{job.id}"})
 
 

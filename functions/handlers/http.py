@@ -29,8 +29,6 @@ from functions.settings import Settings
 
 # The default body limit (5 MiB); the function applies its setting ``payload_max_bytes``.
 MAX_BODY_BYTES = Settings.payload_max_bytes
-# On a 200 answering a repeated idempotent request with what the first one created.
-REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 class RequestScopedResolver(APIGatewayRestResolver):

@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.json_schema import SkipJsonSchema
 
-from functions.logic.enqueue import MAX_DELAY_OPTION_SECONDS
+from functions.logic.enqueue import MAX_DELAY_OPTION_SECONDS, MAX_IDEMPOTENCY_KEY_LENGTH
 from functions.logic.job_types import registered_types
 from functions.logic.uploads import UPLOAD_TYPES
 from functions.models.job import JobStatus
@@ -353,6 +353,29 @@ def ok(model: Any, description: str, headers: dict[str, str] | None = None) -> O
             name: {"description": text, "schema": {"type": "string"}} for name, text in headers.items()
         }
     return response
+
+
+# On a 200 answering a repeated idempotent request with what the first one created.
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+def replayed(model: Any, thing: str, headers: dict[str, str]) -> OpenAPIResponse:
+    """The 200 of a creating route that takes an idempotency key, ``thing`` being what it creates."""
+    description = (
+        f"The same Idempotency-Key and request as an earlier one (24 h): that request's {thing}, not a new one"
+    )
+    return ok(model, description, {**headers, REPLAYED_HEADER: "`true`"})
+
+
+def idempotency_key_header(thing: str) -> dict[str, Any]:
+    """The ``Idempotency-Key`` header of a creating route, for ``openapi_extensions``."""
+    return parameters(
+        header_param(
+            "Idempotency-Key",
+            f"At most one {thing} per key and tenant for 24 h (or the `idempotencyKey` field)",
+            {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH},
+        )
+    )
 
 
 def errors(*codes: str, notes: dict[str, str] | None = None) -> dict[int, OpenAPIResponse]:

@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 
 from functions.handlers import openapi as doc
-from functions.handlers.http import REPLAYED_HEADER, caller_tenant, json_response, read_json_body
+from functions.handlers.http import caller_tenant, json_response, read_json_body
 from functions.handlers.runtime import batch_settler, batch_store, emit, files, runtime
 from functions.logic import batches
 from functions.logic.clock import system_clock
@@ -17,6 +17,7 @@ from functions.logic.clock import system_clock
 router = Router()
 
 BatchId = Annotated[str, PathParam(description=doc.BATCH_ID)]
+BATCH_LOCATION = {"Location": "/batches/{id}"}
 _SPEC_NOTE = (
     "; for a spec, the message starts with where it is (`jobs[3]: ...`, `onComplete: ...`) and `details` has `at` "
     "(and `index`)"
@@ -32,12 +33,8 @@ _SPEC_NOTE = (
     operation_id="createBatch",
     tags=["jobs"],
     responses={
-        200: doc.ok(
-            doc.BatchAccepted,
-            "The same Idempotency-Key and request as an earlier one (24 h): that request's batch, not a new one",
-            {"Location": "/batches/{id}", REPLAYED_HEADER: "`true`"},
-        ),
-        202: doc.ok(doc.BatchAccepted, "Accepted: the batch's id and its jobs' ids", {"Location": "/batches/{id}"}),
+        200: doc.replayed(doc.BatchAccepted, "batch", BATCH_LOCATION),
+        202: doc.ok(doc.BatchAccepted, "Accepted: the batch's id and its jobs' ids", BATCH_LOCATION),
         **doc.errors(
             "INVALID_BODY",
             "INVALID_TYPE",
@@ -60,13 +57,7 @@ _SPEC_NOTE = (
     },
     openapi_extensions={
         **doc.batch_json_body(),
-        **doc.parameters(
-            doc.header_param(
-                "Idempotency-Key",
-                "At most one batch per key and tenant for 24 h (or the `idempotencyKey` field)",
-                {"type": "string", "minLength": 1, "maxLength": 255},
-            )
-        ),
+        **doc.idempotency_key_header("batch"),
     },
 )
 def create_batch() -> Response[str]:
@@ -88,7 +79,7 @@ def create_batch() -> Response[str]:
     )
     headers = {"Location": f"/batches/{batch.id}"}
     if replayed:
-        return json_response(200, batches.accepted_view(batch), headers={**headers, REPLAYED_HEADER: "true"})
+        return json_response(200, batches.accepted_view(batch), headers={**headers, doc.REPLAYED_HEADER: "true"})
     emit("JobsEnqueued", batch.total or 0)
     return json_response(202, batches.accepted_view(batch), headers=headers)
 
