@@ -236,7 +236,8 @@ def create_batch(
     if key is not None:
         fingerprint = request_fingerprint(body)
         claim = IdempotencyClaim(
-            key=key,
+            # Apart from POST /jobs's keys: a key names a batch or a job, and each route answers with its own kind.
+            key=f"batch:{key}",
             fingerprint=fingerprint,
             target_id=batch_id,
             expires_at=now // 1000 + settings.idempotency_ttl_seconds,

@@ -21,6 +21,7 @@ from functions.logic.batches import (
     enqueue_settings,
 )
 from functions.logic.clock import iso
+from functions.logic.enqueue import parse_job_spec, submit
 from functions.models.errors import (
     ConcurrentUpdate,
     IdempotencyConflict,
@@ -350,6 +351,17 @@ def test_a_keyed_batch_whose_first_request_stopped_part_way_is_finished_by_the_r
     assert on_complete.on_complete["payload"] == {"message": retried.batch.id}
     # And a third request is a plain replay
     assert batches.create_keyed(body, "order-7").batch.id == retried.batch.id
+
+
+def test_a_batch_key_and_a_job_key_of_the_same_text_are_apart(
+    batches: Batches, repo: InMemoryJobsRepository, queue: RecordingQueue, clock: FakeClock
+) -> None:
+    # Given a job accepted with the key "k"
+    spec = parse_job_spec(ok_spec("job"), clock(), "k")
+    job = submit(spec, TENANT, repo, queue, clock, enqueue_settings(SETTINGS)).job
+    # When a batch is posted with the same key, Then it is a batch of its own, not a conflict with the job
+    accepted = batches.create_keyed({"jobs": [ok_spec("a")]}, "k")
+    assert not accepted.replayed and job.id not in accepted.batch.job_ids
 
 
 def test_unkeyed_batches_are_never_the_same_batch(batches: Batches) -> None:
