@@ -10,6 +10,7 @@
   const REFRESH_MS = 1500;
   const THROUGHPUT_EVERY = 4; // ticks: the chart's buckets are minutes
   const PAGE_SIZE = 20;
+  const FILL_REQUESTS = 5; // requests at most behind one page of the jobs table
   const KEY_STORAGE = "jobs-dashboard.apiKey";
 
   const $ = (id) => document.getElementById(id);
@@ -687,13 +688,21 @@
 
   async function refreshJobs() {
     const seq = ++state.jobsSeq;
-    const cursor = state.cursors[state.cursors.length - 1];
-    const page = await api("GET", jobsQuery(state.filters.status, state.filters.type, PAGE_SIZE, cursor));
-    if (seq !== state.jobsSeq) return; // the filters or the page changed meanwhile
-    const jobs = (page && page.jobs) || [];
+    let cursor = state.cursors[state.cursors.length - 1];
+    // The API may answer a page short, even empty, with a cursor (a request examines a bounded number of index
+    // entries, and pending, processing and retrying share theirs): read on, a few requests at most, to fill it.
+    const jobs = [];
+    for (let request = 0; request < FILL_REQUESTS; request += 1) {
+      const page = await api("GET", jobsQuery(state.filters.status, state.filters.type, PAGE_SIZE - jobs.length, cursor));
+      if (seq !== state.jobsSeq) return; // the filters or the page changed meanwhile
+      jobs.push(...((page && page.jobs) || []));
+      cursor = (page && page.nextCursor) || null;
+      if (!cursor || jobs.length >= PAGE_SIZE) break;
+    }
     syncRows($("jobs-table").tBodies[0], jobs, createJobRow, updateJobRow);
     $("jobs-empty").hidden = jobs.length > 0;
-    state.nextCursor = (page && page.nextCursor) || null;
+    setText($("jobs-empty"), cursor ? "No matching jobs among the newest read so far; Next reads further." : "No jobs match these filters.");
+    state.nextCursor = cursor;
     $("next-page").disabled = !state.nextCursor;
     $("prev-page").disabled = state.cursors.length <= 1;
     setText($("page-info"), `Page ${state.cursors.length}`);

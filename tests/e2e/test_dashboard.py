@@ -13,14 +13,16 @@ import json
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import pytest
 import requests
 from PIL import Image
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from tests.e2e.conftest import ROOT, Client, LocalStackProcess
 
@@ -266,3 +268,70 @@ def test_dashboard_end_to_end(
     open_detail(page, grouped["id"])
     expect(page.locator("#detail-summary [data-field='groupId']")).to_have_text("dash-group")
     expect(page.locator("#detail-summary [data-field='progress']")).to_contain_text("100 %")
+
+
+def test_a_page_the_api_answers_short_is_filled_from_the_pages_after_it(
+    stack: LocalStackProcess, tenant: Client, page: Page
+) -> None:
+    # Given two scheduled jobs, and an API that answers their listing first with an empty page and a cursor (as it
+    # may when a request's index entries held none of the status asked for)
+    scheduled = {
+        tenant.enqueue({"type": "simulate", "payload": {"target": f"{n}.png"}, "delaySeconds": 600})["id"]
+        for n in range(2)
+    }
+    requested: list[dict[str, list[str]]] = []
+
+    def empty_first(route: Route) -> None:
+        url = urlsplit(route.request.url)
+        query = parse_qs(url.query)
+        requested.append(dict(query))
+        if query.pop("cursor", None) == ["read-on"]:
+            route.continue_(url=urlunsplit(url._replace(query=urlencode(query, doseq=True))))
+        else:
+            route.fulfill(json={"jobs": [], "count": 0, "nextCursor": "read-on"})
+
+    connect(page, stack.url, tenant.key)
+    page.route(re.compile(r"/jobs\?"), empty_first)
+
+    # When the overview lists the scheduled jobs
+    page.locator("#filter-status").select_option("scheduled")
+
+    # Then the page shows both, read from the page after the empty one, and has no next page
+    rows = page.locator("#jobs-table tbody tr")
+    expect(rows).to_have_count(2)
+    assert {row.get_attribute("data-id") for row in rows.all()} == scheduled
+    expect(page.locator("#jobs-empty")).to_be_hidden()
+    expect(page.locator("#page-info")).to_have_text("Page 1")
+    expect(page.locator("#next-page")).to_be_disabled()
+    assert {"cursor": ["read-on"], "status": ["scheduled"], "limit": ["20"]} in requested
+
+
+def test_a_page_left_empty_after_its_reads_says_so_and_offers_the_next(
+    stack: LocalStackProcess, tenant: Client, page: Page
+) -> None:
+    # Given an API that answers every listing request with an empty page and a cursor
+    requests_seen: list[str] = []
+
+    def always_empty(route: Route) -> None:
+        requests_seen.append(route.request.url)
+        route.fulfill(json={"jobs": [], "count": 0, "nextCursor": f"c{len(requests_seen)}"})
+
+    connect(page, stack.url, tenant.key)
+    page.route(re.compile(r"/jobs\?"), always_empty)
+
+    # When the overview lists processing jobs
+    page.locator("#filter-status").select_option("processing")
+
+    # Then each refresh stops after a bounded number of requests, the page says why it is empty, and Next reads on
+    expect(page.locator("#jobs-empty")).to_contain_text("Next reads further")
+    expect(page.locator("#next-page")).to_be_enabled()
+    expect(page.locator("#jobs-table tbody tr")).to_have_count(0)
+    listing: list[str] = []
+    deadline = time.monotonic() + 10
+    while sum("cursor=" not in url for url in listing) < 2:  # two refreshes begun: the first one is whole
+        assert time.monotonic() < deadline, listing
+        page.wait_for_timeout(100)
+        listing = [url for url in requests_seen if "status=processing" in url]
+    first, second = [index for index, url in enumerate(listing) if "cursor=" not in url][:2]
+    assert second - first == 5, listing
+    assert all("cursor=c" in url for url in listing[first + 1 : second]), listing
