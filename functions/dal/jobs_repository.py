@@ -171,7 +171,7 @@ class JobPage:
 
 class JobsRepository(Protocol):
     def create(self, job: Job, idempotency: IdempotencyClaim | None = None) -> None: ...
-    def create_many(self, jobs: Sequence[Job], *, resume: bool = False) -> None: ...
+    def create_many(self, jobs: Sequence[Job], *, resume: bool = False) -> int: ...
     def claim_idempotency(self, tenant: str, claim: IdempotencyClaim) -> None: ...
     def get(self, tenant: str, job_id: str) -> Job | None: ...
     def save(self, before: Job, after: Job) -> None: ...
@@ -263,18 +263,23 @@ class DynamoJobsRepository:
         except ConcurrentUpdate:
             raise self.idempotency_taken(job.tenant, idempotency.key) from None
 
-    def create_many(self, jobs: Sequence[Job], *, resume: bool = False) -> None:
+    def create_many(self, jobs: Sequence[Job], *, resume: bool = False) -> int:
         """Store new jobs of one tenant (a fan-out batch's children), a transaction per chunk of at most 99 jobs
-        and ~3.5 MB: a chunk is stored whole or not at all (the stream counts what was stored).
+        and ~3.5 MB: a chunk is stored whole or not at all (the stream counts what was stored). Returns how many
+        this call stored.
 
         ``resume``: finishing what an earlier request with the same jobs began; a chunk it stored (its first job
         exists: chunks are cut the same way for the same jobs) is skipped instead of failing."""
+        stored = 0
         for chunk in _creation_chunks(jobs):
             try:
                 self._transact(self.creation_items(chunk))
             except ConcurrentUpdate:
                 if not resume or self.get(chunk[0].tenant, chunk[0].id) is None:
                     raise
+            else:
+                stored += len(chunk)
+        return stored
 
     def claim_idempotency(self, tenant: str, claim: IdempotencyClaim) -> None:
         """Claim a key on its own write (a fan-out batch's, whose jobs follow in several); ``IdempotencyKeyUsed``

@@ -208,6 +208,9 @@ class AcceptedBatch(NamedTuple):
     batch: BatchRecord
     # True when an idempotency key named an earlier, identical request: ``batch`` is that request's batch.
     replayed: bool = False
+    # Jobs this request stored: every child of a new batch, those still missing when it finished an earlier
+    # request's batch, none for a plain replay.
+    created: int = 0
 
 
 def create_batch(
@@ -266,7 +269,7 @@ def create_batch(
     ]
     # Children first: a crash before the batch item leaves ordinary jobs (swept and run), never a batch waiting for
     # children that do not exist. A crash between chunks leaves the first chunks' jobs the same way.
-    repo.create_many(children, resume=resuming)
+    created = repo.create_many(children, resume=resuming)
     on_complete = request.on_complete.to_json() if request.on_complete else None
     batch = store.open(tenant, batch_id, [child.id for child in children], iso(now), on_complete)
     if batch.is_due:
@@ -277,7 +280,7 @@ def create_batch(
         # Resuming, some were sent already: a second message for a job is dropped by whichever consumer sees it
         # second (every transition is conditional on the record's version).
         send_when_due(queue, child, now)
-    return AcceptedBatch(batch, replayed=resuming)
+    return AcceptedBatch(batch, replayed=resuming, created=created)
 
 
 def child_id(batch_id: str, index: int) -> str:

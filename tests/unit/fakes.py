@@ -94,16 +94,17 @@ class InMemoryJobsRepository:
         self._count(job.tenant, {ENQUEUED_COUNTER: 1, job.status.value: 1})
         self.writes += 1
 
-    def create_many(self, jobs: Sequence[Job], *, resume: bool = False) -> None:
+    def create_many(self, jobs: Sequence[Job], *, resume: bool = False) -> int:
         # One chunk, stored whole or not at all: resuming, a stored chunk is skipped.
         if resume and jobs and all((job.tenant, job.id) in self._jobs for job in jobs):
-            return
+            return 0
         if any((job.tenant, job.id) in self._jobs for job in jobs):
             raise ConcurrentUpdate("a job already exists")
         for job in jobs:
             self._jobs[(job.tenant, job.id)] = job
             self._count(job.tenant, {ENQUEUED_COUNTER: 1, job.status.value: 1})
         self.writes += 1
+        return len(jobs)
 
     def claim_idempotency(self, tenant: str, claim: IdempotencyClaim) -> None:
         held = self.idempotency.get((tenant, claim.key))

@@ -310,6 +310,7 @@ def test_the_same_keyed_batch_again_is_the_first_one_and_creates_nothing(
 
     # Then it is the first batch, replayed: no job, message or batch more
     assert again.replayed and not first.replayed
+    assert (first.created, again.created) == (2, 0)
     assert again.batch.id == first.batch.id and again.batch.job_ids == first.batch.job_ids
     assert len(repo.all_jobs()) == 2 and len(queue.sends) == sent
     assert len(batches.store.items) == 1
@@ -342,7 +343,7 @@ def test_a_keyed_batch_whose_first_request_stopped_part_way_is_finished_by_the_r
     retried = batches.create_keyed(body, "order-7")
 
     # Then the batch is written over the children that exist, none created twice, each child's message sent
-    assert retried.replayed
+    assert retried.replayed and retried.created == 0
     assert sorted(retried.batch.job_ids) == stored
     assert sorted(job.id for job in repo.all_jobs()) == stored
     assert {sent.message.job_id for sent in queue.sends} >= set(stored)

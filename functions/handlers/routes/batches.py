@@ -65,7 +65,7 @@ def create_batch() -> Response[str]:
     rt = runtime()
     settings = batches.enqueue_settings(rt.settings)
     key = router.current_event.headers.get("idempotency-key")  # case-insensitive in Powertools 3
-    batch, replayed = batches.create_batch(
+    accepted = batches.create_batch(
         read_json_body(router),
         tenant,
         rt.repo,
@@ -77,11 +77,13 @@ def create_batch() -> Response[str]:
         files,
         idempotency_header=key,
     )
-    headers = {"Location": f"/batches/{batch.id}"}
-    if replayed:
-        return json_response(200, batches.accepted_view(batch), headers={**headers, doc.REPLAYED_HEADER: "true"})
-    emit("JobsEnqueued", batch.total or 0)
-    return json_response(202, batches.accepted_view(batch), headers=headers)
+    if accepted.created:  # a retry that finished an earlier request's batch counts the jobs it stored
+        emit("JobsEnqueued", accepted.created)
+    headers = {"Location": f"/batches/{accepted.batch.id}"}
+    view = batches.accepted_view(accepted.batch)
+    if accepted.replayed:
+        return json_response(200, view, headers={**headers, doc.REPLAYED_HEADER: "true"})
+    return json_response(202, view, headers=headers)
 
 
 @router.get(
