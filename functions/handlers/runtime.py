@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,6 +29,9 @@ from functions.settings import Settings
 # Every log line goes through the redacting formatter: no secret or API key is ever written (functions/redaction.py).
 logger = Logger(logger_formatter=RedactingFormatter())
 metrics = Metrics()
+# Reads and idle sweeps emit no metric. Powertools then warns, once per container, in plain text outside the
+# structured logs; its documentation names this filter for functions that may publish none.
+warnings.filterwarnings("ignore", "No application metrics to publish*")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
