@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 def main() -> None:
     quick = "--quick" in sys.argv[1:]
     steps = [
-        ("coldstart.py", ["3" if quick else "5"]),
+        ("coldstart.py", ["3" if quick else "9"]),
         ("handler.py", ["--jobs", "500" if quick else "2000", "--batches", "50" if quick else "200"]),
         ("e2e.py", ["--jobs", "200" if quick else "500", "--cap", "60"]),
         ("cost.py", ["--jobs", "100" if quick else "300", "--cap", "90"]),
