@@ -268,8 +268,9 @@ class DynamoJobsRepository:
         and ~3.5 MB: a chunk is stored whole or not at all (the stream counts what was stored). Returns how many
         this call stored.
 
-        ``resume``: finishing what an earlier request with the same jobs began; a chunk it stored (its first job
-        exists: chunks are cut the same way for the same jobs) is skipped instead of failing."""
+        ``resume``: another request with the same jobs (a keyed batch's earlier or concurrent one) may have stored
+        some chunks; a chunk already stored (its first job exists: chunks are cut the same way for the same jobs) is
+        skipped instead of failing."""
         stored = 0
         for chunk in _creation_chunks(jobs):
             try:

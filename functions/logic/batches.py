@@ -269,7 +269,9 @@ def create_batch(
     ]
     # Children first: a crash before the batch item leaves ordinary jobs (swept and run), never a batch waiting for
     # children that do not exist. A crash between chunks leaves the first chunks' jobs the same way.
-    created = repo.create_many(children, resume=resuming)
+    # A keyed batch's chunks may be stored by a retry that arrived while this request was still writing (it found
+    # the key claimed and no batch yet, so it resumed): ours then skips them, as theirs skips ours.
+    created = repo.create_many(children, resume=key is not None)
     on_complete = request.on_complete.to_json() if request.on_complete else None
     batch = store.open(tenant, batch_id, [child.id for child in children], iso(now), on_complete)
     if batch.is_due:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -352,6 +352,32 @@ def test_a_keyed_batch_whose_first_request_stopped_part_way_is_finished_by_the_r
     assert on_complete.on_complete["payload"] == {"message": retried.batch.id}
     # And a third request is a plain replay
     assert batches.create_keyed(body, "order-7").batch.id == retried.batch.id
+
+
+def test_a_retry_arriving_while_the_first_keyed_request_writes_makes_the_same_one_batch(
+    batches: Batches, repo: InMemoryJobsRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a keyed request that has claimed its key, and its retry arriving before it stores the children
+    body = {"jobs": [ok_spec("a"), ok_spec("b")]}
+    create_many = repo.create_many
+    started: list[bool] = []
+    retries: list[AcceptedBatch] = []
+
+    def retry_arrives_first(jobs: Sequence[Job], *, resume: bool = False) -> int:
+        if not started:  # the first request's write: the retry runs whole before it
+            started.append(True)
+            retries.append(batches.create_keyed(body, "order-7"))
+        return create_many(jobs, resume=resume)
+
+    monkeypatch.setattr(repo, "create_many", retry_arrives_first)
+
+    # When the first request goes on writing
+    first = batches.create_keyed(body, "order-7")
+
+    # Then both answer the one batch, its jobs stored once and counted once, and the first is not a conflict
+    assert retries[0].batch.id == first.batch.id and retries[0].replayed and not first.replayed
+    assert len(repo.all_jobs()) == 2
+    assert retries[0].created + first.created == 2
 
 
 def test_a_batch_key_and_a_job_key_of_the_same_text_are_apart(
