@@ -693,7 +693,8 @@
     // entries, and pending, processing and retrying share theirs): read on, a few requests at most, to fill it.
     const jobs = [];
     for (let request = 0; request < FILL_REQUESTS; request += 1) {
-      const page = await api("GET", jobsQuery(state.filters.status, state.filters.type, PAGE_SIZE - jobs.length, cursor));
+      const query = jobsQuery(state.filters.status, state.filters.type, PAGE_SIZE - jobs.length, cursor);
+      const page = await api("GET", query);
       if (seq !== state.jobsSeq) return; // the filters or the page changed meanwhile
       jobs.push(...((page && page.jobs) || []));
       cursor = (page && page.nextCursor) || null;
@@ -701,7 +702,8 @@
     }
     syncRows($("jobs-table").tBodies[0], jobs, createJobRow, updateJobRow);
     $("jobs-empty").hidden = jobs.length > 0;
-    setText($("jobs-empty"), cursor ? "No matching jobs among the newest read so far; Next reads further." : "No jobs match these filters.");
+    const readOn = "No matching jobs among the newest read so far; Next reads further.";
+    setText($("jobs-empty"), cursor ? readOn : "No jobs match these filters.");
     state.nextCursor = cursor;
     $("next-page").disabled = !state.nextCursor;
     $("prev-page").disabled = state.cursors.length <= 1;
