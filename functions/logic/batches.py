@@ -40,6 +40,7 @@ from functions.logic.clock import Clock, iso, system_clock
 from functions.logic.enqueue import (
     EnqueueSettings,
     JobSpec,
+    ensure_same_request,
     idempotency_key_option,
     new_job,
     parse_job_spec,
@@ -50,7 +51,6 @@ from functions.logic.payloads import offload_if_large
 from functions.models.errors import (
     ApiError,
     ConcurrentUpdate,
-    IdempotencyConflict,
     IdempotencyKeyUsed,
     InvalidBody,
     InvalidOption,
@@ -249,11 +249,7 @@ def create_batch(
         try:
             repo.claim_idempotency(tenant, claim)
         except IdempotencyKeyUsed as used:
-            if used.fingerprint != fingerprint:
-                raise IdempotencyConflict(
-                    "this Idempotency-Key was used with a different request in the last 24 hours",
-                    details={"batchId": used.target_id},
-                ) from None
+            ensure_same_request(used, fingerprint, "batchId")
             earlier = store.get(tenant, used.target_id)
             if earlier is not None and earlier.is_open:
                 return AcceptedBatch(earlier, replayed=True)

@@ -229,12 +229,18 @@ def submit(
     return Accepted(stored.model_copy(update={"payload": job.payload}))
 
 
-def _replay(repo: JobsRepository, tenant: str, spec: JobSpec, used: IdempotencyKeyUsed) -> Job:
-    if used.fingerprint != spec.fingerprint:
+def ensure_same_request(used: IdempotencyKeyUsed, fingerprint: str, created: str) -> None:
+    """``IdempotencyConflict`` unless the key's holder was this very request; ``created`` names what the holder
+    created in the error's details (``jobId``, ``batchId``)."""
+    if used.fingerprint != fingerprint:
         raise IdempotencyConflict(
             "this Idempotency-Key was used with a different request in the last 24 hours",
-            details={"jobId": used.target_id},
+            details={created: used.target_id},
         )
+
+
+def _replay(repo: JobsRepository, tenant: str, spec: JobSpec, used: IdempotencyKeyUsed) -> Job:
+    ensure_same_request(used, spec.fingerprint, "jobId")
     original = repo.get(tenant, used.target_id)
     if original is None:  # its record expired before the key did
         raise NotFound(f"job '{used.target_id}' of this Idempotency-Key no longer exists")
