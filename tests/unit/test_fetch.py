@@ -9,9 +9,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from functions.logic.job_types import JobContext, get_job_type
-from functions.logic.job_types.fetch import FetchPayload, fetch
-from functions.logic.net import (
+from functions.adapters.net import (
     BlockedAddress,
     ConnectionFailed,
     NetError,
@@ -20,6 +18,8 @@ from functions.logic.net import (
     ResponseTooLarge,
     SafeHttpClient,
 )
+from functions.logic.job_types import JobContext, get_job_type
+from functions.logic.job_types.fetch import FetchPayload, fetch
 from functions.models.errors import InvalidPayload, PermanentJobError, RetryableJobError
 from functions.settings import Settings
 

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from functions.adapters.net import check_url
 from functions.dal.jobs_repository import DynamoJobsRepository
 from functions.logic.batches import BATCH_ID_PLACEHOLDER, MAX_BATCH_JOBS, BatchRequest, parse_batch_request
 from functions.logic.enqueue import (
@@ -41,7 +42,6 @@ from functions.logic.limits import (
     rate_window,
 )
 from functions.logic.manage import list_jobs
-from functions.logic.net import check_url
 from functions.logic.waiting import MAX_WAIT_SECONDS, parse_wait
 from functions.models.errors import ApiError
 from functions.models.job import JobStatus

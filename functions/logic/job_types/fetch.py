@@ -13,8 +13,8 @@ from typing import Annotated, Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import AfterValidator, ConfigDict, Field, field_validator
 
+from functions.adapters.net import NetError, SafeHttpClient, job_failure, status_failure, validate_http_url
 from functions.logic.job_types.registry import JobContext, Payload, job_type
-from functions.logic.net import NetError, SafeHttpClient, job_failure, status_failure, validate_http_url
 from functions.models.errors import RetryableJobError
 from functions.settings import Settings
 
