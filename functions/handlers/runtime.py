@@ -70,16 +70,7 @@ def runtime() -> Runtime:
     settings = Settings.from_env()
     return Runtime(
         settings=settings,
-        repo=DynamoJobsRepository(
-            client("dynamodb"),
-            jobs_table=settings.jobs_table,
-            stats_table=settings.stats_table,
-            stats_shards=settings.stats_shards,
-            sweep_shards=settings.sweep_shards,
-            listing_shards=settings.listing_shards,
-            throughput_shards=settings.throughput_shards,
-            retention_seconds=settings.job_retention_days * 86_400,
-        ),
+        repo=DynamoJobsRepository.from_settings(client("dynamodb"), settings),
         queue=SqsJobQueue(client("sqs"), queue_lanes(settings)),
     )
 

@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from functions.dal.job_queue import JobQueue
-from functions.dal.jobs_repository import STATUS_COUNTERS, JobPage, JobsRepository, minute_key
+from functions.dal.jobs_repository import STATUS_COUNTERS, InvalidCursor, JobPage, JobsRepository, minute_key
 from functions.logic import callbacks
 from functions.logic.clock import Clock, iso
 from functions.logic.enqueue import send_or_leave_to_sweeper
@@ -45,7 +45,10 @@ def list_jobs(repo: JobsRepository, tenant: str, query: dict[str, str]) -> JobPa
             raise InvalidQuery(f"'status' must be one of: {valid}") from exc
     limit = _int_query(query, "limit", 50, 1, 100)
     job_type = query.get("type") or None
-    return repo.list_page(tenant, status, job_type, limit, query.get("cursor") or None)
+    try:
+        return repo.list_page(tenant, status, job_type, limit, query.get("cursor") or None)
+    except InvalidCursor as exc:
+        raise InvalidQuery(str(exc)) from exc
 
 
 def _int_query(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:

@@ -23,12 +23,13 @@ from functions.dal.jobs_repository import (
     THROUGHPUT_COUNTERS,
     THROUGHPUT_STATUSES,
     IdempotencyClaim,
+    InvalidCursor,
     JobPage,
     minute_key,
     sweep_shard,
 )
 from functions.logic.clock import iso
-from functions.models.errors import ConcurrentUpdate, IdempotencyKeyUsed, InvalidQuery, StorageError
+from functions.models.errors import ConcurrentUpdate, IdempotencyKeyUsed, StorageError
 from functions.models.job import HistoryEntry, Job, JobMessage, JobStatus, Progress
 
 # register_job_type(name, handler, payload=EmptyPayload) -> name: the conftest fixture's signature.
@@ -221,9 +222,9 @@ def _decode_fake_cursor(cursor: str, listing: str) -> str:
     try:
         owner, created_key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (ValueError, TypeError) as exc:
-        raise InvalidQuery("'cursor' is not a cursor returned by this listing") from exc
+        raise InvalidCursor("'cursor' is not a cursor returned by this listing") from exc
     if owner != listing or not isinstance(created_key, str):
-        raise InvalidQuery("'cursor' is not a cursor returned by this listing")
+        raise InvalidCursor("'cursor' is not a cursor returned by this listing")
     return created_key
 
 
