@@ -22,6 +22,7 @@ from functions.dal.jobs_repository import DynamoJobsRepository
 from functions.dal.tenants import ApiKeyTagTenants
 from functions.logic.batches import BatchSettler
 from functions.logic.callbacks import CallbackDeliverer
+from functions.logic.lanes import LaneRouter
 from functions.logic.limits import Limiter, limiter_from_settings
 from functions.redaction import RedactingFormatter
 from functions.settings import Settings
@@ -62,7 +63,7 @@ def emit(name: str, value: float) -> None:
 class Runtime:
     settings: Settings
     repo: DynamoJobsRepository
-    queue: SqsJobQueue
+    queue: LaneRouter
 
 
 @lru_cache(maxsize=1)
@@ -71,7 +72,7 @@ def runtime() -> Runtime:
     return Runtime(
         settings=settings,
         repo=DynamoJobsRepository.from_settings(client("dynamodb"), settings),
-        queue=SqsJobQueue(client("sqs"), queue_lanes(settings)),
+        queue=LaneRouter(SqsJobQueue(client("sqs"), queue_lanes(settings)), settings.high_priority_threshold),
     )
 
 
@@ -83,7 +84,6 @@ def queue_lanes(settings: Settings) -> QueueLanes:
         high_dlq=settings.high_dlq_url,
         ordered=settings.ordered_queue_url,
         ordered_dlq=settings.ordered_dlq_url,
-        high_priority_threshold=settings.high_priority_threshold,
     )
 
 

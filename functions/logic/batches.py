@@ -34,7 +34,6 @@ from aws_lambda_powertools import Logger
 
 from functions.dal.batches import COMPLETED, COMPLETED_WITH_FAILURES, BatchRecord, BatchStore
 from functions.dal.files import FileStore
-from functions.dal.job_queue import JobQueue
 from functions.dal.jobs_repository import IdempotencyClaim, JobsRepository
 from functions.logic.clock import Clock, iso, system_clock
 from functions.logic.enqueue import (
@@ -47,6 +46,7 @@ from functions.logic.enqueue import (
     request_fingerprint,
     send_when_due,
 )
+from functions.logic.lanes import JobQueue
 from functions.logic.payloads import offload_if_large
 from functions.models.errors import (
     ApiError,

@@ -30,12 +30,12 @@ __all__ = ["ConsumerSettings", "JobDeferred", "MessageConsumer", "Outcome"]
 from pydantic import ValidationError
 
 from functions.dal.files import FileStore
-from functions.dal.job_queue import JobQueue
 from functions.dal.jobs_repository import JobsRepository
 from functions.logic import callbacks
 from functions.logic.backoff import backoff_seconds
 from functions.logic.clock import Clock, ceil_seconds, iso, parse_iso_ms
 from functions.logic.job_types import JobContext, get_job_type
+from functions.logic.lanes import JobQueue
 from functions.logic.limits import Admission, Limiter, NoLimits
 from functions.logic.payloads import full_payload
 from functions.logic.progress import ProgressReporter

@@ -20,10 +20,11 @@ from aws_lambda_powertools import Logger
 
 from functions.adapters.net import InvalidUrl, check_url
 from functions.dal.files import FileStore
-from functions.dal.job_queue import MAX_DELAY_SECONDS, JobQueue
+from functions.dal.job_queue import MAX_DELAY_SECONDS
 from functions.dal.jobs_repository import IdempotencyClaim, JobsRepository
 from functions.logic.clock import Clock, ceil_seconds, epoch_ms, iso, parse_iso_ms
 from functions.logic.job_types import get_job_type
+from functions.logic.lanes import JobQueue
 from functions.logic.payloads import offload_if_large
 from functions.models.errors import (
     IdempotencyConflict,

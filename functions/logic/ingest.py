@@ -20,12 +20,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from functions.dal.files import FileStore
-from functions.dal.job_queue import JobQueue
 from functions.dal.jobs_repository import JobsRepository
 from functions.logic.clock import Clock
 from functions.logic.enqueue import EnqueueSettings, JobSpec, enqueue
 from functions.logic.job_types import get_job_type
 from functions.logic.job_types.webhook import verify_signature
+from functions.logic.lanes import JobQueue
 from functions.models.errors import InvalidBody, InvalidQuery, InvalidSignature, PayloadTooLarge
 from functions.models.job import Job
 

@@ -7,11 +7,11 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from functions.dal.job_queue import JobQueue
 from functions.dal.jobs_repository import STATUS_COUNTERS, InvalidCursor, JobPage, JobsRepository, minute_key
 from functions.logic import callbacks
 from functions.logic.clock import Clock, iso
 from functions.logic.enqueue import send_or_leave_to_sweeper
+from functions.logic.lanes import JobQueue
 from functions.models.errors import ConcurrentUpdate, InvalidQuery, InvalidState, NotFound, StorageError
 from functions.models.job import (
     CANCELLABLE_STATUSES,

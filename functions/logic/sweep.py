@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger
 
-from functions.dal.job_queue import JobQueue
 from functions.dal.jobs_repository import JobsRepository
 from functions.logic import callbacks
 from functions.logic.clock import Clock, ceil_seconds, iso, parse_iso_ms
 from functions.logic.enqueue import send_or_leave_to_sweeper
+from functions.logic.lanes import JobQueue
 from functions.models.errors import ConcurrentUpdate
 from functions.models.job import JobStatus
 

@@ -1,4 +1,5 @@
-"""Lane routing of the SQS job queue: which queue a message goes to, with which FIFO fields, and where dead letters go.
+"""Lane routing (logic/lanes.py) over the SQS job queue (dal/job_queue.py): which queue a message goes to, with which
+FIFO fields, and where dead letters go.
 
 The client is stubbed (botocore's Stubber: the requests are still validated against the SQS service model) and the
 parameters of every SendMessage are captured as SQS would receive them.
@@ -15,6 +16,7 @@ import pytest
 from botocore.stub import Stubber
 
 from functions.dal.job_queue import Lane, QueueLanes, SqsJobQueue, message_group_id
+from functions.logic.lanes import LaneRouter, lane_for
 from functions.models.errors import StorageError
 from functions.models.job import JobMessage
 
@@ -26,7 +28,6 @@ LANES = QueueLanes(
     high_dlq=BASE + "jobs-high-dlq",
     ordered=BASE + "jobs-ordered.fifo",
     ordered_dlq=BASE + "jobs-ordered-dlq.fifo",
-    high_priority_threshold=8,
 )
 ARN = "arn:aws:sqs:us-east-1:123456789012:"
 # What SQS accepts as a MessageGroupId: up to 128 of these characters.
@@ -43,7 +44,12 @@ def sqs() -> Any:
     return boto3.client("sqs", region_name="us-east-1")
 
 
-def sent_params(sqs: Any, queue: SqsJobQueue, call: Any) -> list[dict[str, Any]]:
+def routed(sqs: Any, lanes: QueueLanes = LANES) -> LaneRouter:
+    """The queue the use cases send through: the lanes' SQS queues behind the routing rule, threshold 8."""
+    return LaneRouter(SqsJobQueue(sqs, lanes), high_priority_threshold=8)
+
+
+def sent_params(sqs: Any, queue: LaneRouter | SqsJobQueue, call: Any) -> list[dict[str, Any]]:
     """Run ``call`` against the queue and return the parameters of every SendMessage it made (as SQS receives them)."""
     captured: list[dict[str, Any]] = []
     sqs.meta.events.register("provide-client-params.sqs.SendMessage", lambda params, **_: captured.append(params))
@@ -60,7 +66,7 @@ def sent_params(sqs: Any, queue: SqsJobQueue, call: Any) -> list[dict[str, Any]]
 )
 def test_priority_at_or_above_the_threshold_goes_to_the_high_lane(sqs: Any, priority: int, expected: str) -> None:
     # Given the three lanes with threshold 8
-    queue = SqsJobQueue(sqs, LANES)
+    queue = routed(sqs)
 
     # When a job message of this priority is sent with a delay
     with Stubber(sqs) as stub:
@@ -77,7 +83,7 @@ def test_priority_at_or_above_the_threshold_goes_to_the_high_lane(sqs: Any, prio
 
 def test_a_grouped_job_goes_to_the_fifo_lane_with_a_valid_group_and_a_fresh_dedup_id(sqs: Any) -> None:
     # Given the lanes
-    queue = SqsJobQueue(sqs, LANES)
+    queue = routed(sqs)
 
     # When two jobs of one group are sent, one of them high priority and with a delay
     params = sent_params(
@@ -117,7 +123,7 @@ def test_group_ids_fit_sqs_whatever_the_tenant_and_group_and_keep_tenants_apart(
 
 def test_a_completion_callback_always_goes_to_the_normal_lane(sqs: Any) -> None:
     # Given the lanes
-    queue = SqsJobQueue(sqs, LANES)
+    queue = routed(sqs)
 
     # When the callback message of a grouped, high-priority job is sent
     params = sent_params(sqs, queue, lambda q: q.send(message(kind="callback"), priority=10, group_id="g"))
@@ -128,8 +134,8 @@ def test_a_completion_callback_always_goes_to_the_normal_lane(sqs: Any) -> None:
 
 
 def test_missing_lanes_fall_back_to_the_normal_queue(sqs: Any) -> None:
-    # Given a queue configured with the normal lane only (the foundation's settings)
-    queue = SqsJobQueue(sqs, BASE + "jobs-queue", BASE + "jobs-dlq")
+    # Given a deployment with the normal lane only
+    queue = routed(sqs, QueueLanes(BASE + "jobs-queue", BASE + "jobs-dlq"))
 
     # When a high-priority job and a grouped one are sent
     params = sent_params(
@@ -140,12 +146,12 @@ def test_missing_lanes_fall_back_to_the_normal_queue(sqs: Any) -> None:
     assert [p["QueueUrl"] for p in params] == [LANES.normal, LANES.normal]
     assert all("MessageGroupId" not in p for p in params)
     assert params[1]["DelaySeconds"] == 5
-    assert queue.lanes.lane_for(10, "invoices") == Lane.NORMAL
+    assert queue.lane_for(message(), 10, "invoices") == Lane.NORMAL
 
 
 def test_delays_are_clipped_to_what_sqs_allows(sqs: Any) -> None:
     # Given the lanes
-    queue = SqsJobQueue(sqs, LANES)
+    queue = routed(sqs)
 
     # When messages are sent with a negative and a too-long delay
     params = sent_params(sqs, queue, lambda q: (q.send(message(), -5), q.send(message(), 5000)))
@@ -168,7 +174,7 @@ def test_dead_letters_go_to_the_dlq_of_the_lane_they_came_from(
     sqs: Any, source_arn: str, expected_dlq: str, fifo: bool
 ) -> None:
     # Given the lanes
-    queue = SqsJobQueue(sqs, LANES)
+    queue = routed(sqs)
 
     # When a message received from a lane is dead-lettered
     params = sent_params(sqs, queue, lambda q: q.dead_letter("{}", "failed: boom", source_arn=source_arn))
@@ -182,10 +188,54 @@ def test_dead_letters_go_to_the_dlq_of_the_lane_they_came_from(
 
 def test_an_sqs_error_becomes_a_storage_error(sqs: Any) -> None:
     # Given SQS refusing the send
-    queue = SqsJobQueue(sqs, LANES)
+    queue = routed(sqs)
     with Stubber(sqs) as stub:
         stub.add_client_error("send_message", service_error_code="AWS.SimpleQueueService.NonExistentQueue")
 
         # When a grouped job is sent, then the caller sees a StorageError (the sweeper re-sends it later)
         with pytest.raises(StorageError, match="SendMessage"):
             queue.send(message(), group_id="invoices")
+
+
+@pytest.mark.parametrize(
+    ("kind", "priority", "group_id", "available", "expected"),
+    [
+        ("run", 5, "g", {Lane.NORMAL, Lane.HIGH, Lane.ORDERED}, Lane.ORDERED),
+        ("run", 10, "g", {Lane.NORMAL, Lane.HIGH, Lane.ORDERED}, Lane.ORDERED),
+        ("run", 10, "g", {Lane.NORMAL, Lane.HIGH}, Lane.HIGH),
+        ("run", 9, None, {Lane.NORMAL, Lane.HIGH}, Lane.HIGH),
+        ("run", 8, None, {Lane.NORMAL, Lane.HIGH}, Lane.HIGH),
+        ("run", 7, None, {Lane.NORMAL, Lane.HIGH}, Lane.NORMAL),
+        ("run", 10, None, {Lane.NORMAL}, Lane.NORMAL),
+        ("callback", 10, "g", {Lane.NORMAL, Lane.HIGH, Lane.ORDERED}, Lane.NORMAL),
+    ],
+)
+def test_the_lane_rule_group_first_then_priority_and_only_lanes_that_exist(
+    kind: str, priority: int, group_id: str | None, available: set[Lane], expected: Lane
+) -> None:
+    # Given a message, when its lane is decided with threshold 8, then it is the rule's lane among those deployed
+    chosen = lane_for(message(kind=kind), priority, group_id, high_priority_threshold=8, available=available)
+    assert chosen == expected
+
+
+def test_the_sqs_queue_sends_to_the_lane_it_is_told_whatever_the_message(sqs: Any) -> None:
+    # Given the lanes' queues without routing
+    queue = SqsJobQueue(sqs, LANES)
+
+    # When a message is sent to each lane
+    params = sent_params(
+        sqs,
+        queue,
+        lambda q: (
+            q.send(message(), lane=Lane.HIGH),
+            q.send(message(), 4, lane=Lane.NORMAL),
+            q.send(message(), lane=Lane.ORDERED, group_id="g"),
+        ),
+    )
+
+    # Then each went to that lane's queue
+    assert [p["QueueUrl"] for p in params] == [LANES.high, LANES.normal, LANES.ordered]
+    assert queue.available_lanes() == {Lane.NORMAL, Lane.HIGH, Lane.ORDERED}
+    # and the ordered lane refuses a message without its group
+    with pytest.raises(ValueError, match="group"):
+        queue.send(message(), lane=Lane.ORDERED)
