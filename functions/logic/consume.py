@@ -247,7 +247,7 @@ class MessageConsumer:
             raise _Permanent(f"cannot run this job: its payload is gone ({exc})") from exc
         try:
             job_type = get_job_type(job.type)
-            payload = job_type.parse_payload(data)
+            payload = job_type.parse_payload(data, self.job_settings)
         except ApiError as exc:
             raise _Permanent(f"cannot run this job: {exc.message}") from exc
         context = JobContext(
