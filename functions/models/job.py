@@ -131,7 +131,7 @@ class Job(BaseModel):
     # Set when the payload is too large for the record: its key in the files bucket (``payload`` is a placeholder).
     payload_ref: str | None = Field(default=None, exclude=True)
 
-    # --- the lifecycle: each method returns the job after the move, its history entry appended ---
+    # --- the lifecycle: each method returns the job after the move, its history entries appended ---
 
     def start(self, at: str, lease_until_ms: int) -> Job:
         """Claim the next attempt, held until ``lease_until_ms`` (past it, a redelivery may take over)."""
@@ -144,33 +144,25 @@ class Job(BaseModel):
             entries.append(HistoryEntry(status=JobStatus.RETRYING, at=at, attempt=self.attempts, error=error))
         attempt = self.attempts + 1
         entries.append(HistoryEntry(status=JobStatus.PROCESSING, at=at, attempt=attempt))
-        return self.model_copy(
-            update={
-                "status": JobStatus.PROCESSING,
-                "attempts": attempt,
-                "started_at": at,
-                "updated_at": at,
-                "lease_until_ms": lease_until_ms,
-                "next_attempt_at_ms": None,
-                "sweep_at": None,
-                "history": (*self.history, *entries),
-            }
+        return self._moved(
+            *entries,
+            attempts=attempt,
+            started_at=at,
+            lease_until_ms=lease_until_ms,
+            next_attempt_at_ms=None,
+            sweep_at=None,
         )
 
     def complete(self, at: str, result: Any, progress: Progress | None = None) -> Job:
         """The attempt succeeded with ``result``; ``progress`` is the last it reported (None keeps the record's)."""
         self._check(JobStatus.COMPLETED, f"a {self.status.value} job cannot be completed")
-        return self.model_copy(
-            update={
-                "status": JobStatus.COMPLETED,
-                "result": result,
-                "error": None,
-                "updated_at": at,
-                "completed_at": at,
-                "lease_until_ms": None,
-                "progress": progress or self.progress,
-                "history": (*self.history, HistoryEntry(status=JobStatus.COMPLETED, at=at, attempt=self.attempts)),
-            }
+        return self._moved(
+            HistoryEntry(status=JobStatus.COMPLETED, at=at, attempt=self.attempts),
+            result=result,
+            error=None,
+            completed_at=at,
+            lease_until_ms=None,
+            progress=progress or self.progress,
         )
 
     def retry_later(self, at: str, error: str, next_attempt_at_ms: int, progress: Progress | None = None) -> Job:
@@ -178,74 +170,58 @@ class Job(BaseModel):
         self._check(JobStatus.RETRYING, f"a {self.status.value} job cannot be retried later")
         if self.attempts >= self.max_attempts:
             raise IllegalTransition(f"attempt {self.attempts} of {self.max_attempts} was the last")
-        entry = HistoryEntry(status=JobStatus.RETRYING, at=at, attempt=self.attempts, error=error)
-        return self.model_copy(
-            update={
-                "status": JobStatus.RETRYING,
-                "error": error,
-                "updated_at": at,
-                "lease_until_ms": None,
-                "next_attempt_at_ms": next_attempt_at_ms,
-                "progress": progress or self.progress,
-                "history": (*self.history, entry),
-            }
+        return self._moved(
+            HistoryEntry(status=JobStatus.RETRYING, at=at, attempt=self.attempts, error=error),
+            error=error,
+            lease_until_ms=None,
+            next_attempt_at_ms=next_attempt_at_ms,
+            progress=progress or self.progress,
         )
 
     def fail(self, at: str, error: str, progress: Progress | None = None) -> Job:
         """The attempt failed for good (a permanent error, or the last attempt)."""
         self._check(JobStatus.FAILED, f"a {self.status.value} job cannot fail")
-        entry = HistoryEntry(status=JobStatus.FAILED, at=at, attempt=self.attempts, error=error)
-        return self.model_copy(
-            update={
-                "status": JobStatus.FAILED,
-                "error": error,
-                "updated_at": at,
-                "completed_at": at,
-                "lease_until_ms": None,
-                "progress": progress or self.progress,
-                "history": (*self.history, entry),
-            }
+        return self._moved(
+            HistoryEntry(status=JobStatus.FAILED, at=at, attempt=self.attempts, error=error),
+            error=error,
+            completed_at=at,
+            lease_until_ms=None,
+            progress=progress or self.progress,
         )
 
     def cancel(self, at: str) -> Job:
         """Cancel a waiting job (a queued message is dropped by the consumer when it arrives)."""
         self._check(JobStatus.CANCELLED, f"a {self.status.value} job cannot be cancelled")
-        return self.model_copy(
-            update={
-                "status": JobStatus.CANCELLED,
-                "updated_at": at,
-                "completed_at": at,
-                "history": (*self.history, HistoryEntry(status=JobStatus.CANCELLED, at=at)),
-                "sweep_at": None,
-                "next_attempt_at_ms": None,
-            }
-        )
+        entry = HistoryEntry(status=JobStatus.CANCELLED, at=at)
+        return self._moved(entry, completed_at=at, sweep_at=None, next_attempt_at_ms=None)
 
     def reset(self, at: str, sweep_at: str) -> Job:
         """Run a failed or cancelled job again from its first attempt; the sweeper re-sends its message after
         ``sweep_at`` if it was not sent. Its callback waits for the next final state."""
         self._check(JobStatus.PENDING, f"only failed or cancelled jobs can be retried, this one is {self.status.value}")
-        return self.model_copy(
-            update={
-                "status": JobStatus.PENDING,
-                "attempts": 0,
-                "updated_at": at,
-                "started_at": None,
-                "completed_at": None,
-                "result": None,
-                "error": None,
-                "run_at": None,
-                "lease_until_ms": None,
-                "next_attempt_at_ms": None,
-                "callback": Callback(url=self.callback.url) if self.callback else None,
-                "history": (*self.history, HistoryEntry(status=JobStatus.PENDING, at=at)),
-                "sweep_at": sweep_at,
-            }
+        return self._moved(
+            HistoryEntry(status=JobStatus.PENDING, at=at),
+            attempts=0,
+            started_at=None,
+            completed_at=None,
+            result=None,
+            error=None,
+            run_at=None,
+            lease_until_ms=None,
+            next_attempt_at_ms=None,
+            callback=Callback(url=self.callback.url) if self.callback else None,
+            sweep_at=sweep_at,
         )
 
     def _check(self, target: JobStatus, refusal: str) -> None:
         if target not in ALLOWED_TRANSITIONS[self.status]:
             raise IllegalTransition(refusal)
+
+    def _moved(self, *entries: HistoryEntry, **changes: Any) -> Job:
+        """This job in the status of the last entry, updated at its time, with ``changes`` and the entries."""
+        last = entries[-1]
+        update = {"status": last.status, "updated_at": last.at, "history": (*self.history, *entries), **changes}
+        return self.model_copy(update=update)
 
     def to_api(self) -> dict[str, Any]:
         body = self.model_dump(mode="json", by_alias=True)
