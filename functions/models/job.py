@@ -29,8 +29,8 @@ class JobStatus(StrEnum):
 
 FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
-# Every move a job's status can make; the lifecycle methods of ``Job`` refuse any other. Processing to processing
-# is a redelivered message taking over an attempt whose consumer died (its lease ran out).
+# Every move a job's status can make; the lifecycle methods of ``Job`` refuse any other (InvalidState: 409).
+# Processing to processing is a redelivered message taking over an attempt whose consumer died (lease over).
 ALLOWED_TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = MappingProxyType(
     {
         JobStatus.SCHEDULED: frozenset({JobStatus.PROCESSING, JobStatus.CANCELLED}),
@@ -46,10 +46,6 @@ ALLOWED_TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = MappingProxyType
 )
 CANCELLABLE_STATUSES = frozenset(s for s, targets in ALLOWED_TRANSITIONS.items() if JobStatus.CANCELLED in targets)
 RETRYABLE_STATUSES = frozenset(s for s, targets in ALLOWED_TRANSITIONS.items() if JobStatus.PENDING in targets)
-
-
-class IllegalTransition(InvalidState):
-    """A lifecycle method was called on a job whose status does not allow that move."""
 
 
 class HistoryEntry(BaseModel):
@@ -169,7 +165,7 @@ class Job(BaseModel):
         """The attempt failed and another is due at ``next_attempt_at_ms``."""
         self._check(JobStatus.RETRYING, f"a {self.status.value} job cannot be retried later")
         if self.attempts >= self.max_attempts:
-            raise IllegalTransition(f"attempt {self.attempts} of {self.max_attempts} was the last")
+            raise InvalidState(f"attempt {self.attempts} of {self.max_attempts} was the last")
         return self._moved(
             HistoryEntry(status=JobStatus.RETRYING, at=at, attempt=self.attempts, error=error),
             error=error,
@@ -215,7 +211,7 @@ class Job(BaseModel):
 
     def _check(self, target: JobStatus, refusal: str) -> None:
         if target not in ALLOWED_TRANSITIONS[self.status]:
-            raise IllegalTransition(refusal)
+            raise InvalidState(refusal)
 
     def _moved(self, *entries: HistoryEntry, **changes: Any) -> Job:
         """This job in the status of the last entry, updated at its time, with ``changes`` and the entries."""
