@@ -108,7 +108,7 @@ def retry_job(
     repo: JobsRepository, queue: JobQueue, tenant: str, job_id: str, clock: Clock, pending_grace_seconds: int
 ) -> Job:
     def retry(job: Job, now: int) -> Job:
-        # A message still queued for the job's last run is dropped by the consumer (its callback too: reset).
+        # Its callback waits for the next final state (a message still queued for the last one is then dropped).
         return job.reset(iso(now), sweep_at=iso(now + pending_grace_seconds * 1000))
 
     job = read_decide_write(repo, tenant, job_id, clock, retry, attempts=_MAX_RACE_RETRIES)
