@@ -165,8 +165,19 @@ def test_invalid_payloads_are_refused_at_enqueue(raw: dict[str, Any]) -> None:
         get_job_type("fetch").parse_payload(raw)
 
 
-def test_the_max_bytes_ceiling_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("JOBS_FETCH_MAX_BYTES", "1000")
+def test_the_max_bytes_ceiling_follows_the_settings_given() -> None:
+    # Given settings with a lower ceiling than the default
+    settings = Settings(fetch_max_bytes=1000)
+    fetch_type = get_job_type("fetch")
+    # Then a payload over it is refused, one at it accepted, and without settings the default ceiling applies
     with pytest.raises(InvalidPayload, match="fetch"):
-        get_job_type("fetch").parse_payload({"url": "http://example.com/", "maxBytes": 1001})
-    assert get_job_type("fetch").parse_payload({"url": "http://example.com/", "maxBytes": 1000}).max_bytes == 1000
+        fetch_type.parse_payload({"url": "http://example.com/", "maxBytes": 1001}, settings)
+    assert fetch_type.parse_payload({"url": "http://example.com/", "maxBytes": 1000}, settings).max_bytes == 1000
+    assert fetch_type.parse_payload({"url": "http://example.com/", "maxBytes": 1001}).max_bytes == 1001
+
+
+def test_the_max_bytes_ceiling_does_not_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a ceiling in the environment, which only the composition root reads (Settings.from_env)
+    monkeypatch.setenv("JOBS_FETCH_MAX_BYTES", "1000")
+    # Then validation follows the settings it is given, not the environment
+    assert get_job_type("fetch").parse_payload({"url": "http://example.com/", "maxBytes": 1001}).max_bytes == 1001
