@@ -125,8 +125,9 @@ def caller_tenant(app: APIGatewayRestResolver | Router) -> str:
 
 def allowed_methods(app: APIGatewayRestResolver, path: str) -> list[str]:
     """The methods declared for ``path`` (empty when no route has this path)."""
-    routes = [*app._static_routes, *app._dynamic_routes]
-    return sorted({route.method for route in routes if route.rule.match(path)})
+    # A static path (/jobs/batch) is its own resource, even where a dynamic one (/jobs/{job_id}) also matches it.
+    static = {route.method for route in app._static_routes if route.rule.match(path)}
+    return sorted(static or {route.method for route in app._dynamic_routes if route.rule.match(path)})
 
 
 def register_error_handlers(app: APIGatewayRestResolver) -> None:

@@ -67,16 +67,39 @@ def test_a_payload_number_with_thousands_of_digits_is_invalid_payload(service: S
 @pytest.mark.parametrize(
     ("body", "code"),
     [
-        ({"type": "message", "payload": {"message": "hi"}, "priority": 5.0}, "INVALID_OPTION"),
         ({"type": "message", "payload": {"message": "hi"}, "priority": "5"}, "INVALID_OPTION"),
+        ({"type": "message", "payload": {"message": "hi"}, "priority": 5.5}, "INVALID_OPTION"),
+        ({"type": "message", "payload": {"message": "hi"}, "priority": True}, "INVALID_OPTION"),
         ({"type": "simulate", "payload": {"target": "a", "durationMs": "50"}}, "INVALID_PAYLOAD"),
-        ({"type": "simulate", "payload": {"target": "a", "durationMs": 50.0}}, "INVALID_PAYLOAD"),
+        ({"type": "simulate", "payload": {"target": "a", "durationMs": 50.5}}, "INVALID_PAYLOAD"),
+        ({"type": "simulate", "payload": {"target": "a", "durationMs": True}}, "INVALID_PAYLOAD"),
+        ({"contentType": "image/png", "size": "5"}, "INVALID_UPLOAD"),
     ],
-    ids=["priority-float", "priority-string", "payload-int-as-string", "payload-int-as-float"],
+    ids=[
+        "priority-string",
+        "priority-fraction",
+        "priority-bool",
+        "payload-string",
+        "payload-fraction",
+        "payload-bool",
+        "upload-size-string",
+    ],
 )
 def test_numbers_are_strict_in_options_and_payloads_alike(service: Service, body: dict[str, object], code: str) -> None:
-    # An integer is a JSON integer, wherever it is: not "5", not 5.0
-    assert_error(service.api("POST", "/jobs", body=body), 400, code)
+    # An integer is a JSON number without a fraction, wherever it is: never a string or a boolean
+    path = "/uploads" if "size" in body else "/jobs"
+    assert_error(service.api("POST", path, body=body), 400, code)
+
+
+def test_an_integral_number_is_an_integer_in_options_payloads_and_uploads_alike(service: Service) -> None:
+    # Given integers written as 5.0 (JSON Schema's integer: a number without a fractional part)
+    job = {"type": "simulate", "payload": {"target": "a", "durationMs": 50.0, "failureRate": 0}, "priority": 7.0}
+    created = service.api("POST", "/jobs", body=job)
+    # Then they are accepted as the integers they are, in options and payloads alike
+    assert created.status == 202, created.body
+    assert (created.body["priority"], created.body["payload"]["durationMs"]) == (7, 50)
+    upload = service.api("POST", "/uploads", body={"contentType": "image/png", "size": 100.0})
+    assert upload.status == 201, upload.body
 
 
 def test_delay_seconds_and_run_at_together_are_invalid_option(service: Service) -> None:
