@@ -34,9 +34,13 @@ class Payload(BaseModel):
 
     ``defer_build``: a model's validator is built when it first validates a payload, not when its module is
     imported. Every type is imported with the package, but a container only pays for the types it sees. (pydantic
-    2.14 builds a deferred model under a lock, so the local stack's threads may first use one at the same time.)"""
+    2.14 builds a deferred model under a lock, so the local stack's threads may first use one at the same time.)
 
-    model_config = ConfigDict(defer_build=True)
+    ``strict``: the API's one rule for numbers, as for the job's options (``functions/models/requests.py``): an
+    integer field takes a JSON integer, not "50" or 50.0. A field that must take JSON text as another Python type
+    (an array as a tuple, a string as a datetime) says ``strict=False`` itself."""
+
+    model_config = ConfigDict(defer_build=True, strict=True)
 
 
 PayloadT = TypeVar("PayloadT", bound=BaseModel)
