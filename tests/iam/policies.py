@@ -153,7 +153,7 @@ def function_policies(stack: Stack, resources: dict[str, dict[str, Any]]) -> lis
     for resource in resources.values():
         if resource["Type"] == "AWS::Lambda::EventSourceMapping":
             properties = resource["Properties"]
-            target = properties["FunctionName"]["Ref"]
+            target = _function_behind(properties["FunctionName"], resources)
             sources.setdefault(target, []).append(resolver.resolve(properties["EventSourceArn"]))
 
     found = []
@@ -178,6 +178,17 @@ def function_policies(stack: Stack, resources: dict[str, dict[str, Any]]) -> lis
             )
         )
     return found
+
+
+def _function_behind(reference: Any, resources: dict[str, dict[str, Any]]) -> str:
+    """The logical id of the function an event source mapping invokes, through an alias or a version if any."""
+    while True:
+        logical_id = reference["Ref"] if "Ref" in reference else reference["Fn::GetAtt"][0]
+        resource = resources[logical_id]
+        if resource["Type"] == "AWS::Lambda::Function":
+            return str(logical_id)
+        # An alias names its function and a version; a version names its function.
+        reference = resource["Properties"]["FunctionName"]
 
 
 def _grants(document: dict[str, Any], resolver: Resolver) -> list[Grant]:

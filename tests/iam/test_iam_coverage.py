@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from local.iam_calls import RECORD_DIR_VARIABLE
+from local.iam_calls import HANDLER_MODULES, RECORD_DIR_VARIABLE
 from tests.iam.policies import Grant, ServiceFunctionPolicy, function_policies, matches
 from tests.infrastructure.conftest import Synthesized
 
@@ -263,3 +263,12 @@ def test_only_actions_without_resource_level_permissions_are_granted_on_any_reso
     # Then each is an action IAM cannot scope to a resource
     assert on_anything, "the stats aggregator's dynamodb:ListStreams should show up"
     assert [entry for entry in on_anything if entry.split(": ")[1] not in ANY_RESOURCE_ACTIONS] == []
+
+
+def test_the_recorder_knows_every_handler_module_of_the_template(functions: list[ServiceFunctionPolicy]) -> None:
+    # Given the handler of every function in the template
+    # When their modules are listed
+    modules = {f.handler.rpartition(".")[0] for f in functions}
+
+    # Then they are the modules whose frames the recorder attributes calls to
+    assert modules == HANDLER_MODULES
