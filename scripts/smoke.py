@@ -21,6 +21,7 @@ import json
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -152,7 +153,7 @@ class Smoke:
         require(done["status"] == "pending", f"a new job is {done['status']}, not pending")
         self.enqueue("fails", {"shouldFail": True}, maxAttempts=2)
         scheduled = self.enqueue("scheduled", {"failureRate": 0}, delaySeconds=3)
-        require(scheduled["status"] == "scheduled" and scheduled.get("runAt"), f"delayed job: {scheduled}")
+        require(scheduled["status"] == "scheduled" and bool(scheduled.get("runAt")), f"delayed job: {scheduled}")
         self.enqueue("cancelled", {"failureRate": 0}, delaySeconds=600)
         return f"4 jobs accepted (run {self.run_id})"
 
@@ -216,7 +217,7 @@ class Smoke:
             cursor = page.get("nextCursor")
             if found == wanted or not cursor:
                 break
-            path = path.split("&cursor=")[0] + f"&cursor={urllib.request.quote(cursor)}"
+            path = path.split("&cursor=")[0] + f"&cursor={urllib.parse.quote(cursor)}"
         return found
 
     def stats(self) -> str:
