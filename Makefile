@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := $(shell node -p 'process.versions.node.split(".")[0]' 2>/dev/null)
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: run test unit integration infra e2e lint format synth deploy diff bench clean venv node browser openapi
+.PHONY: run test unit integration infra e2e lint format synth deploy diff destroy smoke iam-check bench clean venv node browser openapi
 
 $(VENV_STAMP): requirements.txt requirements-dev.txt requirements-jobs.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,9 +36,21 @@ browser: $(CHROMIUM)
 run: $(VENV_STAMP)
 	$(PY) -m local
 
-## test: lint, then every suite (unit, integration, infrastructure, e2e incl. the browser test)
+# Where the suites record the functions' AWS calls for the IAM coverage check (tests/iam, local/iam_calls.py).
+IAM_CALLS := $(CURDIR)/.build/iam-calls
+
+## test: lint, then every suite (unit, integration, infrastructure, e2e incl. the browser test), recording the
+## functions' AWS calls; then the IAM coverage check of those calls against the synthesized roles
 test: $(VENV_STAMP) $(NODE_STAMP) $(CHROMIUM) lint
-	$(PY) -m pytest tests -q
+	rm -rf $(IAM_CALLS)
+	JOBS_IAM_RECORD_DIR=$(IAM_CALLS) $(PY) -m pytest tests -q
+	JOBS_IAM_RECORD_DIR=$(IAM_CALLS) $(PY) -m pytest tests/iam -q
+
+## iam-check: the integration and e2e suites with their AWS calls recorded, then the IAM coverage check alone
+iam-check: $(VENV_STAMP) $(NODE_STAMP) $(CHROMIUM)
+	rm -rf $(IAM_CALLS)
+	JOBS_IAM_RECORD_DIR=$(IAM_CALLS) $(PY) -m pytest tests/integration tests/e2e -q
+	JOBS_IAM_RECORD_DIR=$(IAM_CALLS) $(PY) -m pytest tests/iam -q
 
 unit: $(VENV_STAMP)
 	$(PY) -m pytest tests/unit -q
@@ -72,6 +84,15 @@ deploy: $(VENV_STAMP) $(NODE_STAMP)
 
 diff: $(VENV_STAMP) $(NODE_STAMP)
 	node_modules/.bin/cdk diff
+
+## destroy: delete the stack (asks first; FORCE=1 does not). Tables and the files bucket are retained: docs/deploy.md
+destroy: $(VENV_STAMP) $(NODE_STAMP)
+	node_modules/.bin/cdk destroy $(if $(FORCE),--force)
+
+## smoke: the API contract end to end against a deployment: make smoke BASE=<url> KEY=<key> [KEY2=<another tenant's>]
+smoke: $(VENV_STAMP)
+	@test -n "$(BASE)" -a -n "$(KEY)" || { echo "usage: make smoke BASE=<api url> KEY=<api key> [KEY2=<second tenant's key>]"; exit 2; }
+	$(PY) scripts/smoke.py --base "$(BASE)" --key "$(KEY)" $(if $(KEY2),--second-key "$(KEY2)")
 
 ## bench: every benchmark (e2e beside the Cloudflare peer, handler overhead, cost, hot keys, cold start); prints figures
 bench: $(VENV_STAMP)

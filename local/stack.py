@@ -18,6 +18,7 @@ from jobsctl.environments import EnvironmentPool, fresh_handler
 from local.aws import LocalAws, LocalResources, create_api_keys, create_resources, parse_api_keys
 from local.event_source import SqsEventSource
 from local.gateway import LocalGateway
+from local.iam_calls import record_from_env
 from local.lambda_context import LocalContext
 from local.stream_source import StreamEventSource
 
@@ -37,6 +38,8 @@ class LocalStack:
     api_keys: dict[str, str]
 
     def start(self) -> None:
+        # JOBS_IAM_RECORD_DIR: note the functions' AWS calls for the IAM coverage check (tests/iam).
+        record_from_env()
         self._aws = LocalAws(self.moto_port)
         self._aws.start()
         self.resources = create_resources(self.config)

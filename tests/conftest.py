@@ -25,5 +25,9 @@ os.environ.pop("AWS_PROFILE", None)
 # moto as the local stack runs it (local.aws.patch_moto): DynamoDB and SQS requests one at a time (FIFO groups hold
 # across concurrent receivers), transactions without table copies, no whole-queue scans, plain JSON item reads.
 from local.aws import patch_moto
+from local.iam_calls import record_from_env
 
 patch_moto()
+
+# JOBS_IAM_RECORD_DIR: record the functions' AWS calls for the IAM coverage check (tests/iam, `make iam-check`).
+record_from_env()

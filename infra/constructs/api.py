@@ -155,13 +155,13 @@ class JobsApi(Construct):
 
     def _grant(self, tables: JobsTables, queues: Sequence[sqs.IQueue], files: FilesBucket) -> None:
         fn = self.handler
+        # Job records by key: conditional puts and updates (no transaction checks another item). Listings query
+        # the indexes below, never the table.
         fn.allow(
             [
                 "dynamodb:GetItem",
                 "dynamodb:PutItem",
                 "dynamodb:UpdateItem",
-                "dynamodb:ConditionCheckItem",
-                "dynamodb:Query",
                 "dynamodb:BatchGetItem",  # GET /batches/{id} reads its children, GET /jobs its page of records
             ],
             [tables.jobs.table_arn],
@@ -169,7 +169,7 @@ class JobsApi(Construct):
         fn.allow(["dynamodb:Query"], [tables.jobs_index_arn(name) for name in API_INDEXES])
         # Counters: read all shards of a tenant at once (the stats aggregator writes them); a settled minute's
         # throughput shards are summed into one summary item with BatchWriteItem (its own IAM action).
-        fn.allow(["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"], [tables.stats.table_arn])
+        fn.allow(["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"], [tables.stats.table_arn])
         # A new job goes to its lane: normal, high priority or ordered (a group).
         fn.allow(["sqs:SendMessage"], [queue.queue_arn for queue in queues])
         # GetApiKey (without its value) to read the caller's tenant tag.
@@ -192,8 +192,11 @@ class JobsApi(Construct):
             [
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
-                    reason="Any API key of the account may be a tenant's (keys are added after deployment), and "
-                    "GetApiKey is only called without includeValue; the action is limited to apigateway:GET.",
+                    reason="apigateway:GET on /apikeys/* lets this role read every API key of the account in this "
+                    "region, other APIs' keys and their values included (GetApiKey with includeValue=true): IAM has no "
+                    "condition on includeValue, and tenants' keys are created after deployment, so their ids cannot be "
+                    "listed here. Listing keys (/apikeys itself) is not granted. Accepted: the function must read the "
+                    "tenant tag of whichever key API Gateway accepted (docs/deploy.md, 'What the roles allow').",
                     applies_to=["Resource::arn:<AWS::Partition>:apigateway:<AWS::Region>::/apikeys/*"],
                 ),
                 NagPackSuppression(
@@ -227,19 +230,23 @@ class JobsApi(Construct):
                 ),
                 NagPackSuppression(
                     id="AwsSolutions-APIG2",
-                    reason="Proxy integration: the function validates every body and query itself and answers in "
-                    "the API's error shape; API Gateway validation without models would check nothing.",
+                    reason="No request validator: API Gateway passes every request, whatever its body or query, to "
+                    "the function, which is invoked (and billed) for malformed ones too and answers them 4xx itself.",
                 ),
                 NagPackSuppression(
                     id="AwsSolutions-APIG3",
-                    reason="No WAF yet: callers are authenticated services (API keys) and the usage plan throttles "
-                    "per key. Associate a web ACL with the stage if the API becomes internet-facing for browsers.",
+                    reason="No AWS WAF web ACL: nothing filters requests before API Gateway's own checks. Requests "
+                    "with a key of the usage plan are throttled per key; the key-less GETs (/health, the dashboard, "
+                    "/openapi.json, /swagger) and requests with unknown keys are limited only by the stage's and the "
+                    "account's default throttling. A web ACL costs a monthly fee plus a per-request charge; add one "
+                    "(a rate-based rule) for an internet-facing deployment.",
                 ),
                 NagPackSuppression(
                     id="AwsSolutions-APIG4",
-                    reason="Authorization is by API key (api_key_required on every route but GET of /health, the "
-                    "dashboard's page and static files, /openapi.json and /swagger) and usage plan; the function "
-                    "maps the key to its tenant. Those GETs are public on purpose and read no tenant's data.",
+                    reason="No API Gateway authorizer: API Gateway only checks that a request carries a key of the "
+                    "usage plan (a key identifies a tenant, it does not authenticate anyone: whoever holds it acts as "
+                    "that tenant), and the function maps the key to its tenant. GET of /health, the dashboard's page "
+                    "and files, /openapi.json and /swagger are not checked at all and invoke the function for anyone.",
                 ),
                 NagPackSuppression(
                     id="AwsSolutions-COG4",

@@ -56,8 +56,10 @@ class FilesBucket(Construct):
             [
                 NagPackSuppression(
                     id="AwsSolutions-S1",
-                    reason="Server access logs would need a second bucket for every stack; every access goes "
-                    "through the functions' roles or URLs they presign, which CloudTrail data events can audit.",
+                    reason="No server access logs (and the stack enables no CloudTrail data events): reads and writes "
+                    "of objects, by the functions or by anyone holding a presigned URL until it expires, are not "
+                    "recorded. Logs need a second bucket (or paid data events); enable CloudTrail S3 data events for "
+                    "this bucket when an audit trail of tenants' files is needed.",
                 )
             ],
         )

@@ -204,15 +204,12 @@ class JobQueueConsumer(Construct):
 
     @staticmethod
     def _grant_records(fn: ServiceFunction, tables: JobsTables) -> None:
-        # Job records: read, write conditionally (PutItem alone or inside TransactWriteItems).
-        fn.allow(
-            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"],
-            [tables.jobs.table_arn],
-        )
-        # Per-type limits: rate windows and concurrency slots, shared by all consumers (functions/dal/limits.py).
+        # Job records: read, write conditionally (the condition is each write's own: no ConditionCheckItem).
+        fn.allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], [tables.jobs.table_arn])
+        # Per-type limits: rate windows and concurrency slots, shared by all consumers (functions/dal/limits.py);
+        # slots are read together with BatchGetItem, never one by one.
         fn.allow(
             [
-                "dynamodb:GetItem",
                 "dynamodb:BatchGetItem",
                 "dynamodb:PutItem",
                 "dynamodb:UpdateItem",

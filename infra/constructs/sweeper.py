@@ -56,10 +56,8 @@ class Sweeper(Construct):
         self.sweeper.function.configure_async_invoke(retry_attempts=0)
 
         self.sweeper.allow(["dynamodb:Query"], [tables.jobs_index_arn(INDEX_BY_SWEEP)])
-        # It rewrites the job's sweep mark with a conditional PutItem (the repository's ``save``).
-        self.sweeper.allow(
-            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"],
-            [tables.jobs.table_arn],
-        )
+        # It rewrites the job's sweep mark with a conditional PutItem (the repository's ``save``); the records it
+        # needs come whole from the sparse index, so it reads no item by key.
+        self.sweeper.allow(["dynamodb:PutItem"], [tables.jobs.table_arn])
         # Due jobs, lost messages and lost callbacks go to their own lane (normal, high or ordered).
         self.sweeper.allow(["sqs:SendMessage"], [queue.queue_arn for queue in queues])

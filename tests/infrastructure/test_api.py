@@ -185,13 +185,10 @@ def test_api_function_permissions_are_the_ones_it_uses(resources: Resources) -> 
         ("dynamodb:GetItem", jobs),
         ("dynamodb:PutItem", jobs),
         ("dynamodb:UpdateItem", jobs),
-        ("dynamodb:ConditionCheckItem", jobs),
-        ("dynamodb:Query", jobs),
         ("dynamodb:BatchGetItem", jobs),
         ("dynamodb:Query", jobs + "/index/by-tenant"),
         ("dynamodb:Query", jobs + "/index/by-status"),
         ("dynamodb:Query", jobs + "/index/by-type"),
-        ("dynamodb:GetItem", stats),
         ("dynamodb:BatchGetItem", stats),
         ("dynamodb:BatchWriteItem", stats),
     }

@@ -24,7 +24,6 @@ from tests.infrastructure.template_utils import (
 )
 
 LIMITS_ACTIONS = (
-    "dynamodb:GetItem",
     "dynamodb:BatchGetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
@@ -118,7 +117,6 @@ def test_consumer_has_exactly_the_dynamodb_and_sqs_permissions_it_uses(resources
         ("dynamodb:GetItem", jobs),
         ("dynamodb:PutItem", jobs),
         ("dynamodb:UpdateItem", jobs),
-        ("dynamodb:ConditionCheckItem", jobs),
         ("dynamodb:BatchWriteItem", imports),
         *{(action, limits) for action in LIMITS_ACTIONS},
     }

@@ -105,7 +105,6 @@ def test_aggregator_writes_only_counters_and_reads_only_the_jobs_stream(resource
         ("dynamodb:GetItem", stats),
         ("dynamodb:UpdateItem", stats),
         ("dynamodb:PutItem", stats),
-        ("dynamodb:ConditionCheckItem", stats),
         ("dynamodb:DescribeStream", stream),
         ("dynamodb:GetRecords", stream),
         ("dynamodb:GetShardIterator", stream),
