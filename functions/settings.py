@@ -81,6 +81,9 @@ class Settings:
     upload_max_bytes: int = 10 * 1024 * 1024
     presign_expiry_seconds: int = 900
     payload_inline_max_bytes: int = 256 * 1024
+    # Offloaded payloads are expired by the files bucket's lifecycle this many days after they were written; a job
+    # with one may not be scheduled further ahead than its payload lives (logic/payloads.py).
+    payload_retention_days: int = 30
     payload_max_bytes: int = 5 * 1024 * 1024
     image_max_pixels: int = 40_000_000
     # "bedrock" on AWS; "local" runs a local provider (moto cannot serve Bedrock).

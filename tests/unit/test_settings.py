@@ -54,6 +54,7 @@ def test_settings_round_trip_through_the_environment() -> None:
             "upload_max_bytes": 3,
             "presign_expiry_seconds": 60,
             "payload_inline_max_bytes": 4,
+            "payload_retention_days": 3,
             "payload_max_bytes": 5,
             "image_max_pixels": 6,
             "bedrock_embedding_model": "m1",
