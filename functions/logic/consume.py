@@ -39,6 +39,7 @@ from functions.logic.job_types import JobContext, get_job_type
 from functions.logic.limits import Admission, Limiter, NoLimits
 from functions.logic.payloads import full_payload
 from functions.logic.progress import ProgressReporter
+from functions.logic.sweep import mark_in_flight
 from functions.models.errors import ApiError, ConcurrentUpdate, FileNotFound, JobDeferred, JobFailure, JobsError
 from functions.models.job import HistoryEntry, Job, JobMessage, JobStatus
 from functions.settings import Settings
@@ -162,7 +163,7 @@ class MessageConsumer:
                 error = f"attempt {job.attempts} did not finish (consumer stopped or timed out)"
                 self._fail(job, now, error, message.to_body(), source_arn)
                 return None
-            started = self._start(job, now, remaining_ms)
+            started = mark_in_flight(self._start(job, now, remaining_ms), self.job_settings.in_flight_grace_seconds)
             # Limits are checked before the attempt is counted: a job over its limit waits, it does not fail.
             admission = self.limiter.admit(job.tenant, job.type, job.id, now, started.lease_until_ms or now)
             if not admission.admitted:
@@ -233,7 +234,6 @@ class MessageConsumer:
                 # The attempt cannot outlive the invocation running it; past this, a redelivery may take over.
                 "lease_until_ms": now + max(remaining_ms, 1000),
                 "next_attempt_at_ms": None,
-                "sweep_at": None,
                 "history": (*job.history, *entries),
             }
         )
@@ -319,6 +319,7 @@ class MessageConsumer:
                     ),
                 }
             )
+            retrying = mark_in_flight(retrying, self.job_settings.in_flight_grace_seconds)
             if not self._save_outcome(job, retrying):
                 return Outcome.DROPPED
             self.events("JobsRetried", 1)
@@ -352,7 +353,7 @@ class MessageConsumer:
 
         The last step may raise (its batch could not be read): the message then comes back, finds the job final
         and looks at the batch again, so ``then`` (the DLQ copy) must already be done by then."""
-        after = callbacks.arm(after, now, self.job_settings.pending_grace_seconds)
+        after = callbacks.arm(mark_in_flight(after, 0), now, self.job_settings.pending_grace_seconds)
         if not self._save_outcome(before, after):
             return False
         if after.status == JobStatus.FAILED:

@@ -24,6 +24,8 @@ def test_settings_round_trip_through_the_environment() -> None:
         backoff_base_seconds=0.5,
         backoff_cap_seconds=12.5,
         pending_grace_seconds=9,
+        in_flight_grace_seconds=11,
+        orphan_give_up_seconds=13,
         release_ahead_seconds=30,
         default_lease_seconds=15,
         record_concurrency=3,
