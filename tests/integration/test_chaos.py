@@ -168,6 +168,29 @@ def consume(
         errors.append(exc)
 
 
+def run_until_final(
+    service: Service,
+    ids: list[str],
+    threads: list[threading.Thread],
+    stop: threading.Event,
+    errors: list[BaseException],
+) -> None:
+    """Run ``threads`` until every job is final (or the deadline passes), then stop them; fail on their errors."""
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    try:
+        while time.monotonic() < deadline and not errors:
+            if all(job.status.is_final for job in records(service, ids)):
+                break
+            time.sleep(1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert not errors, errors
+
+
 def records(service: Service, ids: list[str]) -> list[Job]:
     jobs = [service.repo.get(TENANT_A, job_id) for job_id in ids]
     assert all(job is not None for job in jobs), "a job record is missing"
@@ -190,19 +213,7 @@ def test_every_job_ends_final_and_consistent_under_crashes_and_duplicates(servic
     stop = threading.Event()
     errors: list[BaseException] = []
     threads = [threading.Thread(target=consume, args=(service, chaos, stop, errors)) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    try:
-        while time.monotonic() < deadline and not errors:
-            if all(job.status.is_final for job in records(service, ids)):
-                break
-            time.sleep(1)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(30)
-    assert not errors, errors
+    run_until_final(service, ids, threads, stop, errors)
 
     # Then every job is final: none lost, none stuck
     jobs = records(service, ids)
@@ -287,19 +298,7 @@ def test_every_job_ends_final_exactly_once_when_messages_are_lost_behind_its_bac
             errors.append(exc)
 
     threads.append(threading.Thread(target=sweep_every_second))
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    try:
-        while time.monotonic() < deadline and not errors:
-            if all(job.status.is_final for job in records(service, ids)):
-                break
-            time.sleep(1)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(30)
-    assert not errors, errors
+    run_until_final(service, ids, threads, stop, errors)
 
     # Then every job is final
     jobs = records(service, ids)
