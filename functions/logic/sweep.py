@@ -113,7 +113,11 @@ def sweep(
                     until = _in_flight_until(job)
                     in_flight_grace_ms = settings.in_flight_grace_seconds * 1000
                     if until is not None and until + in_flight_grace_ms > now:
-                        # Still live (a mark written before its last move): look when it would be overdue.
+                        # Still live (a mark written before its last move, e.g. by an older version). A running
+                        # attempt's record is left alone: bumping its version would make its outcome write fail.
+                        if job.status == JobStatus.PROCESSING:
+                            skipped += 1
+                            continue
                         next_look = until + in_flight_grace_ms
                     elif _is_beyond_help(job, now, settings):
                         if _fail_orphan(repo, queue, job, now, settings, after_final):

@@ -233,3 +233,16 @@ def test_the_sweeper_and_a_late_consumer_never_both_end_a_job(
     assert ended.status == JobStatus.FAILED and _statuses(ended) == ["pending", "processing", "failed"]
     assert ended.error is not None and "message was lost" not in ended.error
     assert isinstance(ended.callback, Callback | None)
+
+
+def test_a_running_attempt_is_never_written_by_the_sweeper(
+    repo: InMemoryJobsRepository, queue: RecordingQueue, clock: FakeClock, behaviour: Behaviour
+) -> None:
+    # Given a processing job with a live lease that carries an earlier, already due mark (an older version's)
+    job = _killed_mid_attempt(repo, queue, clock, _enqueue(repo, queue, clock))
+    repo.save(job, job.model_copy(update={"sweep_at": clock.iso(-1)}))
+    marked = _reload(repo, job)
+    # When the sweeper runs during the attempt
+    report = sweep(repo, queue, clock, SETTINGS)
+    # Then the record is untouched (its version too, so the attempt's outcome write still succeeds), nothing is sent
+    assert _reload(repo, job) == marked and report.skipped == 1 and report.orphans_resent == 0
