@@ -184,6 +184,7 @@ class JobsRepository(Protocol):
         self, tenant: str, minutes: list[str], settled_before: str | None = None
     ) -> dict[str, dict[str, int]]: ...
     def due_for_sweep(self, shard: int, until: str, limit: int) -> list[Job]: ...
+    def move_sweep_mark(self, job: Job, sweep_at: str) -> bool: ...
 
 
 def record_key(tenant: str, job_id: str) -> str:
@@ -651,6 +652,10 @@ class DynamoJobsRepository:
             raise StorageError(f"DynamoDB read failed: {exc}") from exc
 
     def due_for_sweep(self, shard: int, until: str, limit: int) -> list[Job]:
+        """The records whose sweep mark in ``shard`` is due by ``until``, earliest first.
+
+        The index holds keys only, so that a job's writes that keep its mark (a claim, progress, a retry) cost the
+        index nothing; the due records are then read by key, and one whose mark moved meanwhile is left out."""
         try:
             response = self._ddb.query(
                 TableName=self._jobs_table,
@@ -661,7 +666,9 @@ class DynamoJobsRepository:
             )
         except (ClientError, BotoCoreError) as exc:
             raise StorageError(f"DynamoDB query failed: {exc}") from exc
-        return [self._from_item(item) for item in response.get("Items", [])]
+        records = self._records([item["pk"]["S"] for item in response.get("Items", [])])
+        due = [job for job in records.values() if job.sweep_at is not None and job.sweep_at <= until]
+        return sorted(due, key=lambda job: (job.sweep_at or "", job.id))
 
     # --- mapping ---
 
@@ -763,6 +770,29 @@ class DynamoJobsRepository:
             progress=Progress.model_validate_json(item["progressJson"]["S"]) if "progressJson" in item else None,
             callback=_callback(item["callbackJson"]["S"]) if "callbackJson" in item else None,
         )
+
+    def move_sweep_mark(self, job: Job, sweep_at: str) -> bool:
+        """Move the record's sweep mark if it is still ``job`` (same version), leaving the version as it is: the
+        sweeper looking at a running job later must not make the attempt's own conditional writes fail."""
+        try:
+            self._ddb.update_item(
+                TableName=self._jobs_table,
+                Key={"pk": {"S": record_key(job.tenant, job.id)}},
+                UpdateExpression="SET sweepAt = :at, sweepShard = :shard",
+                ConditionExpression="version = :v",
+                ExpressionAttributeValues={
+                    ":at": {"S": sweep_at},
+                    ":shard": {"S": str(_id_hash(job.id) % self._sweep_shards)},
+                    ":v": {"N": str(job.version)},
+                },
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise StorageError(f"DynamoDB write failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"DynamoDB write failed: {exc}") from exc
+        return True
 
 
 def _expired(item: dict[str, Any]) -> bool:

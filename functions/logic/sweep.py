@@ -4,13 +4,14 @@ It also re-sends the completion callback of a final job whose callback is still 
 is set when the job becomes final and moved past each retry's due time (``callbacks.py``), so it only comes due
 when the callback's message was lost (a crash before sending it, an SQS error).
 
-Jobs in flight (processing, retrying) keep a mark too, due a grace after their lease ends or their next attempt is
-due (``mark_in_flight``, set by the consumer with each transition). It only comes due when no message of the job is
-left: one deleted behind the job's back, or moved to the DLQ by the queue's maxReceiveCount (crashes, timeouts,
-storage errors, lease waits). The sweeper then re-sends the job (the consumer takes it over from the record), and
-ends it ``failed`` once its last attempt is known dead or it made no progress for ``orphan_give_up_seconds``: so no
-accepted job stays non-final forever. Every such write is conditional on the record's version, so of the sweeper
-and a consumer (or two sweepers) exactly one makes a transition.
+Jobs in flight (processing, retrying) keep a mark too, due at the latest a grace after their lease ends or their
+next attempt is due (``mark_in_flight``, kept by the consumer with each transition; a live job's mark that comes
+due is moved on). Past that, no message of the job is left: one deleted behind the job's back, or moved to the DLQ
+by the queue's maxReceiveCount (crashes, timeouts, storage errors, lease waits). The sweeper then re-sends the
+job (the consumer takes it over from the record), and ends it ``failed`` once its last attempt is known dead or it
+made no progress for ``orphan_give_up_seconds``: so no accepted job stays non-final forever. Every such write is
+conditional on the record's version, so of the sweeper and a consumer (or two sweepers) exactly one makes a
+transition.
 
 It reads a sparse index that holds only jobs with a sweep mark, so its cost follows the number of waiting and
 running jobs, not the table size. Sending first and marking after means a crash in between yields a duplicate
@@ -70,14 +71,20 @@ def _in_flight_until(job: Job) -> int | None:
 
 
 def mark_in_flight(job: Job, grace_seconds: int) -> Job:
-    """``job`` (about to be written by the consumer) with the sweep mark its status calls for: in flight, due a grace
-    after its lease or next attempt; final, none (``callbacks.arm`` sets one for a pending callback)."""
+    """``job`` (about to be written by the consumer) with the sweep mark its status calls for: final, none
+    (``callbacks.arm`` sets one for a pending callback); in flight, due at the latest a grace after its lease or
+    next attempt. An earlier mark (the one it had while pending, nearly always) is kept: the index holds keys only,
+    so a write keeping the mark costs it nothing, where moving it is a delete and a put. If such a mark comes due
+    while the job is still live, the sweeper moves it then (``move_sweep_mark``, no version change)."""
     if job.status.is_final:
         return job.model_copy(update={"sweep_at": None})
     until = _in_flight_until(job)
     if job.status not in IN_FLIGHT or until is None:
         return job
-    return job.model_copy(update={"sweep_at": iso(until + grace_seconds * 1000)})
+    latest = iso(until + grace_seconds * 1000)
+    if job.sweep_at is not None and job.sweep_at <= latest:
+        return job
+    return job.model_copy(update={"sweep_at": latest})
 
 
 def sweep(
@@ -113,12 +120,11 @@ def sweep(
                     until = _in_flight_until(job)
                     in_flight_grace_ms = settings.in_flight_grace_seconds * 1000
                     if until is not None and until + in_flight_grace_ms > now:
-                        # Still live (a mark written before its last move, e.g. by an older version). A running
-                        # attempt's record is left alone: bumping its version would make its outcome write fail.
-                        if job.status == JobStatus.PROCESSING:
-                            skipped += 1
-                            continue
-                        next_look = until + in_flight_grace_ms
+                        # Still live (its mark was kept from before): look when it would be overdue. The mark moves
+                        # without a version change, so the running attempt's own conditional writes still succeed.
+                        if not repo.move_sweep_mark(job, iso(until + in_flight_grace_ms)):
+                            skipped += 1  # it moved on meanwhile; its own write set its mark
+                        continue
                     elif _is_beyond_help(job, now, settings):
                         if _fail_orphan(repo, queue, job, now, settings, after_final):
                             orphans_failed += 1

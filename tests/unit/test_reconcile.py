@@ -100,17 +100,22 @@ def test_the_consumer_keeps_an_in_flight_mark_due_a_grace_after_the_lease_or_the
 ) -> None:
     # Given a job claimed by a consumer that then dies
     job = _killed_mid_attempt(repo, queue, clock, _enqueue(repo, queue, clock))
-    # Then while it is processing, its mark is due a grace after its lease
+    # Then while it is processing, it keeps the earlier mark it had while pending (no index write)
     assert job.status == JobStatus.PROCESSING and job.lease_until_ms == clock() + REMAINING_MS
-    assert job.sweep_at == clock.iso((REMAINING_MS / 1000) + IN_FLIGHT_GRACE)
-    # And once an attempt failed, a grace after the next attempt's time
+    assert job.sweep_at == clock.iso(GRACE)
+    # And when that mark comes due, the sweeper moves it a grace past the lease, without touching the version
+    clock.advance(GRACE)
+    assert sweep(repo, queue, clock, SETTINGS).orphans_resent == 0
+    moved = _reload(repo, job)
+    assert moved.sweep_at == clock.iso(REMAINING_MS / 1000 - GRACE + IN_FLIGHT_GRACE) and moved.version == job.version
+    job = moved
+    # And once an attempt failed, a grace after the next attempt's time at the latest
     behaviour.mode = "fail"
-    clock.advance(REMAINING_MS / 1000)
     with pytest.raises(JobDeferred):
         _consumer(repo, queue, clock).handle(message_body(job), "arn", "receipt", REMAINING_MS)
     retrying = _reload(repo, job)
     assert retrying.status == JobStatus.RETRYING and retrying.next_attempt_at_ms is not None
-    assert retrying.sweep_at is not None and retrying.sweep_at > clock.iso(IN_FLIGHT_GRACE)
+    assert retrying.sweep_at == job.sweep_at  # earlier than the next attempt + grace: kept
     # And a final job carries none
     behaviour.mode = "ok"
     clock.advance(ms=retrying.next_attempt_at_ms - clock())
@@ -235,7 +240,7 @@ def test_the_sweeper_and_a_late_consumer_never_both_end_a_job(
     assert isinstance(ended.callback, Callback | None)
 
 
-def test_a_running_attempt_is_never_written_by_the_sweeper(
+def test_the_sweeper_moves_a_running_attempts_mark_without_changing_its_version(
     repo: InMemoryJobsRepository, queue: RecordingQueue, clock: FakeClock, behaviour: Behaviour
 ) -> None:
     # Given a processing job with a live lease that carries an earlier, already due mark (an older version's)
@@ -244,5 +249,8 @@ def test_a_running_attempt_is_never_written_by_the_sweeper(
     marked = _reload(repo, job)
     # When the sweeper runs during the attempt
     report = sweep(repo, queue, clock, SETTINGS)
-    # Then the record is untouched (its version too, so the attempt's outcome write still succeeds), nothing is sent
-    assert _reload(repo, job) == marked and report.skipped == 1 and report.orphans_resent == 0
+    # Then only the mark moves (past the lease), not the version, so the attempt's outcome write still succeeds
+    assert _reload(repo, job) == marked.model_copy(
+        update={"sweep_at": clock.iso(REMAINING_MS / 1000 + IN_FLIGHT_GRACE)}
+    )
+    assert report.orphans_resent == 0 and queue.sent_job_ids() == [job.id]
