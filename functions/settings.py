@@ -1,7 +1,9 @@
 """Runtime settings of the Lambda functions, read from the environment in one place.
 
 Handlers call ``Settings.from_env()``; logic receives plain values. ``to_env()`` is the inverse, used by the
-CDK constructs and the local stack so that the variable names exist only here.
+CDK constructs and the local stack so that the variable names exist only here. Each tunable and its default is
+declared here only: ``infra/config.py`` composes these settings (``ServiceConfig.runtime``) and adds what only the
+infrastructure needs.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
+
+from functions.models.bounds import HIGH_PRIORITY_THRESHOLD_DEFAULT
 
 _PREFIX = "JOBS_"
 
@@ -25,8 +29,8 @@ class Settings:
     high_dlq_url: str = ""
     ordered_queue_url: str = ""
     ordered_dlq_url: str = ""
-    # Jobs with at least this priority (1-10) go through the high lane.
-    high_priority_threshold: int = 8
+    # Jobs with at least this priority go through the high lane.
+    high_priority_threshold: int = HIGH_PRIORITY_THRESHOLD_DEFAULT
     # Rate and concurrency limits per job type, JSON: {"webhook-delivery": {"ratePerSecond": 5, "concurrency": 2}}
     # (see logic/limits.py); their shared state lives in ``limits_table``.
     type_limits: str = ""
@@ -95,11 +99,12 @@ class Settings:
     image_max_pixels: int = 40_000_000
     # "bedrock" on AWS; "local" runs a local provider (moto cannot serve Bedrock).
     ai_provider: str = "bedrock"
+    # Changing a model here changes the consumer's bedrock:InvokeModel grant with it.
     bedrock_embedding_model: str = "amazon.titan-embed-text-v2:0"
     bedrock_text_model: str = "amazon.nova-lite-v1:0"
     # botocore checks every request against the service model before sending it. Tests and the local stack keep
     # the check (moto accepts some requests AWS would refuse); on Lambda the service checks them anyway, and the
-    # client-side check cost ~80 us of CPU per call (bench/handler.py).
+    # client-side check cost ~80 us of CPU per call (bench/handler.py), so the AWS config turns it off.
     sdk_parameter_validation: bool = True
 
     @classmethod

@@ -1,15 +1,21 @@
 """The one place for resource names and tunables, read by the CDK stack and by the local stack alike.
 
+What the functions read at run time is ``functions.settings.Settings``, composed here (``ServiceConfig.runtime``);
+the rest (memory, timeouts, queues, alarms) only the infrastructure needs.
+
 Pure Python (no aws_cdk import) so that ``make run`` can use it without loading CDK.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 from functions.logic.limits import parse_type_limits
 from functions.settings import Settings
+
+_RUNTIME_FIELDS = frozenset(f.name for f in fields(Settings))
 
 
 @dataclass(frozen=True)
@@ -20,7 +26,7 @@ class ConsumerConfig:
     batch_size: int = 10
     # Records of a standard lane's batch run at once: jobs mostly wait on I/O, so a batch takes about as long as
     # its slowest job, and Lambda bills that instead of the sum (functions/handlers/concurrent_batch.py).
-    record_concurrency: int = 10
+    record_concurrency: int = Settings.record_concurrency
     batching_window_seconds: int = 1
     # Lambda's SQS poller runs this many batches at once at most (event-source mapping max concurrency).
     max_concurrency: int = 10
@@ -72,9 +78,6 @@ class ServiceConfig:
     service_name: str = "jobs"
     stack_name: str = "ServerlessJobs"
     metrics_namespace: str = "ServerlessJobs"
-    jobs_table: str = "jobs"
-    stats_table: str = "job-stats"
-    limits_table: str = "job-limits"
     queue: QueueConfig = field(default_factory=QueueConfig)
     consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
     stats_stream: StatsStreamConfig = field(default_factory=StatsStreamConfig)
@@ -84,14 +87,6 @@ class ServiceConfig:
     sweeper_interval_seconds: int = 60
     sweeper_timeout_seconds: int = 60
     sweeper_memory_mb: int = 512
-    # Hot-key spreading; the reasons and the rule (grow, never shrink) are in functions/settings.py.
-    stats_shards: int = 128
-    throughput_shards: int = 32
-    sweep_shards: int = 32
-    listing_shards: int = 32
-    backoff_base_seconds: float = 2.0
-    backoff_cap_seconds: float = 300.0
-    pending_grace_seconds: int = 120
     # The tenant tag of the API key created with the stack (more keys: see README, "API keys").
     bootstrap_tenant: str = "default"
     api_rate_limit: int = 100
@@ -113,26 +108,17 @@ class ServiceConfig:
     alarm_rate_period_minutes: int = 5
     consumer_error_rate_alarm_percent: float = 5.0
     api_5xx_alarm_percent: float = 5.0
-    # Job catalogue: files bucket, the batch-import table, the SES sender, the AI provider.
-    files_bucket: str = "jobs-files"
-    imports_table: str = "job-imports"
-    email_sender: str = "jobs@example.com"
-    ai_provider: str = "bedrock"
-    # Changing a model here changes the consumer's bedrock:InvokeModel grant with it.
-    bedrock_embedding_model: str = "amazon.titan-embed-text-v2:0"
-    bedrock_text_model: str = "amazon.nova-lite-v1:0"
-    image_max_pixels: int = 40_000_000
-    outbound_allowlist: str = ""
-    crawl_delay_seconds: float = 1.0
-    # Flow control (issue 4): the high lane's threshold, per-type limits (JSON, see logic/limits.py), progress.
-    high_priority_threshold: int = 8
-    type_limits: str = ""
-    progress_interval_seconds: float = 2.0
-    callback_max_attempts: int = 5
-    # Finished jobs expire this many days after they ended (DynamoDB TTL on the jobs table); 0 keeps them.
-    job_retention_days: int = 30
-    # On Lambda the services check requests themselves; locally botocore does too (see functions/settings.py).
-    sdk_parameter_validation: bool = False
+    # The functions' tunables and resource names (tables, bucket, sender, shards, backoff, lanes, limits...),
+    # declared with their defaults in functions/settings.py only; each also reads as the config's own
+    # (``config.jobs_table``). ``settings()`` hands them to the functions with the queue URLs and derived values.
+    runtime: Settings = field(default_factory=lambda: Settings(sdk_parameter_validation=False))
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names the config itself lacks; ``runtime`` is checked so that a half-built instance
+        # (copy, unpickling) cannot recurse.
+        if name in _RUNTIME_FIELDS and "runtime" in self.__dict__:
+            return getattr(self.runtime, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def queue_visibility_timeout_seconds(self) -> int:
@@ -158,42 +144,18 @@ class ServiceConfig:
         locally). A lane without URLs is folded into the normal one (functions/dal/job_queue.py)."""
         # A bad limits configuration stops `cdk synth` and `make run` here, naming the entry, rather than the
         # consumers at their first message.
-        parse_type_limits(self.type_limits)
-        return Settings(
-            jobs_table=self.jobs_table,
-            stats_table=self.stats_table,
-            limits_table=self.limits_table,
+        parse_type_limits(self.runtime.type_limits)
+        return replace(
+            self.runtime,
             queue_url=queue_url,
             dlq_url=dlq_url,
             high_queue_url=high_queue_url,
             high_dlq_url=high_dlq_url,
             ordered_queue_url=ordered_queue_url,
             ordered_dlq_url=ordered_dlq_url,
-            high_priority_threshold=self.high_priority_threshold,
-            type_limits=self.type_limits,
-            progress_interval_seconds=self.progress_interval_seconds,
-            callback_max_attempts=self.callback_max_attempts,
-            job_retention_days=self.job_retention_days,
-            stats_shards=self.stats_shards,
-            throughput_shards=self.throughput_shards,
-            sweep_shards=self.sweep_shards,
-            listing_shards=self.listing_shards,
-            backoff_base_seconds=self.backoff_base_seconds,
-            backoff_cap_seconds=self.backoff_cap_seconds,
-            pending_grace_seconds=self.pending_grace_seconds,
             release_ahead_seconds=self.release_ahead_seconds,
             default_lease_seconds=self.consumer.timeout_seconds,
             record_concurrency=self.consumer.record_concurrency,
-            files_bucket=self.files_bucket,
-            imports_table=self.imports_table,
-            email_sender=self.email_sender,
-            ai_provider=self.ai_provider,
-            bedrock_embedding_model=self.bedrock_embedding_model,
-            bedrock_text_model=self.bedrock_text_model,
-            image_max_pixels=self.image_max_pixels,
-            outbound_allowlist=self.outbound_allowlist,
-            crawl_delay_seconds=self.crawl_delay_seconds,
-            sdk_parameter_validation=self.sdk_parameter_validation,
         )
 
 
@@ -219,16 +181,19 @@ def local_config() -> ServiceConfig:
         # moto answers an index query by scanning the table, so a busy local sweeper slows everything down;
         # jobs due within 15 min are timed by SQS DelaySeconds anyway.
         sweeper_interval_seconds=int(env.get("JOBS_LOCAL_SWEEP_SECONDS", "2")),
-        backoff_base_seconds=float(env.get("JOBS_LOCAL_BACKOFF_BASE", "1")),
-        backoff_cap_seconds=float(env.get("JOBS_LOCAL_BACKOFF_CAP", "4")),
-        pending_grace_seconds=int(env.get("JOBS_LOCAL_PENDING_GRACE", "30")),
-        # moto cannot serve Bedrock; jobs may call servers on this machine (tests' loopback servers).
-        ai_provider="local",
-        outbound_allowlist=env.get("JOBS_LOCAL_OUTBOUND_ALLOWLIST", "127.0.0.0/8,::1/128"),
-        crawl_delay_seconds=float(env.get("JOBS_LOCAL_CRAWL_DELAY", "0")),
-        type_limits=env.get("JOBS_LOCAL_TYPE_LIMITS", ""),
-        progress_interval_seconds=float(env.get("JOBS_LOCAL_PROGRESS_INTERVAL", "0.5")),
-        sdk_parameter_validation=True,
+        runtime=replace(
+            AWS_CONFIG.runtime,
+            backoff_base_seconds=float(env.get("JOBS_LOCAL_BACKOFF_BASE", "1")),
+            backoff_cap_seconds=float(env.get("JOBS_LOCAL_BACKOFF_CAP", "4")),
+            pending_grace_seconds=int(env.get("JOBS_LOCAL_PENDING_GRACE", "30")),
+            # moto cannot serve Bedrock; jobs may call servers on this machine (tests' loopback servers).
+            ai_provider="local",
+            outbound_allowlist=env.get("JOBS_LOCAL_OUTBOUND_ALLOWLIST", "127.0.0.0/8,::1/128"),
+            crawl_delay_seconds=float(env.get("JOBS_LOCAL_CRAWL_DELAY", "0")),
+            type_limits=env.get("JOBS_LOCAL_TYPE_LIMITS", ""),
+            progress_interval_seconds=float(env.get("JOBS_LOCAL_PROGRESS_INTERVAL", "0.5")),
+            sdk_parameter_validation=True,
+        ),
     )
     if env.get("JOBS_LOCAL_AWS_SHARDS") == "1":
         return config  # bench/cost.py and bench/hotkeys.py measure the AWS shard counts
@@ -237,9 +202,6 @@ def local_config() -> ServiceConfig:
     # The stats count what the stream delivered: locally as soon as it is there, so /stats follows quickly.
     return replace(
         config,
-        stats_shards=4,
-        throughput_shards=2,
-        sweep_shards=2,
-        listing_shards=2,
+        runtime=replace(config.runtime, stats_shards=4, throughput_shards=2, sweep_shards=2, listing_shards=2),
         stats_stream=replace(config.stats_stream, batching_window_seconds=0),
     )

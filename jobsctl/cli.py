@@ -33,6 +33,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from functions.models.bounds import (
+    MAX_ATTEMPTS_DEFAULT,
+    MAX_ATTEMPTS_MAX,
+    MAX_ATTEMPTS_MIN,
+    PRIORITY_DEFAULT,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+)
 from jobsctl.client import JobsClient
 from jobsctl.errors import JobsApiError, JobsConnectionError
 from jobsctl.models import STATUSES, Job, Stats
@@ -220,8 +228,11 @@ def enqueue(
     ctx: typer.Context,
     type: Annotated[str, typer.Argument(help="The job type, e.g. simulate.")],
     payload: Annotated[str | None, typer.Option("--payload", "-p", help="The payload, a JSON object.")] = None,
-    priority: Annotated[int | None, typer.Option(help="1-10 (5).")] = None,
-    max_attempts: Annotated[int | None, typer.Option("--max-attempts", help="1-25 (3).")] = None,
+    priority: Annotated[int | None, typer.Option(help=f"{PRIORITY_MIN}-{PRIORITY_MAX} ({PRIORITY_DEFAULT}).")] = None,
+    max_attempts: Annotated[
+        int | None,
+        typer.Option("--max-attempts", help=f"{MAX_ATTEMPTS_MIN}-{MAX_ATTEMPTS_MAX} ({MAX_ATTEMPTS_DEFAULT})."),
+    ] = None,
     delay: Annotated[int | None, typer.Option("--delay", help="Delay in seconds.")] = None,
     run_at: Annotated[str | None, typer.Option("--run-at", help="ISO-8601 time with offset.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the job is final; exit 1 unless completed.")] = False,

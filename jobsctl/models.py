@@ -7,6 +7,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from functions.models.bounds import MAX_ATTEMPTS_DEFAULT, PRIORITY_DEFAULT
+
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 STATUSES = ("scheduled", "pending", "processing", "retrying", "completed", "failed", "cancelled")
 
@@ -28,9 +30,9 @@ class Job(_ApiModel):
     type: str
     status: str
     payload: dict[str, Any] = Field(default_factory=dict)
-    priority: int = 5
+    priority: int = PRIORITY_DEFAULT
     attempts: int = 0
-    max_attempts: int = 3
+    max_attempts: int = MAX_ATTEMPTS_DEFAULT
     created_at: str = ""
     updated_at: str = ""
     run_at: str | None = None

@@ -1,13 +1,11 @@
-"""The SQS side: send job messages, defer a received one, and move one to the dead-letter queue.
+"""The SQS side: send a message to a lane, defer a received one, and move one to the dead-letter queue.
 
-Three lanes, each a queue with its own DLQ and consumer (see infra/constructs/queue_consumer.py):
-
-- ``ordered``: jobs with a ``groupId`` go to a FIFO queue, one message group per (tenant, group): SQS hands out a
-  group's messages one at a time, in order, and holds the group while one is in flight (a retry's backoff, set on
-  its visibility, therefore holds only its own group). FIFO has no per-message delay: ``delay_seconds`` is ignored,
-  grouped scheduled jobs are sent when due (enqueue.py).
-- ``high``: jobs with priority >= the threshold, so a backlog of normal jobs never sits in front of them;
-- ``normal``: everything else, and completion callbacks.
+Three lanes, each a queue with its own DLQ and consumer (see infra/constructs/queue_consumer.py): ``normal``,
+``high`` and ``ordered``. Which lane a message goes to is decided by the caller (logic/lanes.py); this module sends
+it there. The ``ordered`` lane is a FIFO queue, one message group per (tenant, group): SQS hands out a group's
+messages one at a time, in order, and holds the group while one is in flight (a retry's backoff, set on its
+visibility, therefore holds only its own group). FIFO has no per-message delay: ``delay_seconds`` is ignored there,
+grouped scheduled jobs are sent when due (enqueue.py).
 """
 
 from __future__ import annotations
@@ -57,14 +55,11 @@ class QueueLanes:
     high_dlq: str = ""
     ordered: str = ""
     ordered_dlq: str = ""
-    high_priority_threshold: int = 8
 
-    def lane_for(self, priority: int, group_id: str | None) -> Lane:
-        if group_id is not None and self.ordered:
-            return Lane.ORDERED
-        if priority >= self.high_priority_threshold and self.high:
-            return Lane.HIGH
-        return Lane.NORMAL
+    def available(self) -> frozenset[Lane]:
+        """The lanes this deployment has a queue for (the normal one always)."""
+        urls = {Lane.NORMAL: self.normal, Lane.HIGH: self.high, Lane.ORDERED: self.ordered}
+        return frozenset(lane for lane, url in urls.items() if url or lane == Lane.NORMAL)
 
     def url(self, lane: Lane) -> str:
         return {Lane.NORMAL: self.normal, Lane.HIGH: self.high, Lane.ORDERED: self.ordered}[lane] or self.normal
@@ -75,9 +70,12 @@ class QueueLanes:
         ] or self.normal_dlq
 
 
-class JobQueue(Protocol):
+class LaneQueue(Protocol):
+    """The lanes' queues: a message goes to the lane it is given (an ``ordered`` one needs its ``group_id``)."""
+
+    def available_lanes(self) -> frozenset[Lane]: ...
     def send(
-        self, message: JobMessage, delay_seconds: int = 0, *, priority: int = 5, group_id: str | None = None
+        self, message: JobMessage, delay_seconds: int = 0, *, lane: Lane = Lane.NORMAL, group_id: str | None = None
     ) -> None: ...
     def defer(self, source_arn: str, receipt_handle: str, seconds: int) -> None: ...
     def dead_letter(self, body: str, reason: str, *, source_arn: str = "") -> None: ...
@@ -90,13 +88,18 @@ class SqsJobQueue:
         self._queue_url = self.lanes.normal
         self._dlq_url = self.lanes.normal_dlq
 
+    def available_lanes(self) -> frozenset[Lane]:
+        return self.lanes.available()
+
     def send(
-        self, message: JobMessage, delay_seconds: int = 0, *, priority: int = 5, group_id: str | None = None
+        self, message: JobMessage, delay_seconds: int = 0, *, lane: Lane = Lane.NORMAL, group_id: str | None = None
     ) -> None:
-        """Send to the job's lane: its group's FIFO queue, the high lane by priority, else the normal queue."""
-        lane = Lane.NORMAL if message.kind == "callback" else self.lanes.lane_for(priority, group_id)
+        """Send to ``lane``'s queue: into the message group of ``group_id`` on the ordered (FIFO) lane, with the delay
+        on the others. A lane without a queue is the normal one."""
         url = self.lanes.url(lane)
-        if lane == Lane.ORDERED and group_id is not None:
+        if lane == Lane.ORDERED and self.lanes.ordered:
+            if group_id is None:
+                raise ValueError("a message to the ordered lane needs its group id")
             self._call(
                 "SendMessage",
                 QueueUrl=url,

@@ -15,20 +15,22 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.handlers.runtime import logger, runtime, tenants
+from functions.logic import json_body
 from functions.models.errors import (
     ApiError,
     ConcurrentUpdate,
+    Conflict,
     Forbidden,
     InvalidBody,
+    InvalidQuery,
+    MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     StorageError,
+    Unavailable,
+    shown,
 )
 from functions.redaction import register_secret
-from functions.settings import Settings
-
-# The default body limit (5 MiB); the function applies its setting ``payload_max_bytes``.
-MAX_BODY_BYTES = Settings.payload_max_bytes
 
 
 class RequestScopedResolver(APIGatewayRestResolver):
@@ -87,14 +89,25 @@ def read_json_body(app: APIGatewayRestResolver | Router) -> Any:
         raise PayloadTooLarge(f"the body is {len(data)} bytes; the limit is {max_bytes}")
     if not data.strip():
         raise InvalidBody("the body must be a JSON object")
-    try:
-        return json.loads(data, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidBody("the body is not valid JSON") from exc
+    return json_body.loads(data)
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
+def read_query(app: APIGatewayRestResolver | Router, allowed: set[str]) -> dict[str, str]:
+    """The query string as one value per name: ``INVALID_QUERY`` for a parameter that is unknown, repeated
+    (``limit=1&limit=2`` is not silently resolved) or empty."""
+    event = cast(APIGatewayProxyEvent, app.current_event)
+    for name, values in (event.multi_value_query_string_parameters or {}).items():
+        if len(values) > 1:
+            raise InvalidQuery(f"'{shown(name)}' is given {len(values)} times; give it once")
+    query = dict(event.query_string_parameters or {})
+    unknown = sorted(set(query) - allowed)
+    if unknown:
+        names = ", ".join(shown(name) for name in unknown)
+        raise InvalidQuery(f"unknown query parameter(s): {names}; accepted: {', '.join(sorted(allowed)) or 'none'}")
+    for name, value in query.items():
+        if value == "":
+            raise InvalidQuery(f"'{name}' is empty: give a value or leave it out")
+    return query
 
 
 def caller_tenant(app: APIGatewayRestResolver | Router) -> str:
@@ -110,6 +123,13 @@ def caller_tenant(app: APIGatewayRestResolver | Router) -> str:
     return tenant
 
 
+def allowed_methods(app: APIGatewayRestResolver, path: str) -> list[str]:
+    """The methods declared for ``path`` (empty when no route has this path)."""
+    # A static path (/jobs/batch) is its own resource, even where a dynamic one (/jobs/{job_id}) also matches it.
+    static = {route.method for route in app._static_routes if route.rule.match(path)}
+    return sorted(static or {route.method for route in app._dynamic_routes if route.rule.match(path)})
+
+
 def register_error_handlers(app: APIGatewayRestResolver) -> None:
     @app.exception_handler(ApiError)
     def _api_error(exc: ApiError) -> Response[str]:
@@ -118,16 +138,20 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
     @app.exception_handler(StorageError)
     def _storage_error(exc: StorageError) -> Response[str]:
         logger.exception("storage unavailable")
-        return json_response(503, {"error": "the job store is unavailable; try again", "code": "UNAVAILABLE"})
+        return _api_error(Unavailable("the job store is unavailable; try again"))
 
     @app.exception_handler(ConcurrentUpdate)
     def _conflict(exc: ConcurrentUpdate) -> Response[str]:
-        return json_response(409, {"error": str(exc), "code": "CONFLICT"})
+        return _api_error(Conflict(str(exc)))
 
     @app.not_found
     def _not_found(exc: Exception) -> Response[str]:
-        route = f"{app.current_event.http_method} {app.current_event.path}"
-        return json_response(404, NotFound(f"no route {route}").to_body())
+        method, path = app.current_event.http_method, app.current_event.path
+        allowed = allowed_methods(app, app._remove_prefix(path))
+        if allowed:
+            error = MethodNotAllowed(f"{shown(method)} is not allowed on this path; allowed: {', '.join(allowed)}")
+            return json_response(error.status_code, error.to_body(), headers={"Allow": ", ".join(allowed)})
+        return _api_error(NotFound(f"no route {shown(method)} {shown(path)}"))
 
     @app.exception_handler(Exception)
     def _unexpected(exc: Exception) -> Response[str]:

@@ -22,6 +22,7 @@ from functions.dal.jobs_repository import DynamoJobsRepository
 from functions.dal.tenants import ApiKeyTagTenants
 from functions.logic.batches import BatchSettler
 from functions.logic.callbacks import CallbackDeliverer
+from functions.logic.lanes import LaneRouter
 from functions.logic.limits import Limiter, limiter_from_settings
 from functions.redaction import RedactingFormatter
 from functions.settings import Settings
@@ -62,7 +63,7 @@ def emit(name: str, value: float) -> None:
 class Runtime:
     settings: Settings
     repo: DynamoJobsRepository
-    queue: SqsJobQueue
+    queue: LaneRouter
 
 
 @lru_cache(maxsize=1)
@@ -70,17 +71,8 @@ def runtime() -> Runtime:
     settings = Settings.from_env()
     return Runtime(
         settings=settings,
-        repo=DynamoJobsRepository(
-            client("dynamodb"),
-            jobs_table=settings.jobs_table,
-            stats_table=settings.stats_table,
-            stats_shards=settings.stats_shards,
-            sweep_shards=settings.sweep_shards,
-            listing_shards=settings.listing_shards,
-            throughput_shards=settings.throughput_shards,
-            retention_seconds=settings.job_retention_days * 86_400,
-        ),
-        queue=SqsJobQueue(client("sqs"), queue_lanes(settings)),
+        repo=DynamoJobsRepository.from_settings(client("dynamodb"), settings),
+        queue=LaneRouter(SqsJobQueue(client("sqs"), queue_lanes(settings)), settings.high_priority_threshold),
     )
 
 
@@ -92,7 +84,6 @@ def queue_lanes(settings: Settings) -> QueueLanes:
         high_dlq=settings.high_dlq_url,
         ordered=settings.ordered_queue_url,
         ordered_dlq=settings.ordered_dlq_url,
-        high_priority_threshold=settings.high_priority_threshold,
     )
 
 

@@ -31,15 +31,16 @@ from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from aws_lambda_powertools import Logger
+from pydantic import ValidationError
 
 from functions.dal.batches import COMPLETED, COMPLETED_WITH_FAILURES, BatchRecord, BatchStore
 from functions.dal.files import FileStore
-from functions.dal.job_queue import JobQueue
 from functions.dal.jobs_repository import IdempotencyClaim, JobsRepository
 from functions.logic.clock import Clock, iso, system_clock
 from functions.logic.enqueue import (
     EnqueueSettings,
     JobSpec,
+    enqueue_settings,
     ensure_same_request,
     idempotency_key_option,
     new_job,
@@ -47,7 +48,9 @@ from functions.logic.enqueue import (
     request_fingerprint,
     send_when_due,
 )
+from functions.logic.lanes import JobQueue
 from functions.logic.payloads import offload_if_large
+from functions.models.bounds import MAX_BATCH_JOBS
 from functions.models.errors import (
     ApiError,
     ConcurrentUpdate,
@@ -56,14 +59,15 @@ from functions.models.errors import (
     InvalidOption,
     NotFound,
     StorageError,
+    shown,
 )
 from functions.models.job import Job, JobStatus
+from functions.models.requests import BatchBody
 from functions.settings import Settings
 
 logger = Logger(child=True)
 
-MAX_BATCH_JOBS = 100
-BATCH_FIELDS = frozenset({"jobs", "onComplete", "idempotencyKey"})
+BATCH_FIELDS = frozenset(BatchBody.model_fields)
 # The onComplete spec is kept in the batch item (400 KB at most) until the batch completes.
 ON_COMPLETE_PAYLOAD_MAX_BYTES = 64 * 1024
 # In the onComplete job's payload, a string that is exactly this is replaced by the batch's id (at any depth), so
@@ -72,15 +76,6 @@ ON_COMPLETE_PAYLOAD_MAX_BYTES = 64 * 1024
 BATCH_ID_PLACEHOLDER = "$batchId"
 _BATCH_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _SETTLE_ATTEMPTS = 6
-
-
-def enqueue_settings(settings: Settings) -> EnqueueSettings:
-    return EnqueueSettings(
-        settings.pending_grace_seconds,
-        settings.release_ahead_seconds,
-        settings.payload_inline_max_bytes,
-        settings.idempotency_ttl_seconds,
-    )
 
 
 # --- the request ---
@@ -143,13 +138,20 @@ def parse_batch_request(body: Any, now_ms: int, batch_id: str) -> BatchRequest:
     """Validate every spec before anything is written; the first bad one is the error, naming where it is."""
     if not isinstance(body, dict):
         raise InvalidBody('the body must be a JSON object: {"jobs": [job specs], "onComplete"?: job spec}')
-    unknown = sorted(set(body) - BATCH_FIELDS)
-    if unknown:
-        raise InvalidOption(f"unknown field(s): {', '.join(unknown)}", details={"allowed": sorted(BATCH_FIELDS)})
-    jobs = body.get("jobs")
-    if not isinstance(jobs, list) or not 1 <= len(jobs) <= MAX_BATCH_JOBS:
-        raise InvalidBody(f"'jobs' must be a list of 1 to {MAX_BATCH_JOBS} job specs")
-    specs = tuple(_child_spec(spec, index, now_ms) for index, spec in enumerate(jobs))
+    try:
+        request = BatchBody.model_validate(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        unknown = sorted(str(err["loc"][0]) for err in errors if err["type"] == "extra_forbidden")
+        if unknown:
+            raise InvalidOption(
+                f"unknown field(s): {', '.join(unknown)}", details={"allowed": sorted(BATCH_FIELDS)}
+            ) from exc
+        if any(err["loc"][:1] == ("jobs",) for err in errors):
+            raise InvalidBody(f"'jobs' must be a list of 1 to {MAX_BATCH_JOBS} job specs") from exc
+        idempotency_key_option(body, None)  # only the idempotency key is left to be wrong: it says how
+        raise InvalidOption("'idempotencyKey' is not valid") from exc
+    specs = tuple(_child_spec(spec, index, now_ms) for index, spec in enumerate(request.jobs))
     on_complete = None
     if body.get("onComplete") is not None:
         on_complete = _on_complete(body["onComplete"], now_ms, batch_id)
@@ -181,7 +183,7 @@ def _on_complete(body: Any, now_ms: int, batch_id: str) -> OnComplete:
 def _spec_at(body: Any, where: str, now_ms: int, details: dict[str, Any]) -> JobSpec:
     if not isinstance(body, dict):
         raise InvalidBody(f"{where}: a job spec must be a JSON object (as for POST /jobs)", details=details)
-    if body.get("idempotencyKey") is not None:
+    if "idempotencyKey" in body:
         raise InvalidOption(f"{where}: 'idempotencyKey' is not accepted in a batch", details=details)
     try:
         return parse_job_spec(body, now_ms)
@@ -374,7 +376,7 @@ def batch_view(store: BatchStore, tenant: str, batch_id: str) -> dict[str, Any]:
     """GET /batches/{id}: the batch, with its children counted by their current status."""
     batch = store.get(tenant, batch_id) if _BATCH_ID.fullmatch(batch_id) else None
     if batch is None or not batch.is_open:
-        raise NotFound(f"batch '{batch_id}' not found")
+        raise NotFound(f"batch '{shown(batch_id)}' not found")
     counts = {status.value: 0 for status in JobStatus}
     for status in store.child_statuses(tenant, list(batch.job_ids)).values():
         counts[status.value] += 1

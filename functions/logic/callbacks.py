@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
-from functions.dal.job_queue import JobQueue
+from functions.adapters.net import NetError, Response, SafeHttpClient, is_retryable_status
 from functions.dal.jobs_repository import JobsRepository
 from functions.dal.secrets import WebhookSecrets
 from functions.logic.backoff import backoff_seconds
@@ -46,7 +46,7 @@ from functions.logic.job_types.webhook import (
     encode_body,
     signature_header,
 )
-from functions.logic.net import NetError, Response, SafeHttpClient, is_retryable_status
+from functions.logic.lanes import JobQueue
 from functions.models.errors import ConcurrentUpdate, JobDeferred, StorageError
 from functions.models.job import Callback, CallbackStatus, Job, JobMessage
 from functions.settings import Settings

@@ -30,18 +30,19 @@ __all__ = ["ConsumerSettings", "JobDeferred", "MessageConsumer", "Outcome"]
 from pydantic import ValidationError
 
 from functions.dal.files import FileStore
-from functions.dal.job_queue import JobQueue
 from functions.dal.jobs_repository import JobsRepository
 from functions.logic import callbacks
 from functions.logic.backoff import backoff_seconds
 from functions.logic.clock import Clock, ceil_seconds, iso, parse_iso_ms
 from functions.logic.job_types import JobContext, get_job_type
+from functions.logic.lanes import JobQueue
 from functions.logic.limits import Admission, Limiter, NoLimits
 from functions.logic.payloads import full_payload
 from functions.logic.progress import ProgressReporter
 from functions.logic.sweep import mark_in_flight
+from functions.logic.transitions import read_decide_write
 from functions.models.errors import ApiError, ConcurrentUpdate, FileNotFound, JobDeferred, JobFailure, JobsError
-from functions.models.job import HistoryEntry, Job, JobMessage, JobStatus
+from functions.models.job import Job, JobMessage, JobStatus, Progress
 from functions.settings import Settings
 
 logger = Logger(child=True)
@@ -142,12 +143,9 @@ class MessageConsumer:
     def _claim(
         self, message: JobMessage, source_arn: str, receipt_handle: str, remaining_ms: int
     ) -> tuple[Job, Admission] | None:
-        for _ in range(_MAX_RACE_RETRIES):
-            job = self.repo.get(message.tenant, message.job_id)
-            if job is None:
-                logger.warning("message for an unknown job dropped")
-                return None
-            now = self.clock()
+        admissions: list[Admission] = []  # the admission of the decision being written
+
+        def decide(job: Job, now: int) -> Job | None:
             wait_ms = self._wait_before_start(job, now)
             if wait_ms is None:
                 logger.info("message dropped", extra={"status": job.status.value})
@@ -163,18 +161,36 @@ class MessageConsumer:
                 error = f"attempt {job.attempts} did not finish (consumer stopped or timed out)"
                 self._fail(job, now, error, message.to_body(), source_arn)
                 return None
-            started = mark_in_flight(self._start(job, now, remaining_ms), self.job_settings.in_flight_grace_seconds)
+            # The attempt cannot outlive the invocation running it; past its lease, a redelivery may take over.
+            started = mark_in_flight(
+                job.start(iso(now), lease_until_ms=now + max(remaining_ms, 1000)),
+                self.job_settings.in_flight_grace_seconds,
+                previous=job.sweep_at,
+            )
             # Limits are checked before the attempt is counted: a job over its limit waits, it does not fail.
             admission = self.limiter.admit(job.tenant, job.type, job.id, now, started.lease_until_ms or now)
             if not admission.admitted:
                 self._throttled(message, job, source_arn, receipt_handle, admission.retry_after_seconds)
-            try:
-                self.repo.save(job, started)
-            except ConcurrentUpdate:
-                admission.release()
-                continue
-            return started.model_copy(update={"version": job.version + 1}), admission
-        raise ConcurrentUpdate("the job kept changing while being claimed")
+            admissions.append(admission)
+            return started
+
+        def lost_race(_: Job) -> None:
+            admissions.pop().release()
+
+        def unknown_job() -> None:
+            logger.warning("message for an unknown job dropped")
+
+        started = read_decide_write(
+            self.repo,
+            message.tenant,
+            message.job_id,
+            self.clock,
+            decide,
+            attempts=_MAX_RACE_RETRIES,
+            lost_race=lost_race,
+            on_missing=unknown_job,
+        )
+        return None if started is None else (started, admissions.pop())
 
     def _throttled(self, message: JobMessage, job: Job, source_arn: str, receipt_handle: str, seconds: int) -> None:
         """Put the message back for later without counting an attempt; always raises or returns THROTTLED."""
@@ -208,36 +224,6 @@ class MessageConsumer:
             return max(0, job.next_attempt_at_ms - now)
         return 0
 
-    @staticmethod
-    def _start(job: Job, now: int, remaining_ms: int) -> Job:
-        at = iso(now)
-        entries: list[HistoryEntry] = []
-        if job.status == JobStatus.SCHEDULED:
-            entries.append(HistoryEntry(status=JobStatus.PENDING, at=at))
-        elif job.status == JobStatus.PROCESSING:
-            entries.append(
-                HistoryEntry(
-                    status=JobStatus.RETRYING,
-                    at=at,
-                    attempt=job.attempts,
-                    error=f"attempt {job.attempts} did not finish (consumer stopped or timed out)",
-                )
-            )
-        attempt = job.attempts + 1
-        entries.append(HistoryEntry(status=JobStatus.PROCESSING, at=at, attempt=attempt))
-        return job.model_copy(
-            update={
-                "status": JobStatus.PROCESSING,
-                "attempts": attempt,
-                "started_at": at,
-                "updated_at": at,
-                # The attempt cannot outlive the invocation running it; past this, a redelivery may take over.
-                "lease_until_ms": now + max(remaining_ms, 1000),
-                "next_attempt_at_ms": None,
-                "history": (*job.history, *entries),
-            }
-        )
-
     # --- running it ---
 
     def _run(self, job: Job, body: str, source_arn: str, receipt_handle: str) -> Outcome:
@@ -249,22 +235,10 @@ class MessageConsumer:
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job, then decided below
             elapsed_ms = (time.perf_counter() - started) * 1000
             self.events("JobDurationMs", elapsed_ms)
-            job = job.model_copy(update={"progress": reporter.latest or job.progress})
-            return self._after_failure(job, exc, body, source_arn, receipt_handle)
+            return self._after_failure(job, exc, reporter.latest, body, source_arn, receipt_handle)
         self.events("JobDurationMs", (time.perf_counter() - started) * 1000)
         now = self.clock()
-        completed = job.model_copy(
-            update={
-                "status": JobStatus.COMPLETED,
-                "result": result,
-                "error": None,
-                "updated_at": iso(now),
-                "completed_at": iso(now),
-                "lease_until_ms": None,
-                "progress": reporter.latest or job.progress,
-                "history": (*job.history, HistoryEntry(status=JobStatus.COMPLETED, at=iso(now), attempt=job.attempts)),
-            }
-        )
+        completed = job.complete(iso(now), result, reporter.latest)
         if not self._save_final(job, completed, now):
             return Outcome.DROPPED
         self.events("JobsCompleted", 1)
@@ -278,7 +252,7 @@ class MessageConsumer:
             raise _Permanent(f"cannot run this job: its payload is gone ({exc})") from exc
         try:
             job_type = get_job_type(job.type)
-            payload = job_type.parse_payload(data)
+            payload = job_type.parse_payload(data, self.job_settings)
         except ApiError as exc:
             raise _Permanent(f"cannot run this job: {exc.message}") from exc
         context = JobContext(
@@ -298,7 +272,15 @@ class MessageConsumer:
             raise _Permanent(f"the job's result is not JSON-serialisable: {exc}") from exc
         return result
 
-    def _after_failure(self, job: Job, exc: Exception, body: str, source_arn: str, receipt_handle: str) -> Outcome:
+    def _after_failure(
+        self,
+        job: Job,
+        exc: Exception,
+        progress: Progress | None,
+        body: str,
+        source_arn: str,
+        receipt_handle: str,
+    ) -> Outcome:
         retryable = exc.retryable if isinstance(exc, JobFailure) else not isinstance(exc, _Permanent)
         error = _describe(exc)
         now = self.clock()
@@ -306,19 +288,7 @@ class MessageConsumer:
             delay = backoff_seconds(
                 job.attempts, self.settings.backoff_base_seconds, self.settings.backoff_cap_seconds, self.rng
             )
-            retrying = job.model_copy(
-                update={
-                    "status": JobStatus.RETRYING,
-                    "error": error,
-                    "updated_at": iso(now),
-                    "lease_until_ms": None,
-                    "next_attempt_at_ms": now + delay * 1000,
-                    "history": (
-                        *job.history,
-                        HistoryEntry(status=JobStatus.RETRYING, at=iso(now), attempt=job.attempts, error=error),
-                    ),
-                }
-            )
+            retrying = job.retry_later(iso(now), error, next_attempt_at_ms=now + delay * 1000, progress=progress)
             retrying = mark_in_flight(retrying, self.job_settings.in_flight_grace_seconds)
             if not self._save_outcome(job, retrying):
                 return Outcome.DROPPED
@@ -327,25 +297,15 @@ class MessageConsumer:
             self.queue.defer(source_arn, receipt_handle, delay)
             raise JobDeferred(f"attempt {job.attempts} failed; next attempt in {delay}s")
         logger.warning("job failed", extra={"attempt": job.attempts, "error": error, "retryable": retryable})
-        if not self._fail(job, now, error, body, source_arn):
+        if not self._fail(job, now, error, body, source_arn, progress):
             return Outcome.DROPPED
         return Outcome.FAILED
 
-    def _fail(self, job: Job, now: int, error: str, body: str, source_arn: str) -> bool:
+    def _fail(
+        self, job: Job, now: int, error: str, body: str, source_arn: str, progress: Progress | None = None
+    ) -> bool:
         """Record the job as failed and copy its message to the DLQ (before anything that may raise after)."""
-        failed = job.model_copy(
-            update={
-                "status": JobStatus.FAILED,
-                "error": error,
-                "updated_at": iso(now),
-                "completed_at": iso(now),
-                "lease_until_ms": None,
-                "history": (
-                    *job.history,
-                    HistoryEntry(status=JobStatus.FAILED, at=iso(now), attempt=job.attempts, error=error),
-                ),
-            }
-        )
+        failed = job.fail(iso(now), error, progress)
         return self._save_final(job, failed, now, then=lambda: self._dead_letter(body, error, source_arn))
 
     def _save_final(self, before: Job, after: Job, now: int, then: Callable[[], None] | None = None) -> bool:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,15 +15,31 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from aws_lambda_powertools import Logger
+from pydantic import TypeAdapter, ValidationError
 
+from functions.adapters.net import InvalidUrl, check_url
 from functions.dal.files import FileStore
-from functions.dal.job_queue import MAX_DELAY_SECONDS, JobQueue
+from functions.dal.job_queue import MAX_DELAY_SECONDS
 from functions.dal.jobs_repository import IdempotencyClaim, JobsRepository
 from functions.logic.clock import Clock, ceil_seconds, epoch_ms, iso, parse_iso_ms
 from functions.logic.job_types import get_job_type
-from functions.logic.net import InvalidUrl, check_url
+from functions.logic.lanes import JobQueue
 from functions.logic.payloads import offload_if_large
+from functions.models.bounds import (
+    CALLBACK_URL_MAX_LENGTH,
+    DELAY_SECONDS_MAX,
+    GROUP_ID_MAX_LENGTH,
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    MAX_ATTEMPTS_DEFAULT,
+    MAX_ATTEMPTS_MAX,
+    MAX_ATTEMPTS_MIN,
+    MESSAGE_MAX_LENGTH,
+    PRIORITY_DEFAULT,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+)
 from functions.models.errors import (
+    ApiError,
     IdempotencyConflict,
     IdempotencyKeyUsed,
     InvalidBody,
@@ -36,26 +50,28 @@ from functions.models.errors import (
     StorageError,
 )
 from functions.models.job import Callback, HistoryEntry, Job, JobMessage, JobStatus
+from functions.models.requests import (
+    BOTH_TIMES_MESSAGE,
+    RUN_AT_MESSAGE,
+    IdempotencyKey,
+    JobRequest,
+    MessageRequest,
+)
+from functions.settings import Settings
 
 logger = Logger(child=True)
 
-MAX_DELAY_OPTION_SECONDS = 31_536_000  # one year
-ENQUEUE_FIELDS = frozenset(
-    {"type", "payload", "priority", "maxAttempts", "delaySeconds", "runAt", "groupId", "callbackUrl", "idempotencyKey"}
-)
-MAX_GROUP_ID_LENGTH = 128
-MAX_IDEMPOTENCY_KEY_LENGTH = 255
-MAX_CALLBACK_URL_LENGTH = 2048
-# Printable ASCII without spaces: safe in logs, headers and SQS attributes.
-_PRINTABLE = re.compile(r"[\x21-\x7e]+")
+_IDEMPOTENCY_KEY: TypeAdapter[str] = TypeAdapter(IdempotencyKey)
+# The fields of POST /jobs's body (and, without idempotencyKey, of a batch's job spec).
+ENQUEUE_FIELDS = frozenset(JobRequest.model_fields)
 
 
 @dataclass(frozen=True)
 class JobSpec:
     type: str
     payload: dict[str, Any]
-    priority: int = 5
-    max_attempts: int = 3
+    priority: int = PRIORITY_DEFAULT
+    max_attempts: int = MAX_ATTEMPTS_DEFAULT
     run_at_ms: int | None = None
     group_id: str | None = None
     callback_url: str | None = None
@@ -74,6 +90,16 @@ class EnqueueSettings:
     idempotency_ttl_seconds: int = 86_400
 
 
+def enqueue_settings(settings: Settings) -> EnqueueSettings:
+    """The one way to build ``EnqueueSettings`` from the functions' settings (API routes, webhooks, batches)."""
+    return EnqueueSettings(
+        settings.pending_grace_seconds,
+        settings.release_ahead_seconds,
+        settings.payload_inline_max_bytes,
+        settings.idempotency_ttl_seconds,
+    )
+
+
 class Accepted(NamedTuple):
     job: Job
     # True when an idempotency key named an earlier, identical request: ``job`` is that request's job.
@@ -81,49 +107,70 @@ class Accepted(NamedTuple):
 
 
 def parse_job_spec(body: Any, now_ms: int, idempotency_header: str | None = None) -> JobSpec:
-    """Validate a POST /jobs body into a spec, raising the contract's error codes.
+    """Validate a POST /jobs body (``JobRequest``, then the type's payload model) into a spec, raising the contract's
+    error codes: ``INVALID_TYPE``, then unknown fields, then the payload, then the other options.
 
     ``idempotency_header``: the ``Idempotency-Key`` header, an alternative to the ``idempotencyKey`` field."""
     if not isinstance(body, dict):
         raise InvalidBody("the body must be a JSON object")
     job_type = get_job_type(body.get("type"))
-    unknown = sorted(set(body) - ENQUEUE_FIELDS)
-    if unknown:
-        raise InvalidOption(f"unknown field(s): {', '.join(unknown)}", details={"allowed": sorted(ENQUEUE_FIELDS)})
-
-    payload = body.get("payload", {})
-    if payload is None:
-        payload = {}
-    if not isinstance(payload, dict):
-        raise InvalidPayload("'payload' must be a JSON object")
-    validated = job_type.parse_payload(payload)
-
-    priority = _int_option(body, "priority", 5, 1, 10)
-    max_attempts = _int_option(body, "maxAttempts", 3, 1, 25)
-    if "delaySeconds" in body and "runAt" in body:
-        raise InvalidOption("give either 'delaySeconds' or 'runAt', not both")
+    request, option_errors = _validate_request(body)
+    validated = job_type.parse_payload(body.get("payload") or {})
+    if option_errors:
+        raise option_errors[0]
+    assert request is not None  # no errors: the model validated
     run_at_ms: int | None = None
-    if "delaySeconds" in body:
-        delay = _int_option(body, "delaySeconds", 0, 0, MAX_DELAY_OPTION_SECONDS)
-        run_at_ms = now_ms + delay * 1000 if delay > 0 else None
-    elif "runAt" in body:
-        run_at_ms = _run_at_option(body["runAt"], now_ms)
-    group_id = _text_option(body, "groupId", MAX_GROUP_ID_LENGTH)
-    callback_url = _callback_url_option(body)
+    if "delaySeconds" in request.model_fields_set:
+        run_at_ms = now_ms + request.delaySeconds * 1000 if request.delaySeconds > 0 else None
+    else:
+        run_at_ms = _run_at(request.run_at(), now_ms)
+    callback_url = _callback_url(request.callbackUrl)
     idempotency_key = idempotency_key_option(body, idempotency_header)
-
     return JobSpec(
         type=job_type.name,
         payload=validated.model_dump(mode="json", by_alias=True),
-        priority=priority,
-        max_attempts=max_attempts,
+        priority=request.priority,
+        max_attempts=request.maxAttempts,
         run_at_ms=run_at_ms,
-        group_id=group_id,
+        group_id=request.groupId,
         callback_url=callback_url,
         idempotency_key=idempotency_key,
         # Only a keyed request is ever compared with another one.
         fingerprint=request_fingerprint(body) if idempotency_key else "",
     )
+
+
+# What an option's error says, by field (pydantic's own message for the rest).
+_OPTION_MESSAGES = {
+    "priority": f"'priority' must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}",
+    "maxAttempts": f"'maxAttempts' must be an integer from {MAX_ATTEMPTS_MIN} to {MAX_ATTEMPTS_MAX}",
+    "delaySeconds": f"'delaySeconds' must be an integer from 0 to {DELAY_SECONDS_MAX}",
+    "runAt": RUN_AT_MESSAGE,
+    "groupId": f"'groupId' must be 1 to {GROUP_ID_MAX_LENGTH} printable ASCII characters without spaces",
+    "idempotencyKey": f"'idempotencyKey' must be 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} printable ASCII characters "
+    "without spaces",
+    "callbackUrl": f"'callbackUrl' must be an http(s) URL of at most {CALLBACK_URL_MAX_LENGTH} characters",
+}
+_REQUEST_FIELDS = sorted(ENQUEUE_FIELDS)
+
+
+def _validate_request(body: dict[str, Any]) -> tuple[JobRequest | None, list[ApiError]]:
+    """``JobRequest`` applied to ``body``: unknown fields and a payload that is not an object are raised at once;
+    the other options' errors are returned, to be raised after the payload's (the order the codes take)."""
+    try:
+        return JobRequest.model_validate(body), []
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+    unknown = sorted(str(err["loc"][0]) for err in errors if err["type"] == "extra_forbidden")
+    if unknown:
+        raise InvalidOption(f"unknown field(s): {', '.join(unknown)}", details={"allowed": _REQUEST_FIELDS})
+    if any(err["loc"][:1] == ("payload",) for err in errors):
+        raise InvalidPayload("'payload' must be a JSON object")
+    found: list[ApiError] = []
+    for err in errors:
+        name = str(err["loc"][0]) if err["loc"] else ""
+        found.append(InvalidOption(_OPTION_MESSAGES.get(name, BOTH_TIMES_MESSAGE if not name else err["msg"])))
+    return None, found
 
 
 def request_fingerprint(body: dict[str, Any]) -> str:
@@ -137,21 +184,29 @@ def request_fingerprint(body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _text_option(body: dict[str, Any], name: str, max_length: int) -> str | None:
-    if name not in body or body[name] is None:
-        return None
-    value = body[name]
-    if not isinstance(value, str) or not 1 <= len(value) <= max_length or not _PRINTABLE.fullmatch(value):
-        raise InvalidOption(f"'{name}' must be 1 to {max_length} printable ASCII characters without spaces")
-    return value
+def idempotency_key_option(body: dict[str, Any], header: str | None) -> str | None:
+    """The request's idempotency key: the ``idempotencyKey`` field or the ``Idempotency-Key`` header (the same if
+    both are given)."""
+    field_key = _idempotency_key(body.get("idempotencyKey"), "idempotencyKey")
+    header_key = _idempotency_key(header, "Idempotency-Key")
+    if field_key is not None and header_key is not None and field_key != header_key:
+        raise InvalidOption("the 'Idempotency-Key' header and the 'idempotencyKey' field differ")
+    return field_key or header_key
 
 
-def _callback_url_option(body: dict[str, Any]) -> str | None:
-    if body.get("callbackUrl") is None:
+def _idempotency_key(value: Any, name: str) -> str | None:
+    if value is None:
         return None
-    value = body["callbackUrl"]
-    if not isinstance(value, str) or not 1 <= len(value) <= MAX_CALLBACK_URL_LENGTH:
-        raise InvalidOption(f"'callbackUrl' must be an http(s) URL of at most {MAX_CALLBACK_URL_LENGTH} characters")
+    try:
+        return _IDEMPOTENCY_KEY.validate_python(value, strict=True)
+    except ValidationError as exc:
+        message = f"'{name}' must be 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} printable ASCII characters without spaces"
+        raise InvalidOption(message) from exc
+
+
+def _callback_url(value: str | None) -> str | None:
+    if value is None:
+        return None
     try:
         check_url(value.strip())
     except InvalidUrl as exc:
@@ -159,24 +214,24 @@ def _callback_url_option(body: dict[str, Any]) -> str | None:
     return value.strip()
 
 
-def idempotency_key_option(body: dict[str, Any], header: str | None) -> str | None:
-    """The request's idempotency key: the ``idempotencyKey`` field or the ``Idempotency-Key`` header (the same if
-    both are given)."""
-    field_key = _text_option(body, "idempotencyKey", MAX_IDEMPOTENCY_KEY_LENGTH)
-    header_key = _text_option({"Idempotency-Key": header}, "Idempotency-Key", MAX_IDEMPOTENCY_KEY_LENGTH)
-    if field_key is not None and header_key is not None and field_key != header_key:
-        raise InvalidOption("the 'Idempotency-Key' header and the 'idempotencyKey' field differ")
-    return field_key or header_key
+def _run_at(run_at: datetime | None, now_ms: int) -> int | None:
+    if run_at is None:
+        return None
+    run_at_ms = epoch_ms(run_at)
+    if run_at_ms - now_ms > DELAY_SECONDS_MAX * 1000:
+        raise InvalidOption(RUN_AT_MESSAGE)
+    return run_at_ms if run_at_ms > now_ms else None  # the past means now
 
 
 def parse_message_request(body: Any) -> JobSpec:
-    """POST /enqueue (the task-queue seed): {"message": "..."} becomes a ``message`` job."""
+    """POST /enqueue: ``{"message": "..."}`` (``MessageRequest``) becomes a ``message`` job."""
     if not isinstance(body, dict):
         raise InvalidBody("the body must be a JSON object")
-    error = "'message' must be a string of 1 to 500 characters (after trimming)"
-    message = body.get("message")
-    if not isinstance(message, str):
-        raise InvalidMessage(error)
+    error = f"'message' must be a string of 1 to {MESSAGE_MAX_LENGTH} characters (after trimming)"
+    try:
+        message = MessageRequest.model_validate(body).message
+    except ValidationError as exc:
+        raise InvalidMessage(error) from exc
     try:
         # The same model the consumer applies, so what is accepted here is what can run.
         payload = get_job_type("message").parse_payload({"message": message})
@@ -315,35 +370,3 @@ def send_or_leave_to_sweeper(queue: JobQueue, job: Job, delay_seconds: int = 0) 
         )
     except StorageError:
         logger.warning("message not sent; the sweeper will send it", extra={"job_id": job.id}, exc_info=True)
-
-
-def _int_option(body: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
-    if name not in body:
-        return default
-    value = body[name]
-    # bool is an int in Python, but true is not a priority.
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or (isinstance(value, float) and not (math.isfinite(value) and value.is_integer()))
-    ):
-        raise InvalidOption(f"'{name}' must be an integer from {low} to {high}")
-    if not low <= value <= high:
-        raise InvalidOption(f"'{name}' must be an integer from {low} to {high}")
-    return int(value)
-
-
-def _run_at_option(value: Any, now_ms: int) -> int | None:
-    message = "'runAt' must be an ISO-8601 timestamp with a UTC offset, at most one year ahead"
-    if not isinstance(value, str):
-        raise InvalidOption(message)
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise InvalidOption(message) from exc
-    if parsed.tzinfo is None:
-        raise InvalidOption(message)
-    run_at_ms = epoch_ms(parsed)
-    if run_at_ms - now_ms > MAX_DELAY_OPTION_SECONDS * 1000:
-        raise InvalidOption(message)
-    return run_at_ms if run_at_ms > now_ms else None  # the past means now

@@ -8,28 +8,30 @@ consumer. The checks, in order:
    ``f"{t}."`` + the raw body bytes with it, ``t`` within ``SIGNATURE_TOLERANCE_SECONDS`` of now (the scheme of the
    service's own outbound webhooks; several ``v1=`` values are accepted, for rotation) → otherwise
    ``INVALID_SIGNATURE``. No secret configured: no verification (the API key still authenticates the caller);
-3. the query may set ``priority`` (1-10, default 5); anything else is ``INVALID_QUERY``;
+3. the query may set ``priority`` (``PRIORITY_MIN``-``PRIORITY_MAX``, default ``PRIORITY_DEFAULT``); anything else is
+   ``INVALID_QUERY``;
 4. the type is registered (``INVALID_TYPE``), the body is a JSON object (``INVALID_BODY``) and fits the type's
    payload model (``INVALID_PAYLOAD``).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from functions.dal.files import FileStore
-from functions.dal.job_queue import JobQueue
 from functions.dal.jobs_repository import JobsRepository
+from functions.logic import json_body
 from functions.logic.clock import Clock
 from functions.logic.enqueue import EnqueueSettings, JobSpec, enqueue
 from functions.logic.job_types import get_job_type
 from functions.logic.job_types.webhook import verify_signature
+from functions.logic.lanes import JobQueue
+from functions.models.bounds import HOOK_BODY_MAX_BYTES, PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN
 from functions.models.errors import InvalidBody, InvalidQuery, InvalidSignature, PayloadTooLarge
 from functions.models.job import Job
 
-MAX_BODY_BYTES = 256 * 1024
+MAX_BODY_BYTES = HOOK_BODY_MAX_BYTES
 SIGNATURE_TOLERANCE_SECONDS = 300
 QUERY_OPTIONS = frozenset({"priority"})
 
@@ -57,11 +59,14 @@ def parse_hook(type_name: str, raw: bytes, query: Mapping[str, str]) -> JobSpec:
     unknown = sorted(set(query) - QUERY_OPTIONS)
     if unknown:
         raise InvalidQuery(f"unknown query parameter(s): {', '.join(unknown)}; only 'priority' is accepted")
-    priority = 5
+    priority = PRIORITY_DEFAULT
     if "priority" in query:
         raw_priority = query["priority"]
-        if not (raw_priority.isascii() and raw_priority.isdigit()) or not 1 <= int(raw_priority) <= 10:
-            raise InvalidQuery("'priority' must be an integer from 1 to 10")
+        in_range = (
+            raw_priority.isascii() and raw_priority.isdigit() and PRIORITY_MIN <= int(raw_priority) <= PRIORITY_MAX
+        )
+        if not in_range:
+            raise InvalidQuery(f"'priority' must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}")
         priority = int(raw_priority)
     job_type = get_job_type(type_name)
     body = _json_object(raw)
@@ -72,17 +77,10 @@ def parse_hook(type_name: str, raw: bytes, query: Mapping[str, str]) -> JobSpec:
 def _json_object(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise InvalidBody("the body must be a JSON object (it becomes the job's payload)")
-    try:
-        body = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise InvalidBody("the body is not valid JSON (UTF-8)") from exc
+    body = json_body.loads(raw, payload_at_root=True, not_json="the body is not valid JSON (UTF-8)")
     if not isinstance(body, dict):
         raise InvalidBody("the body must be a JSON object (it becomes the job's payload)")
     return body
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
 
 
 def ingest(

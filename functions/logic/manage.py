@@ -7,19 +7,14 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from functions.dal.job_queue import JobQueue
-from functions.dal.jobs_repository import STATUS_COUNTERS, JobPage, JobsRepository, minute_key
+from functions.dal.jobs_repository import STATUS_COUNTERS, InvalidCursor, JobPage, JobsRepository, minute_key
 from functions.logic import callbacks
 from functions.logic.clock import Clock, iso
 from functions.logic.enqueue import send_or_leave_to_sweeper
-from functions.models.errors import ConcurrentUpdate, InvalidQuery, InvalidState, NotFound, StorageError
-from functions.models.job import (
-    CANCELLABLE_STATUSES,
-    RETRYABLE_STATUSES,
-    HistoryEntry,
-    Job,
-    JobStatus,
-)
+from functions.logic.lanes import JobQueue
+from functions.logic.transitions import read_decide_write
+from functions.models.errors import InvalidQuery, NotFound, StorageError
+from functions.models.job import Job, JobStatus
 
 _MAX_RACE_RETRIES = 5
 logger = Logger(child=True)
@@ -45,7 +40,10 @@ def list_jobs(repo: JobsRepository, tenant: str, query: dict[str, str]) -> JobPa
             raise InvalidQuery(f"'status' must be one of: {valid}") from exc
     limit = _int_query(query, "limit", 50, 1, 100)
     job_type = query.get("type") or None
-    return repo.list_page(tenant, status, job_type, limit, query.get("cursor") or None)
+    try:
+        return repo.list_page(tenant, status, job_type, limit, query.get("cursor") or None)
+    except InvalidCursor as exc:
+        raise InvalidQuery(str(exc)) from exc
 
 
 def _int_query(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -95,22 +93,9 @@ def cancel_job(
     the sweeper sends it after ``pending_grace_seconds``) and ``after_final`` is told (its batch may be complete)."""
 
     def cancel(job: Job, now: int) -> Job:
-        if job.status not in CANCELLABLE_STATUSES:
-            raise InvalidState(f"a {job.status.value} job cannot be cancelled")
-        # The queued message, if any, stays: the consumer drops messages of cancelled jobs.
-        cancelled = job.model_copy(
-            update={
-                "status": JobStatus.CANCELLED,
-                "updated_at": iso(now),
-                "completed_at": iso(now),
-                "history": (*job.history, HistoryEntry(status=JobStatus.CANCELLED, at=iso(now))),
-                "sweep_at": None,
-                "next_attempt_at_ms": None,
-            }
-        )
-        return callbacks.arm(cancelled, now, pending_grace_seconds)
+        return callbacks.arm(job.cancel(iso(now)), now, pending_grace_seconds)
 
-    job = _transition(repo, tenant, job_id, clock, cancel)
+    job = read_decide_write(repo, tenant, job_id, clock, cancel, attempts=_MAX_RACE_RETRIES)
     if job.callback is not None and queue is not None:
         callbacks.send(queue, job)
     if after_final is not None:
@@ -126,39 +111,9 @@ def retry_job(
     repo: JobsRepository, queue: JobQueue, tenant: str, job_id: str, clock: Clock, pending_grace_seconds: int
 ) -> Job:
     def retry(job: Job, now: int) -> Job:
-        if job.status not in RETRYABLE_STATUSES:
-            raise InvalidState(f"only failed or cancelled jobs can be retried, this one is {job.status.value}")
-        # Its callback waits for the next final state (a message still queued for the old one is then dropped).
-        return callbacks.reset(job).model_copy(
-            update={
-                "status": JobStatus.PENDING,
-                "attempts": 0,
-                "updated_at": iso(now),
-                "started_at": None,
-                "completed_at": None,
-                "result": None,
-                "error": None,
-                "run_at": None,
-                "lease_until_ms": None,
-                "next_attempt_at_ms": None,
-                "history": (*job.history, HistoryEntry(status=JobStatus.PENDING, at=iso(now))),
-                "sweep_at": iso(now + pending_grace_seconds * 1000),
-            }
-        )
+        # Its callback waits for the next final state (a message still queued for the last one is then dropped).
+        return job.reset(iso(now), sweep_at=iso(now + pending_grace_seconds * 1000))
 
-    job = _transition(repo, tenant, job_id, clock, retry)
+    job = read_decide_write(repo, tenant, job_id, clock, retry, attempts=_MAX_RACE_RETRIES)
     send_or_leave_to_sweeper(queue, job)
     return job
-
-
-def _transition(repo: JobsRepository, tenant: str, job_id: str, clock: Clock, change: Callable[[Job, int], Job]) -> Job:
-    """Read, apply ``change``, write conditionally; on a lost race decide again from a fresh read."""
-    for _ in range(_MAX_RACE_RETRIES):
-        job = get_job(repo, tenant, job_id)
-        updated = change(job, clock())
-        try:
-            repo.save(job, updated)
-        except ConcurrentUpdate:
-            continue
-        return updated.model_copy(update={"version": job.version + 1})
-    raise ConcurrentUpdate(f"job '{job_id}' kept changing; try again")

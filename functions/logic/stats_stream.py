@@ -7,7 +7,7 @@ over in order, one batch at a time (parallelization factor 1), and re-delivers a
 below the watermark were applied by an earlier delivery and are skipped. The tumbling window is only there because
 it is what makes Lambda tell the function which shard a batch comes from.
 
-What is counted is what the record writes counted before (``count_change``).
+What one change counts is ``count_change``'s rule.
 """
 
 from __future__ import annotations

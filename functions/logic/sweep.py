@@ -25,13 +25,13 @@ from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger
 
-from functions.dal.job_queue import JobQueue
 from functions.dal.jobs_repository import JobsRepository
 from functions.logic import callbacks
 from functions.logic.clock import Clock, ceil_seconds, iso, parse_iso_ms
 from functions.logic.enqueue import send_or_leave_to_sweeper
+from functions.logic.lanes import JobQueue
 from functions.models.errors import ConcurrentUpdate, StorageError
-from functions.models.job import HistoryEntry, Job, JobStatus
+from functions.models.job import Job, JobStatus
 
 logger = Logger(child=True)
 
@@ -70,21 +70,21 @@ def _in_flight_until(job: Job) -> int | None:
     return None
 
 
-def mark_in_flight(job: Job, grace_seconds: int) -> Job:
+def mark_in_flight(job: Job, grace_seconds: int, previous: str | None = None) -> Job:
     """``job`` (about to be written by the consumer) with the sweep mark its status calls for: final, none
     (``callbacks.arm`` sets one for a pending callback); in flight, due at the latest a grace after its lease or
     next attempt. An earlier mark (the one it had while pending, nearly always) is kept: the index holds keys only,
     so a write keeping the mark costs it nothing, where moving it is a delete and a put. If such a mark comes due
-    while the job is still live, the sweeper moves it then (``move_sweep_mark``, no version change)."""
+    while the job is still live, the sweeper moves it then (``move_sweep_mark``, no version change). ``previous``:
+    the mark before the transition, when the transition itself drops it (``Job.start``)."""
     if job.status.is_final:
         return job.model_copy(update={"sweep_at": None})
     until = _in_flight_until(job)
     if job.status not in IN_FLIGHT or until is None:
         return job
     latest = iso(until + grace_seconds * 1000)
-    if job.sweep_at is not None and job.sweep_at <= latest:
-        return job
-    return job.model_copy(update={"sweep_at": latest})
+    kept = previous if previous is not None else job.sweep_at
+    return job.model_copy(update={"sweep_at": kept if kept is not None and kept <= latest else latest})
 
 
 def sweep(
@@ -193,21 +193,7 @@ def _fail_orphan(
             f"the job was {job.status.value} for {stuck_hours:.1f} h with no message left to run it (its messages "
             "were deleted or moved to the dead-letter queue after too many receives)"
         )
-    failed = job.model_copy(
-        update={
-            "status": JobStatus.FAILED,
-            "error": error,
-            "updated_at": iso(now),
-            "completed_at": iso(now),
-            "lease_until_ms": None,
-            "next_attempt_at_ms": None,
-            "sweep_at": None,
-            "history": (
-                *job.history,
-                HistoryEntry(status=JobStatus.FAILED, at=iso(now), attempt=job.attempts, error=error),
-            ),
-        }
-    )
+    failed = job.fail(iso(now), error).model_copy(update={"next_attempt_at_ms": None, "sweep_at": None})
     failed = callbacks.arm(failed, now, settings.pending_grace_seconds)
     try:
         repo.save(job, failed)

@@ -10,8 +10,12 @@ class JobsError(Exception):
 
 
 class ApiError(JobsError):
+    """An error the API answers: the HTTP status derives from the class, with a stable code and, in ``when``, the
+    sentence the OpenAPI document gives for it. ``error_table()`` lists them all: the one table of the API's errors."""
+
     status_code = 400
     code = "BAD_REQUEST"
+    when = "the request is not valid"
 
     def __init__(self, message: str, details: Any = None) -> None:
         super().__init__(message)
@@ -27,65 +31,132 @@ class ApiError(JobsError):
 
 class InvalidBody(ApiError):
     code = "INVALID_BODY"
+    when = "the body is not a JSON object (not JSON, not UTF-8 or base64, or another JSON value)"
 
 
 class InvalidType(ApiError):
     code = "INVALID_TYPE"
+    when = "`type` is missing or not a registered job type; the message lists the types"
 
 
 class InvalidPayload(ApiError):
     code = "INVALID_PAYLOAD"
+    when = "the payload does not fit the type's model; `details` lists `{field, message}`"
 
 
 class InvalidOption(ApiError):
     code = "INVALID_OPTION"
+    when = (
+        "`priority`, `maxAttempts`, `delaySeconds` or `runAt` is out of range or not a JSON integer/string, both "
+        "`delaySeconds` and `runAt` are given, or a field is unknown (`details.allowed` lists the fields)"
+    )
 
 
 class InvalidMessage(ApiError):
     code = "INVALID_MESSAGE"
+    when = "`message` is not a string of 1 to 500 characters after trimming"
 
 
 class InvalidQuery(ApiError):
     code = "INVALID_QUERY"
+    when = (
+        "a query parameter is unknown, repeated, empty or out of range (an unknown status or type too), or the "
+        "cursor is not one of this listing"
+    )
 
 
 class InvalidUpload(ApiError):
     code = "INVALID_UPLOAD"
+    when = (
+        "`contentType` is not an accepted image type or `size` is out of range (`details` has the accepted types "
+        "and the limit)"
+    )
 
 
 class PayloadTooLarge(ApiError):
     status_code = 413
     code = "PAYLOAD_TOO_LARGE"
+    when = "the body is larger than the function's limit (or the gateway's 10 MB)"
 
 
 class Forbidden(ApiError):
     status_code = 403
     code = "FORBIDDEN"
+    when = "the `x-api-key` header is missing, unknown, disabled or names no tenant"
 
 
 class NotFound(ApiError):
     status_code = 404
     code = "NOT_FOUND"
+    when = "no such job for this tenant (another tenant's job is not found either)"
+
+
+class MethodNotAllowed(ApiError):
+    status_code = 405
+    code = "METHOD_NOT_ALLOWED"
+    when = "the path exists but not with this method; the `Allow` header lists its methods"
 
 
 class InvalidState(ApiError):
     status_code = 409
     code = "INVALID_STATE"
+    when = "the job's status does not allow this"
+
+
+class Conflict(ApiError):
+    """The HTTP form of ``ConcurrentUpdate``."""
+
+    status_code = 409
+    code = "CONFLICT"
+    when = "the job kept changing while this request tried to update it; try again"
 
 
 class IdempotencyConflict(ApiError):
     status_code = 409
     code = "IDEMPOTENCY_CONFLICT"
+    when = (
+        "this `Idempotency-Key` was used in the last 24 hours with a different request (`details.jobId` names its job)"
+    )
 
 
 class InvalidSignature(ApiError):
     status_code = 401
     code = "INVALID_SIGNATURE"
+    when = "the webhook's signature header is missing, malformed, stale or does not match"
+
+
+class Throttled(ApiError):
+    """Answered by API Gateway (usage plans), never raised by the functions; here for the table."""
+
+    status_code = 429
+    code = "THROTTLED"
+    when = "the key is over its usage plan's rate or burst limit (answered by API Gateway)"
 
 
 class Unavailable(ApiError):
     status_code = 503
     code = "UNAVAILABLE"
+    when = "the job store or the key lookup is unavailable; try again"
+
+
+def error_table() -> dict[str, type[ApiError]]:
+    """Every code the API answers, with its class (and so its status and description)."""
+    table: dict[str, type[ApiError]] = {}
+    pending: list[type[ApiError]] = list(ApiError.__subclasses__())
+    while pending:
+        cls = pending.pop(0)
+        table.setdefault(cls.code, cls)
+        pending.extend(cls.__subclasses__())
+    return table
+
+
+# An id or name echoed in a message is cut to this many characters (a 5,000-character id is not sent back whole).
+SHOWN_MAX_LENGTH = 64
+
+
+def shown(value: str) -> str:
+    """``value`` as an error message quotes it: at most ``SHOWN_MAX_LENGTH`` characters, then an ellipsis."""
+    return value if len(value) <= SHOWN_MAX_LENGTH else value[:SHOWN_MAX_LENGTH] + "…"
 
 
 # --- Storage and queue failures (the DAL wraps SDK errors in these) ---

@@ -1,11 +1,16 @@
-"""The job vocabulary: statuses, the record a client sees, and the message that travels through SQS."""
+"""The job vocabulary: statuses and the moves between them, the record a client sees, and the message that travels
+through SQS."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from functions.models.errors import InvalidState
 
 
 class JobStatus(StrEnum):
@@ -23,8 +28,25 @@ class JobStatus(StrEnum):
 
 
 FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
-CANCELLABLE_STATUSES = frozenset({JobStatus.SCHEDULED, JobStatus.PENDING, JobStatus.RETRYING})
-RETRYABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+
+# Every move a job's status can make; the lifecycle methods of ``Job`` refuse any other (InvalidState: 409).
+# Processing to processing is a redelivered message taking over an attempt whose consumer died (lease over).
+ALLOWED_TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = MappingProxyType(
+    {
+        JobStatus.SCHEDULED: frozenset({JobStatus.PROCESSING, JobStatus.CANCELLED}),
+        JobStatus.PENDING: frozenset({JobStatus.PROCESSING, JobStatus.CANCELLED}),
+        JobStatus.PROCESSING: frozenset(
+            {JobStatus.PROCESSING, JobStatus.COMPLETED, JobStatus.RETRYING, JobStatus.FAILED}
+        ),
+        # FAILED: the sweeper ends a retrying job whose message is gone for good (logic/sweep.py).
+        JobStatus.RETRYING: frozenset({JobStatus.PROCESSING, JobStatus.CANCELLED, JobStatus.FAILED}),
+        JobStatus.COMPLETED: frozenset(),
+        JobStatus.FAILED: frozenset({JobStatus.PENDING}),
+        JobStatus.CANCELLED: frozenset({JobStatus.PENDING}),
+    }
+)
+CANCELLABLE_STATUSES = frozenset(s for s, targets in ALLOWED_TRANSITIONS.items() if JobStatus.CANCELLED in targets)
+RETRYABLE_STATUSES = frozenset(s for s, targets in ALLOWED_TRANSITIONS.items() if JobStatus.PENDING in targets)
 
 
 class HistoryEntry(BaseModel):
@@ -106,6 +128,98 @@ class Job(BaseModel):
     # Set when the payload is too large for the record: its key in the files bucket (``payload`` is a placeholder).
     payload_ref: str | None = Field(default=None, exclude=True)
 
+    # --- the lifecycle: each method returns the job after the move, its history entries appended ---
+
+    def start(self, at: str, lease_until_ms: int) -> Job:
+        """Claim the next attempt, held until ``lease_until_ms`` (past it, a redelivery may take over)."""
+        self._check(JobStatus.PROCESSING, f"a {self.status.value} job cannot be started")
+        entries: list[HistoryEntry] = []
+        if self.status == JobStatus.SCHEDULED:
+            entries.append(HistoryEntry(status=JobStatus.PENDING, at=at))
+        elif self.status == JobStatus.PROCESSING:
+            error = f"attempt {self.attempts} did not finish (consumer stopped or timed out)"
+            entries.append(HistoryEntry(status=JobStatus.RETRYING, at=at, attempt=self.attempts, error=error))
+        attempt = self.attempts + 1
+        entries.append(HistoryEntry(status=JobStatus.PROCESSING, at=at, attempt=attempt))
+        return self._moved(
+            *entries,
+            attempts=attempt,
+            started_at=at,
+            lease_until_ms=lease_until_ms,
+            next_attempt_at_ms=None,
+            sweep_at=None,
+        )
+
+    def complete(self, at: str, result: Any, progress: Progress | None = None) -> Job:
+        """The attempt succeeded with ``result``; ``progress`` is the last it reported (None keeps the record's)."""
+        self._check(JobStatus.COMPLETED, f"a {self.status.value} job cannot be completed")
+        return self._moved(
+            HistoryEntry(status=JobStatus.COMPLETED, at=at, attempt=self.attempts),
+            result=result,
+            error=None,
+            completed_at=at,
+            lease_until_ms=None,
+            progress=progress or self.progress,
+        )
+
+    def retry_later(self, at: str, error: str, next_attempt_at_ms: int, progress: Progress | None = None) -> Job:
+        """The attempt failed and another is due at ``next_attempt_at_ms``."""
+        self._check(JobStatus.RETRYING, f"a {self.status.value} job cannot be retried later")
+        if self.attempts >= self.max_attempts:
+            raise InvalidState(f"attempt {self.attempts} of {self.max_attempts} was the last")
+        return self._moved(
+            HistoryEntry(status=JobStatus.RETRYING, at=at, attempt=self.attempts, error=error),
+            error=error,
+            lease_until_ms=None,
+            next_attempt_at_ms=next_attempt_at_ms,
+            progress=progress or self.progress,
+        )
+
+    def fail(self, at: str, error: str, progress: Progress | None = None) -> Job:
+        """The attempt failed for good (a permanent error, or the last attempt)."""
+        self._check(JobStatus.FAILED, f"a {self.status.value} job cannot fail")
+        return self._moved(
+            HistoryEntry(status=JobStatus.FAILED, at=at, attempt=self.attempts, error=error),
+            error=error,
+            completed_at=at,
+            lease_until_ms=None,
+            progress=progress or self.progress,
+        )
+
+    def cancel(self, at: str) -> Job:
+        """Cancel a waiting job (a queued message is dropped by the consumer when it arrives)."""
+        self._check(JobStatus.CANCELLED, f"a {self.status.value} job cannot be cancelled")
+        entry = HistoryEntry(status=JobStatus.CANCELLED, at=at)
+        return self._moved(entry, completed_at=at, sweep_at=None, next_attempt_at_ms=None)
+
+    def reset(self, at: str, sweep_at: str) -> Job:
+        """Run a failed or cancelled job again from its first attempt; the sweeper re-sends its message after
+        ``sweep_at`` if it was not sent. Its callback waits for the next final state."""
+        self._check(JobStatus.PENDING, f"only failed or cancelled jobs can be retried, this one is {self.status.value}")
+        return self._moved(
+            HistoryEntry(status=JobStatus.PENDING, at=at),
+            attempts=0,
+            started_at=None,
+            completed_at=None,
+            result=None,
+            error=None,
+            run_at=None,
+            lease_until_ms=None,
+            next_attempt_at_ms=None,
+            callback=Callback(url=self.callback.url) if self.callback else None,
+            sweep_at=sweep_at,
+        )
+
+    def _check(self, target: JobStatus, refusal: str) -> None:
+        if target not in ALLOWED_TRANSITIONS[self.status]:
+            raise InvalidState(refusal)
+
+    def _moved(self, *entries: HistoryEntry, **changes: Any) -> Job:
+        """This job in the status of the last entry, updated at its time, with ``changes`` and the entries."""
+        last = entries[-1]
+        update = {"status": last.status, "updated_at": last.at, "history": (*self.history, *entries), **changes}
+        return self.model_copy(update=update)
+
     def to_api(self) -> dict[str, Any]:
         body = self.model_dump(mode="json", by_alias=True)
         body["history"] = [entry.to_json() for entry in self.history]
@@ -129,5 +243,5 @@ class JobMessage(BaseModel):
     kind: Literal["run", "callback"] = "run"
 
     def to_body(self) -> str:
-        # A run message keeps the foundation's shape, so messages already queued and new ones look alike.
+        # A run message leaves ``kind`` out, so messages queued by earlier versions and new ones look alike.
         return self.model_dump_json(by_alias=True, exclude={"kind"} if self.kind == "run" else None)

@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from functions.dal.clients import client
-from functions.handlers.http import MAX_BODY_BYTES
+from functions.models.bounds import BODY_MAX_BYTES_DEFAULT as MAX_BODY_BYTES
 from functions.models.job import JobStatus
 from tests.integration.harness import TENANT_A, Service, failing_job, ok_job
 
@@ -352,14 +352,18 @@ def test_cancel_of_a_finished_or_running_job_is_invalid_state(service: Service) 
 
 
 UNKNOWN_ROUTES = [
-    ("POST", "/"),  # GET / is the dashboard's page now
     ("GET", "/nope"),
-    ("PUT", "/jobs"),
-    ("PATCH", "/jobs/abc"),
     ("GET", "/jobs/abc/history"),
     ("POST", "/jobs/abc/cancel"),
-    ("GET", "/enqueue"),
-    ("DELETE", "/stats"),
+]
+# A path that exists, with a method it does not declare: 405 and the methods it does declare.
+UNDECLARED_METHODS = [
+    ("POST", "/", "GET"),  # GET / is the dashboard's page
+    ("PUT", "/jobs", "GET, POST"),
+    ("PATCH", "/jobs/abc", "DELETE, GET"),
+    ("GET", "/enqueue", "POST"),
+    ("DELETE", "/stats", "GET"),
+    ("PUT", "/hooks/message", "POST"),
 ]
 
 
@@ -367,6 +371,22 @@ def test_an_unknown_route_is_not_found(service: Service, subtests: pytest.Subtes
     for method, path in UNKNOWN_ROUTES:
         with subtests.test(method=method, path=path):
             assert_error(service.api(method, path), 404, "NOT_FOUND")
+
+
+def test_a_method_a_path_does_not_declare_is_405_with_allow(service: Service, subtests: pytest.Subtests) -> None:
+    for method, path, allowed in UNDECLARED_METHODS:
+        with subtests.test(method=method, path=path):
+            # When a path that exists is asked with a method it does not declare
+            response = service.api(method, path)
+            # Then the answer is 405 METHOD_NOT_ALLOWED, its Allow header listing the declared methods
+            assert_error(response, 405, "METHOD_NOT_ALLOWED")
+            assert response.headers["Allow"] == allowed
+
+
+def test_a_long_unknown_path_is_not_echoed_whole(service: Service) -> None:
+    response = service.api("GET", "/nope/" + "x" * 5000)
+    assert_error(response, 404, "NOT_FOUND")
+    assert len(response.body["error"]) < 200
 
 
 # --- keys ---

@@ -226,7 +226,7 @@ def test_a_keyed_batch_that_failed_between_its_chunks_is_finished_by_the_retry(
 ) -> None:
     # Given a keyed request of 100 jobs in two chunks, whose second chunk's write failed
     body = {"jobs": [ok_job(f"t{n}") for n in range(100)], "onComplete": ON_COMPLETE, "idempotencyKey": "import-1"}
-    monkeypatch.setattr("functions.dal.jobs_repository._CREATE_CHUNK_JOBS", 60)
+    monkeypatch.setattr("functions.dal.jobs_repository.records._CREATE_CHUNK_JOBS", 60)
     transact = DynamoJobsRepository._transact
     chunks_written: list[int] = []
 

@@ -23,8 +23,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from functions.adapters import net
 from functions.dal import secrets as secrets_dal
-from functions.logic import net
 from functions.logic.job_types import JobContext
 from functions.logic.job_types.crawl import CrawlPayload, crawl_website
 from functions.logic.job_types.fetch import FetchPayload, fetch

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from functions.handlers import api
-from functions.handlers.http import MAX_BODY_BYTES
+from functions.settings import Settings
 from local.gateway import LAMBDA_MAX_REQUEST_BYTES, MAX_REQUEST_BYTES, LocalGateway
 from tests.integration.harness import TENANT_A_KEY, Service
 
@@ -92,4 +92,4 @@ def test_a_body_over_10_mb_is_413_from_the_gateway(gateway: tuple[str, list[int]
 
 def test_the_functions_body_limit_leaves_room_for_the_invoke_event() -> None:
     # The API's own limit must sit below Lambda's, or no body would ever get the function's 413
-    assert MAX_BODY_BYTES < LAMBDA_MAX_REQUEST_BYTES - 64 * 1024
+    assert Settings.payload_max_bytes < LAMBDA_MAX_REQUEST_BYTES - 64 * 1024

@@ -130,9 +130,9 @@ def test_a_batch_whose_second_chunk_fails_is_503_and_its_first_chunk_still_ends_
     service: Service, undo: list[Callable[[], None]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a batch big enough for two write chunks, and DynamoDB failing from the second write on
-    from functions.dal import jobs_repository
+    from functions.dal.jobs_repository import records
 
-    monkeypatch.setattr(jobs_repository, "_CREATE_CHUNK_JOBS", 3)
+    monkeypatch.setattr(records, "_CREATE_CHUNK_JOBS", 3)
     calls = {"n": 0}
 
     def second_fails(**_: Any) -> None:

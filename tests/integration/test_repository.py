@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from functions.dal.jobs_repository import DynamoJobsRepository, sweep_shard
+from functions.dal.jobs_repository import DynamoJobsRepository, InvalidCursor, sweep_shard
 from functions.handlers.runtime import runtime
 from functions.logic.clock import iso, system_clock
-from functions.models.errors import ConcurrentUpdate, InvalidQuery
+from functions.models.errors import ConcurrentUpdate
 from functions.models.job import HistoryEntry, Job, JobStatus
 from local.aws import serialize_dynamodb
 from tests.integration.harness import TENANT_A, TENANT_B, Service, make_job
@@ -333,21 +333,21 @@ def test_a_cursor_only_works_for_the_tenant_and_listing_that_issued_it(repo: Dyn
     assert cursor and status_cursor
 
     # Then tenant B cannot use either, and A cannot use one listing's cursor for another
-    with pytest.raises(InvalidQuery):
+    with pytest.raises(InvalidCursor):
         repo.list_page(TENANT_B, None, None, 1, cursor)
-    with pytest.raises(InvalidQuery):
+    with pytest.raises(InvalidCursor):
         repo.list_page(TENANT_B, JobStatus.PENDING, None, 1, status_cursor)
-    with pytest.raises(InvalidQuery):
+    with pytest.raises(InvalidCursor):
         repo.list_page(TENANT_A, None, None, 1, status_cursor)
-    with pytest.raises(InvalidQuery):
+    with pytest.raises(InvalidCursor):
         repo.list_page(TENANT_A, JobStatus.CANCELLED, None, 1, status_cursor)
     # and A can
     assert len(repo.list_page(TENANT_A, None, None, 5, cursor).jobs) == 2
 
 
 @pytest.mark.parametrize("cursor", ["garbage", "!!!", "e30", "W10", "bnVsbA", '{"pk":"x"}'])
-def test_a_garbage_cursor_is_an_invalid_query(repo: DynamoJobsRepository, cursor: str) -> None:
-    with pytest.raises(InvalidQuery):
+def test_a_garbage_cursor_is_an_invalid_cursor(repo: DynamoJobsRepository, cursor: str) -> None:
+    with pytest.raises(InvalidCursor):
         repo.list_page(TENANT_A, None, None, 5, cursor)
 
 

@@ -1,7 +1,10 @@
 """In-memory stand-ins for the DAL and the clock, faithful to the contracts the logic relies on.
 
-``InMemoryJobsRepository`` behaves like ``DynamoJobsRepository``: conditional writes on ``version``, counters moved
-in the same step as the status, newest-first listing with opaque cursors, a sparse sweep index by shard.
+``InMemoryJobsRepository`` behaves like ``DynamoJobsRepository`` (tests/integration/test_repository_contract.py runs
+the same cases against both): conditional writes on ``version``, newest-first listing with opaque cursors, a sparse
+sweep index by shard, and counters that records do not write: every record write appends a change to the fake's
+stream, which the service's stats aggregator (logic/stats_stream.py) applies before a read of the counters, as the
+integration tests' stream does.
 ``RecordingQueue`` records what the logic asked SQS to do and can be told to fail sends.
 ``FakeClock`` is the service's ``Clock`` (epoch ms) under the test's control.
 """
@@ -9,6 +12,7 @@ in the same step as the status, newest-first listing with opaque cursors, a spar
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -21,14 +25,17 @@ from functions.dal.jobs_repository import (
     ENQUEUED_COUNTER,
     STATUS_COUNTERS,
     THROUGHPUT_COUNTERS,
-    THROUGHPUT_STATUSES,
     IdempotencyClaim,
+    InvalidCursor,
     JobPage,
-    minute_key,
+    StreamDeltas,
+    stream_change,
+    stream_sequence,
     sweep_shard,
 )
 from functions.logic.clock import iso
-from functions.models.errors import ConcurrentUpdate, IdempotencyKeyUsed, InvalidQuery, StorageError
+from functions.logic.stats_stream import apply_stream_batch
+from functions.models.errors import ConcurrentUpdate, IdempotencyKeyUsed, StorageError
 from functions.models.job import HistoryEntry, Job, JobMessage, JobStatus, Progress
 
 # register_job_type(name, handler, payload=EmptyPayload) -> name: the conftest fixture's signature.
@@ -63,11 +70,16 @@ class FakeClock:
 
 
 class InMemoryJobsRepository:
-    """A ``JobsRepository`` held in a dict, with DynamoDB's conditional-write and counter semantics."""
+    """A ``JobsRepository`` held in a dict, with DynamoDB's conditional-write semantics and the stats stream's
+    counters."""
 
     def __init__(self, sweep_shards: int = 4) -> None:
         self.sweep_shards = sweep_shards
         self._jobs: dict[tuple[str, str], Job] = {}
+        # The table's stream (Lambda's record shape) and what the aggregator made of it.
+        self.stream: list[dict[str, Any]] = []
+        self._sequence = itertools.count(1)
+        self._watermark: str | None = None
         self._counters: dict[str, Counter[str]] = {}
         self._per_minute: dict[tuple[str, str], Counter[str]] = {}
         self.settled_before: str | None = None  # what the last throughput read was told
@@ -91,7 +103,7 @@ class InMemoryJobsRepository:
                 raise IdempotencyKeyUsed(held.target_id, held.fingerprint)
             self.idempotency[(job.tenant, idempotency.key)] = idempotency
         self._jobs[key] = job
-        self._count(job.tenant, {ENQUEUED_COUNTER: 1, job.status.value: 1})
+        self._stream_record(None, job)
         self.writes += 1
 
     def create_many(self, jobs: Sequence[Job], *, resume: bool = False) -> int:
@@ -102,7 +114,7 @@ class InMemoryJobsRepository:
             raise ConcurrentUpdate("a job already exists")
         for job in jobs:
             self._jobs[(job.tenant, job.id)] = job
-            self._count(job.tenant, {ENQUEUED_COUNTER: 1, job.status.value: 1})
+            self._stream_record(None, job)
         self.writes += 1
         return len(jobs)
 
@@ -120,18 +132,13 @@ class InMemoryJobsRepository:
         if stored is None or stored.version != before.version:
             raise ConcurrentUpdate("the job changed since it was read")
         self._jobs[(after.tenant, after.id)] = after.model_copy(update={"version": before.version + 1})
-        if before.status != after.status:
-            self._count(after.tenant, {before.status.value: -1, after.status.value: 1})
-            if after.status in THROUGHPUT_STATUSES:
-                self._per_minute.setdefault((after.tenant, minute_key(after.updated_at)), Counter())[
-                    after.status.value
-                ] += 1
-            if after.batch_id and before.status.is_final != after.status.is_final:
-                step = 1 if after.status.is_final else -1
-                final = after if after.status.is_final else before
-                counters = self.batch_counters.setdefault((after.tenant, after.batch_id), Counter())
-                counters["finished"] += step
-                counters["unsuccessful"] += step if final.status != JobStatus.COMPLETED else 0
+        self._stream_record(stored, after)
+        if after.batch_id and before.status.is_final != after.status.is_final:
+            step = 1 if after.status.is_final else -1
+            final = after if after.status.is_final else before
+            counters = self.batch_counters.setdefault((after.tenant, after.batch_id), Counter())
+            counters["finished"] += step
+            counters["unsuccessful"] += step if final.status != JobStatus.COMPLETED else 0
         self.writes += 1
 
     def record_progress(self, job: Job, progress: Progress) -> bool:
@@ -142,8 +149,43 @@ class InMemoryJobsRepository:
         self.progress_writes += 1
         return True
 
-    def _count(self, tenant: str, deltas: dict[str, int]) -> None:
-        self._counters.setdefault(tenant, Counter()).update(deltas)
+    # --- the stats stream ---
+
+    def _stream_record(self, old: Job | None, new: Job) -> None:
+        """What DynamoDB's stream carries for a write of a job record (the attributes the aggregator reads)."""
+
+        def image(job: Job) -> dict[str, Any]:
+            return {
+                "tenant": {"S": job.tenant},
+                "type": {"S": job.type},
+                "status": {"S": job.status.value},
+                "updatedAt": {"S": job.updated_at},
+            }
+
+        data: dict[str, Any] = {"SequenceNumber": str(next(self._sequence)), "NewImage": image(new)}
+        if old is not None:
+            data["OldImage"] = image(old)
+        self.stream.append({"eventName": "MODIFY" if old else "INSERT", "dynamodb": data})
+
+    def apply_stream(self) -> int:
+        """Run the stats aggregator over the stream records it has not applied yet; returns how many changes."""
+        fresh = self.stream[int(self._watermark or 0) :]  # sequence numbers count the records from 1
+        records = [(stream_sequence(record), stream_change(record)) for record in fresh]
+        return apply_stream_batch(self, "fake-stream-shard", records, now_s=0) if records else 0
+
+    def stream_watermark(self, stream_shard: str) -> str | None:
+        return self._watermark
+
+    def apply_stream_deltas(
+        self, stream_shard: str, previous: str | None, upto: str, deltas: StreamDeltas, now_s: int
+    ) -> None:
+        if self._watermark != previous:
+            raise ConcurrentUpdate("the stream watermark moved")
+        self._watermark = upto
+        for tenant, counts in deltas.counters.items():
+            self._counters.setdefault(tenant, Counter()).update(counts)
+        for key, counts in deltas.throughput.items():
+            self._per_minute.setdefault(key, Counter()).update(counts)
 
     # --- reads ---
 
@@ -174,6 +216,7 @@ class InMemoryJobsRepository:
         return JobPage(jobs=page, next_cursor=next_cursor)
 
     def counters(self, tenant: str) -> dict[str, int]:
+        self.apply_stream()  # as if the stream had no lag, like the integration tests' counters
         counts = self._counters.get(tenant, Counter())
         return {name: counts.get(name, 0) for name in (ENQUEUED_COUNTER, *STATUS_COUNTERS)}
 
@@ -181,6 +224,7 @@ class InMemoryJobsRepository:
         self, tenant: str, minutes: list[str], settled_before: str | None = None
     ) -> dict[str, dict[str, int]]:
         self.settled_before = settled_before
+        self.apply_stream()
         return {
             minute: {
                 name: self._per_minute.get((tenant, minute), Counter()).get(name, 0) for name in THROUGHPUT_COUNTERS
@@ -228,9 +272,9 @@ def _decode_fake_cursor(cursor: str, listing: str) -> str:
     try:
         owner, created_key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (ValueError, TypeError) as exc:
-        raise InvalidQuery("'cursor' is not a cursor returned by this listing") from exc
+        raise InvalidCursor("'cursor' is not a cursor returned by this listing") from exc
     if owner != listing or not isinstance(created_key, str):
-        raise InvalidQuery("'cursor' is not a cursor returned by this listing")
+        raise InvalidCursor("'cursor' is not a cursor returned by this listing")
     return created_key
 
 

@@ -13,7 +13,7 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from functions.logic.ai_providers import (
+from functions.adapters.ai_providers import (
     LOCAL_DIMENSIONS,
     LOCAL_MARKER,
     BedrockProvider,

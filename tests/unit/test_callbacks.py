@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from functions.adapters.net import BlockedAddress, ConnectionFailed, NetError, Response
 from functions.logic import callbacks
 from functions.logic.callbacks import CallbackDeliverer
 from functions.logic.consume import ConsumerSettings, MessageConsumer, Outcome
 from functions.logic.job_types.webhook import verify_signature
-from functions.logic.net import BlockedAddress, ConnectionFailed, NetError, Response
 from functions.models.errors import JobDeferred
 from functions.models.job import Callback, CallbackStatus, Job, JobMessage, JobStatus
 from functions.settings import Settings

@@ -12,6 +12,7 @@ from functions.logic.consume import ConsumerSettings, JobDeferred, MessageConsum
 from functions.logic.job_types import JobContext
 from functions.models.errors import ConcurrentUpdate, PermanentJobError, RetryableJobError
 from functions.models.job import HistoryEntry, Job, JobStatus
+from functions.settings import Settings
 from tests.unit.fakes import (
     DeadLetter,
     Deferred,
@@ -759,3 +760,18 @@ def test_the_outcome_of_an_attempt_whose_job_was_taken_over_is_not_recorded(
     assert outcome is Outcome.DROPPED
     current = _reload(repo, job)
     assert (current.status, current.attempts, current.result) == (JobStatus.PROCESSING, 2, None)
+
+
+def test_a_payload_is_validated_under_the_consumers_settings(
+    repo: InMemoryJobsRepository, queue: RecordingQueue, clock: FakeClock
+) -> None:
+    # Given a consumer whose fetch ceiling is lower than the maxBytes a stored fetch job asks for
+    consumer = MessageConsumer(repo, queue, clock, SETTINGS, job_settings=Settings(fetch_max_bytes=100))
+    job = _store(repo, make_job(clock, job_type="fetch", payload={"url": "https://example.com/", "maxBytes": 101}))
+    # When its message arrives
+    outcome = _deliver(consumer, job)
+    # Then the job fails at once, naming the field, without being run
+    assert outcome is Outcome.FAILED
+    failed = _reload(repo, job)
+    assert (failed.status, failed.attempts) == (JobStatus.FAILED, 1)
+    assert "cannot run this job" in (failed.error or "")

@@ -15,15 +15,15 @@ from typing import Any
 
 import pytest
 
-from functions.logic.job_types import JobContext, get_job_type
-from functions.logic.job_types.crawl import Crawl, CrawlPayload, Pacer, normalize_url, parse_page
-from functions.logic.net import (
+from functions.adapters.net import (
     OutboundPolicy,
     Response,
     ResponseTooLarge,
     SafeHttpClient,
     check_url,
 )
+from functions.logic.job_types import JobContext, get_job_type
+from functions.logic.job_types.crawl import Crawl, CrawlPayload, Pacer, normalize_url, parse_page
 from functions.models.errors import InvalidPayload, PermanentJobError, RetryableJobError
 from functions.settings import Settings
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from functions.dal.jobs_repository import sweep_shard
-from functions.models.errors import ConcurrentUpdate, InvalidQuery, StorageError
+from functions.dal.jobs_repository import InvalidCursor, sweep_shard
+from functions.models.errors import ConcurrentUpdate, StorageError
 from functions.models.job import JobMessage, JobStatus
 from tests.unit.fakes import FakeClock, InMemoryJobsRepository, RecordingQueue, make_job
 
@@ -62,9 +62,9 @@ def test_list_page_is_newest_first_per_tenant_and_checks_its_cursor(
     assert [job.id for job in page.jobs] == ["job-2", "job-1"]
     assert page.next_cursor is not None
     assert [job.id for job in repo.list_page("tenant-a", None, "message", 10, None).jobs] == ["job-2", "job-0"]
-    with pytest.raises(InvalidQuery):
+    with pytest.raises(InvalidCursor):
         repo.list_page("tenant-b", None, None, 2, page.next_cursor)
-    with pytest.raises(InvalidQuery):
+    with pytest.raises(InvalidCursor):
         repo.list_page("tenant-a", None, None, 2, "garbage")
 
 

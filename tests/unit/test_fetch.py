@@ -9,9 +9,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from functions.logic.job_types import JobContext, get_job_type
-from functions.logic.job_types.fetch import FetchPayload, fetch
-from functions.logic.net import (
+from functions.adapters.net import (
     BlockedAddress,
     ConnectionFailed,
     NetError,
@@ -20,6 +18,8 @@ from functions.logic.net import (
     ResponseTooLarge,
     SafeHttpClient,
 )
+from functions.logic.job_types import JobContext, get_job_type
+from functions.logic.job_types.fetch import FetchPayload, fetch
 from functions.models.errors import InvalidPayload, PermanentJobError, RetryableJobError
 from functions.settings import Settings
 
@@ -165,8 +165,19 @@ def test_invalid_payloads_are_refused_at_enqueue(raw: dict[str, Any]) -> None:
         get_job_type("fetch").parse_payload(raw)
 
 
-def test_the_max_bytes_ceiling_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("JOBS_FETCH_MAX_BYTES", "1000")
+def test_the_max_bytes_ceiling_follows_the_settings_given() -> None:
+    # Given settings with a lower ceiling than the default
+    settings = Settings(fetch_max_bytes=1000)
+    fetch_type = get_job_type("fetch")
+    # Then a payload over it is refused, one at it accepted, and without settings the default ceiling applies
     with pytest.raises(InvalidPayload, match="fetch"):
-        get_job_type("fetch").parse_payload({"url": "http://example.com/", "maxBytes": 1001})
-    assert get_job_type("fetch").parse_payload({"url": "http://example.com/", "maxBytes": 1000}).max_bytes == 1000
+        fetch_type.parse_payload({"url": "http://example.com/", "maxBytes": 1001}, settings)
+    assert fetch_type.parse_payload({"url": "http://example.com/", "maxBytes": 1000}, settings).max_bytes == 1000
+    assert fetch_type.parse_payload({"url": "http://example.com/", "maxBytes": 1001}).max_bytes == 1001
+
+
+def test_the_max_bytes_ceiling_does_not_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a ceiling in the environment, which only the composition root reads (Settings.from_env)
+    monkeypatch.setenv("JOBS_FETCH_MAX_BYTES", "1000")
+    # Then validation follows the settings it is given, not the environment
+    assert get_job_type("fetch").parse_payload({"url": "http://example.com/", "maxBytes": 1001}).max_bytes == 1001

@@ -180,10 +180,18 @@ def test_range_boundaries_are_accepted(name: str, value: int) -> None:
     assert getattr(spec, "priority" if name == "priority" else "max_attempts") == value
 
 
-def test_an_integral_float_is_accepted_as_an_integer() -> None:
-    spec = parse_job_spec(_body(priority=7.0), NOW)
-    assert spec.priority == 7
-    assert isinstance(spec.priority, int)
+@pytest.mark.parametrize("value", ["50", True, 50.5])
+def test_a_payload_integer_must_be_a_json_integer_too(value: Any) -> None:
+    # Given simulate's durationMs (an integer) as a string, a float or a boolean
+    error = _rejects({"type": "simulate", "payload": {"target": "a", "durationMs": value}}, InvalidPayload)
+    # Then the payload is refused at that field, as priority: "5" is refused as an option
+    assert {detail["field"] for detail in error.details} == {"durationMs"}
+
+
+def test_a_payload_float_field_takes_a_json_integer() -> None:
+    # Given simulate's failureRate (a number) as the integer 0: an integer is a number
+    spec = parse_job_spec({"type": "simulate", "payload": {"target": "a", "failureRate": 0}}, NOW)
+    assert spec.payload["failureRate"] == 0
 
 
 def test_delay_seconds_sets_run_at_that_far_ahead() -> None:

@@ -232,6 +232,16 @@ def test_list_rejects_a_bad_query_with_invalid_query(query: dict[str, str]) -> N
     assert repo.calls == []
 
 
+def test_list_turns_the_repositorys_invalid_cursor_into_an_invalid_query() -> None:
+    # Given a cursor the repository did not issue, when it is passed on, then the caller sees a 400 INVALID_QUERY
+    with pytest.raises(InvalidQuery) as caught:
+        manage.list_jobs(_SpyRepository(), TENANT, {"cursor": "garbage"})
+    assert (caught.value.code, str(caught.value)) == (
+        "INVALID_QUERY",
+        "'cursor' is not a cursor returned by this listing",
+    )
+
+
 @pytest.mark.parametrize("limit", ["²", "1²"])
 def test_list_rejects_a_unicode_digit_limit_with_invalid_query(limit: str) -> None:
     with pytest.raises(InvalidQuery):

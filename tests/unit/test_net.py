@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from functions.logic import net
-from functions.logic.net import (
+from functions.adapters import net
+from functions.adapters.net import (
     BlockedAddress,
     ConnectionFailed,
     InvalidUrl,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import pytest
 
 from functions.settings import Settings
-from infra.config import AWS_CONFIG, local_config
+from infra.config import AWS_CONFIG, ServiceConfig, local_config
 
 
 def test_settings_round_trip_through_the_environment() -> None:
@@ -167,3 +168,29 @@ def test_aws_config_keeps_the_sqs_limits() -> None:
     assert AWS_CONFIG.queue_visibility_timeout_seconds >= 6 * AWS_CONFIG.consumer.timeout_seconds
     assert AWS_CONFIG.release_ahead_seconds <= 900
     assert AWS_CONFIG.queue.max_receive_count > 25
+
+
+def test_each_runtime_tunable_is_declared_once_and_reads_through_the_config() -> None:
+    # Given the config's own fields and the functions' settings
+    config_fields = {field.name for field in dataclasses.fields(ServiceConfig)}
+    settings_fields = {field.name for field in dataclasses.fields(Settings)}
+    # Then no tunable is declared in both, and each setting reads as the config's own
+    assert not config_fields & settings_fields
+    tuned = dataclasses.replace(AWS_CONFIG, runtime=dataclasses.replace(AWS_CONFIG.runtime, stats_shards=7))
+    assert (tuned.stats_shards, tuned.jobs_table) == (7, AWS_CONFIG.runtime.jobs_table)
+    assert tuned.settings().stats_shards == 7
+    # And a name that is neither the config's nor a setting is still an error
+    with pytest.raises(AttributeError, match="no_such_setting"):
+        _ = AWS_CONFIG.no_such_setting
+
+
+def test_the_aws_config_turns_off_client_side_request_checks_and_the_local_one_keeps_them() -> None:
+    assert Settings().sdk_parameter_validation is True
+    assert AWS_CONFIG.settings().sdk_parameter_validation is False
+    assert local_config().settings().sdk_parameter_validation is True
+
+
+def test_the_config_survives_a_deep_copy() -> None:
+    copied = copy.deepcopy(local_config())
+    assert copied == local_config()
+    assert copied.settings() == local_config().settings()

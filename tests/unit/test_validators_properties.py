@@ -20,17 +20,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from functions.adapters.net import check_url
 from functions.dal.jobs_repository import DynamoJobsRepository
 from functions.logic.batches import BATCH_ID_PLACEHOLDER, MAX_BATCH_JOBS, BatchRequest, parse_batch_request
-from functions.logic.enqueue import (
-    ENQUEUE_FIELDS,
-    MAX_CALLBACK_URL_LENGTH,
-    MAX_DELAY_OPTION_SECONDS,
-    MAX_GROUP_ID_LENGTH,
-    MAX_IDEMPOTENCY_KEY_LENGTH,
-    JobSpec,
-    parse_job_spec,
-)
+from functions.logic.enqueue import ENQUEUE_FIELDS, JobSpec, parse_job_spec
 from functions.logic.job_types import get_job_type, registered_types
 from functions.logic.limits import (
     MAX_CONCURRENCY,
@@ -41,8 +34,11 @@ from functions.logic.limits import (
     rate_window,
 )
 from functions.logic.manage import list_jobs
-from functions.logic.net import check_url
 from functions.logic.waiting import MAX_WAIT_SECONDS, parse_wait
+from functions.models.bounds import CALLBACK_URL_MAX_LENGTH as MAX_CALLBACK_URL_LENGTH
+from functions.models.bounds import DELAY_SECONDS_MAX as MAX_DELAY_OPTION_SECONDS
+from functions.models.bounds import GROUP_ID_MAX_LENGTH as MAX_GROUP_ID_LENGTH
+from functions.models.bounds import IDEMPOTENCY_KEY_MAX_LENGTH as MAX_IDEMPOTENCY_KEY_LENGTH
 from functions.models.errors import ApiError
 from functions.models.job import JobStatus
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from functions.adapters.net import BlockedAddress, ConnectionFailed, NetError, RequestTimeout, Response, SafeHttpClient
 from functions.dal import secrets as secrets_dal
 from functions.dal.secrets import WebhookSecrets
 from functions.logic.job_types import JobContext, get_job_type
@@ -22,7 +23,6 @@ from functions.logic.job_types.webhook import (
     verify_signature,
     webhook_delivery,
 )
-from functions.logic.net import BlockedAddress, ConnectionFailed, NetError, RequestTimeout, Response, SafeHttpClient
 from functions.models.errors import InvalidPayload, PermanentJobError, RetryableJobError, StorageError
 from functions.settings import Settings
 

@@ -13,6 +13,8 @@ from functions.handlers.http import caller_tenant, json_response, read_json_body
 from functions.handlers.runtime import batch_settler, batch_store, emit, files, runtime
 from functions.logic import batches
 from functions.logic.clock import system_clock
+from functions.logic.enqueue import enqueue_settings
+from functions.models.errors import error_table
 
 router = Router()
 
@@ -46,8 +48,8 @@ _SPEC_NOTE = (
             notes={
                 "INVALID_BODY": "the body is not a JSON object, `jobs` is not a list of 1 to 100 specs, or a spec is "
                 "not an object" + _SPEC_NOTE,
-                "INVALID_TYPE": doc.ERROR_CODES["INVALID_TYPE"][1] + _SPEC_NOTE,
-                "INVALID_PAYLOAD": doc.ERROR_CODES["INVALID_PAYLOAD"][1] + _SPEC_NOTE,
+                "INVALID_TYPE": error_table()["INVALID_TYPE"].when + _SPEC_NOTE,
+                "INVALID_PAYLOAD": error_table()["INVALID_PAYLOAD"].when + _SPEC_NOTE,
                 "INVALID_OPTION": "an option of a spec is out of range, a spec has `idempotencyKey` (the batch may), "
                 "the onComplete payload is over 64 KiB, or a field is unknown" + _SPEC_NOTE,
                 "IDEMPOTENCY_CONFLICT": "this `Idempotency-Key` was used in the last 24 hours with a different "
@@ -63,7 +65,7 @@ _SPEC_NOTE = (
 def create_batch() -> Response[str]:
     tenant = caller_tenant(router)
     rt = runtime()
-    settings = batches.enqueue_settings(rt.settings)
+    settings = enqueue_settings(rt.settings)
     key = router.current_event.headers.get("idempotency-key")  # case-insensitive in Powertools 3
     accepted = batches.create_batch(
         read_json_body(router),
@@ -98,4 +100,5 @@ def create_batch() -> Response[str]:
     },
 )
 def get_batch(batch_id: BatchId) -> Response[str]:
-    return json_response(200, batches.batch_view(batch_store(), caller_tenant(router), batch_id))
+    tenant = caller_tenant(router)
+    return json_response(200, batches.batch_view(batch_store(), tenant, batch_id))

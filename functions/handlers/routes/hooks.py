@@ -13,14 +13,17 @@ from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from functions.dal.clients import client
 from functions.dal.secrets import IngestSecrets
 from functions.handlers import openapi as doc
-from functions.handlers.http import caller_tenant, json_response
+from functions.handlers.http import caller_tenant, json_response, read_query
 from functions.handlers.runtime import emit, files, runtime
 from functions.logic import ingest
 from functions.logic.clock import system_clock
-from functions.logic.enqueue import EnqueueSettings
+from functions.logic.enqueue import enqueue_settings
+from functions.models.bounds import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN
 from functions.models.errors import InvalidBody, PayloadTooLarge
 
 router = Router()
+
+_BODY, _TYPES = doc.hook_body_and_types()
 
 _DESCRIPTION = (
     "For external services (payment providers, Git hosts, form builders): the raw body, a JSON object of at most "
@@ -62,11 +65,18 @@ _DESCRIPTION = (
         "requestBody": {
             "required": True,
             "description": "The external service's body, byte for byte (signed as sent): a JSON object",
-            "content": {doc.JSON: {"schema": {"type": "object"}, "example": {"event": "invoice.paid", "id": "in_1"}}},
+            "content": {doc.JSON: {"schema": _BODY, "example": {"message": "invoice in_1 paid"}}},
         },
         **doc.parameters(
-            doc.path_param("type", "A registered job type (GET /types)"),
-            doc.query_param("priority", "The job's priority", {"type": "integer", "minimum": 1, "maximum": 10}),
+            {
+                **doc.path_param("type", "A registered job type (GET /types)"),
+                "schema": {"type": "string", "enum": _TYPES},
+            },
+            doc.query_param(
+                "priority",
+                "The job's priority",
+                {"type": "integer", "minimum": PRIORITY_MIN, "maximum": PRIORITY_MAX, "default": PRIORITY_DEFAULT},
+            ),
             {
                 "name": "X-Jobs-Signature",
                 "in": "header",
@@ -88,11 +98,11 @@ def ingest_webhook(type: Annotated[str, PathParam(include_in_schema=False)]) -> 
         tenant=tenant,
         signature=event.headers.get("x-jobs-signature"),  # case-insensitive in Powertools 3
         secret_for=IngestSecrets(client("secretsmanager"), s.ingest_secret_prefix).secret_for,
-        query=dict(event.query_string_parameters or {}),
+        query=read_query(router, set(ingest.QUERY_OPTIONS)),
         repo=rt.repo,
         queue=rt.queue,
         clock=system_clock,
-        settings=EnqueueSettings(s.pending_grace_seconds, s.release_ahead_seconds, s.payload_inline_max_bytes),
+        settings=enqueue_settings(s),
         files=files,
     )
     emit("JobsEnqueued", 1)

@@ -1,6 +1,6 @@
 """``generate-embedding`` and ``generate-content``: Amazon Bedrock on AWS, the local-only provider elsewhere.
 
-The provider is chosen by ``Settings.ai_provider`` (see ``functions.logic.ai_providers``).
+The provider is chosen by ``Settings.ai_provider`` (see ``functions.adapters.ai_providers``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pydantic import ConfigDict, Field, field_validator
 from functions.logic.job_types.registry import JobContext, Payload, job_type
 
 if TYPE_CHECKING:
-    from functions.logic.ai_providers import AiProvider
+    from functions.adapters.ai_providers import AiProvider
 
 MAX_INPUT_CHARS = 8000
 # A Bedrock model id, inference profile id or ARN.
@@ -27,7 +27,7 @@ def _not_blank(value: str) -> str:
 
 def _provider(ctx: JobContext) -> AiProvider:
     # Imported here: every function imports the job types, and only these two jobs need the providers.
-    from functions.logic.ai_providers import provider_for
+    from functions.adapters.ai_providers import provider_for
 
     return provider_for(ctx.settings, ctx.client)
 

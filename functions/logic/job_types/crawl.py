@@ -33,8 +33,7 @@ from urllib.robotparser import RobotFileParser
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import AfterValidator, ConfigDict, Field
 
-from functions.logic.job_types.registry import JobContext, Payload, job_type
-from functions.logic.net import (
+from functions.adapters.net import (
     BlockedAddress,
     InvalidUrl,
     NetError,
@@ -46,6 +45,7 @@ from functions.logic.net import (
     status_failure,
     validate_http_url,
 )
+from functions.logic.job_types.registry import JobContext, Payload, job_type
 from functions.models.errors import PermanentJobError, RetryableJobError
 
 USER_AGENT = "jobs-crawler"

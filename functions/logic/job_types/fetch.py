@@ -11,12 +11,11 @@ import hashlib
 from typing import Annotated, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import AfterValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, ValidationInfo, field_validator
 
-from functions.logic.job_types.registry import JobContext, Payload, job_type
-from functions.logic.net import NetError, SafeHttpClient, job_failure, status_failure, validate_http_url
+from functions.adapters.net import NetError, SafeHttpClient, job_failure, status_failure, validate_http_url
+from functions.logic.job_types.registry import JobContext, Payload, job_type, settings_of
 from functions.models.errors import RetryableJobError
-from functions.settings import Settings
 
 HttpUrl = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(validate_http_url)]
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
@@ -34,8 +33,8 @@ class FetchPayload(Payload):
 
     @field_validator("max_bytes")
     @classmethod
-    def _within_limit(cls, value: int | None) -> int | None:
-        limit = Settings.from_env().fetch_max_bytes
+    def _within_limit(cls, value: int | None, info: ValidationInfo) -> int | None:
+        limit = settings_of(info).fetch_max_bytes
         if value is not None and value > limit:
             raise ValueError(f"must be at most {limit} (JOBS_FETCH_MAX_BYTES)")
         return value

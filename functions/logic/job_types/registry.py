@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo
 
 from functions.models.errors import InvalidPayload, InvalidType
 from functions.settings import Settings
@@ -34,9 +34,13 @@ class Payload(BaseModel):
 
     ``defer_build``: a model's validator is built when it first validates a payload, not when its module is
     imported. Every type is imported with the package, but a container only pays for the types it sees. (pydantic
-    2.14 builds a deferred model under a lock, so the local stack's threads may first use one at the same time.)"""
+    2.14 builds a deferred model under a lock, so the local stack's threads may first use one at the same time.)
 
-    model_config = ConfigDict(defer_build=True)
+    ``strict``: the API's one rule for numbers, as for the job's options (``functions/models/requests.py``): an
+    integer field takes a JSON integer, not "50" or 50.0. A field that must take JSON text as another Python type
+    (an array as a tuple, a string as a datetime) says ``strict=False`` itself."""
+
+    model_config = ConfigDict(defer_build=True, strict=True)
 
 
 PayloadT = TypeVar("PayloadT", bound=BaseModel)
@@ -59,7 +63,7 @@ class JobContext:
     settings: Settings = field(default_factory=Settings)
     # boto3 clients by service name, created once per container: ``ctx.client("s3")``.
     client: Callable[[str], Any] = _default_client
-    # Progress (0-100, short message); recorded on the job by the flow-control work, a no-op until then.
+    # Progress (0-100, short message), recorded on the job at most every ``progress_interval_seconds``.
     report_progress: Callable[..., None] = _no_progress
     # Epoch ms by which this attempt must end (the invocation's deadline); None when unknown.
     deadline_ms: int | None = None
@@ -77,9 +81,12 @@ class JobType(Generic[PayloadT]):
     payload_model: type[PayloadT]
     handler: Callable[[PayloadT, JobContext], Any]
 
-    def parse_payload(self, payload: dict[str, Any]) -> PayloadT:
+    def parse_payload(self, payload: dict[str, Any], settings: Settings | None = None) -> PayloadT:
+        """The payload validated by the type's model. ``settings`` (the caller's) reach validators that check a
+        configured limit through the validation context (``settings_of``); without them the defaults apply."""
         try:
-            return self.payload_model.model_validate(payload)
+            context = None if settings is None else {SETTINGS_CONTEXT_KEY: settings}
+            return self.payload_model.model_validate(payload, context=context)
         except ValidationError as exc:
             details = [
                 {"field": ".".join(str(part) for part in err["loc"]) or "payload", "message": err["msg"]}
@@ -94,6 +101,15 @@ class JobType(Generic[PayloadT]):
 
 
 _REGISTRY: dict[str, JobType[Any]] = {}
+SETTINGS_CONTEXT_KEY = "settings"
+
+
+def settings_of(info: ValidationInfo) -> Settings:
+    """The settings a payload is validated under (``JobType.parse_payload``); the defaults when it was validated
+    some other way (a model built directly)."""
+    context = info.context if isinstance(info.context, dict) else {}
+    settings = context.get(SETTINGS_CONTEXT_KEY)
+    return settings if isinstance(settings, Settings) else Settings()
 
 
 def job_type(

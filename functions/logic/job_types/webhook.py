@@ -23,10 +23,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, JsonValue, field_validator
 
+from functions.adapters.net import FORBIDDEN_REQUEST_HEADERS, NetError, SafeHttpClient, job_failure, validate_http_url
+from functions.adapters.net import status_failure as _status_failure
 from functions.dal.secrets import WebhookSecrets
 from functions.logic.job_types.registry import JobContext, Payload, job_type
-from functions.logic.net import FORBIDDEN_REQUEST_HEADERS, NetError, SafeHttpClient, job_failure, validate_http_url
-from functions.logic.net import status_failure as _status_failure
 
 SIGNATURE_HEADER = "X-Jobs-Signature"
 TIMESTAMP_HEADER = "X-Jobs-Timestamp"

@@ -16,6 +16,9 @@ Every request, and every redirect hop, goes through the same steps:
 
 Standard library only. Errors are ``NetError`` subclasses, each saying whether retrying can help;
 ``job_failure()`` turns one into the ``RetryableJobError``/``PermanentJobError`` a job handler raises.
+
+One module although it is long: the URL checks, the address policy and the pinned connections are one security
+boundary, and a reviewer should be able to read it top to bottom in one place.
 """
 
 from __future__ import annotations

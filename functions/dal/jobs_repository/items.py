@@ -1,0 +1,156 @@
+"""A ``Job`` as a DynamoDB item of the jobs table and back (the low-level attribute-value shape boto3 speaks)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from functions.dal.jobs_repository.keys import id_hash, record_key, status_partition
+from functions.models.job import Callback, HistoryEntry, Job, JobStatus, Progress
+
+
+@dataclass(frozen=True)
+class ItemLayout:
+    """What an item's keys and expiry depend on besides the job: the table's shard counts and retention."""
+
+    listing_shards: int
+    sweep_shards: int
+    # Final jobs carry ``expiresAt`` (DynamoDB TTL) this long after they ended; 0 keeps them forever.
+    retention_seconds: int = 0
+
+
+def to_item(job: Job, layout: ItemLayout) -> dict[str, Any]:
+    job_hash = id_hash(job.id)  # one hash for both shards (key_shard's)
+    listing_shard = job_hash % layout.listing_shards
+    item: dict[str, Any] = {
+        "pk": {"S": record_key(job.tenant, job.id)},
+        "id": {"S": job.id},
+        "tenant": {"S": job.tenant},
+        "type": {"S": job.type},
+        "status": {"S": job.status.value},
+        "payloadJson": {"S": json.dumps(job.payload, separators=(",", ":"))},
+        "priority": {"N": str(job.priority)},
+        "attempts": {"N": str(job.attempts)},
+        "maxAttempts": {"N": str(job.max_attempts)},
+        "createdAt": {"S": job.created_at},
+        "updatedAt": {"S": job.updated_at},
+        "version": {"N": str(job.version)},
+        "history": {"L": [{"M": _history_item(entry)} for entry in job.history]},
+        # Listing indexes: newest first within a tenant, by status, by type; each key in one of listing_shards.
+        "createdKey": {"S": f"{job.created_at}#{job.id}"},
+        "tenantKey": {"S": f"{job.tenant}#{listing_shard}"},
+        "tenantStatus": {"S": f"{job.tenant}#{status_partition(job.status)}#{listing_shard}"},
+        "tenantType": {"S": f"{job.tenant}#{job.type}#{listing_shard}"},
+    }
+    optional_strings = {
+        "runAt": job.run_at,
+        "startedAt": job.started_at,
+        "completedAt": job.completed_at,
+        "error": job.error,
+    }
+    for name, value in optional_strings.items():
+        if value is not None:
+            item[name] = {"S": value}
+    if job.result is not None:
+        item["resultJson"] = {"S": json.dumps(job.result, separators=(",", ":"))}
+    if job.payload_ref is not None:
+        item["payloadRef"] = {"S": job.payload_ref}
+    for name, text_value in (
+        ("groupId", job.group_id),
+        ("batchId", job.batch_id),
+        ("idempotencyKey", job.idempotency_key),
+    ):
+        if text_value is not None:
+            item[name] = {"S": text_value}
+    if job.progress is not None:
+        item["progressJson"] = {"S": job.progress.model_dump_json(by_alias=True)}
+    if job.callback is not None:
+        callback = job.callback.model_dump(mode="json", by_alias=True)
+        callback["forVersion"] = job.callback.for_version
+        item["callbackJson"] = {"S": json.dumps(callback, separators=(",", ":"))}
+    if job.lease_until_ms is not None:
+        item["leaseUntil"] = {"N": str(job.lease_until_ms)}
+    if job.next_attempt_at_ms is not None:
+        item["nextAttemptAt"] = {"N": str(job.next_attempt_at_ms)}
+    if job.status.is_final and layout.retention_seconds:
+        ended = datetime.fromisoformat(job.completed_at or job.updated_at).timestamp()
+        item["expiresAt"] = {"N": str(int(ended) + layout.retention_seconds)}
+    if job.sweep_at is not None:
+        # Sparse index: only jobs the sweeper must look at carry these attributes.
+        item["sweepShard"] = {"S": str(job_hash % layout.sweep_shards)}
+        item["sweepAt"] = {"S": job.sweep_at}
+    return item
+
+
+def from_item(item: dict[str, Any]) -> Job:
+    def text(name: str) -> str | None:
+        return item[name]["S"] if name in item else None
+
+    def number(name: str) -> int | None:
+        return int(item[name]["N"]) if name in item else None
+
+    return Job(
+        id=item["id"]["S"],
+        tenant=item["tenant"]["S"],
+        type=item["type"]["S"],
+        payload=json.loads(item["payloadJson"]["S"]),
+        status=JobStatus(item["status"]["S"]),
+        priority=int(item["priority"]["N"]),
+        attempts=int(item["attempts"]["N"]),
+        max_attempts=int(item["maxAttempts"]["N"]),
+        created_at=item["createdAt"]["S"],
+        updated_at=item["updatedAt"]["S"],
+        run_at=text("runAt"),
+        started_at=text("startedAt"),
+        completed_at=text("completedAt"),
+        result=json.loads(item["resultJson"]["S"]) if "resultJson" in item else None,
+        error=text("error"),
+        history=tuple(_history_entry(entry["M"]) for entry in item.get("history", {}).get("L", [])),
+        version=int(item["version"]["N"]),
+        lease_until_ms=number("leaseUntil"),
+        next_attempt_at_ms=number("nextAttemptAt"),
+        sweep_at=text("sweepAt"),
+        payload_ref=text("payloadRef"),
+        group_id=text("groupId"),
+        batch_id=text("batchId"),
+        idempotency_key=text("idempotencyKey"),
+        progress=Progress.model_validate_json(item["progressJson"]["S"]) if "progressJson" in item else None,
+        callback=_callback(item["callbackJson"]["S"]) if "callbackJson" in item else None,
+    )
+
+
+def is_job_item(item: dict[str, Any]) -> bool:
+    """A job record, not another item of the table (a batch, an idempotency claim)."""
+    return "type" in item
+
+
+def expired(item: dict[str, Any]) -> bool:
+    """Past its ``expiresAt``: gone for the service, though DynamoDB's TTL sweep may not have removed it yet."""
+    return "expiresAt" in item and int(item["expiresAt"]["N"]) <= time.time()
+
+
+def _callback(text: str) -> Callback:
+    data = json.loads(text)
+    for_version = data.pop("forVersion", None)
+    return Callback.model_validate(data).model_copy(update={"for_version": for_version})
+
+
+def _history_item(entry: HistoryEntry) -> dict[str, Any]:
+    item: dict[str, Any] = {"status": {"S": entry.status.value}, "at": {"S": entry.at}}
+    if entry.attempt is not None:
+        item["attempt"] = {"N": str(entry.attempt)}
+    if entry.error is not None:
+        item["error"] = {"S": entry.error}
+    return item
+
+
+def _history_entry(item: dict[str, Any]) -> HistoryEntry:
+    return HistoryEntry(
+        status=JobStatus(item["status"]["S"]),
+        at=item["at"]["S"],
+        attempt=int(item["attempt"]["N"]) if "attempt" in item else None,
+        error=item["error"]["S"] if "error" in item else None,
+    )

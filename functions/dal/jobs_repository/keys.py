@@ -1,0 +1,66 @@
+"""The jobs table's key layout: record keys, the listing and sweep indexes, and the shard of a job id.
+
+No partition key takes a tenant's whole traffic (DynamoDB allows 1,000 writes/s per key): every index key carries a
+shard of the job id (``listing_shards``, ``sweep_shards``). Shard counts may grow on a live table (the old shards
+stay in range), never shrink. infra/constructs/tables.py declares the same indexes (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from functions.models.job import JobStatus
+
+INDEX_BY_TENANT = "by-tenant"
+INDEX_BY_STATUS = "by-status"
+INDEX_BY_TYPE = "by-type"
+INDEX_BY_SWEEP = "by-sweep"
+
+# The non-key attributes the listing indexes project: what their queries filter on. The type never changes, so a
+# job's updates that keep its index keys (attempts, progress, results, expiry...) cost these indexes no write.
+LISTING_INDEX_ATTRIBUTES = ("type",)
+
+# index name -> (partition key attribute, sort key attribute)
+INDEX_KEYS = {
+    INDEX_BY_TENANT: ("tenantKey", "createdKey"),
+    INDEX_BY_STATUS: ("tenantStatus", "createdKey"),
+    INDEX_BY_TYPE: ("tenantType", "createdKey"),
+}
+
+# A job's status partition in the by-status index: the statuses a job passes through on its way to a final one
+# share one, so claiming, retrying and re-claiming a job move no index entry (moving one is a delete and a put:
+# two write units a transition). A listing of one of them filters the shared partition by the records' status; it
+# holds the in-flight jobs only, and a page examines at most ``listing_read_budget`` index entries.
+IN_FLIGHT_PARTITION = "in-flight"
+IN_FLIGHT_STATUSES = frozenset({JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.RETRYING})
+
+
+def status_partition(status: JobStatus) -> str:
+    return IN_FLIGHT_PARTITION if status in IN_FLIGHT_STATUSES else status.value
+
+
+def record_key(tenant: str, job_id: str) -> str:
+    return f"{tenant}#{job_id}"
+
+
+def batch_key(tenant: str, batch_id: str) -> str:
+    # Batches live in the jobs table beside their children (no index attributes, so no index holds them).
+    return f"{tenant}#batch#{batch_id}"
+
+
+def idempotency_key_item(tenant: str, key: str) -> str:
+    # Hashed: a caller's key may be long or hold characters we would rather not have in a key.
+    return f"{tenant}#idem#{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def id_hash(job_id: str) -> int:
+    return int(hashlib.sha256(job_id.encode()).hexdigest()[:8], 16)
+
+
+def key_shard(job_id: str, shards: int) -> int:
+    """A job's shard among ``shards``: stable (a hash of its id), so its index keys never move between writes."""
+    return id_hash(job_id) % shards
+
+
+def sweep_shard(job_id: str, shards: int) -> str:
+    return str(key_shard(job_id, shards))

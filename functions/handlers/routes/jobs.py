@@ -1,0 +1,208 @@
+"""Jobs: enqueue (``POST /jobs``, ``POST /enqueue``), list, get, cancel and retry."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
+
+from functions.handlers import openapi as doc
+from functions.handlers.http import caller_tenant, json_response, read_json_body, read_query
+from functions.handlers.runtime import batch_settler, emit, files, runtime
+from functions.logic import manage, waiting
+from functions.logic.clock import system_clock
+from functions.logic.enqueue import Accepted, JobSpec, enqueue_settings, parse_job_spec, parse_message_request, submit
+from functions.logic.job_types import registered_types
+from functions.logic.payloads import with_full_payload
+from functions.models.bounds import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, LIST_LIMIT_MIN
+from functions.models.errors import InvalidQuery, NotFound, shown
+from functions.models.job import Job
+
+router = Router()
+
+JobId = Annotated[str, PathParam(description=doc.JOB_ID)]
+LOCATION = {"Location": "The job's URL: /jobs/{id}"}
+LONG_POLL_HEADER = "X-Long-Poll"
+# Job ids are UUIDs (36 characters); a longer one names no job and is not looked up.
+JOB_ID_MAX_LENGTH = 64
+
+
+@router.post(
+    "/jobs",
+    summary="Enqueue a job",
+    description="Validates the payload against the type's model, stores the job and queues it (now, after "
+    "`delaySeconds`, or at `runAt`). A 202 means the job will reach a final state.",
+    operation_id="createJob",
+    tags=["jobs"],
+    responses={
+        200: doc.replayed(doc.Job, "job", LOCATION),
+        202: doc.ok(doc.Job, "Accepted: the job record (pending, or scheduled)", LOCATION),
+        **doc.keyed_errors(
+            "INVALID_BODY",
+            "INVALID_TYPE",
+            "INVALID_PAYLOAD",
+            "INVALID_OPTION",
+            "IDEMPOTENCY_CONFLICT",
+            "PAYLOAD_TOO_LARGE",
+        ),
+    },
+    openapi_extensions={**doc.create_job_body(), **doc.idempotency_key_header("job")},
+)
+def create_job() -> Response[str]:
+    tenant = caller_tenant(router)
+    key = router.current_event.headers.get("idempotency-key")  # case-insensitive in Powertools 3
+    job, replayed = _submit(parse_job_spec(read_json_body(router), system_clock(), key), tenant)
+    if replayed:
+        return json_response(200, record(job), headers={"Location": f"/jobs/{job.id}", doc.REPLAYED_HEADER: "true"})
+    return json_response(202, job.to_api(), headers={"Location": f"/jobs/{job.id}"})
+
+
+@router.post(
+    "/enqueue",
+    summary="Enqueue a message job",
+    description="`{message}` becomes a `message` job, which completes with the message when consumed: the shortest "
+    "way to queue work (`POST /jobs` with type `message` is the same job).",
+    operation_id="enqueueMessage",
+    tags=["jobs"],
+    responses={
+        202: doc.ok(doc.Enqueued, "Accepted: the queued message job", LOCATION),
+        **doc.keyed_errors("INVALID_BODY", "INVALID_MESSAGE", "PAYLOAD_TOO_LARGE"),
+    },
+    openapi_extensions=doc.message_body(),
+)
+def enqueue_message() -> Response[str]:
+    tenant = caller_tenant(router)
+    job = _submit(parse_message_request(read_json_body(router)), tenant).job
+    body = {"queued": True, "id": job.id, "message": job.payload["message"], "enqueuedAt": job.created_at}
+    return json_response(202, body, headers={"Location": f"/jobs/{job.id}"})
+
+
+@router.get(
+    "/jobs",
+    summary="List jobs",
+    description="The tenant's jobs, newest first, optionally of one status and/or type, a page at a time.",
+    operation_id="listJobs",
+    tags=["jobs"],
+    responses={200: doc.ok(doc.JobPage, "A page of jobs"), **doc.keyed_errors("INVALID_QUERY")},
+    openapi_extensions=doc.parameters(
+        doc.query_param("status", "Only jobs in this status", {"type": "string", "enum": doc.STATUS_VALUES}),
+        doc.query_param("type", "Only jobs of this type", {"type": "string", "enum": registered_types()}),
+        doc.query_param(
+            "limit",
+            "Page size",
+            {"type": "integer", "minimum": LIST_LIMIT_MIN, "maximum": LIST_LIMIT_MAX, "default": LIST_LIMIT_DEFAULT},
+        ),
+        doc.query_param(
+            "cursor",
+            "The previous page's nextCursor: opaque, so no schema can tell a good one (a bad one is INVALID_QUERY)",
+            {"type": "string", "minLength": 1},
+        ),
+    ),
+)
+def list_jobs() -> Response[str]:
+    tenant = caller_tenant(router)
+    query = read_query(router, {"status", "type", "limit", "cursor"})
+    if "status" in query and query["status"] not in doc.STATUS_VALUES:
+        raise InvalidQuery(f"'status' must be one of: {', '.join(doc.STATUS_VALUES)}")
+    if "type" in query and query["type"] not in registered_types():
+        raise InvalidQuery(f"'type' must be one of: {', '.join(registered_types())}")
+    page = manage.list_jobs(runtime().repo, tenant, query)
+    body = {"jobs": [job.to_api() for job in page.jobs], "count": len(page.jobs), "nextCursor": page.next_cursor}
+    return json_response(200, body)
+
+
+@router.get(
+    "/jobs/<job_id>",
+    summary="Get a job",
+    description="The whole record: status, attempts, result, last error and every transition in `history`. "
+    "With `wait=N` (up to 20 s) the answer comes as soon as the job is final, or after N seconds as it is then.",
+    operation_id="getJob",
+    tags=["jobs"],
+    responses={
+        200: doc.ok(doc.Job, "The job", {LONG_POLL_HEADER: "`1`: this server supports `wait`"}),
+        **doc.keyed_errors("NOT_FOUND", "INVALID_QUERY"),
+    },
+    openapi_extensions=doc.parameters(
+        doc.path_param("job_id", doc.JOB_ID),
+        doc.query_param(
+            "wait",
+            "Long-poll: seconds to wait for a final status",
+            {"type": "integer", "minimum": 0, "maximum": waiting.MAX_WAIT_SECONDS, "default": 0},
+        ),
+    ),
+)
+def get_job(job_id: Annotated[str, PathParam(include_in_schema=False)]) -> Response[str]:
+    tenant = caller_tenant(router)
+    wait = waiting.parse_wait(read_query(router, {"wait"}))
+    known_id(job_id)
+    # Leave the function time to answer: its timeout bounds the wait, whatever was asked.
+    context = router.lambda_context
+    remaining = context.get_remaining_time_in_millis() / 1000 - 2 if context else wait
+    job, _ = waiting.wait_for_final(runtime().repo, tenant, job_id, max(0.0, min(wait, remaining)))
+    return json_response(200, record(job), headers={LONG_POLL_HEADER: "1"})
+
+
+@router.delete(
+    "/jobs/<job_id>",
+    summary="Cancel a job",
+    description="Scheduled, pending and retrying jobs only; it never runs, even if its message is already queued.",
+    operation_id="cancelJob",
+    tags=["jobs"],
+    responses={
+        200: doc.ok(doc.Job, "The cancelled job"),
+        **doc.keyed_errors("NOT_FOUND", "INVALID_STATE", "CONFLICT"),
+    },
+)
+def cancel_job(job_id: JobId) -> Response[str]:
+    rt = runtime()
+    tenant = caller_tenant(router)
+    job = manage.cancel_job(
+        rt.repo,
+        tenant,
+        known_id(job_id),
+        system_clock,
+        queue=rt.queue,
+        pending_grace_seconds=rt.settings.pending_grace_seconds,
+        after_final=batch_settler().job_final,
+    )
+    return json_response(200, record(job))
+
+
+@router.post(
+    "/jobs/<job_id>/retry",
+    summary="Run a failed or cancelled job again",
+    description="Back to pending with attempts reset; the history is kept.",
+    operation_id="retryJob",
+    tags=["jobs"],
+    responses={
+        202: doc.ok(doc.Job, "Accepted: the job, pending again", LOCATION),
+        **doc.keyed_errors("NOT_FOUND", "INVALID_STATE", "CONFLICT"),
+    },
+)
+def retry_job(job_id: JobId) -> Response[str]:
+    rt = runtime()
+    tenant = caller_tenant(router)
+    job = manage.retry_job(rt.repo, rt.queue, tenant, known_id(job_id), system_clock, rt.settings.pending_grace_seconds)
+    return json_response(202, record(job), headers={"Location": f"/jobs/{job.id}"})
+
+
+def known_id(job_id: str) -> str:
+    """``job_id``, or NOT_FOUND quoting it cut short when it is too long to be any job's id."""
+    if len(job_id) > JOB_ID_MAX_LENGTH:
+        raise NotFound(f"job '{shown(job_id)}' not found")
+    return job_id
+
+
+def _submit(spec: JobSpec, tenant: str) -> Accepted:
+    rt = runtime()
+    accepted = submit(spec, tenant, rt.repo, rt.queue, system_clock, enqueue_settings(rt.settings), files=files)
+    if not accepted.replayed:
+        emit("JobsEnqueued", 1)
+    return accepted
+
+
+def record(job: Job) -> dict[str, Any]:
+    """One job as the API shows it: with its whole payload, even when that is kept in S3 (listings show a stub)."""
+    return with_full_payload(job, files() if job.payload_ref else None).to_api()

@@ -1,0 +1,42 @@
+"""The bounds and defaults of a job's options, stated once: the API's request models, the CLI, the client and the
+configuration import them from here."""
+
+from __future__ import annotations
+
+PRIORITY_MIN = 1
+PRIORITY_MAX = 10
+PRIORITY_DEFAULT = 5
+# Jobs at or above this priority go to the high lane (``Settings.high_priority_threshold`` defaults to it).
+HIGH_PRIORITY_THRESHOLD_DEFAULT = 8
+
+MAX_ATTEMPTS_MIN = 1
+MAX_ATTEMPTS_MAX = 25
+MAX_ATTEMPTS_DEFAULT = 3
+
+# ``delaySeconds`` and ``runAt`` may put a job at most a year ahead.
+DELAY_SECONDS_MAX = 31_536_000
+
+# ``GET /jobs``: the page size.
+LIST_LIMIT_MIN = 1
+LIST_LIMIT_MAX = 100
+LIST_LIMIT_DEFAULT = 50
+
+# ``GET /stats/throughput``: how many minutes.
+THROUGHPUT_MINUTES_MIN = 1
+THROUGHPUT_MINUTES_MAX = 1440
+THROUGHPUT_MINUTES_DEFAULT = 60
+
+GROUP_ID_MAX_LENGTH = 128
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+CALLBACK_URL_MAX_LENGTH = 2048
+# Printable ASCII without spaces: safe in logs, headers and SQS attributes (group ids, idempotency keys).
+PRINTABLE_PATTERN = r"^[\x21-\x7e]+$"
+
+MESSAGE_MAX_LENGTH = 500
+MAX_BATCH_JOBS = 100
+# A request body (POST /jobs, /jobs/batch, /enqueue, /uploads) up to this size is accepted: 5 MiB.
+BODY_MAX_BYTES_DEFAULT = 5 * 1024 * 1024
+# An upload is at most this large by default (``Settings.upload_max_bytes``): 10 MiB.
+UPLOAD_MAX_BYTES_DEFAULT = 10 * 1024 * 1024
+# A webhook's raw body (POST /hooks/{type}) is at most 256 KiB.
+HOOK_BODY_MAX_BYTES = 256 * 1024
