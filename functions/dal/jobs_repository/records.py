@@ -90,16 +90,20 @@ class Records(IdempotencyClaims):
 
     def record_progress(self, job: Job, progress: Progress) -> bool:
         """Set the record's progress if it is still ``job`` (same version), leaving the version as it is."""
+        return self._set_keeping_version(
+            job, "SET progressJson = :p", {":p": {"S": progress.model_dump_json(by_alias=True)}}
+        )
+
+    def _set_keeping_version(self, job: Job, update: str, values: dict[str, Any]) -> bool:
+        """Apply ``update`` if the record is still ``job`` (same version), without changing the version; False if
+        the record moved on (its own writer's values stand)."""
         try:
             self._ddb.update_item(
                 TableName=self._jobs_table,
                 Key={"pk": {"S": record_key(job.tenant, job.id)}},
-                UpdateExpression="SET progressJson = :p",
+                UpdateExpression=update,
                 ConditionExpression="version = :v",
-                ExpressionAttributeValues={
-                    ":p": {"S": progress.model_dump_json(by_alias=True)},
-                    ":v": {"N": str(job.version)},
-                },
+                ExpressionAttributeValues={**values, ":v": {"N": str(job.version)}},
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
@@ -169,25 +173,10 @@ class Records(IdempotencyClaims):
     def move_sweep_mark(self, job: Job, sweep_at: str) -> bool:
         """Move the record's sweep mark if it is still ``job`` (same version), leaving the version as it is: the
         sweeper looking at a running job later must not make the attempt's own conditional writes fail."""
-        try:
-            self._ddb.update_item(
-                TableName=self._jobs_table,
-                Key={"pk": {"S": record_key(job.tenant, job.id)}},
-                UpdateExpression="SET sweepAt = :at, sweepShard = :shard",
-                ConditionExpression="version = :v",
-                ExpressionAttributeValues={
-                    ":at": {"S": sweep_at},
-                    ":shard": {"S": sweep_shard(job.id, self._sweep_shards)},
-                    ":v": {"N": str(job.version)},
-                },
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise StorageError(f"DynamoDB write failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"DynamoDB write failed: {exc}") from exc
-        return True
+        shard = sweep_shard(job.id, self._sweep_shards)
+        return self._set_keeping_version(
+            job, "SET sweepAt = :at, sweepShard = :shard", {":at": {"S": sweep_at}, ":shard": {"S": shard}}
+        )
 
 
 def _creation_chunks(jobs: Sequence[Job]) -> Iterator[list[Job]]:
