@@ -64,6 +64,13 @@ class Settings:
     backoff_cap_seconds: float = 300.0
     # A pending job whose message was never sent is re-sent after this long.
     pending_grace_seconds: int = 120
+    # An in-flight job (processing, retrying) keeps a sweep mark this long past its lease or its next attempt's time:
+    # longer than the queue's visibility timeout (6x the consumer timeout), after which SQS itself brings a dead
+    # attempt's message back. A mark that comes due means no message of the job is left (it was deleted, or SQS
+    # moved it to the DLQ after maxReceiveCount receives): the sweeper re-sends it (logic/sweep.py).
+    in_flight_grace_seconds: int = 900
+    # An in-flight job that made no progress this long despite those re-sends is ended as failed.
+    orphan_give_up_seconds: int = 86_400
     # Scheduled jobs are handed to SQS (DelaySeconds) once they are due within this window (SQS max is 900).
     release_ahead_seconds: int = 900
     default_lease_seconds: int = 60
@@ -85,6 +92,9 @@ class Settings:
     upload_max_bytes: int = 10 * 1024 * 1024
     presign_expiry_seconds: int = 900
     payload_inline_max_bytes: int = 256 * 1024
+    # Offloaded payloads are expired by the files bucket's lifecycle this many days after they were written; a job
+    # with one may not be scheduled further ahead than its payload lives (logic/payloads.py).
+    payload_retention_days: int = 30
     payload_max_bytes: int = 5 * 1024 * 1024
     image_max_pixels: int = 40_000_000
     # "bedrock" on AWS; "local" runs a local provider (moto cannot serve Bedrock).

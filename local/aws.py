@@ -382,7 +382,7 @@ def create_resources(config: ServiceConfig) -> LocalResources:
             _index("by-tenant", "tenantKey", "createdKey", LISTING_PROJECTION),
             _index("by-status", "tenantStatus", "createdKey", LISTING_PROJECTION),
             _index("by-type", "tenantType", "createdKey", LISTING_PROJECTION),
-            _index("by-sweep", "sweepShard", "sweepAt", {"ProjectionType": "ALL"}),
+            _index("by-sweep", "sweepShard", "sweepAt", {"ProjectionType": "KEYS_ONLY"}),
         ],
     )
     _keyed_table(ddb, config.stats_table)

@@ -36,6 +36,10 @@ OPEN_ROUTES = frozenset(
     }
 )
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+# Lambda refuses a synchronous invoke whose event (the request serialised as JSON) is 6 MB or more. API Gateway then
+# answers 500 (INTEGRATION_FAILURE, rendered by the DEFAULT_5XX gateway response): reproduced here, so that a body
+# between this and MAX_REQUEST_BYTES fails locally as it does on AWS.
+LAMBDA_MAX_REQUEST_BYTES = 6 * 1024 * 1024
 STAGE = "local"
 
 
@@ -67,6 +71,12 @@ class ApiKeyCache:
                     keys[key["value"]] = key["id"]
         self._by_value = keys
         self._loaded_at = time.monotonic()
+
+
+def exceeds_lambda_request_limit(event: dict[str, Any]) -> bool:
+    """Whether Lambda would refuse to be invoked with ``event``: its JSON, where the body's quotes and backslashes
+    are escaped again, so a body of heavily quoted JSON under the API's 5 MiB limit may still exceed it."""
+    return len(json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()) >= LAMBDA_MAX_REQUEST_BYTES
 
 
 def is_open(method: str, path: str) -> bool:
@@ -186,6 +196,9 @@ class LocalGateway:
             self._reply(request, 403, {"error": "Forbidden", "code": "FORBIDDEN"}, {})
             return
         event = build_event(method, request.path, headers, body, key_id, api_key, request.client_address[0])
+        if exceeds_lambda_request_limit(event):
+            self._reply(request, 500, {"error": "Internal server error", "code": "UNAVAILABLE"}, {})
+            return
         try:
             response = self._handler(event, LocalContext("api", self._timeout_seconds))
         except Exception:  # noqa: BLE001 - the real gateway answers 502 when the function itself crashes

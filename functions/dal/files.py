@@ -21,6 +21,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from functions.models.errors import FileNotFound, StorageError
 
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_DENIED_CODES = frozenset({"AccessDenied", "403"})
+# Large job payloads (logic/payloads.py): written and read only by our own functions, which hold GetObject on it.
+PAYLOADS_PREFIX = "payloads/"
 
 
 @dataclass(frozen=True)
@@ -39,9 +42,22 @@ class FileStore(Protocol):
 
 
 class S3FileStore:
-    def __init__(self, client: Any, bucket: str, presigner: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        presigner: Callable[[], Any] | None = None,
+        denied_means_missing: tuple[str, ...] = (PAYLOADS_PREFIX,),
+    ) -> None:
         self._s3 = client
         self._bucket = bucket
+        # Without s3:ListBucket, S3 answers GetObject of a missing key 403 AccessDenied, not 404 NoSuchKey (it will
+        # not tell a caller who may not list the bucket whether a key exists). Under these prefixes a 403 is read as
+        # "missing": the functions' GetObject grant covers them (the IAM coverage test proves it), so a denial there
+        # can only be S3 hiding a missing key, e.g. a payload the lifecycle rule expired. A ListBucket grant would
+        # make it a 404 instead, but it cannot be narrowed to a prefix for this purpose (the s3:prefix condition is
+        # only set on list requests, not on GetObject), so it would let the functions list every tenant's files.
+        self._denied_means_missing = denied_means_missing
         # Signing is local (no request is made): any client with the right endpoint and credentials will do. Asked
         # for on first use, so functions that never presign never build it.
         self._presigner = presigner or (lambda: client)
@@ -65,7 +81,8 @@ class S3FileStore:
             response = self._s3.get_object(Bucket=self._bucket, Key=key)
             return bytes(response["Body"].read())
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _NOT_FOUND_CODES:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in _NOT_FOUND_CODES or (code in _DENIED_CODES and key.startswith(self._denied_means_missing)):
                 raise FileNotFound(f"s3://{self._bucket}/{key} does not exist") from exc
             raise StorageError(f"S3 GetObject failed: {exc}") from exc
         except BotoCoreError as exc:

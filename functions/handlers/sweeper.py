@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.handlers.runtime import emit, logger, metrics, runtime, traced
+from functions.handlers.runtime import batch_settler, emit, logger, metrics, runtime, traced
 from functions.logic.clock import system_clock
 from functions.logic.sweep import SweepSettings, sweep
 
@@ -18,10 +18,17 @@ from functions.logic.sweep import SweepSettings, sweep
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     rt = runtime()
     settings = SweepSettings(
-        rt.settings.sweep_shards, rt.settings.pending_grace_seconds, rt.settings.release_ahead_seconds
+        rt.settings.sweep_shards,
+        rt.settings.pending_grace_seconds,
+        rt.settings.release_ahead_seconds,
+        in_flight_grace_seconds=rt.settings.in_flight_grace_seconds,
+        orphan_give_up_seconds=rt.settings.orphan_give_up_seconds,
     )
-    report = sweep(rt.repo, rt.queue, system_clock, settings)
+    # A job the sweeper ends may be its batch's last: the batch is settled as when a consumer ends it.
+    report = sweep(rt.repo, rt.queue, system_clock, settings, after_final=batch_settler().job_final)
     emit("ScheduledReleased", report.released)
     emit("PendingResent", report.resent)
     emit("CallbacksResent", report.callbacks_resent)
+    emit("OrphansResent", report.orphans_resent)
+    emit("OrphansFailed", report.orphans_failed)
     return asdict(report)

@@ -39,6 +39,7 @@ from functions.logic.lanes import JobQueue
 from functions.logic.limits import Admission, Limiter, NoLimits
 from functions.logic.payloads import full_payload
 from functions.logic.progress import ProgressReporter
+from functions.logic.sweep import mark_in_flight
 from functions.logic.transitions import read_decide_write
 from functions.models.errors import ApiError, ConcurrentUpdate, FileNotFound, JobDeferred, JobFailure, JobsError
 from functions.models.job import Job, JobMessage, JobStatus, Progress
@@ -161,7 +162,11 @@ class MessageConsumer:
                 self._fail(job, now, error, message.to_body(), source_arn)
                 return None
             # The attempt cannot outlive the invocation running it; past its lease, a redelivery may take over.
-            started = job.start(iso(now), lease_until_ms=now + max(remaining_ms, 1000))
+            started = mark_in_flight(
+                job.start(iso(now), lease_until_ms=now + max(remaining_ms, 1000)),
+                self.job_settings.in_flight_grace_seconds,
+                previous=job.sweep_at,
+            )
             # Limits are checked before the attempt is counted: a job over its limit waits, it does not fail.
             admission = self.limiter.admit(job.tenant, job.type, job.id, now, started.lease_until_ms or now)
             if not admission.admitted:
@@ -284,6 +289,7 @@ class MessageConsumer:
                 job.attempts, self.settings.backoff_base_seconds, self.settings.backoff_cap_seconds, self.rng
             )
             retrying = job.retry_later(iso(now), error, next_attempt_at_ms=now + delay * 1000, progress=progress)
+            retrying = mark_in_flight(retrying, self.job_settings.in_flight_grace_seconds)
             if not self._save_outcome(job, retrying):
                 return Outcome.DROPPED
             self.events("JobsRetried", 1)
@@ -307,7 +313,7 @@ class MessageConsumer:
 
         The last step may raise (its batch could not be read): the message then comes back, finds the job final
         and looks at the batch again, so ``then`` (the DLQ copy) must already be done by then."""
-        after = callbacks.arm(after, now, self.job_settings.pending_grace_seconds)
+        after = callbacks.arm(mark_in_flight(after, 0), now, self.job_settings.pending_grace_seconds)
         if not self._save_outcome(before, after):
             return False
         if after.status == JobStatus.FAILED:

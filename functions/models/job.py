@@ -38,7 +38,8 @@ ALLOWED_TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = MappingProxyType
         JobStatus.PROCESSING: frozenset(
             {JobStatus.PROCESSING, JobStatus.COMPLETED, JobStatus.RETRYING, JobStatus.FAILED}
         ),
-        JobStatus.RETRYING: frozenset({JobStatus.PROCESSING, JobStatus.CANCELLED}),
+        # FAILED: the sweeper ends a retrying job whose message is gone for good (logic/sweep.py).
+        JobStatus.RETRYING: frozenset({JobStatus.PROCESSING, JobStatus.CANCELLED, JobStatus.FAILED}),
         JobStatus.COMPLETED: frozenset(),
         JobStatus.FAILED: frozenset({JobStatus.PENDING}),
         JobStatus.CANCELLED: frozenset({JobStatus.PENDING}),

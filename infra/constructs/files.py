@@ -12,11 +12,14 @@ from aws_cdk import aws_s3 as s3
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
+from functions.settings import Settings
+
 UPLOADS = "uploads/"
 PAYLOADS = "payloads/"
 # Written by jobs; presigned for download by GET /jobs/{id}/result.
 JOB_OUTPUTS = ("processed/", "fetched/", "crawls/")
-PAYLOAD_RETENTION_DAYS = 30
+# Enqueue refuses to schedule an offloaded payload's job further ahead than this allows (logic/payloads.py).
+PAYLOAD_RETENTION_DAYS = Settings.payload_retention_days
 
 
 class FilesBucket(Construct):

@@ -56,8 +56,17 @@ class Sweeper(Construct):
         self.sweeper.function.configure_async_invoke(retry_attempts=0)
 
         self.sweeper.allow(["dynamodb:Query"], [tables.jobs_index_arn(INDEX_BY_SWEEP)])
-        # It rewrites the job's sweep mark with a conditional PutItem (the repository's ``save``); the records it
-        # needs come whole from the sparse index, so it reads no item by key.
-        self.sweeper.allow(["dynamodb:PutItem"], [tables.jobs.table_arn])
+        # It reads the due records by key (its index holds keys only) and rewrites the job's sweep mark with a
+        # conditional PutItem (the repository's ``save``) or UpdateItem (``move_sweep_mark``).
+        self.sweeper.allow(
+            [
+                "dynamodb:BatchGetItem",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:ConditionCheckItem",
+            ],
+            [tables.jobs.table_arn],
+        )
         # Due jobs, lost messages and lost callbacks go to their own lane (normal, high or ordered).
         self.sweeper.allow(["sqs:SendMessage"], [queue.queue_arn for queue in queues])

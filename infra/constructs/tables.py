@@ -51,8 +51,10 @@ class JobsTables(Construct):
                 partition_key=_string(partition),
                 sort_key=_string(sort),
                 # Listing: keys and the filtered attributes, so a running job's updates don't rewrite the index (the
-                # API reads the page's records by key). The sweeper reads whole records from its sparse index.
-                projection_type=dynamodb.ProjectionType.INCLUDE if listing else dynamodb.ProjectionType.ALL,
+                # API reads the page's records by key). Sweep: keys only, for the same reason (an in-flight job keeps
+                # its mark: a claim, progress or a retry would otherwise rewrite its entry); the sweeper reads the
+                # due records by key.
+                projection_type=dynamodb.ProjectionType.INCLUDE if listing else dynamodb.ProjectionType.KEYS_ONLY,
                 non_key_attributes=list(LISTING_INDEX_ATTRIBUTES) if listing else None,
             )
         # Status counters never expire; the per-minute throughput items carry ``expiresAt``.

@@ -23,14 +23,14 @@ def test_jobs_table_has_the_pk_key_ttl_and_the_four_indexes(resources: Resources
     attribute_types = {a["AttributeName"]: a["AttributeType"] for a in properties["AttributeDefinitions"]}
 
     # Then the partition key is pk, expired jobs go by TTL; the listing indexes hold their keys and the attributes
-    # the listing filters on (so a job's other updates don't rewrite them), the sweeper's index whole records
+    # the listing filters on (so a job's other updates don't rewrite them), the sweeper's index keys only
     assert properties["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
     assert properties["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
     assert indexes == {
         "by-tenant": ([("tenantKey", "HASH"), ("createdKey", "RANGE")], "INCLUDE", ["type"]),
         "by-status": ([("tenantStatus", "HASH"), ("createdKey", "RANGE")], "INCLUDE", ["type"]),
         "by-type": ([("tenantType", "HASH"), ("createdKey", "RANGE")], "INCLUDE", ["type"]),
-        "by-sweep": ([("sweepShard", "HASH"), ("sweepAt", "RANGE")], "ALL", []),
+        "by-sweep": ([("sweepShard", "HASH"), ("sweepAt", "RANGE")], "KEYS_ONLY", []),
     }
     assert set(attribute_types.values()) == {"S"}
 

@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 from functions.dal.jobs_repository import DynamoJobsRepository
 from functions.handlers import api as api_handler
 from functions.handlers import consumer as consumer_handler
-from functions.handlers.runtime import runtime
+from functions.handlers.runtime import batch_settler, runtime
 from functions.logic.clock import Clock, iso, system_clock
 from functions.logic.sweep import SweepReport, SweepSettings, sweep
 from functions.models.job import Job, JobMessage, JobStatus
@@ -307,7 +307,14 @@ class Service:
             runtime().repo,
             runtime().queue,
             clock,
-            SweepSettings(s.sweep_shards, s.pending_grace_seconds, s.release_ahead_seconds),
+            SweepSettings(
+                s.sweep_shards,
+                s.pending_grace_seconds,
+                s.release_ahead_seconds,
+                in_flight_grace_seconds=s.in_flight_grace_seconds,
+                orphan_give_up_seconds=s.orphan_give_up_seconds,
+            ),
+            after_final=batch_settler().job_final,
         )
 
 

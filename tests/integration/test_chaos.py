@@ -10,6 +10,10 @@ lease (the function timeout).
 Then: every job is final, none is lost, every history is a path of allowed transitions, attempts never exceed
 maxAttempts, the stats counters equal the records, and no side effect ran outside a counted attempt or after the
 job's outcome was recorded.
+
+The second test also loses messages behind the jobs' backs, as AWS does: the queue's redrive moves a message to
+the DLQ once it was received a few times (crashes, lease waits and retries all count), and some messages are
+deleted without being run. Only the sweeper, running alongside, can bring those jobs to an end (logic/sweep.py).
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ import random
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.dal.jobs_repository import DynamoJobsRepository
+from functions.handlers import runtime as runtime_module
+from functions.handlers import sweeper
 from functions.handlers.runtime import runtime
 from functions.logic.job_types import JobContext, JobType, registry
 from functions.logic.job_types.builtin import attempt_roll
@@ -52,6 +58,14 @@ ALLOWED = {
     (JobStatus.RETRYING, JobStatus.PROCESSING),
     (JobStatus.RETRYING, JobStatus.FAILED),  # the last attempt died: recorded as failed on redelivery
 }
+# Losing messages: the redrive threshold of the test's queue, the chance that a received message is deleted unrun,
+# and the sweeper's settings (an in-flight job is looked at this long after its lease or next attempt).
+LOSSY_JOBS = int(os.environ.get("CHAOS_LOSSY_JOBS", "150"))
+MAX_RECEIVE_COUNT = 3
+DELETE_CHANCE = 0.05
+IN_FLIGHT_GRACE_SECONDS = 4
+PENDING_GRACE_SECONDS = 4
+ORPHAN_GIVE_UP_SECONDS = 60
 
 
 class Crash(BaseException):
@@ -118,12 +132,20 @@ def chaos(service: Service, monkeypatch: pytest.MonkeyPatch) -> Iterator[Chaos]:
     yield chaos
 
 
-def consume(service: Service, chaos: Chaos, stop: threading.Event, errors: list[BaseException]) -> None:
+def consume(
+    service: Service,
+    chaos: Chaos,
+    stop: threading.Event,
+    errors: list[BaseException],
+    lose: Callable[[dict[str, str]], bool] | None = None,
+) -> None:
     handler = fresh_handler("functions.handlers.consumer")  # this consumer's own execution environment
     chaos.consuming.set(True)
     try:
         while not stop.is_set():
             messages = service.receive(max_messages=10, wait=1)
+            if lose is not None:
+                messages = [message for message in messages if not lose(message)]
             if not messages:
                 continue
             event = {"Records": [service.records._record(message) for message in messages]}
@@ -144,6 +166,29 @@ def consume(service: Service, chaos: Chaos, stop: threading.Event, errors: list[
                     service.sqs.delete_message(QueueUrl=service.queue_url, ReceiptHandle=message["ReceiptHandle"])
     except BaseException as exc:  # noqa: BLE001 - reported to the test thread
         errors.append(exc)
+
+
+def run_until_final(
+    service: Service,
+    ids: list[str],
+    threads: list[threading.Thread],
+    stop: threading.Event,
+    errors: list[BaseException],
+) -> None:
+    """Run ``threads`` until every job is final (or the deadline passes), then stop them; fail on their errors."""
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    try:
+        while time.monotonic() < deadline and not errors:
+            if all(job.status.is_final for job in records(service, ids)):
+                break
+            time.sleep(1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert not errors, errors
 
 
 def records(service: Service, ids: list[str]) -> list[Job]:
@@ -168,19 +213,7 @@ def test_every_job_ends_final_and_consistent_under_crashes_and_duplicates(servic
     stop = threading.Event()
     errors: list[BaseException] = []
     threads = [threading.Thread(target=consume, args=(service, chaos, stop, errors)) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    try:
-        while time.monotonic() < deadline and not errors:
-            if all(job.status.is_final for job in records(service, ids)):
-                break
-            time.sleep(1)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(30)
-    assert not errors, errors
+    run_until_final(service, ids, threads, stop, errors)
 
     # Then every job is final: none lost, none stuck
     jobs = records(service, ids)
@@ -218,4 +251,84 @@ def test_every_job_ends_final_and_consistent_under_crashes_and_duplicates(servic
         "completed": by_status["completed"],
         "failed": by_status["failed"],
     }
+    assert stats["pending"] == stats["processing"] == stats["retrying"] == 0
+
+
+def test_every_job_ends_final_exactly_once_when_messages_are_lost_behind_its_back(
+    service: Service, chaos: Chaos, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a queue whose redrive moves a message to the DLQ at its 4th receive, a sweeper looking at in-flight jobs
+    # a few seconds after their lease or next attempt, and consumers that also delete some messages unrun
+    service.sqs.set_queue_attributes(
+        QueueUrl=service.queue_url,
+        Attributes={
+            "RedrivePolicy": f'{{"deadLetterTargetArn":"{service.dlq_arn}","maxReceiveCount":"{MAX_RECEIVE_COUNT}"}}'
+        },
+    )
+    monkeypatch.setenv("JOBS_IN_FLIGHT_GRACE_SECONDS", str(IN_FLIGHT_GRACE_SECONDS))
+    monkeypatch.setenv("JOBS_PENDING_GRACE_SECONDS", str(PENDING_GRACE_SECONDS))
+    monkeypatch.setenv("JOBS_ORPHAN_GIVE_UP_SECONDS", str(ORPHAN_GIVE_UP_SECONDS))
+    runtime_module.reset()
+    deleted: Counter[str] = Counter()
+
+    def delete_unrun(message: dict[str, str]) -> bool:
+        if not chaos.chance(DELETE_CHANCE):
+            return False
+        service.sqs.delete_message(QueueUrl=service.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        deleted[JobMessage.model_validate_json(message["Body"]).job_id] += 1
+        return True
+
+    ids = []
+    for _ in range(LOSSY_JOBS):
+        status, job, _ = service.api("POST", "/jobs", {"type": "chaos", "payload": {}, "maxAttempts": 3})
+        assert status == 202, job
+        ids.append(job["id"])
+
+    # When two crashing, message-losing consumers and the sweeper work until every job is final
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    threads = [threading.Thread(target=consume, args=(service, chaos, stop, errors, delete_unrun)) for _ in range(2)]
+    reports: list[dict[str, int]] = []
+
+    def sweep_every_second() -> None:
+        try:
+            while not stop.wait(1):
+                reports.append(sweeper.handler({}, LocalContext("sweeper", 60)))
+        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+            errors.append(exc)
+
+    threads.append(threading.Thread(target=sweep_every_second))
+    run_until_final(service, ids, threads, stop, errors)
+
+    # Then every job is final
+    jobs = records(service, ids)
+    stuck = Counter(job.status.value for job in jobs if not job.status.is_final)
+    assert not stuck, f"not final after {DEADLINE_SECONDS}s: {stuck}; crashes: {dict(chaos.crashes)}"
+    # And messages really were lost both ways, and the sweeper really had jobs to bring back
+    redriven = service.sqs.get_queue_attributes(QueueUrl=service.dlq_url, AttributeNames=["All"])["Attributes"]
+    assert int(redriven["ApproximateNumberOfMessages"]) > 0, "no message reached the DLQ by its receive count"
+    assert deleted and chaos.crashes, (deleted, chaos.crashes)
+    assert sum(report["orphans_resent"] + report["orphans_failed"] for report in reports) > 0
+
+    for job in jobs:
+        # And every history is a path of allowed transitions, with one final entry, the last
+        previous: JobStatus | None = None
+        for entry in job.history:
+            assert (previous, entry.status) in ALLOWED, (job.id, [e.status.value for e in job.history])
+            previous = entry.status
+        assert [entry.status.is_final for entry in job.history].count(True) == 1, job.id
+        assert job.history[-1].status == job.status and job.sweep_at is None, job.id  # nothing left to sweep
+        # And no attempt was claimed twice: each processing entry is the next attempt
+        claimed = [entry.attempt for entry in job.history if entry.status == JobStatus.PROCESSING]
+        assert claimed == list(range(1, len(claimed) + 1)) and job.attempts == len(claimed), job.id
+        assert 1 <= job.attempts <= job.max_attempts, job.id
+        # And each side effect ran inside a counted attempt of a processing job
+        for attempt, status_then, attempts_then in chaos.effects[job.id]:
+            assert status_then == JobStatus.PROCESSING and attempt == attempts_then <= job.max_attempts, job.id
+
+    # And the counters agree with the records: each job was counted final once
+    stats = service.stats()
+    by_status = Counter(job.status.value for job in jobs)
+    assert stats["enqueued"] == LOSSY_JOBS
+    assert (stats["completed"], stats["failed"]) == (by_status["completed"], by_status["failed"])
     assert stats["pending"] == stats["processing"] == stats["retrying"] == 0

@@ -73,7 +73,14 @@ def test_the_sweeper_handler_sends_a_stranded_job_once_the_grace_has_passed(
     report = sweeper.handler({}, LocalContext("sweeper", 60))
 
     # Then it re-sent exactly that job, which now completes
-    assert report == {"released": 0, "resent": 1, "skipped": 0, "callbacks_resent": 0}
+    assert report == {
+        "released": 0,
+        "resent": 1,
+        "skipped": 0,
+        "callbacks_resent": 0,
+        "orphans_resent": 0,
+        "orphans_failed": 0,
+    }
     service.drain()
     assert service.job(job["id"])["status"] == "completed"
 

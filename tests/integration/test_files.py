@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -249,3 +250,23 @@ def test_a_300_kib_payload_round_trips_through_s3_sqs_and_the_consumer(service: 
     status, page, _ = service.api("GET", "/jobs", query={"type": "test-blob"})
     size = len(json.dumps({"blob": blob}, separators=(",", ":")))
     assert status == 200 and page["jobs"][0]["payload"] == {"$offloaded": True, "bytes": size}
+
+
+@pytest.mark.parametrize(("days_ahead", "accepted"), [(28, True), (29, False), (365, False)])
+def test_an_offloaded_payloads_job_is_never_scheduled_past_the_payloads_expiry(
+    service: Service, blob_type: list[str], days_ahead: int, accepted: bool
+) -> None:
+    # Given a 300 KiB payload (kept in the files bucket, whose lifecycle expires it after 30 days)
+    run_at = datetime.now(UTC) + timedelta(days=days_ahead)
+    body = {"type": "test-blob", "payload": {"blob": "b" * (300 * 1024)}, "runAt": run_at.isoformat()}
+    # When its job is scheduled that far ahead
+    status, answer, _ = service.api("POST", "/jobs", body)
+    # Then it is accepted only if the payload outlives the job's attempts; otherwise a 400 says how far it may go
+    if accepted:
+        assert status == 202 and answer["status"] == "scheduled"
+        return
+    assert status == 400 and answer["code"] == "INVALID_OPTION" and answer["details"]["maxDaysAhead"] == 28
+    # And nothing was stored: no object, no record, no message
+    listed = boto3.client("s3").list_objects_v2(Bucket=service.settings.files_bucket, Prefix="payloads/")
+    assert listed.get("KeyCount", 0) == 0
+    assert service.stats()["enqueued"] == 0 and service.queue_is_empty()

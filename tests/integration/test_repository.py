@@ -450,3 +450,26 @@ def test_a_settled_minute_is_read_from_its_summary_after_the_first_read(repo: Dy
         for shard in range(runtime().settings.throughput_shards):
             ddb.delete_item(TableName=table, Key={"pk": {"S": f"{TENANT_A}#m#{key}#{shard}"}})
     assert repo.throughput(TENANT_A, keys, settled_before=keys[2]) == expected
+
+
+def test_a_sweep_mark_moves_without_a_version_change_and_only_on_the_version_read(
+    repo: DynamoJobsRepository,
+) -> None:
+    # Given a running job whose mark is due
+    job = make_job(created_ms=BASE_MS, sweep_at_ms=BASE_MS)
+    repo.create(job)
+    running = transition(job, JobStatus.PROCESSING, BASE_MS + 1, attempts=1, sweep_at=iso(BASE_MS))
+    repo.save(job, running)
+    read = repo.get(TENANT_A, job.id)
+    assert read is not None
+    shard = int(sweep_shard(job.id, runtime().settings.sweep_shards))
+    # When the sweeper moves its mark on
+    assert repo.move_sweep_mark(read, iso(BASE_MS + 60_000))
+    # Then the sweep index has it at the new time, and the record keeps its version (the attempt's writes still work)
+    assert repo.due_for_sweep(shard, iso(BASE_MS + 59_999), 10) == []
+    moved = repo.due_for_sweep(shard, iso(BASE_MS + 60_000), 10)
+    assert [(j.id, j.version, j.sweep_at) for j in moved] == [(job.id, read.version, iso(BASE_MS + 60_000))]
+    repo.save(read, transition(read, JobStatus.COMPLETED, BASE_MS + 2, sweep_at=None))
+    # And a move based on an older read changes nothing
+    assert not repo.move_sweep_mark(read, iso(BASE_MS + 120_000))
+    assert repo.due_for_sweep(shard, iso(BASE_MS + 10**9), 10) == []

@@ -252,6 +252,13 @@ class InMemoryJobsRepository:
         job = self._jobs[(tenant, job_id)]
         self.save(job, job)
 
+    def move_sweep_mark(self, job: Job, sweep_at: str) -> bool:
+        stored = self._jobs.get((job.tenant, job.id))
+        if stored is None or stored.version != job.version:
+            return False
+        self._jobs[(job.tenant, job.id)] = stored.model_copy(update={"sweep_at": sweep_at})
+        return True
+
 
 def _created_key(job: Job) -> str:
     return f"{job.created_at}#{job.id}"

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 from pydantic import BaseModel, ConfigDict
 
+from functions.dal.files import S3FileStore
 from functions.logic.consume import ConsumerSettings, JobDeferred, MessageConsumer, Outcome
 from functions.logic.enqueue import EnqueueSettings, JobSpec, enqueue
 from functions.logic.job_types import JobContext
-from functions.logic.payloads import payload_key, placeholder, with_full_payload
-from functions.models.errors import StorageError
+from functions.logic.payloads import max_schedule_days, payload_key, placeholder, with_full_payload
+from functions.models.errors import FileNotFound, InvalidOption, StorageError
 from functions.models.job import JobStatus
 from tests.unit.fake_files import InMemoryFileStore
 from tests.unit.fakes import FakeClock, InMemoryJobsRepository, RecordingQueue, RegisterJobType, message_body
@@ -63,6 +66,43 @@ def _enqueue(
     files: InMemoryFileStore,
 ) -> Any:
     return enqueue(JobSpec(type="blob", payload=payload), TENANT, repo, queue, clock, SETTINGS, files=lambda: files)
+
+
+DAY_S = 86_400
+
+
+@pytest.mark.parametrize(
+    ("size", "days_ahead", "accepted"),
+    [
+        pytest.param(INLINE_MAX * 2, max_schedule_days(30), True, id="offloaded-within-its-lifetime"),
+        pytest.param(INLINE_MAX * 2, max_schedule_days(30) + 1, False, id="offloaded-beyond-its-lifetime"),
+        pytest.param(INLINE_MAX * 2, 365, False, id="offloaded-a-year-ahead"),
+        pytest.param(INLINE_MAX, 365, True, id="inline-a-year-ahead"),
+    ],
+)
+def test_a_job_is_never_scheduled_past_the_expiry_of_its_offloaded_payload(
+    repo: InMemoryJobsRepository,
+    queue: RecordingQueue,
+    clock: FakeClock,
+    files: InMemoryFileStore,
+    size: int,
+    days_ahead: int,
+    accepted: bool,
+) -> None:
+    # Given a payload kept in the files bucket for 30 days (an inline one lives on the record)
+    spec = JobSpec(type="blob", payload=_payload(size), run_at_ms=clock() + days_ahead * DAY_S * 1000)
+    # When the job is scheduled that far ahead
+    if accepted:
+        job = enqueue(spec, TENANT, repo, queue, clock, SETTINGS, files=lambda: files)
+        # Then it is accepted
+        assert repo.get(TENANT, job.id) is not None
+        return
+    with pytest.raises(InvalidOption) as refused:
+        enqueue(spec, TENANT, repo, queue, clock, SETTINGS, files=lambda: files)
+    # Then it is refused, saying how far ahead it may be, and nothing was written anywhere
+    assert refused.value.code == "INVALID_OPTION" and refused.value.status_code == 400
+    assert refused.value.details["maxDaysAhead"] == max_schedule_days(30)
+    assert files.objects == {} and repo.writes == 0 and queue.sends == []
 
 
 def test_a_payload_up_to_the_inline_limit_stays_on_the_record_and_s3_is_never_built(
@@ -197,3 +237,69 @@ def _consumer(
     repo: InMemoryJobsRepository, queue: RecordingQueue, clock: FakeClock, files: InMemoryFileStore
 ) -> MessageConsumer:
     return MessageConsumer(repo=repo, queue=queue, clock=clock, settings=ConsumerSettings(1, 4), files=lambda: files)
+
+
+def _s3_answering_get_object(stub_error: tuple[str, int] | None, key: str) -> tuple[Any, Stubber]:
+    """A real S3 client whose GetObject of ``key`` answers what AWS answers (the request is checked by the model)."""
+    client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+    stub = Stubber(client)
+    if stub_error is not None:
+        code, status = stub_error
+        stub.add_client_error(
+            "get_object",
+            service_error_code=code,
+            service_message="Access Denied" if status == 403 else "The specified key does not exist.",
+            http_status_code=status,
+            expected_params={"Bucket": "jobs-files", "Key": key},
+        )
+    return client, stub
+
+
+@pytest.mark.parametrize(
+    "aws_answer",
+    [
+        pytest.param(("AccessDenied", 403), id="no-ListBucket-grant-403"),
+        pytest.param(("NoSuchKey", 404), id="with-ListBucket-grant-404"),
+    ],
+)
+def test_an_expired_payload_is_missing_whether_s3_answers_403_or_404(
+    repo: InMemoryJobsRepository,
+    queue: RecordingQueue,
+    clock: FakeClock,
+    files: InMemoryFileStore,
+    blob_type: tuple[str, list[dict[str, Any]]],
+    aws_answer: tuple[str, int],
+) -> None:
+    # Given an offloaded job whose object has expired, read by a role without s3:ListBucket (as the functions' are):
+    # AWS then answers GetObject 403 AccessDenied rather than 404 NoSuchKey
+    job = _enqueue(_payload(INLINE_MAX * 2), repo, queue, clock, files)
+    stored = repo.get(TENANT, job.id)
+    assert stored is not None and stored.payload_ref is not None
+    client, stub = _s3_answering_get_object(aws_answer, stored.payload_ref)
+    s3_files = S3FileStore(client, "jobs-files")
+    # When the job is delivered
+    with stub:
+        outcome = MessageConsumer(
+            repo=repo, queue=queue, clock=clock, settings=ConsumerSettings(1, 4), files=lambda: s3_files
+        ).handle(message_body(job), "arn", "receipt", 30_000)
+        stub.assert_no_pending_responses()
+    # Then it fails at once, saying the payload is gone, instead of retrying to exhaustion
+    assert outcome is Outcome.FAILED
+    failed = repo.get(TENANT, job.id)
+    assert failed is not None and failed.status == JobStatus.FAILED and failed.attempts == 1
+    assert failed.error is not None and "payload is gone" in failed.error
+    # And GET /jobs/{id} shows the placeholder (a 200), not a storage error (a 503)
+    client, stub = _s3_answering_get_object(aws_answer, stored.payload_ref)
+    with stub:
+        assert with_full_payload(failed, S3FileStore(client, "jobs-files")).payload == placeholder(
+            _size(_payload(INLINE_MAX * 2))
+        )
+
+
+def test_access_denied_outside_the_payloads_prefix_stays_a_storage_error() -> None:
+    # Given a key the functions do not own, answered 403 by S3
+    client, stub = _s3_answering_get_object(("AccessDenied", 403), "uploads/tenant-a/photo.png")
+    # When it is read, Then the denial is reported as such (a missing grant must not pass for a missing file)
+    with stub, pytest.raises(StorageError) as raised:
+        S3FileStore(client, "jobs-files").get_bytes("uploads/tenant-a/photo.png")
+    assert not isinstance(raised.value, FileNotFound)

@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from functions.dal.jobs_repository.idempotency import IdempotencyClaims
 from functions.dal.jobs_repository.interface import IdempotencyClaim
 from functions.dal.jobs_repository.items import expired, is_job_item
-from functions.dal.jobs_repository.keys import INDEX_BY_SWEEP, batch_key, record_key
+from functions.dal.jobs_repository.keys import INDEX_BY_SWEEP, batch_key, record_key, sweep_shard
 from functions.models.errors import ConcurrentUpdate, StorageError
 from functions.models.job import Job, JobStatus, Progress
 
@@ -90,16 +90,20 @@ class Records(IdempotencyClaims):
 
     def record_progress(self, job: Job, progress: Progress) -> bool:
         """Set the record's progress if it is still ``job`` (same version), leaving the version as it is."""
+        return self._set_keeping_version(
+            job, "SET progressJson = :p", {":p": {"S": progress.model_dump_json(by_alias=True)}}
+        )
+
+    def _set_keeping_version(self, job: Job, update: str, values: dict[str, Any]) -> bool:
+        """Apply ``update`` if the record is still ``job`` (same version), without changing the version; False if
+        the record moved on (its own writer's values stand)."""
         try:
             self._ddb.update_item(
                 TableName=self._jobs_table,
                 Key={"pk": {"S": record_key(job.tenant, job.id)}},
-                UpdateExpression="SET progressJson = :p",
+                UpdateExpression=update,
                 ConditionExpression="version = :v",
-                ExpressionAttributeValues={
-                    ":p": {"S": progress.model_dump_json(by_alias=True)},
-                    ":v": {"N": str(job.version)},
-                },
+                ExpressionAttributeValues={**values, ":v": {"N": str(job.version)}},
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
@@ -143,6 +147,10 @@ class Records(IdempotencyClaims):
         return self._from_item(item)
 
     def due_for_sweep(self, shard: int, until: str, limit: int) -> list[Job]:
+        """The records whose sweep mark in ``shard`` is due by ``until``, earliest first.
+
+        The index holds keys only, so that a job's writes that keep its mark (a claim, progress, a retry) cost the
+        index nothing; the due records are then read by key, and one whose mark moved meanwhile is left out."""
         try:
             response = self._ddb.query(
                 TableName=self._jobs_table,
@@ -153,7 +161,22 @@ class Records(IdempotencyClaims):
             )
         except (ClientError, BotoCoreError) as exc:
             raise StorageError(f"DynamoDB query failed: {exc}") from exc
-        return [self._from_item(item) for item in response.get("Items", [])]
+        keys = [{"pk": item["pk"]} for item in response.get("Items", [])]
+        records = [
+            self._from_item(item)
+            for item in self._batch_read(self._jobs_table, keys, consistent=False)
+            if is_job_item(item) and not expired(item)
+        ]
+        due = [job for job in records if job.sweep_at is not None and job.sweep_at <= until]
+        return sorted(due, key=lambda job: (job.sweep_at or "", job.id))
+
+    def move_sweep_mark(self, job: Job, sweep_at: str) -> bool:
+        """Move the record's sweep mark if it is still ``job`` (same version), leaving the version as it is: the
+        sweeper looking at a running job later must not make the attempt's own conditional writes fail."""
+        shard = sweep_shard(job.id, self._sweep_shards)
+        return self._set_keeping_version(
+            job, "SET sweepAt = :at, sweepShard = :shard", {":at": {"S": sweep_at}, ":shard": {"S": shard}}
+        )
 
 
 def _creation_chunks(jobs: Sequence[Job]) -> Iterator[list[Job]]:
