@@ -36,18 +36,26 @@ browser: $(CHROMIUM)
 run: $(VENV_STAMP)
 	$(PY) -m local
 
+# The suites run in parallel worker processes (pytest-xdist). A test file is one work unit, and the infrastructure
+# suite's files that share one synthesized app are one (tests/conftest.py): module and session fixtures start once
+# per worker; the longest files are handed out first. More workers than cores pays here because the e2e tests mostly
+# wait on the local stack. TEST_WORKERS=1 runs in one worker. pytest's own exit codes stand (5: no tests ran).
+TEST_WORKERS ?= 4
+PARALLEL = -n $(1) --dist loadfile --no-loadscope-reorder
+
 ## test: lint, then every suite (unit, integration, infrastructure, e2e incl. the browser test)
 test: $(VENV_STAMP) $(NODE_STAMP) $(CHROMIUM) lint
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q $(call PARALLEL,$(TEST_WORKERS)) --durations=15
 
+## unit / integration / infra / e2e: one suite
 unit: $(VENV_STAMP)
-	$(PY) -m pytest tests/unit -q
+	$(PY) -m pytest tests/unit -q $(call PARALLEL,2)
 integration: $(VENV_STAMP)
-	$(PY) -m pytest tests/integration -q
+	$(PY) -m pytest tests/integration -q $(call PARALLEL,$(TEST_WORKERS))
 infra: $(VENV_STAMP) $(NODE_STAMP)
-	$(PY) -m pytest tests/infrastructure -q
+	$(PY) -m pytest tests/infrastructure -q $(call PARALLEL,2)
 e2e: $(VENV_STAMP) $(CHROMIUM)
-	$(PY) -m pytest tests/e2e -q
+	$(PY) -m pytest tests/e2e -q $(call PARALLEL,$(TEST_WORKERS))
 
 lint: $(VENV_STAMP)
 	$(VENV)/bin/ruff check .

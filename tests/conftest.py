@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+from typing import Any
+
+import pytest
 
 os.environ.update(
     {
@@ -27,3 +30,53 @@ os.environ.pop("AWS_PROFILE", None)
 from local.aws import patch_moto
 
 patch_moto()
+
+
+# --- parallel runs (pytest-xdist, `--dist loadfile`; see the Makefile) ---
+
+# Files that run longest, handed out first so that no worker is left running one of them alone at the end.
+SLOWEST_FIRST = (
+    "tests/integration/test_chaos.py",
+    "tests/infrastructure",
+    "tests/e2e/test_load.py",
+    "tests/e2e/test_fuzz.py",
+    "tests/e2e/test_dashboard.py",
+    "tests/unit/test_validators_properties.py",
+    "tests/unit/test_lambda_packaging.py",
+)
+# Files of the infrastructure suite that do not use its session's synthesized app (they synthesize on their own).
+OWN_SYNTH = ("tests/infrastructure/test_cli_synth.py",)
+
+
+def work_unit(nodeid: str) -> str:
+    """What one worker runs as a whole: a test's file, so a file's module fixtures (a local stack, a browser) start
+    once, on one worker; the infrastructure suite's files that share the synthesized app are one unit, so it is
+    synthesized once per run."""
+    path = nodeid.split("::", 1)[0]
+    if path.startswith("tests/infrastructure/") and path not in OWN_SYNTH:
+        return "tests/infrastructure"
+    return path
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile`, with the work units above. (xdist's own `loadgroup` marks cannot be used: they rewrite
+    test ids in a way pytest 9 no longer reads.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorkUnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return WorkUnitScheduling(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the order the workers report is the order work is handed out
+
+        def rank(item: pytest.Item) -> int:
+            path = item.nodeid.split("::", 1)[0]
+            return next((n for n, slow in enumerate(SLOWEST_FIRST) if path.startswith(slow)), len(SLOWEST_FIRST))
+
+        items.sort(key=rank)  # stable: a file keeps its tests' order
