@@ -24,6 +24,11 @@ os.environ.update(
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
+# A pytest-xdist worker starts with COLUMNS=80 and LINES=24 in its environment; a console created at import (the
+# CLI's) would keep that width for good, where a test sets its own. Workers run with the environment of a plain run.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
 
 # moto as the local stack runs it (local.aws.patch_moto): DynamoDB and SQS requests one at a time (FIFO groups hold
 # across concurrent receivers), transactions without table copies, no whole-queue scans, plain JSON item reads.
