@@ -36,6 +36,13 @@ browser: $(CHROMIUM)
 run: $(VENV_STAMP)
 	$(PY) -m local
 
+# The suites run in parallel worker processes (pytest-xdist). A test file is one work unit, and the infrastructure
+# suite's files that share one synthesized app are one (tests/conftest.py): module and session fixtures start once
+# per worker; the longest files are handed out first. More workers than cores pays here because the e2e tests mostly
+# wait on the local stack. TEST_WORKERS=1 runs in one worker. pytest's own exit codes stand (5: no tests ran).
+TEST_WORKERS ?= 4
+PARALLEL = -n $(1) --dist loadfile --no-loadscope-reorder
+
 # Where the suites record the functions' AWS calls for the IAM coverage check (tests/iam, local/iam_calls.py).
 IAM_CALLS := $(CURDIR)/.build/iam-calls
 
@@ -43,23 +50,24 @@ IAM_CALLS := $(CURDIR)/.build/iam-calls
 ## functions' AWS calls; then the IAM coverage check of those calls against the synthesized roles
 test: $(VENV_STAMP) $(NODE_STAMP) $(CHROMIUM) lint
 	rm -rf $(IAM_CALLS)
-	JOBS_IAM_RECORD_DIR=$(IAM_CALLS) $(PY) -m pytest tests -q
+	JOBS_IAM_RECORD_DIR=$(IAM_CALLS) $(PY) -m pytest tests -q $(call PARALLEL,$(TEST_WORKERS)) --durations=15
 	JOBS_IAM_RECORD_DIR=$(IAM_CALLS) $(PY) -m pytest tests/iam -q
 
 ## iam-check: the integration and e2e suites with their AWS calls recorded, then the IAM coverage check alone
 iam-check: $(VENV_STAMP) $(NODE_STAMP) $(CHROMIUM)
 	rm -rf $(IAM_CALLS)
-	JOBS_IAM_RECORD_DIR=$(IAM_CALLS) $(PY) -m pytest tests/integration tests/e2e -q
+	JOBS_IAM_RECORD_DIR=$(IAM_CALLS) $(PY) -m pytest tests/integration tests/e2e -q $(call PARALLEL,$(TEST_WORKERS))
 	JOBS_IAM_RECORD_DIR=$(IAM_CALLS) $(PY) -m pytest tests/iam -q
 
+## unit / integration / infra / e2e: one suite
 unit: $(VENV_STAMP)
-	$(PY) -m pytest tests/unit -q
+	$(PY) -m pytest tests/unit -q $(call PARALLEL,2)
 integration: $(VENV_STAMP)
-	$(PY) -m pytest tests/integration -q
+	$(PY) -m pytest tests/integration -q $(call PARALLEL,$(TEST_WORKERS))
 infra: $(VENV_STAMP) $(NODE_STAMP)
-	$(PY) -m pytest tests/infrastructure -q
+	$(PY) -m pytest tests/infrastructure -q $(call PARALLEL,2)
 e2e: $(VENV_STAMP) $(CHROMIUM)
-	$(PY) -m pytest tests/e2e -q
+	$(PY) -m pytest tests/e2e -q $(call PARALLEL,$(TEST_WORKERS))
 
 lint: $(VENV_STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,12 +1,9 @@
 """Files over HTTP against the local stack: upload with the presigned URL, results before and after completion, and
-the image flow of the async-API seed (upload a PNG, turn it grey, download the result)."""
+the image flow (upload a PNG, turn it grey, download the result)."""
 
 from __future__ import annotations
 
 import io
-import re
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,12 +11,11 @@ import requests
 from PIL import Image
 
 from functions.logic.job_types import registered_types
-from tests.e2e.conftest import FIRST_KEY, ROOT, SECOND_KEY, Client, LocalStackProcess
+from tests.e2e.conftest import SECOND_KEY, Client, LocalStackProcess
 
 pytestmark = pytest.mark.e2e
 
 FINAL = {"completed", "failed", "cancelled"}
-README = ROOT / "README.md"
 
 
 def _png(width: int = 64, height: int = 48) -> bytes:
@@ -105,25 +101,3 @@ def test_a_completed_job_without_a_file_answers_its_result(tenant: Client) -> No
     tenant.wait_for(job["id"], FINAL)
     response = tenant.get(f"/jobs/{job['id']}/result")
     assert response.status_code == 200 and response.json() == {"result": "no file here"}
-
-
-def test_the_readme_files_examples_run_as_written(stack: LocalStackProcess, tmp_path: Path) -> None:
-    # Given the README's files example block (the one starting "# Files"), pointed at this test's stack
-    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
-    block = next((b for b in blocks if b.lstrip().startswith("# Files")), None)
-    if block is None:
-        pytest.skip("the README has no files examples block yet")
-    script = tmp_path / "files.sh"
-    script.write_text(
-        "set -euo pipefail\n" + block.replace("http://localhost:3000", stack.url).replace("local-dev-key", FIRST_KEY)
-    )
-    # When it runs from the repository root, as a reader would
-    result = subprocess.run(["bash", str(script)], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    # Then every command succeeded with the documented answers
-    assert result.returncode == 0, result.stderr + result.stdout
-    out = result.stdout
-    assert '"key":"uploads/e2e-a/' in out and '"method":"PUT"' in out
-    assert '"contentType":"image/png"' in out and "PNG L (256, 256)" in out
-    assert '{"result":"no file"}' in out
-    assert '"code":"INVALID_UPLOAD"' in out
-    assert "completed {'namespace': 'demo', 'written': 1000" in out and out.rstrip().endswith(" 1000")

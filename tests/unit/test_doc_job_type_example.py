@@ -1,4 +1,5 @@
-"""The README's "adding a type" example works as written: it registers, validates at enqueue, and runs."""
+"""The "Adding a job type" example of docs/job-types.md works as written: it registers, validates at enqueue, and
+runs."""
 
 from __future__ import annotations
 
@@ -15,24 +16,26 @@ from functions.models.errors import InvalidPayload
 from functions.models.job import JobStatus
 from tests.unit.fakes import FakeClock, InMemoryJobsRepository, RecordingQueue, message_body
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+JOB_TYPES_PAGE = Path(__file__).resolve().parents[2] / "docs" / "job-types.md"
 
 
-def readme_example() -> str:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    return next(block for block in blocks if '@job_type("thumbnail"' in block)
+def documented_example() -> str:
+    blocks = re.findall(r"```python\n(.*?)```", JOB_TYPES_PAGE.read_text(), flags=re.S)
+    found = [block for block in blocks if '@job_type("thumbnail"' in block]
+    assert len(found) == 1, "docs/job-types.md: the thumbnail example is gone"
+    return found[0]
 
 
 @pytest.fixture
 def thumbnail_registered(monkeypatch: pytest.MonkeyPatch) -> None:
     # The example registers into the global registry; give it a copy so other tests never see "thumbnail".
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    exec(compile(readme_example(), "README.md", "exec"), {"__name__": "readme_example"})
+    exec(compile(documented_example(), "docs/job-types.md", "exec"), {"__name__": "documented_example"})
 
 
 @pytest.mark.usefixtures("thumbnail_registered")
-def test_the_readme_type_registers_validates_and_runs() -> None:
-    # Given the README's example module, loaded as a user would add it
+def test_the_documented_type_registers_validates_and_runs() -> None:
+    # Given the documented example module, loaded as a user would add it
     clock, repo, queue = FakeClock(), InMemoryJobsRepository(), RecordingQueue()
     assert "thumbnail" in registry.registered_types()
     # When a client enqueues it (defaults filled in) and the consumer delivers it
@@ -48,7 +51,7 @@ def test_the_readme_type_registers_validates_and_runs() -> None:
 
 
 @pytest.mark.usefixtures("thumbnail_registered")
-def test_the_readme_type_rejects_a_bad_payload_at_enqueue() -> None:
+def test_the_documented_type_rejects_a_bad_payload_at_enqueue() -> None:
     with pytest.raises(InvalidPayload) as caught:
         enqueue.parse_job_spec({"type": "thumbnail", "payload": {"key": "k", "width": 0}}, FakeClock()())
     assert caught.value.details and caught.value.details[0]["field"] == "width"

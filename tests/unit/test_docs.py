@@ -1,0 +1,69 @@
+"""The documentation's shape: a short README with a table of contents, every relative link (and its #anchor)
+pointing at something that exists, and no words from the project's history in the prose."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
+README_MAX_LINES = 250
+
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+FENCE = re.compile(r"^ *```.*?^ *```", re.S | re.M)
+HISTORY_WORDS = re.compile(r"\b(seeds?|task-queue seed|foundation|issue \d+)\b", re.I)
+
+
+def prose(page: Path) -> str:
+    """The page without its fenced code blocks (links and headings there are code, not documentation)."""
+    return FENCE.sub("", page.read_text())
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    return {anchor(match) for match in re.findall(r"^#{1,6} (.+)$", prose(page), re.M)}
+
+
+def relative_links(page: Path) -> list[str]:
+    return [target for target in LINK.findall(prose(page)) if not re.match(r"[a-z]+:", target)]
+
+
+def test_the_readme_is_at_most_250_lines() -> None:
+    lines = README.read_text().count("\n")
+    assert lines <= README_MAX_LINES, f"README.md has {lines} lines; move detail to docs/"
+
+
+def test_the_readme_has_a_table_of_contents_naming_each_section() -> None:
+    text = prose(README)
+    sections = re.findall(r"^## (.+)$", text, re.M)
+    contents = text.split("## Contents", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"\]\(#([^)]+)\)", contents))
+    assert {anchor(section) for section in sections if section != "Contents"} <= listed
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.relative_to(ROOT).as_posix())
+def test_every_relative_link_resolves(page: Path) -> None:
+    broken = []
+    for target in relative_links(page):
+        path_part, _, fragment = target.partition("#")
+        destination = (page.parent / path_part).resolve() if path_part else page
+        if not destination.exists():
+            broken.append(f"{target}: no such file")
+        elif fragment and destination.suffix == ".md" and fragment not in anchors(destination):
+            broken.append(f"{target}: no heading #{fragment} in {destination.name}")
+    assert not broken, f"{page.relative_to(ROOT)}: " + "; ".join(broken)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.relative_to(ROOT).as_posix())
+def test_no_project_history_words_in_the_prose(page: Path) -> None:
+    found = sorted({match.group(0) for match in HISTORY_WORDS.finditer(page.read_text())})
+    assert not found, f"{page.relative_to(ROOT)}: {found}"
