@@ -37,7 +37,12 @@ class QueueConfig:
     # A safety net for crashes and poison messages; retries are counted on the job record (maxAttempts <= 25),
     # and a deferred message (backoff or schedule) can be received a few extra times.
     max_receive_count: int = 50
-    retention_days: int = 14
+    # A message redriven from a DLQ keeps its original enqueue time, so each DLQ keeps messages longer than its
+    # source queue does (AWS's advice): a redriven message then still has (dlq - source) days to run. The source
+    # queues need little: a message waits there at most a backoff (<= backoff_cap_seconds) or a release-ahead
+    # window (<= 15 min); jobs due later wait on their record, not in SQS. SQS allows 60 s to 14 days.
+    retention_days: int = 4
+    dlq_retention_days: int = 14
     # Flow-control lanes: high priority (a standard queue) and ordered groups (FIFO), each with its own DLQ.
     high_name: str = "jobs-high"
     high_dlq_name: str = "jobs-high-dlq"
@@ -47,6 +52,34 @@ class QueueConfig:
     # making its own message invisible for a while (re-sending it would lose its place in the group), and every
     # such wait is one more receive; retries are still bounded by the record's maxAttempts.
     ordered_max_receive_count: int = 1000
+
+
+@dataclass(frozen=True)
+class BedrockModel:
+    """A model jobs may name. A foundation model is its id alone. An inference profile (``us.amazon.nova-lite-v1:0``)
+    also names the foundation model it routes to and every region it may route a request to: Bedrock authorises
+    the call against the profile and against the model in the region that serves it, so IAM needs all of them."""
+
+    id: str
+    foundation_model: str = ""
+    regions: tuple[str, ...] = ()
+
+    @property
+    def is_inference_profile(self) -> bool:
+        return bool(self.foundation_model)
+
+
+# The models jobs may name (and the defaults, which must be among them); IAM's bedrock:InvokeModel grant is
+# generated from this list (infra/constructs/queue_consumer.py) and the API refuses any other model at enqueue.
+DEFAULT_BEDROCK_MODELS: tuple[BedrockModel, ...] = (
+    BedrockModel("amazon.titan-embed-text-v2:0"),
+    BedrockModel("amazon.nova-lite-v1:0"),
+    BedrockModel(
+        "us.amazon.nova-lite-v1:0",
+        foundation_model="amazon.nova-lite-v1:0",
+        regions=("us-east-1", "us-east-2", "us-west-2"),
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -96,12 +129,18 @@ class ServiceConfig:
     bootstrap_tenant: str = "default"
     api_rate_limit: int = 100
     api_burst_limit: int = 200
-    powertools_version: str = "3.37.0"
+    # The functions' Lambda runtime and architecture (cdk deploy -c runtime=python3.12 -c architecture=arm64); the
+    # dependency layer is built for that interpreter and platform from requirements.txt (infra/constructs/layers.py).
     python_version: str = "python3.11"
+    architecture: str = "x86_64"
+    # Lambda SnapStart for the functions (Python 3.12 and later only): published versions start from a snapshot.
+    snap_start: bool = False
     # AWS only (the CDK stack): stage name, log retention, X-Ray switch and the alarm thresholds.
     api_stage_name: str = "prod"
     log_retention_days: int = 30
-    tracing_enabled: bool = True
+    # X-Ray (cdk deploy -c tracing=true): off by default, as each traced job costs money and every cold start
+    # pays for loading the X-Ray SDK.
+    tracing_enabled: bool = False
     queue_age_alarm_seconds: int = 900
     # The ordered (FIFO) lane's oldest-message alarm: a group legitimately waits behind its failing job, whose
     # message stays put through up to 25 attempts (24 backoff waits of at most backoff_cap_seconds, 25 runs of at
@@ -116,11 +155,13 @@ class ServiceConfig:
     # Job catalogue: files bucket, the batch-import table, the SES sender, the AI provider.
     files_bucket: str = "jobs-files"
     imports_table: str = "job-imports"
-    email_sender: str = "jobs@example.com"
+    # The SES identity send-email jobs come from (cdk deploy -c senderEmail=...); empty: send-email is refused at
+    # enqueue. make run uses LOCAL_EMAIL_SENDER.
+    email_sender: str = ""
     ai_provider: str = "bedrock"
-    # Changing a model here changes the consumer's bedrock:InvokeModel grant with it.
     bedrock_embedding_model: str = "amazon.titan-embed-text-v2:0"
     bedrock_text_model: str = "amazon.nova-lite-v1:0"
+    bedrock_models: tuple[BedrockModel, ...] = DEFAULT_BEDROCK_MODELS
     image_max_pixels: int = 40_000_000
     outbound_allowlist: str = ""
     crawl_delay_seconds: float = 1.0
@@ -159,6 +200,10 @@ class ServiceConfig:
         # A bad limits configuration stops `cdk synth` and `make run` here, naming the entry, rather than the
         # consumers at their first message.
         parse_type_limits(self.type_limits)
+        allowed_models = [model.id for model in self.bedrock_models]
+        for default in (self.bedrock_embedding_model, self.bedrock_text_model):
+            if default not in allowed_models:
+                raise ValueError(f"the default Bedrock model {default!r} is not in bedrock_models {allowed_models}")
         return Settings(
             jobs_table=self.jobs_table,
             stats_table=self.stats_table,
@@ -190,6 +235,7 @@ class ServiceConfig:
             ai_provider=self.ai_provider,
             bedrock_embedding_model=self.bedrock_embedding_model,
             bedrock_text_model=self.bedrock_text_model,
+            bedrock_models=",".join(allowed_models),
             image_max_pixels=self.image_max_pixels,
             outbound_allowlist=self.outbound_allowlist,
             crawl_delay_seconds=self.crawl_delay_seconds,
@@ -198,6 +244,8 @@ class ServiceConfig:
 
 
 AWS_CONFIG = ServiceConfig()
+# make run sends mail from this (verified in moto's SES), so the examples work without configuration.
+LOCAL_EMAIL_SENDER = "jobs@example.com"
 
 
 def local_config() -> ServiceConfig:
@@ -224,6 +272,7 @@ def local_config() -> ServiceConfig:
         pending_grace_seconds=int(env.get("JOBS_LOCAL_PENDING_GRACE", "30")),
         # moto cannot serve Bedrock; jobs may call servers on this machine (tests' loopback servers).
         ai_provider="local",
+        email_sender=env.get("JOBS_LOCAL_EMAIL_SENDER", LOCAL_EMAIL_SENDER),
         outbound_allowlist=env.get("JOBS_LOCAL_OUTBOUND_ALLOWLIST", "127.0.0.0/8,::1/128"),
         crawl_delay_seconds=float(env.get("JOBS_LOCAL_CRAWL_DELAY", "0")),
         type_limits=env.get("JOBS_LOCAL_TYPE_LIMITS", ""),

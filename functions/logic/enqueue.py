@@ -36,6 +36,7 @@ from functions.models.errors import (
     StorageError,
 )
 from functions.models.job import Callback, HistoryEntry, Job, JobMessage, JobStatus
+from functions.settings import Settings
 
 logger = Logger(child=True)
 
@@ -80,10 +81,14 @@ class Accepted(NamedTuple):
     replayed: bool = False
 
 
-def parse_job_spec(body: Any, now_ms: int, idempotency_header: str | None = None) -> JobSpec:
+def parse_job_spec(
+    body: Any, now_ms: int, idempotency_header: str | None = None, deployment: Settings | None = None
+) -> JobSpec:
     """Validate a POST /jobs body into a spec, raising the contract's error codes.
 
-    ``idempotency_header``: the ``Idempotency-Key`` header, an alternative to the ``idempotencyKey`` field."""
+    ``idempotency_header``: the ``Idempotency-Key`` header, an alternative to the ``idempotencyKey`` field.
+    ``deployment``: what this deployment runs (a type it cannot run, a model it does not allow, are refused here);
+    by default the functions' settings."""
     if not isinstance(body, dict):
         raise InvalidBody("the body must be a JSON object")
     job_type = get_job_type(body.get("type"))
@@ -96,7 +101,7 @@ def parse_job_spec(body: Any, now_ms: int, idempotency_header: str | None = None
         payload = {}
     if not isinstance(payload, dict):
         raise InvalidPayload("'payload' must be a JSON object")
-    validated = job_type.parse_payload(payload)
+    validated = job_type.parse_payload(payload, deployment or Settings.from_env())
 
     priority = _int_option(body, "priority", 5, 1, 10)
     max_attempts = _int_option(body, "maxAttempts", 3, 1, 25)

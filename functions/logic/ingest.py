@@ -28,6 +28,7 @@ from functions.logic.job_types import get_job_type
 from functions.logic.job_types.webhook import verify_signature
 from functions.models.errors import InvalidBody, InvalidQuery, InvalidSignature, PayloadTooLarge
 from functions.models.job import Job
+from functions.settings import Settings
 
 MAX_BODY_BYTES = 256 * 1024
 SIGNATURE_TOLERANCE_SECONDS = 300
@@ -65,7 +66,7 @@ def parse_hook(type_name: str, raw: bytes, query: Mapping[str, str]) -> JobSpec:
         priority = int(raw_priority)
     job_type = get_job_type(type_name)
     body = _json_object(raw)
-    validated = job_type.parse_payload(body)
+    validated = job_type.parse_payload(body, Settings.from_env())  # what this deployment runs (enqueue.py)
     return JobSpec(type=job_type.name, payload=validated.model_dump(mode="json", by_alias=True), priority=priority)
 
 

@@ -58,6 +58,7 @@ def test_settings_round_trip_through_the_environment() -> None:
             "image_max_pixels": 6,
             "bedrock_embedding_model": "m1",
             "bedrock_text_model": "m2",
+            "bedrock_models": "m1,m2",
             "sdk_parameter_validation": False,
         },
     )

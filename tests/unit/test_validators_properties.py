@@ -56,6 +56,16 @@ PROPERTY = settings(
 SMALL = settings(PROPERTY, max_examples=100)
 
 NOW = 1_795_000_000_000  # 2026-11-18, ms
+
+
+@pytest.fixture(autouse=True, scope="module")
+def deployment_with_a_sender() -> Any:
+    """Every type is available: the functions' settings name a sender (without one, send-email is INVALID_TYPE)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JOBS_EMAIL_SENDER", "jobs@example.com")
+        yield
+
+
 YEAR_MS = MAX_DELAY_OPTION_SECONDS * 1000
 PRINTABLE = re.compile(r"[\x21-\x7e]+")
 TYPES = registered_types()

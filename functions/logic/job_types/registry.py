@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo
 
 from functions.models.errors import InvalidPayload, InvalidType
 from functions.settings import Settings
@@ -71,15 +71,31 @@ class JobContext:
         return max(0.0, (self.deadline_ms - time.time() * 1000) / 1000)
 
 
+# What a job type needs from the deployment (a sender, ...): why these settings cannot run it, or None.
+Requirement = Callable[[Settings], "str | None"]
+
+
 @dataclass(frozen=True)
 class JobType(Generic[PayloadT]):
     name: str
     payload_model: type[PayloadT]
     handler: Callable[[PayloadT, JobContext], Any]
+    requires: Requirement | None = None
 
-    def parse_payload(self, payload: dict[str, Any]) -> PayloadT:
+    def parse_payload(self, payload: dict[str, Any], deployment: Settings | None = None) -> PayloadT:
+        """The payload as its model validates it.
+
+        ``deployment``: the settings of the deployment accepting the job, given at enqueue. A type it cannot run
+        is refused (``INVALID_TYPE``, naming the setting), and the payload's validators see them as the validation
+        context (``info.context["deployment"]``: e.g. a model outside the allowed list). The consumer gives none:
+        a job accepted once is not judged again by these rules."""
+        if deployment is not None and self.requires is not None:
+            missing = self.requires(deployment)
+            if missing:
+                raise InvalidType(f"job type '{self.name}' is not available in this deployment: {missing}")
+        context = {"deployment": deployment} if deployment is not None else None
         try:
-            return self.payload_model.model_validate(payload)
+            return self.payload_model.model_validate(payload, context=context)
         except ValidationError as exc:
             details = [
                 {"field": ".".join(str(part) for part in err["loc"]) or "payload", "message": err["msg"]}
@@ -97,12 +113,14 @@ _REGISTRY: dict[str, JobType[Any]] = {}
 
 
 def job_type(
-    name: str, *, payload: type[PayloadT]
+    name: str, *, payload: type[PayloadT], requires: Requirement | None = None
 ) -> Callable[[Callable[[PayloadT, JobContext], Any]], Callable[[PayloadT, JobContext], Any]]:
+    """Registers a job type; ``requires`` says what the deployment must configure for it (checked at enqueue)."""
+
     def register(handler: Callable[[PayloadT, JobContext], Any]) -> Callable[[PayloadT, JobContext], Any]:
         if name in _REGISTRY:
             raise ValueError(f"job type '{name}' is registered twice")
-        _REGISTRY[name] = JobType(name=name, payload_model=payload, handler=handler)
+        _REGISTRY[name] = JobType(name=name, payload_model=payload, handler=handler, requires=requires)
         return handler
 
     return register
@@ -110,6 +128,13 @@ def job_type(
 
 def registered_types() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def deployment_of(info: ValidationInfo) -> Settings | None:
+    """In a payload validator: the deployment's settings at enqueue, None when a stored job is parsed to run."""
+    context = info.context
+    deployment = context.get("deployment") if isinstance(context, dict) else None
+    return deployment if isinstance(deployment, Settings) else None
 
 
 def get_job_type(name: object) -> JobType[Any]:
