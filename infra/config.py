@@ -130,7 +130,7 @@ class ServiceConfig:
     api_rate_limit: int = 100
     api_burst_limit: int = 200
     # The functions' Lambda runtime and architecture (cdk deploy -c runtime=python3.12 -c architecture=arm64); the
-    # dependency layer is built for that interpreter and platform from requirements.txt (infra/constructs/layers.py).
+    # dependency layers are built for that interpreter and platform (infra/layer_build.py, constructs/job_layer.py).
     python_version: str = "python3.11"
     architecture: str = "x86_64"
     # Lambda SnapStart for the functions (Python 3.12 and later only): published versions start from a snapshot.
