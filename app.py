@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from aws_cdk import App, Aspects
 from cdk_nag import AwsSolutionsChecks
 
 from infra.config import AWS_CONFIG
-from infra.context import config_from_context
+from infra.context import ContextError, config_from_context
+from infra.layer_build import LayerBuildError
 from infra.stack import ServiceStack
 
 
@@ -30,4 +32,7 @@ def create_app(**app_kwargs: Any) -> App:
 
 
 if __name__ == "__main__":
-    create_app().synth()
+    try:
+        create_app().synth()
+    except (ContextError, LayerBuildError) as exc:  # a bad -c value, or no wheel for the target: say which
+        sys.exit(f"cdk synth: {exc}")
