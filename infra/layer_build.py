@@ -90,10 +90,16 @@ def pip_command(requirements: Sequence[Path], constraints: Path, target_dir: Pat
     ]
 
 
+def requirement_lines(path: Path) -> list[str]:
+    """The requirements themselves: comments and blank lines do not change a build."""
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line]
+
+
 def cache_key(requirements: Sequence[Path], constraints: str, target: LayerTarget) -> str:
     """Changes when what the layer contains would change, and only then."""
     digest = hashlib.sha256()
-    pins = [path.read_text() for path in requirements]
+    pins = ["\n".join(requirement_lines(path)) for path in requirements]
     for part in (BUILD_FORMAT, *pins, constraints, target.platform, "cp", target.python_version):
         digest.update(part.encode())
         digest.update(b"\0")

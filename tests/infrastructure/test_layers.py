@@ -119,6 +119,8 @@ def test_the_cache_key_is_the_content_pins_constraints_platform_and_python(tmp_p
     assert cache_key([requirements], "a==2\n", default) != key
     assert cache_key([requirements], "a==1\n", LayerTarget("python3.12", "x86_64")) != key
     assert cache_key([requirements], "a==1\n", LayerTarget("python3.11", "arm64")) != key
+    requirements.write_text("# an explanation\npillow==12.2.0  # why this pin\n\n")
+    assert cache_key([requirements], "a==1\n", default) == key  # comments are not content
     requirements.write_text("pillow==12.1.0\n")
     assert cache_key([requirements], "a==1\n", default) != key
 
