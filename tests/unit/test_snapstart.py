@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
 import sys
 import types
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from functions.snapstart import register_restore_hooks, reseed_random
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_after_a_restore_the_random_sequence_is_no_longer_the_snapshots() -> None:
@@ -40,8 +45,35 @@ def test_without_the_library_nothing_is_registered(monkeypatch: pytest.MonkeyPat
     assert register_restore_hooks() is False
 
 
-def test_every_handler_registers_it_at_import() -> None:
-    # The handlers import the composition root, which registers the hook while the snapshot is being prepared
-    import functions.handlers.runtime as runtime_module
+FAKE_LIBRARY = """
+hooks = []
+def register_after_restore(func, *args, **kwargs):
+    hooks.append(func.__module__ + "." + func.__name__)
+"""
+PROBE = (
+    "import importlib, sys, snapshot_restore_py; importlib.import_module(sys.argv[1]); print(snapshot_restore_py.hooks)"
+)
 
-    assert runtime_module.register_restore_hooks is register_restore_hooks
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        "functions.handlers.api",
+        "functions.handlers.consumer",
+        "functions.handlers.sweeper",
+        "functions.handlers.stats_stream",
+    ],
+)
+def test_every_handler_registers_the_reseeding_while_the_snapshot_is_prepared(handler: str, tmp_path: Path) -> None:
+    # Given a runtime with the hook library (a stand-in that records registrations)
+    (tmp_path / "snapshot_restore_py.py").write_text(FAKE_LIBRARY)
+    env = {
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "PATH": "/usr/bin:/bin",
+    }
+    # When the handler module is imported, as Lambda's init does before taking the snapshot
+    done = subprocess.run([sys.executable, "-c", PROBE, handler], env=env, capture_output=True, text=True, check=True)
+    # Then the reseeding hook was registered, once
+    assert done.stdout.strip() == "['functions.snapstart.reseed_random']"
