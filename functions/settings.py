@@ -77,7 +77,9 @@ class Settings:
     # Job catalogue (files, imports, email, AI providers).
     files_bucket: str = "jobs-files"
     imports_table: str = "job-imports"
-    email_sender: str = "jobs@example.com"
+    # The SES sender of send-email jobs (JOBS_EMAIL_SENDER; on AWS from cdk deploy -c senderEmail=...). Empty: the
+    # deployment has none, and send-email jobs are refused at enqueue.
+    email_sender: str = ""
     # Where presigned URLs point: empty on AWS (the SDK's own endpoint); the moto server's URL locally.
     s3_public_endpoint: str = ""
     # Outbound HTTP from jobs (webhook, fetch, crawl) refuses loopback/private/link-local/multicast/reserved
@@ -99,9 +101,12 @@ class Settings:
     image_max_pixels: int = 40_000_000
     # "bedrock" on AWS; "local" runs a local provider (moto cannot serve Bedrock).
     ai_provider: str = "bedrock"
-    # Changing a model here changes the consumer's bedrock:InvokeModel grant with it.
+    # The models jobs use when they name none; each must be in bedrock_models (infra/config.py checks).
     bedrock_embedding_model: str = "amazon.titan-embed-text-v2:0"
     bedrock_text_model: str = "amazon.nova-lite-v1:0"
+    # The models a job may name, comma-separated (foundation models and inference profiles): any other is refused at
+    # enqueue, as IAM would deny it at run time (infra/config.py: each must be in granted_bedrock_models).
+    bedrock_models: str = "amazon.titan-embed-text-v2:0,amazon.nova-lite-v1:0,us.amazon.nova-lite-v1:0"
     # botocore checks every request against the service model before sending it. Tests and the local stack keep
     # the check (moto accepts some requests AWS would refuse); on Lambda the service checks them anyway, and the
     # client-side check cost ~80 us of CPU per call (bench/handler.py), so the AWS config turns it off.

@@ -43,7 +43,12 @@ class QueueConfig:
     # A safety net for crashes and poison messages; retries are counted on the job record (maxAttempts <= 25),
     # and a deferred message (backoff or schedule) can be received a few extra times.
     max_receive_count: int = 50
-    retention_days: int = 14
+    # A message redriven from a DLQ keeps its original enqueue time, so each DLQ keeps messages longer than its
+    # source queue does (AWS's advice): a redriven message then still has (dlq - source) days to run. The source
+    # queues need little: a message waits there at most a backoff (<= backoff_cap_seconds) or a release-ahead
+    # window (<= 15 min); jobs due later wait on their record, not in SQS. SQS allows 60 s to 14 days.
+    retention_days: int = 4
+    dlq_retention_days: int = 14
     # Flow-control lanes: high priority (a standard queue) and ordered groups (FIFO), each with its own DLQ.
     high_name: str = "jobs-high"
     high_dlq_name: str = "jobs-high-dlq"
@@ -53,6 +58,34 @@ class QueueConfig:
     # making its own message invisible for a while (re-sending it would lose its place in the group), and every
     # such wait is one more receive; retries are still bounded by the record's maxAttempts.
     ordered_max_receive_count: int = 1000
+
+
+@dataclass(frozen=True)
+class BedrockModel:
+    """A model jobs may name. A foundation model is its id alone. An inference profile (``us.amazon.nova-lite-v1:0``)
+    also names the foundation model it routes to and every region it may route a request to: Bedrock authorises
+    the call against the profile and against the model in the region that serves it, so IAM needs all of them."""
+
+    id: str
+    foundation_model: str = ""
+    regions: tuple[str, ...] = ()
+
+    @property
+    def is_inference_profile(self) -> bool:
+        return bool(self.foundation_model)
+
+
+# The models jobs may name (and the defaults, which must be among them); IAM's bedrock:InvokeModel grant is
+# generated from this list (infra/constructs/queue_consumer.py) and the API refuses any other model at enqueue.
+DEFAULT_BEDROCK_MODELS: tuple[BedrockModel, ...] = (
+    BedrockModel("amazon.titan-embed-text-v2:0"),
+    BedrockModel("amazon.nova-lite-v1:0"),
+    BedrockModel(
+        "us.amazon.nova-lite-v1:0",
+        foundation_model="amazon.nova-lite-v1:0",
+        regions=("us-east-1", "us-east-2", "us-west-2"),
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -91,12 +124,18 @@ class ServiceConfig:
     bootstrap_tenant: str = "default"
     api_rate_limit: int = 100
     api_burst_limit: int = 200
-    powertools_version: str = "3.37.0"
+    # The functions' Lambda runtime and architecture (cdk deploy -c runtime=python3.12 -c architecture=arm64); the
+    # dependency layers are built for that interpreter and platform (infra/layer_build.py, constructs/job_layer.py).
     python_version: str = "python3.11"
+    architecture: str = "x86_64"
+    # Lambda SnapStart for the functions (Python 3.12 and later only): published versions start from a snapshot.
+    snap_start: bool = False
     # AWS only (the CDK stack): stage name, log retention, X-Ray switch and the alarm thresholds.
     api_stage_name: str = "prod"
     log_retention_days: int = 30
-    tracing_enabled: bool = True
+    # X-Ray (cdk deploy -c tracing=true): off by default, as each traced job costs money and every cold start
+    # pays for loading the X-Ray SDK.
+    tracing_enabled: bool = False
     queue_age_alarm_seconds: int = 900
     # The ordered (FIFO) lane's oldest-message alarm: a group legitimately waits behind its failing job, whose
     # message stays put through up to 25 attempts (24 backoff waits of at most backoff_cap_seconds, 25 runs of at
@@ -108,6 +147,10 @@ class ServiceConfig:
     alarm_rate_period_minutes: int = 5
     consumer_error_rate_alarm_percent: float = 5.0
     api_5xx_alarm_percent: float = 5.0
+    # The Bedrock models the consumers' IAM role may invoke (bedrock:InvokeModel is generated from this list,
+    # infra/constructs/queue_consumer.py). The functions' own list, ``bedrock_models`` (what the API accepts at
+    # enqueue), must be among them: ``settings()`` checks (cdk deploy -c bedrockModels=... sets both).
+    granted_bedrock_models: tuple[BedrockModel, ...] = DEFAULT_BEDROCK_MODELS
     # The functions' tunables and resource names (tables, bucket, sender, shards, backoff, lanes, limits...),
     # declared with their defaults in functions/settings.py only; each also reads as the config's own
     # (``config.jobs_table``). ``settings()`` hands them to the functions with the queue URLs and derived values.
@@ -145,6 +188,7 @@ class ServiceConfig:
         # A bad limits configuration stops `cdk synth` and `make run` here, naming the entry, rather than the
         # consumers at their first message.
         parse_type_limits(self.runtime.type_limits)
+        _check_bedrock_models(self.runtime, self.granted_bedrock_models)
         return replace(
             self.runtime,
             queue_url=queue_url,
@@ -159,7 +203,24 @@ class ServiceConfig:
         )
 
 
+def _check_bedrock_models(runtime: Settings, granted: tuple[BedrockModel, ...]) -> None:
+    """The models the API accepts are ones IAM lets the consumers invoke, and include the defaults: a mismatch
+    stops ``cdk synth`` and ``make run`` here rather than failing accepted jobs."""
+    granted_ids = [model.id for model in granted]
+    allowed = [model for model in runtime.bedrock_models.split(",") if model]
+    for model in allowed:
+        if model not in granted_ids:
+            raise ValueError(
+                f"the Bedrock model {model!r} in bedrock_models is not in granted_bedrock_models {granted_ids}"
+            )
+    for default in (runtime.bedrock_embedding_model, runtime.bedrock_text_model):
+        if default not in allowed:
+            raise ValueError(f"the default Bedrock model {default!r} is not in bedrock_models {allowed}")
+
+
 AWS_CONFIG = ServiceConfig()
+# make run sends mail from this (verified in moto's SES), so the examples work without configuration.
+LOCAL_EMAIL_SENDER = "jobs@example.com"
 
 
 def local_config() -> ServiceConfig:
@@ -188,6 +249,7 @@ def local_config() -> ServiceConfig:
             pending_grace_seconds=int(env.get("JOBS_LOCAL_PENDING_GRACE", "30")),
             # moto cannot serve Bedrock; jobs may call servers on this machine (tests' loopback servers).
             ai_provider="local",
+            email_sender=env.get("JOBS_LOCAL_EMAIL_SENDER", LOCAL_EMAIL_SENDER),
             outbound_allowlist=env.get("JOBS_LOCAL_OUTBOUND_ALLOWLIST", "127.0.0.0/8,::1/128"),
             crawl_delay_seconds=float(env.get("JOBS_LOCAL_CRAWL_DELAY", "0")),
             type_limits=env.get("JOBS_LOCAL_TYPE_LIMITS", ""),

@@ -402,7 +402,8 @@ def create_resources(config: ServiceConfig) -> LocalResources:
     )
     boto3.client("s3").create_bucket(Bucket=config.files_bucket)
     # SES only sends from verified identities, locally as on AWS.
-    boto3.client("ses").verify_email_identity(EmailAddress=config.email_sender)
+    if config.email_sender:
+        boto3.client("ses").verify_email_identity(EmailAddress=config.email_sender)
     queues = config.queue
     normal = _lane_queues(config, queues.name, queues.dlq_name, queues.max_receive_count)
     high = _lane_queues(config, queues.high_name, queues.high_dlq_name, queues.max_receive_count)
@@ -435,9 +436,10 @@ def _lane_queues(
         if fifo
         else {}
     )
-    dlq_url = sqs.create_queue(QueueName=dlq_name, Attributes={"MessageRetentionPeriod": retention, **fifo_attributes})[
-        "QueueUrl"
-    ]
+    dlq_retention = str(config.queue.dlq_retention_days * 86400)
+    dlq_url = sqs.create_queue(
+        QueueName=dlq_name, Attributes={"MessageRetentionPeriod": dlq_retention, **fifo_attributes}
+    )["QueueUrl"]
     dlq_arn = _queue_arn(sqs, dlq_url)
     queue_url = sqs.create_queue(
         QueueName=name,

@@ -26,6 +26,7 @@ from functions.logic.lanes import LaneRouter
 from functions.logic.limits import Limiter, limiter_from_settings
 from functions.redaction import RedactingFormatter
 from functions.settings import Settings
+from functions.snapstart import register_restore_hooks
 
 # Every log line goes through the redacting formatter: no secret or API key is ever written (functions/redaction.py).
 logger = Logger(logger_formatter=RedactingFormatter())
@@ -33,6 +34,8 @@ metrics = Metrics()
 # Reads and idle sweeps emit no metric. Powertools then warns, once per container, in plain text outside the
 # structured logs; its documentation names this filter for functions that may publish none.
 warnings.filterwarnings("ignore", "No application metrics to publish*")
+# Under SnapStart, reseed randomness in each environment restored from the snapshot (functions/snapstart.py).
+register_restore_hooks()
 
 F = TypeVar("F", bound=Callable[..., Any])
 

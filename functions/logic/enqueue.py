@@ -88,6 +88,8 @@ class EnqueueSettings:
     # A payload whose JSON is larger goes to the files bucket; the record keeps a pointer (see payloads.py).
     payload_inline_max_bytes: int = 256 * 1024
     idempotency_ttl_seconds: int = 86_400
+    # What batches and webhooks validate payloads under (``parse_job_spec``'s ``settings``): the functions' own.
+    job_settings: Settings = field(default_factory=Settings)
 
 
 def enqueue_settings(settings: Settings) -> EnqueueSettings:
@@ -97,6 +99,7 @@ def enqueue_settings(settings: Settings) -> EnqueueSettings:
         settings.release_ahead_seconds,
         settings.payload_inline_max_bytes,
         settings.idempotency_ttl_seconds,
+        job_settings=settings,
     )
 
 
@@ -106,16 +109,20 @@ class Accepted(NamedTuple):
     replayed: bool = False
 
 
-def parse_job_spec(body: Any, now_ms: int, idempotency_header: str | None = None) -> JobSpec:
+def parse_job_spec(
+    body: Any, now_ms: int, idempotency_header: str | None = None, settings: Settings | None = None
+) -> JobSpec:
     """Validate a POST /jobs body (``JobRequest``, then the type's payload model) into a spec, raising the contract's
     error codes: ``INVALID_TYPE``, then unknown fields, then the payload, then the other options.
 
-    ``idempotency_header``: the ``Idempotency-Key`` header, an alternative to the ``idempotencyKey`` field."""
+    ``idempotency_header``: the ``Idempotency-Key`` header, an alternative to the ``idempotencyKey`` field.
+    ``settings``: the functions' settings, which say what this deployment runs (a type it cannot run, a model it
+    does not allow, are refused here) and its limits; the defaults without."""
     if not isinstance(body, dict):
         raise InvalidBody("the body must be a JSON object")
     job_type = get_job_type(body.get("type"))
     request, option_errors = _validate_request(body)
-    validated = job_type.parse_payload(body.get("payload") or {})
+    validated = job_type.parse_payload(body.get("payload") or {}, settings, at_enqueue=True)
     if option_errors:
         raise option_errors[0]
     assert request is not None  # no errors: the model validated

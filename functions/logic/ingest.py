@@ -30,6 +30,7 @@ from functions.logic.lanes import JobQueue
 from functions.models.bounds import HOOK_BODY_MAX_BYTES, PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN
 from functions.models.errors import InvalidBody, InvalidQuery, InvalidSignature, PayloadTooLarge
 from functions.models.job import Job
+from functions.settings import Settings
 
 MAX_BODY_BYTES = HOOK_BODY_MAX_BYTES
 SIGNATURE_TOLERANCE_SECONDS = 300
@@ -54,8 +55,9 @@ def verify(raw: bytes, signature: str | None, secret: str | None, now_ms: int) -
         )
 
 
-def parse_hook(type_name: str, raw: bytes, query: Mapping[str, str]) -> JobSpec:
-    """The job a verified webhook asks for: its body, validated by the type's model, is the payload."""
+def parse_hook(type_name: str, raw: bytes, query: Mapping[str, str], settings: Settings | None = None) -> JobSpec:
+    """The job a verified webhook asks for: its body, validated by the type's model, is the payload.
+    ``settings``: what it is validated under, as ``parse_job_spec``'s."""
     unknown = sorted(set(query) - QUERY_OPTIONS)
     if unknown:
         raise InvalidQuery(f"unknown query parameter(s): {', '.join(unknown)}; only 'priority' is accepted")
@@ -70,7 +72,7 @@ def parse_hook(type_name: str, raw: bytes, query: Mapping[str, str]) -> JobSpec:
         priority = int(raw_priority)
     job_type = get_job_type(type_name)
     body = _json_object(raw)
-    validated = job_type.parse_payload(body)
+    validated = job_type.parse_payload(body, settings, at_enqueue=True)
     return JobSpec(type=job_type.name, payload=validated.model_dump(mode="json", by_alias=True), priority=priority)
 
 
@@ -100,5 +102,5 @@ def ingest(
     """Check, verify and enqueue one inbound webhook (see the module's docstring); returns the accepted job."""
     check_size(raw)
     verify(raw, signature, secret_for(tenant), clock())
-    spec = parse_hook(type_name, raw, query)
+    spec = parse_hook(type_name, raw, query, settings.job_settings)
     return enqueue(spec, tenant, repo, queue, clock, settings, files=files)

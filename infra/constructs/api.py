@@ -119,7 +119,7 @@ class JobsApi(Construct):
             ),
         )
 
-        integration = apigateway.LambdaIntegration(self.handler.function, proxy=True, allow_test_invoke=False)
+        integration = apigateway.LambdaIntegration(self.handler.target, proxy=True, allow_test_invoke=False)
         root = self.api.root
         # Without a key: GET of /health (load balancers, probes), the dashboard (/ and /assets/...: the page asks for
         # a key and sends it with its API calls), the OpenAPI document and Swagger UI. Everything else needs one

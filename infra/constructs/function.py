@@ -1,4 +1,4 @@
-"""What every function of the service shares (code asset, Powertools layer, environment) and one function."""
+"""What every function of the service shares (code asset, dependency layer, environment) and one function."""
 
 from __future__ import annotations
 
@@ -15,18 +15,20 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_ssm as ssm
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from infra.config import ServiceConfig
+from infra.constructs.job_layer import (
+    RUNTIME_REQUIREMENTS,
+    TRACING_REQUIREMENTS,
+    DependencyLayer,
+    lambda_architecture,
+    lambda_runtime,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-
-# The Powertools layer is published per architecture; the functions must run on the one it is built for.
-ARCHITECTURE = lambda_.Architecture.X86_64
-_LAYER_ARCHITECTURE = "x86_64"
 
 _RETENTION = {
     1: logs.RetentionDays.ONE_DAY,
@@ -47,11 +49,6 @@ def log_retention(config: ServiceConfig) -> logs.RetentionDays:
         return _RETENTION[config.log_retention_days]
     except KeyError:
         raise ValueError(f"log_retention_days must be one of {sorted(_RETENTION)}") from None
-
-
-def powertools_layer_parameter(config: ServiceConfig) -> str:
-    """The public SSM parameter AWS keeps the layer ARN in, for this Powertools version and Python runtime."""
-    return f"/aws/service/powertools/python/{_LAYER_ARCHITECTURE}/{config.python_version}/{config.powertools_version}"
 
 
 def service_environment(
@@ -117,17 +114,19 @@ def code_with_bytecode(python_version: str) -> Path:
 
 
 class FunctionRuntime(Construct):
-    """The code asset and the layer, created once and shared so that the three functions use one asset."""
+    """The code asset and the runtime layer, created once and shared so that all functions use one of each."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: ServiceConfig) -> None:
         super().__init__(scope, construct_id)
         self.config = config
         self.code = lambda_.Code.from_asset(str(code_with_bytecode(config.python_version)))
-        # A CloudFormation parameter of type AWS::SSM::Parameter::Value<String>: resolved at deploy time, so synth
-        # needs neither credentials nor a context lookup. The layer brings Powertools and pydantic; boto3 is in the
-        # runtime.
-        layer_arn = ssm.StringParameter.value_for_string_parameter(self, powertools_layer_parameter(config))
-        self.powertools_layer = lambda_.LayerVersion.from_layer_version_arn(self, "PowertoolsLayer", layer_arn)
+        # Powertools, pydantic and boto3/botocore at the versions the tests pin, for this runtime and architecture
+        # (a layer's packages come before the runtime's own boto3 on sys.path).
+        requirements = [RUNTIME_REQUIREMENTS, *([TRACING_REQUIREMENTS] if config.tracing_enabled else [])]
+        self.dependencies = DependencyLayer(
+            self, "Dependencies", config=config, requirements=requirements, purpose="Runtime dependencies"
+        )
+        self.dependencies_layer = self.dependencies.layer
 
 
 class ServiceFunction(Construct):
@@ -166,17 +165,28 @@ class ServiceFunction(Construct):
             self,
             "Function",
             description=description,
-            runtime=lambda_.Runtime(config.python_version, lambda_.RuntimeFamily.PYTHON),
-            architecture=ARCHITECTURE,
+            runtime=lambda_runtime(config),
+            architecture=lambda_architecture(config),
             code=runtime.code,
             handler=handler,
-            layers=[runtime.powertools_layer, *(extra_layers or [])],
+            layers=[runtime.dependencies_layer, *(extra_layers or [])],
             timeout=Duration.seconds(timeout_seconds),
             memory_size=memory_mb,
             environment=environment,
             role=self.role,
             log_group=self.log_group,
             tracing=lambda_.Tracing.ACTIVE if config.tracing_enabled else lambda_.Tracing.DISABLED,
+            # Published versions start from a snapshot of the initialised function; functions/snapstart.py reseeds
+            # what must differ between the environments restored from one snapshot.
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if config.snap_start else None,
+        )
+
+        # What event sources, schedules and the API invoke. With SnapStart, a published version (the "live" alias
+        # follows each deployment's code): $LATEST never starts from a snapshot.
+        self.target: lambda_.IFunction = (
+            lambda_.Alias(self, "Live", alias_name="live", version=self.function.current_version)
+            if config.snap_start
+            else self.function
         )
 
         NagSuppressions.add_resource_suppressions(
@@ -184,8 +194,9 @@ class ServiceFunction(Construct):
             [
                 NagPackSuppression(
                     id="AwsSolutions-L1",
-                    reason=f"The runtime is pinned to {config.python_version} on purpose: it must match the "
-                    "Powertools layer build and the Python version the code is tested with (infra.config).",
+                    reason=f"The runtime is chosen at deploy time ({config.python_version}; -c runtime=...), not "
+                    "left to the latest: the dependency layer is built for that interpreter and the code is tested "
+                    "with it.",
                 )
             ],
         )

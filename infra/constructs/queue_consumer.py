@@ -20,7 +20,7 @@ from aws_cdk import aws_sqs as sqs
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
-from infra.config import ServiceConfig
+from infra.config import BedrockModel, ServiceConfig
 from infra.constructs.files import JOB_OUTPUTS, PAYLOADS, UPLOADS, FilesBucket
 from infra.constructs.function import FunctionRuntime, ServiceFunction, service_environment
 from infra.constructs.tables import JobsTables
@@ -120,7 +120,15 @@ class JobQueueConsumer(Construct):
 
     def _lane_queues(self, prefix: str, max_receive_count: int, *, fifo: bool = False) -> tuple[sqs.Queue, sqs.Queue]:
         """A lane's DLQ and queue (construct ids "<prefix>DeadLetterQueue" and "<prefix>Queue")."""
-        retention = Duration.days(self._config.queue.retention_days)
+        queue_config = self._config.queue
+        # A message redriven from the DLQ keeps its first enqueue time: the DLQ must keep it longer than the
+        # source did, or a redrive could deliver messages already due to expire.
+        if not queue_config.retention_days < queue_config.dlq_retention_days <= 14:
+            raise ValueError(
+                f"queue retention ({queue_config.retention_days} d) must be shorter than the DLQ's "
+                f"({queue_config.dlq_retention_days} d), which SQS caps at 14 days"
+            )
+        retention = Duration.days(queue_config.retention_days)
         # FIFO lanes use high-throughput mode: throughput and deduplication are per message group, i.e. per
         # (tenant, group), not per queue.
         fifo_options = {
@@ -134,7 +142,7 @@ class JobQueueConsumer(Construct):
             f"{prefix}DeadLetterQueue",
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
-            retention_period=retention,
+            retention_period=Duration.days(queue_config.dlq_retention_days),
             **fifo_options,  # type: ignore[arg-type]
         )
         NagSuppressions.add_resource_suppressions(
@@ -183,7 +191,7 @@ class JobQueueConsumer(Construct):
             extra_layers=[job_layer],
         )
         # Grants receive/delete (and reading the queue's attributes) to the role.
-        fn.function.add_event_source(
+        fn.target.add_event_source(
             event_sources.SqsEventSource(
                 queue,
                 batch_size=consumer.batch_size,
@@ -226,12 +234,12 @@ class JobQueueConsumer(Construct):
         fn.allow(["s3:GetObject"], [files.objects(UPLOADS), files.objects(PAYLOADS)])
         fn.allow(["s3:PutObject"], [files.objects(prefix) for prefix in JOB_OUTPUTS])
         # send-email: from the configured sender only (its address identity, or its domain's when that is verified).
-        fn.allow(["ses:SendEmail"], ses_identity_arns(settings.email_sender))
-        # generate-embedding / generate-content: the two configured models (Converse is authorised as InvokeModel).
-        fn.allow(
-            ["bedrock:InvokeModel"],
-            [foundation_model_arn(settings.bedrock_embedding_model), foundation_model_arn(settings.bedrock_text_model)],
-        )
+        # Without a sender the API refuses send-email jobs, and nothing may send mail.
+        if settings.email_sender:
+            fn.allow(["ses:SendEmail"], ses_identity_arns(settings.email_sender))
+        # generate-embedding / generate-content: the configured models, inference profiles with the foundation
+        # model they route to in each of their regions (Converse is authorised as InvokeModel).
+        fn.allow(["bedrock:InvokeModel"], bedrock_model_arns(config.granted_bedrock_models))
         # batch-import: batches of 25, and single puts for retried leftovers.
         fn.allow(["dynamodb:BatchWriteItem"], [tables.imports.table_arn])
         # webhook-delivery: per-tenant signing secrets under one prefix, created on first use.
@@ -268,8 +276,25 @@ def ses_identity_arns(sender: str) -> list[str]:
     return [base + sender, base + domain]
 
 
-def foundation_model_arn(model_id: str) -> str:
-    return f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}::foundation-model/{model_id}"
+def foundation_model_arn(model_id: str, region: str = Aws.REGION) -> str:
+    return f"arn:{Aws.PARTITION}:bedrock:{region}::foundation-model/{model_id}"
+
+
+def inference_profile_arn(profile_id: str) -> str:
+    return f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}:{Aws.ACCOUNT_ID}:inference-profile/{profile_id}"
+
+
+def bedrock_model_arns(models: Sequence[BedrockModel]) -> list[str]:
+    """What bedrock:InvokeModel needs for each allowed model: a foundation model in this region; an inference profile
+    itself and its foundation model in every region the profile may route a request to."""
+    arns: list[str] = []
+    for model in models:
+        if model.is_inference_profile:
+            arns.append(inference_profile_arn(model.id))
+            arns.extend(foundation_model_arn(model.foundation_model, region) for region in model.regions)
+        else:
+            arns.append(foundation_model_arn(model.id))
+    return list(dict.fromkeys(arns))
 
 
 def webhook_secrets_arn(prefix: str) -> str:

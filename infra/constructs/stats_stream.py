@@ -63,7 +63,7 @@ class StatsAggregator(Construct):
             # counts for good. No ReportBatchItemFailures either: a batch is applied whole or not at all.
             retry_attempts=UNBOUNDED_RETRIES,
         )
-        self.function.add_event_source(self.event_source)
+        self.aggregator.target.add_event_source(self.event_source)
 
         # Counters and the shard's watermark move in one TransactWriteItems: UpdateItem for the counters, a PutItem
         # of the watermark conditional on the one read before (the condition is the Put's own, so no

@@ -51,9 +51,9 @@ class Sweeper(Construct):
         )
         # A missed or failed sweep is simply done by the next one: no retries, no stale events.
         self.rule.add_target(
-            targets.LambdaFunction(self.sweeper.function, retry_attempts=0, max_event_age=Duration.minutes(minutes))
+            targets.LambdaFunction(self.sweeper.target, retry_attempts=0, max_event_age=Duration.minutes(minutes))
         )
-        self.sweeper.function.configure_async_invoke(retry_attempts=0)
+        self.sweeper.target.configure_async_invoke(retry_attempts=0)
 
         self.sweeper.allow(["dynamodb:Query"], [tables.jobs_index_arn(INDEX_BY_SWEEP)])
         # It reads the due records by key (its index holds keys only) and rewrites the job's sweep mark with a

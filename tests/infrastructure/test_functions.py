@@ -1,4 +1,4 @@
-"""What every function shares: handler modules, code asset, Powertools layer, environment, roles and logs."""
+"""What every function shares: handler modules, code asset, environment, roles and logs (layers: test_layers.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from functions.settings import Settings
 from infra.config import AWS_CONFIG
 from infra.constructs.api import API_HANDLER
-from infra.constructs.function import code_with_bytecode, powertools_layer_parameter, service_environment
+from infra.constructs.function import code_with_bytecode, service_environment
 from infra.constructs.queue_consumer import CONSUMER_HANDLER, ORDERED_CONSUMER_HANDLER
 from infra.constructs.stats_stream import STATS_STREAM_HANDLER
 from infra.constructs.sweeper import SWEEPER_HANDLER
@@ -95,26 +95,13 @@ def test_each_function_logs_to_its_own_log_group_with_retention(resources: Resou
     assert len(seen) == FUNCTION_COUNT
 
 
-def test_functions_run_the_pinned_runtime_with_tracing(resources: Resources) -> None:
+def test_functions_run_the_configured_runtime_untraced(resources: Resources) -> None:
     for _, properties in all_functions(resources):
-        # Then each runs the configured Python on the layer's architecture, traced
-        assert properties["Runtime"] == AWS_CONFIG.python_version
-        assert properties["Architectures"] == ["x86_64"]
-        assert properties["TracingConfig"] == {"Mode": "Active"}
-
-
-def test_powertools_layer_comes_from_the_public_ssm_parameter(synthesized: Synthesized) -> None:
-    # Given the functions' layers and the template's parameters
-    expected = f"/aws/service/powertools/python/x86_64/{AWS_CONFIG.python_version}/{AWS_CONFIG.powertools_version}"
-    assert powertools_layer_parameter(AWS_CONFIG) == expected
-
-    for _, properties in all_functions(synthesized.resources):
-        # When each function's first layer is followed to its parameter
-        layer = properties["Layers"][0]
-        parameter = synthesized.parameters[layer["Ref"]]
-
-        # Then it is resolved by CloudFormation from the SSM parameter of this Powertools/Python version
-        assert parameter == {"Type": "AWS::SSM::Parameter::Value<String>", "Default": expected}
+        # Then each runs the configured Python on the configured architecture (by default, what the tests run),
+        # without X-Ray (-c tracing=true turns it on)
+        assert properties["Runtime"] == AWS_CONFIG.python_version == "python3.11"
+        assert properties["Architectures"] == [AWS_CONFIG.architecture] == ["x86_64"]
+        assert "TracingConfig" not in properties
 
 
 def test_every_function_gets_the_settings_and_powertools_environment(resources: Resources) -> None:
@@ -140,6 +127,7 @@ def test_every_function_gets_the_settings_and_powertools_environment(resources: 
         "POWERTOOLS_SERVICE_NAME": AWS_CONFIG.service_name,
         "POWERTOOLS_METRICS_NAMESPACE": AWS_CONFIG.metrics_namespace,
         "LOG_LEVEL": "INFO",
+        "POWERTOOLS_TRACE_DISABLED": "true",
     }
     for _, properties in all_functions(resources):
         # Then each function's environment is exactly that
@@ -156,6 +144,17 @@ def test_environment_round_trips_through_settings() -> None:
 
     # Then they see the configured values and the generated names
     assert settings == replace(AWS_CONFIG.settings(queue_url="q", dlq_url="d"), **names)
+
+
+def test_tracing_is_off_unless_switched_on_and_the_handlers_are_told() -> None:
+    # Given the default config, and tracing switched on
+    names = {"jobs_table": "j", "stats_table": "s", "queue_url": "q", "dlq_url": "d", "files_bucket": "b"}
+    default = service_environment(AWS_CONFIG, imports_table="i", **names)
+    traced = service_environment(replace(AWS_CONFIG, tracing_enabled=True), imports_table="i", **names)
+    # Then by default Powertools' tracer is disabled (the handlers then never import the X-Ray SDK), and on when
+    # switched on
+    assert default["POWERTOOLS_TRACE_DISABLED"] == "true"
+    assert "POWERTOOLS_TRACE_DISABLED" not in traced
 
 
 def test_switching_tracing_off_tells_the_handlers() -> None:

@@ -110,15 +110,11 @@ def test_aggregator_writes_only_counters_and_reads_only_the_jobs_stream(resource
         ("dynamodb:GetShardIterator", stream),
         ("dynamodb:ListStreams", "*"),
     }
-    # And beyond that only its logs and tracing, with no wildcard action and no other "*" resource
+    # And beyond that only its logs (tracing is off by default), with no wildcard action and no other "*" resource
     services = {action.split(":")[0] for action, _ in pairs}
-    assert services == {"dynamodb", "logs", "xray"}
+    assert services == {"dynamodb", "logs"}
     assert not [action for action, _ in pairs if "*" in action]
-    assert {action for action, resource in pairs if resource == "*"} == {
-        "dynamodb:ListStreams",
-        "xray:PutTraceSegments",
-        "xray:PutTelemetryRecords",
-    }
+    assert {action for action, resource in pairs if resource == "*"} == {"dynamodb:ListStreams"}
 
 
 def test_aggregator_falling_behind_the_stream_raises_an_alarm(resources: Resources) -> None:

@@ -19,11 +19,13 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 from PIL import Image
 
+from functions.handlers import runtime
 from functions.logic.job_types import JobContext, get_job_type
 from functions.models.errors import PermanentJobError
 from functions.settings import Settings
 from infra.config import local_config
 from local.aws import REGION, create_resources
+from tests.integration.harness import Service
 
 TENANT = "acme"
 
@@ -270,3 +272,54 @@ def test_embeddings_and_content_run_on_the_local_provider(aws: Aws) -> None:
     content = aws.run("generate-content", {"prompt": "Summarise: queues decouple producers", "maxTokens": 64})
     assert content["provider"] == "local" and content["text"].startswith("[local provider]")
     assert content["usage"]["outputTokens"] <= 64
+
+
+# --- what the deployment allows, refused at enqueue through the API (never a failure after acceptance) ---
+
+
+@pytest.fixture
+def without_a_sender(service: Service, monkeypatch: pytest.MonkeyPatch) -> Service:
+    """The service as deployed without -c senderEmail: the functions' JOBS_EMAIL_SENDER is empty."""
+    monkeypatch.setenv("JOBS_EMAIL_SENDER", "")
+    runtime.reset()
+    return service
+
+
+def test_without_a_sender_send_email_is_refused_at_enqueue(without_a_sender: Service) -> None:
+    service = without_a_sender
+    # When a send-email job is submitted, alone, in a batch and as a webhook
+    email = {"type": "send-email", "payload": {"to": "ann@example.com", "subject": "s", "body": "b"}}
+    status, body, _ = service.api("POST", "/jobs", email)
+    batch_status, batch_body, _ = service.api("POST", "/jobs/batch", {"jobs": [email]})
+    hook_status, hook_body, _ = service.api("POST", "/hooks/send-email", email["payload"])
+    # Then each is a 400 naming the setting, and nothing was accepted or queued
+    assert (status, body["code"]) == (400, "INVALID_TYPE"), body
+    assert "JOBS_EMAIL_SENDER" in body["error"] and "senderEmail" in body["error"]
+    assert (batch_status, batch_body["code"]) == (400, "INVALID_TYPE"), batch_body
+    assert (hook_status, hook_body["code"]) == (400, "INVALID_TYPE"), hook_body
+    assert "JOBS_EMAIL_SENDER" in hook_body["error"]
+    assert service.api("GET", "/jobs")[1]["jobs"] == []
+    assert set(service.queue_counts().values()) == {0}
+
+
+def test_make_run_has_a_sender_so_send_email_is_accepted(service: Service) -> None:
+    email = {"type": "send-email", "payload": {"to": "ann@example.com", "subject": "s", "body": "b"}}
+    assert service.settings.email_sender == "jobs@example.com"
+    assert service.api("POST", "/jobs", email).status == 202
+
+
+def test_a_model_outside_the_allowed_list_is_refused_at_enqueue(service: Service) -> None:
+    # When a job names a model the deployment does not allow (IAM would deny it at run time), alone, in a batch
+    # and as a webhook
+    job = {"type": "generate-content", "payload": {"prompt": "hi", "model": "anthropic.claude-3-haiku-20240307-v1:0"}}
+    status, body, _ = service.api("POST", "/jobs", job)
+    batch_status, batch_body, _ = service.api("POST", "/jobs/batch", {"jobs": [job]})
+    hook_status, hook_body, _ = service.api("POST", "/hooks/generate-content", job["payload"])
+    # Then each is 400 INVALID_PAYLOAD at the model field; an allowed inference profile is accepted
+    assert (status, body["code"]) == (400, "INVALID_PAYLOAD"), body
+    assert [detail["field"] for detail in body["details"]] == ["model"]
+    assert (batch_status, batch_body["code"]) == (400, "INVALID_PAYLOAD"), batch_body
+    assert (hook_status, hook_body["code"]) == (400, "INVALID_PAYLOAD"), hook_body
+    assert service.api("GET", "/jobs")[1]["jobs"] == []
+    allowed = {"type": "generate-content", "payload": {"prompt": "hi", "model": "us.amazon.nova-lite-v1:0"}}
+    assert service.api("POST", "/jobs", allowed).status == 202

@@ -77,6 +77,52 @@ def test_content_defaults_to_512_tokens_and_round_trips_by_alias() -> None:
     assert get_job_type("generate-content").parse_payload(stored) == payload
 
 
+# --- the allowed models: one configured list, enforced at enqueue (IAM is generated from it) ---
+
+DEPLOYMENT = Settings(bedrock_models=f"{EMBED_MODEL},{TEXT_MODEL},us.amazon.nova-lite-v1:0")
+
+
+@pytest.mark.parametrize(
+    ("name", "payload"),
+    [
+        ("generate-content", {"prompt": "hi", "model": "anthropic.claude-3-haiku-20240307-v1:0"}),
+        ("generate-content", {"prompt": "hi", "model": "eu.amazon.nova-lite-v1:0"}),  # another profile, same model
+        ("generate-embedding", {"text": "hi", "model": "cohere.embed-english-v3"}),
+        ("generate-content", {"prompt": "hi", "model": f"arn:aws:bedrock:us-east-1::foundation-model/{TEXT_MODEL}"}),
+    ],
+)
+def test_a_model_outside_the_allowed_list_is_invalid_payload_at_enqueue(name: str, payload: dict[str, Any]) -> None:
+    # When a job names a model the deployment does not allow
+    with pytest.raises(InvalidPayload) as refused:
+        get_job_type(name).parse_payload(payload, DEPLOYMENT, at_enqueue=True)
+    # Then it is 400 INVALID_PAYLOAD at the model field, listing what is allowed
+    assert (refused.value.status_code, refused.value.code) == (400, "INVALID_PAYLOAD")
+    [detail] = refused.value.details
+    assert detail["field"] == "model"
+    assert "us.amazon.nova-lite-v1:0" in detail["message"] and "bedrockModels" in detail["message"]
+
+
+@pytest.mark.parametrize("model", [None, TEXT_MODEL, "us.amazon.nova-lite-v1:0"])
+def test_the_default_or_an_allowed_model_is_accepted(model: str | None) -> None:
+    payload = {"prompt": "hi"} | ({"model": model} if model else {})
+    parsed = get_job_type("generate-content").parse_payload(payload, DEPLOYMENT, at_enqueue=True)
+    assert isinstance(parsed, ContentPayload) and parsed.model == model
+
+
+def test_a_stored_job_naming_a_model_no_longer_allowed_still_runs() -> None:
+    # Given a job accepted when its model was allowed, and a deployment that no longer lists it
+    payload = {"prompt": "hi", "model": "anthropic.claude-3-haiku-20240307-v1:0"}
+    # When the consumer parses it under its settings (not at enqueue): Then the allowlist is not applied again
+    parsed = get_job_type("generate-content").parse_payload(payload, DEPLOYMENT)
+    assert isinstance(parsed, ContentPayload) and parsed.model == payload["model"]
+
+
+def test_the_default_allowed_list_matches_the_infrastructure_default() -> None:
+    from infra.config import AWS_CONFIG
+
+    assert Settings().bedrock_models == AWS_CONFIG.settings().bedrock_models
+
+
 # --- the local provider: deterministic, 384 unit-norm dimensions, lexical similarity ---
 
 

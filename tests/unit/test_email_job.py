@@ -8,12 +8,14 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from functions.logic.enqueue import parse_job_spec
 from functions.logic.job_types import JobContext, get_job_type
 from functions.logic.job_types.email import EmailPayload, send_email
-from functions.models.errors import InvalidPayload, PermanentJobError, RetryableJobError
+from functions.models.errors import InvalidPayload, InvalidType, PermanentJobError, RetryableJobError
 from functions.settings import Settings
 
 SENDER = "sender@example.com"
+NOW = 1_795_000_000_000
 
 
 class FakeSes:
@@ -201,3 +203,37 @@ def test_a_connection_failure_is_retryable() -> None:
     error = EndpointConnectionError(endpoint_url="https://email.us-east-1.amazonaws.com")
     with pytest.raises(RetryableJobError, match="did not answer"):
         send_email(_parse(VALID), _context(FakeSes(error)))
+
+
+# --- the sender is deploy-time configuration: without one, refused at enqueue ---
+
+
+def test_without_a_sender_send_email_is_refused_at_enqueue_naming_the_setting() -> None:
+    # Given a deployment with no sender configured
+    without_a_sender = Settings(email_sender="")
+    # When a send-email job is submitted
+    with pytest.raises(InvalidType) as refused:
+        parse_job_spec({"type": "send-email", "payload": VALID}, NOW, settings=without_a_sender)
+    # Then it is a 400 with a stable code that names the setting and the deploy option
+    assert (refused.value.status_code, refused.value.code) == (400, "INVALID_TYPE")
+    assert "JOBS_EMAIL_SENDER" in refused.value.message
+    assert "-c senderEmail=" in refused.value.message
+
+
+def test_with_a_sender_send_email_is_accepted() -> None:
+    spec = parse_job_spec({"type": "send-email", "payload": VALID}, NOW, settings=Settings(email_sender=SENDER))
+    assert spec.type == "send-email" and spec.payload["to"] == VALID["to"]
+
+
+def test_the_default_settings_have_no_sender() -> None:
+    # Nothing sends mail from a placeholder address: AWS deployments name their sender, make run configures one
+    assert Settings().email_sender == ""
+
+
+def test_a_job_accepted_before_is_still_parsed_to_run() -> None:
+    # Given a deployment that has no sender (any more)
+    without_a_sender = Settings(email_sender="")
+    # When the consumer parses a stored job under its settings (not at enqueue)
+    parsed = get_job_type("send-email").parse_payload(VALID, without_a_sender)
+    # Then it is not judged again by the enqueue-only rules: it runs (and SES says what it says)
+    assert parsed.subject == "Hello"

@@ -18,6 +18,7 @@ from functions.adapters.net import (
     ResponseTooLarge,
     SafeHttpClient,
 )
+from functions.logic.enqueue import parse_job_spec
 from functions.logic.job_types import JobContext, get_job_type
 from functions.logic.job_types.fetch import FetchPayload, fetch
 from functions.models.errors import InvalidPayload, PermanentJobError, RetryableJobError
@@ -174,6 +175,17 @@ def test_the_max_bytes_ceiling_follows_the_settings_given() -> None:
         fetch_type.parse_payload({"url": "http://example.com/", "maxBytes": 1001}, settings)
     assert fetch_type.parse_payload({"url": "http://example.com/", "maxBytes": 1000}, settings).max_bytes == 1000
     assert fetch_type.parse_payload({"url": "http://example.com/", "maxBytes": 1001}).max_bytes == 1001
+
+
+def test_the_max_bytes_ceiling_applies_at_enqueue_as_when_run() -> None:
+    # Given settings with a lower ceiling than the default
+    settings = Settings(fetch_max_bytes=1000)
+    body = {"type": "fetch", "payload": {"url": "http://example.com/", "maxBytes": 1001}}
+    # Then POST /jobs's parsing refuses a payload over it, as the consumer's does
+    with pytest.raises(InvalidPayload, match="fetch"):
+        parse_job_spec(body, 1_795_000_000_000, settings=settings)
+    with pytest.raises(InvalidPayload, match="fetch"):
+        get_job_type("fetch").parse_payload(body["payload"], settings)
 
 
 def test_the_max_bytes_ceiling_does_not_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

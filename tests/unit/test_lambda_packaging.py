@@ -1,6 +1,7 @@
-"""Each function imports only what its Lambda has: the runtime (boto3), the Powertools layer, and — for the
-consumer only — the job-dependencies layer built from requirements-jobs.txt. Locally every package is installed, so
-only this check would notice a handler importing, say, Pillow where AWS has none."""
+"""Each function imports only what its Lambda has: the runtime layer built from requirements.txt (boto3,
+Powertools, pydantic; with requirements-tracing.txt when tracing is on), and — for the consumer only — the
+job-dependencies layer built from requirements-jobs.txt (infra/constructs/job_layer.py). Locally every package is
+installed, so only this check would notice a handler importing, say, Pillow where AWS has none."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# boto3 and its dependencies ship with the Python Lambda runtime (botocore uses certifi when it is there).
+# The runtime layer: boto3 and its dependencies (botocore uses certifi when it is there: the Lambda runtime has it)
 RUNTIME = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six", "certifi"}
-# The AWS-published Powertools layer: Powertools with all its extras (pydantic, X-Ray SDK).
+# ... and Powertools with pydantic, and the X-Ray SDK (these tests import with tracing on).
 POWERTOOLS_LAYER = {
     "aws-lambda-powertools",
     "pydantic",

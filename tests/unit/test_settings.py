@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from functions.settings import Settings
-from infra.config import AWS_CONFIG, ServiceConfig, local_config
+from infra.config import AWS_CONFIG, LOCAL_EMAIL_SENDER, ServiceConfig, local_config
 
 
 def test_settings_round_trip_through_the_environment() -> None:
@@ -62,6 +62,7 @@ def test_settings_round_trip_through_the_environment() -> None:
             "image_max_pixels": 6,
             "bedrock_embedding_model": "m1",
             "bedrock_text_model": "m2",
+            "bedrock_models": "m1,m2",
             "sdk_parameter_validation": False,
         },
     )
@@ -194,3 +195,18 @@ def test_the_config_survives_a_deep_copy() -> None:
     copied = copy.deepcopy(local_config())
     assert copied == local_config()
     assert copied.settings() == local_config().settings()
+
+
+@pytest.mark.usefixtures("clean_local_env")
+def test_the_models_accepted_at_enqueue_must_be_ones_iam_lets_the_consumers_invoke() -> None:
+    # Given a runtime list naming a model outside the IAM grant's list
+    widened = dataclasses.replace(
+        AWS_CONFIG,
+        runtime=dataclasses.replace(AWS_CONFIG.runtime, bedrock_models=AWS_CONFIG.bedrock_models + ",cohere.embed-v4"),
+    )
+    # Then the functions' settings are refused, naming the model (cdk synth and make run stop there)
+    with pytest.raises(ValueError, match=r"'cohere\.embed-v4' in bedrock_models is not in granted_bedrock_models"):
+        widened.settings()
+    # And the defaults agree, with the local stack sending mail from its verified sender
+    assert AWS_CONFIG.settings().bedrock_models == ",".join(model.id for model in AWS_CONFIG.granted_bedrock_models)
+    assert (AWS_CONFIG.email_sender, local_config().email_sender) == ("", LOCAL_EMAIL_SENDER)

@@ -41,6 +41,7 @@ from functions.models.bounds import GROUP_ID_MAX_LENGTH as MAX_GROUP_ID_LENGTH
 from functions.models.bounds import IDEMPOTENCY_KEY_MAX_LENGTH as MAX_IDEMPOTENCY_KEY_LENGTH
 from functions.models.errors import ApiError
 from functions.models.job import JobStatus
+from functions.settings import Settings
 
 PROPERTY = settings(
     max_examples=150,
@@ -52,6 +53,12 @@ PROPERTY = settings(
 SMALL = settings(PROPERTY, max_examples=100)
 
 NOW = 1_795_000_000_000  # 2026-11-18, ms
+
+
+# Every type is available: the functions' settings name a sender (without one, send-email is INVALID_TYPE).
+WITH_A_SENDER = Settings(email_sender="jobs@example.com")
+
+
 YEAR_MS = MAX_DELAY_OPTION_SECONDS * 1000
 PRINTABLE = re.compile(r"[\x21-\x7e]+")
 TYPES = registered_types()
@@ -261,7 +268,7 @@ def test_parse_job_spec_returns_a_valid_spec_or_raises_an_api_error(body: Any, h
     # Given any JSON value as the body, and any Idempotency-Key header
     # When it is parsed
     try:
-        spec = parse_job_spec(body, now, header)
+        spec = parse_job_spec(body, now, header, WITH_A_SENDER)
     except ApiError as error:
         event(f"refused: {error.code}")
         # Then it is refused with a 4xx and a stable code
@@ -284,7 +291,7 @@ def test_every_type_has_a_valid_payload_to_start_from() -> None:
 
 def _check_payload(job_type: str, payload: dict[str, Any]) -> None:
     try:
-        spec = parse_job_spec({"type": job_type, "payload": payload}, NOW)
+        spec = parse_job_spec({"type": job_type, "payload": payload}, NOW, settings=WITH_A_SENDER)
     except ApiError as error:
         # Refused with INVALID_PAYLOAD (nothing else is wrong with the body)
         assert (error.status_code, error.code) == (400, "INVALID_PAYLOAD"), payload
@@ -360,7 +367,7 @@ def test_parse_batch_request_returns_valid_specs_or_raises_an_api_error(body: An
     # Given any JSON value as a batch's body
     # When it is parsed
     try:
-        request = parse_batch_request(body, NOW, "batch-1")
+        request = parse_batch_request(body, NOW, "batch-1", WITH_A_SENDER)
     except ApiError as error:
         # Then it is refused with a 4xx and a stable code
         assert 400 <= error.status_code < 500 and error.code.isupper()

@@ -1,15 +1,16 @@
 """``generate-embedding`` and ``generate-content``: Amazon Bedrock on AWS, the local-only provider elsewhere.
 
-The provider is chosen by ``Settings.ai_provider`` (see ``functions.adapters.ai_providers``).
+The provider is chosen by ``Settings.ai_provider`` (see ``functions.adapters.ai_providers``). A job may name a
+model: at enqueue it must be in ``Settings.bedrock_models``, the models the consumers' IAM grant covers.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
-from functions.logic.job_types.registry import JobContext, Payload, job_type
+from functions.logic.job_types.registry import JobContext, Payload, job_type, settings_at_enqueue
 
 if TYPE_CHECKING:
     from functions.adapters.ai_providers import AiProvider
@@ -22,6 +23,20 @@ MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be blank")
+    return value
+
+
+def _allowed_model(value: str | None, info: ValidationInfo) -> str | None:
+    """At enqueue, a named model must be one the deployment allows: IAM would deny any other at run time."""
+    settings = settings_at_enqueue(info)
+    if value is None or settings is None:
+        return value
+    allowed = [model for model in settings.bedrock_models.split(",") if model]
+    if value not in allowed:
+        raise ValueError(
+            f"model '{value}' is not allowed in this deployment; allowed: {', '.join(allowed) or 'none'} "
+            "(cdk deploy -c bedrockModels=...)"
+        )
     return value
 
 
@@ -39,6 +54,7 @@ class EmbeddingPayload(Payload):
     model: str | None = Field(default=None, min_length=1, max_length=256, pattern=MODEL_PATTERN)
 
     _text = field_validator("text")(_not_blank)
+    _model = field_validator("model")(_allowed_model)
 
 
 class ContentPayload(Payload):
@@ -49,6 +65,7 @@ class ContentPayload(Payload):
     max_tokens: int = Field(default=512, ge=1, le=4096, alias="maxTokens")
 
     _prompt = field_validator("prompt")(_not_blank)
+    _model = field_validator("model")(_allowed_model)
 
 
 @job_type("generate-embedding", payload=EmbeddingPayload)

@@ -1,5 +1,8 @@
 """``send-email``: one message through Amazon SES (moto's SES locally), from ``Settings.email_sender``.
 
+The sender is deploy-time configuration (``JOBS_EMAIL_SENDER``; ``cdk deploy -c senderEmail=...``): a deployment
+without one refuses send-email jobs at enqueue, naming the setting, rather than failing them after acceptance.
+
 Addresses are checked at enqueue (plain ``local@domain`` addresses, ASCII, RFC 5321 lengths), so a bad address is a
 400 and never a job. SES refusing the message is permanent; throttling and SES outages are retried.
 """
@@ -14,6 +17,7 @@ from pydantic import AfterValidator, ConfigDict, Field, field_validator
 
 from functions.logic.job_types.registry import JobContext, Payload, job_type
 from functions.models.errors import JobFailure, PermanentJobError, RetryableJobError
+from functions.settings import Settings
 
 MAX_RECIPIENTS = 50  # SES's limit per message
 MAX_BODY_CHARS = 1_000_000  # SES allows 10 MB per message after encoding
@@ -101,7 +105,16 @@ def ses_failure(exc: ClientError | BotoCoreError) -> JobFailure:
     return RetryableJobError(f"SES failed: {code}: {message}")
 
 
-@job_type("send-email", payload=EmailPayload)
+def sender_configured(settings: Settings) -> str | None:
+    if settings.email_sender:
+        return None
+    return (
+        "no sender is configured; set JOBS_EMAIL_SENDER in the functions' environment (on AWS: cdk deploy "
+        "-c senderEmail=<an address or domain verified in SES>)"
+    )
+
+
+@job_type("send-email", payload=EmailPayload, requires=sender_configured)
 def send_email(payload: EmailPayload, ctx: JobContext) -> dict[str, Any]:
     body: dict[str, Any] = {"Text": {"Data": payload.body, "Charset": "UTF-8"}}
     if payload.html is not None:

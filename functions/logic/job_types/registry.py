@@ -75,17 +75,34 @@ class JobContext:
         return max(0.0, (self.deadline_ms - time.time() * 1000) / 1000)
 
 
+# What a job type needs from the deployment (a sender, ...): why these settings cannot run it, or None.
+Requirement = Callable[[Settings], "str | None"]
+
+
 @dataclass(frozen=True)
 class JobType(Generic[PayloadT]):
     name: str
     payload_model: type[PayloadT]
     handler: Callable[[PayloadT, JobContext], Any]
+    requires: Requirement | None = None
 
-    def parse_payload(self, payload: dict[str, Any], settings: Settings | None = None) -> PayloadT:
+    def parse_payload(
+        self, payload: dict[str, Any], settings: Settings | None = None, *, at_enqueue: bool = False
+    ) -> PayloadT:
         """The payload validated by the type's model. ``settings`` (the caller's) reach validators that check a
-        configured limit through the validation context (``settings_of``); without them the defaults apply."""
+        configured limit through the validation context (``settings_of``); without them the defaults apply.
+
+        ``at_enqueue``: the job is being accepted, and what this deployment can run is checked too: a type its
+        settings cannot run is refused (``INVALID_TYPE``, naming the setting), and validators of enqueue-only rules
+        see the settings (``settings_at_enqueue``: a model outside the allowed list). The consumer parses a stored
+        job without it: a job accepted once is not judged again by those rules."""
+        if at_enqueue:
+            settings = settings or Settings()
+            missing = self.requires(settings) if self.requires is not None else None
+            if missing:
+                raise InvalidType(f"job type '{self.name}' is not available in this deployment: {missing}")
+        context = None if settings is None else {SETTINGS_CONTEXT_KEY: settings, AT_ENQUEUE_CONTEXT_KEY: at_enqueue}
         try:
-            context = None if settings is None else {SETTINGS_CONTEXT_KEY: settings}
             return self.payload_model.model_validate(payload, context=context)
         except ValidationError as exc:
             details = [
@@ -102,6 +119,7 @@ class JobType(Generic[PayloadT]):
 
 _REGISTRY: dict[str, JobType[Any]] = {}
 SETTINGS_CONTEXT_KEY = "settings"
+AT_ENQUEUE_CONTEXT_KEY = "at_enqueue"
 
 
 def settings_of(info: ValidationInfo) -> Settings:
@@ -112,13 +130,22 @@ def settings_of(info: ValidationInfo) -> Settings:
     return settings if isinstance(settings, Settings) else Settings()
 
 
+def settings_at_enqueue(info: ValidationInfo) -> Settings | None:
+    """In a validator of an enqueue-only rule: the settings the job is accepted under; None when a stored job is
+    parsed to run (or a model is built directly), which such rules let through."""
+    context = info.context if isinstance(info.context, dict) else {}
+    return settings_of(info) if context.get(AT_ENQUEUE_CONTEXT_KEY) is True else None
+
+
 def job_type(
-    name: str, *, payload: type[PayloadT]
+    name: str, *, payload: type[PayloadT], requires: Requirement | None = None
 ) -> Callable[[Callable[[PayloadT, JobContext], Any]], Callable[[PayloadT, JobContext], Any]]:
+    """Registers a job type; ``requires`` says what the deployment must configure for it (checked at enqueue)."""
+
     def register(handler: Callable[[PayloadT, JobContext], Any]) -> Callable[[PayloadT, JobContext], Any]:
         if name in _REGISTRY:
             raise ValueError(f"job type '{name}' is registered twice")
-        _REGISTRY[name] = JobType(name=name, payload_model=payload, handler=handler)
+        _REGISTRY[name] = JobType(name=name, payload_model=payload, handler=handler, requires=requires)
         return handler
 
     return register
