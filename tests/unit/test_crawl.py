@@ -247,6 +247,8 @@ def test_discovered_links_to_refused_addresses_are_skipped_not_fatal() -> None:
     assert [p["url"] for p in result["pages"]] == ["http://site.example/"]
     reasons = {entry["url"]: entry["reason"] for entry in result["skipped"]}
     assert "private address" in reasons["http://intranet.example/admin"]
+    # The address policy refused it: the reason says so, not that the site's robots.txt did
+    assert "robots.txt" not in reasons["http://intranet.example/admin"]
     assert "169.254.169.254" in reasons["http://site.example/next"]
     assert not any("intranet" in url or "169.254" in url for url in site.requested)
 

@@ -231,6 +231,8 @@ class Robots:
     _by_origin: dict[tuple[str, str, int], RobotFileParser] = field(default_factory=dict)
     # Origins whose robots.txt could not be read (network trouble, 5xx): why, for the caller to decide.
     unavailable: dict[tuple[str, str, int], str] = field(default_factory=dict)
+    # Origins the outbound address policy refuses: why (their robots.txt was never asked for).
+    refused: dict[tuple[str, str, int], str] = field(default_factory=dict)
 
     def parser(self, url: str) -> RobotFileParser:
         key = origin(url)
@@ -255,6 +257,10 @@ class Robots:
             response = self.client.request(
                 "GET", robots_url, headers={"Accept": "text/plain"}, max_bytes=ROBOTS_MAX_BYTES, truncate=True
             )
+        except BlockedAddress as exc:
+            parser.parse(_DISALLOW_ALL)  # nothing there may be fetched, by our policy rather than the site's
+            self.refused[origin(url)] = exc.message
+            return parser
         except NetError as exc:
             parser.parse(_DISALLOW_ALL)  # unreachable: assume nothing may be crawled
             self.unavailable[origin(url)] = exc.message
@@ -327,6 +333,11 @@ class Crawl:
                 100 * done / self.payload.max_pages, f"{done} of at most {self.payload.max_pages} pages"
             )
             if not robots.allowed(url):
+                if refusal := robots.refused.get(origin(url)):
+                    if not self.pages:
+                        raise PermanentJobError(f"crawl failed: {refusal}")
+                    self._skip(url, refusal)
+                    continue
                 reason = robots.unavailable.get(origin(url))
                 if not self.pages and reason is not None:
                     raise RetryableJobError(f"crawl failed: robots.txt of {url} could not be read ({reason})")
@@ -362,7 +373,8 @@ class Crawl:
                 self.pages.append(self._entry(final, response.status, skipped="redirected to another origin"))
                 continue
             if final != url and not robots.allowed(final):
-                self.pages.append(self._entry(final, response.status, skipped="disallowed by robots.txt"))
+                why = robots.refused.get(origin(final), "disallowed by robots.txt")
+                self.pages.append(self._entry(final, response.status, skipped=why))
                 continue
             if response.media_type not in HTML_TYPES:
                 reason = f"not HTML ({response.media_type or 'no content type'})"
