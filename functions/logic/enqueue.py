@@ -110,19 +110,24 @@ class Accepted(NamedTuple):
 
 
 def parse_job_spec(
-    body: Any, now_ms: int, idempotency_header: str | None = None, settings: Settings | None = None
+    body: Any,
+    now_ms: int,
+    idempotency_header: str | None = None,
+    settings: Settings | None = None,
+    tenant: str | None = None,
 ) -> JobSpec:
     """Validate a POST /jobs body (``JobRequest``, then the type's payload model) into a spec, raising the contract's
     error codes: ``INVALID_TYPE``, then unknown fields, then the payload, then the other options.
 
     ``idempotency_header``: the ``Idempotency-Key`` header, an alternative to the ``idempotencyKey`` field.
     ``settings``: the functions' settings, which say what this deployment runs (a type it cannot run, a model it
-    does not allow, are refused here) and its limits; the defaults without."""
+    does not allow, are refused here) and its limits; the defaults without.
+    ``tenant``: the caller's, for payload checks that depend on it (an upload key under another tenant)."""
     if not isinstance(body, dict):
         raise InvalidBody("the body must be a JSON object")
     job_type = get_job_type(body.get("type"))
     request, option_errors = _validate_request(body)
-    validated = job_type.parse_payload(body.get("payload") or {}, settings, at_enqueue=True)
+    validated = job_type.parse_payload(body.get("payload") or {}, settings, at_enqueue=True, tenant=tenant)
     if option_errors:
         raise option_errors[0]
     assert request is not None  # no errors: the model validated

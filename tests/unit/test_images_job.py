@@ -12,6 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 
+from functions.logic.enqueue import parse_job_spec
 from functions.logic.job_types import JobContext, get_job_type
 from functions.logic.job_types.images import (
     ImagePayload,
@@ -101,6 +102,18 @@ def _context(s3: FakeS3, **settings: Any) -> JobContext:
 def test_invalid_resize_payloads_are_rejected_at_enqueue(payload: dict[str, Any]) -> None:
     with pytest.raises(InvalidPayload):
         get_job_type("image-resize").parse_payload(payload)
+
+
+def test_another_tenants_upload_is_refused_at_enqueue() -> None:
+    # Given a caller of tenant "other" naming tenant acme's upload
+    body = {"type": "image-grayscale", "payload": {"key": "uploads/acme/a.png"}}
+    # When the request is validated for that caller: refused with INVALID_PAYLOAD, saying whose uploads it may name
+    with pytest.raises(InvalidPayload, match="payload is not valid") as refused:
+        parse_job_spec(body, 0, tenant="other")
+    assert refused.value.code == "INVALID_PAYLOAD"
+    assert "uploads/other/" in str(refused.value.details)
+    # And the owner's own request passes
+    assert parse_job_spec(body, 0, tenant="acme").payload["key"] == "uploads/acme/a.png"
 
 
 def test_grayscale_needs_only_a_key_and_resize_one_side() -> None:

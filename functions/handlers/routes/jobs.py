@@ -53,7 +53,7 @@ JOB_ID_MAX_LENGTH = 64
 def create_job() -> Response[str]:
     tenant = caller_tenant(router)
     key = router.current_event.headers.get("idempotency-key")  # case-insensitive in Powertools 3
-    spec = parse_job_spec(read_json_body(router), system_clock(), key, runtime().settings)
+    spec = parse_job_spec(read_json_body(router), system_clock(), key, runtime().settings, tenant=tenant)
     job, replayed = _submit(spec, tenant)
     if replayed:
         return json_response(200, record(job), headers={"Location": f"/jobs/{job.id}", doc.REPLAYED_HEADER: "true"})

@@ -12,9 +12,9 @@ import threading
 from typing import TYPE_CHECKING, Any, Self
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from functions.logic.job_types.registry import JobContext, Payload, job_type
+from functions.logic.job_types.registry import TENANT_CONTEXT_KEY, JobContext, Payload, job_type
 from functions.models.errors import JobFailure, PermanentJobError, RetryableJobError
 
 if TYPE_CHECKING:
@@ -43,6 +43,16 @@ class ImagePayload(Payload):
     key: str = Field(min_length=1, max_length=1024, pattern=r"^uploads/[^/]+/.+")
     width: int | None = Field(default=None, ge=1, le=MAX_SIDE)
     height: int | None = Field(default=None, ge=1, le=MAX_SIDE)
+
+    @field_validator("key")
+    @classmethod
+    def _the_callers_upload(cls, key: str, info: ValidationInfo) -> str:
+        # At enqueue the caller's tenant is known (the validation context): another tenant's upload is refused
+        # there, not left to fail at run time (read_upload checks again, for payloads stored before this check).
+        tenant = (info.context or {}).get(TENANT_CONTEXT_KEY)
+        if tenant and not key.startswith(f"uploads/{tenant}/"):
+            raise ValueError(f"not your upload: the key must be under uploads/{tenant}/")
+        return key
 
 
 class ResizePayload(ImagePayload):

@@ -87,7 +87,12 @@ class JobType(Generic[PayloadT]):
     requires: Requirement | None = None
 
     def parse_payload(
-        self, payload: dict[str, Any], settings: Settings | None = None, *, at_enqueue: bool = False
+        self,
+        payload: dict[str, Any],
+        settings: Settings | None = None,
+        *,
+        at_enqueue: bool = False,
+        tenant: str | None = None,
     ) -> PayloadT:
         """The payload validated by the type's model. ``settings`` (the caller's) reach validators that check a
         configured limit through the validation context (``settings_of``); without them the defaults apply.
@@ -95,13 +100,20 @@ class JobType(Generic[PayloadT]):
         ``at_enqueue``: the job is being accepted, and what this deployment can run is checked too: a type its
         settings cannot run is refused (``INVALID_TYPE``, naming the setting), and validators of enqueue-only rules
         see the settings (``settings_at_enqueue``: a model outside the allowed list). The consumer parses a stored
-        job without it: a job accepted once is not judged again by those rules."""
+        job without it: a job accepted once is not judged again by those rules.
+
+        ``tenant``: the caller's, when known (at enqueue), for validators that check ownership (``tenant_of``: an
+        upload key under another tenant)."""
         if at_enqueue:
             settings = settings or Settings()
             missing = self.requires(settings) if self.requires is not None else None
             if missing:
                 raise InvalidType(f"job type '{self.name}' is not available in this deployment: {missing}")
-        context = None if settings is None else {SETTINGS_CONTEXT_KEY: settings, AT_ENQUEUE_CONTEXT_KEY: at_enqueue}
+        context: dict[str, Any] | None = (
+            None if settings is None else {SETTINGS_CONTEXT_KEY: settings, AT_ENQUEUE_CONTEXT_KEY: at_enqueue}
+        )
+        if tenant:
+            context = {**(context or {}), TENANT_CONTEXT_KEY: tenant}
         try:
             return self.payload_model.model_validate(payload, context=context)
         except ValidationError as exc:
@@ -120,6 +132,7 @@ class JobType(Generic[PayloadT]):
 _REGISTRY: dict[str, JobType[Any]] = {}
 SETTINGS_CONTEXT_KEY = "settings"
 AT_ENQUEUE_CONTEXT_KEY = "at_enqueue"
+TENANT_CONTEXT_KEY = "tenant"
 
 
 def settings_of(info: ValidationInfo) -> Settings:
