@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeVar, cast
@@ -28,8 +28,28 @@ from functions.redaction import RedactingFormatter
 from functions.settings import Settings
 from functions.snapstart import register_restore_hooks
 
+
+class FunctionLogger(Logger):
+    """Powertools' Logger whose appended keys (the Lambda context ``inject_lambda_context`` adds, the correlation
+    id) belong to the invocation's thread and context, not to the process.
+
+    On Lambda one process serves one invocation at a time, so the two are the same. The local stack runs every
+    function in one process, each invocation on its own thread: with process-wide keys a consumer's line carried
+    the API's ``function_name``. Threads a handler starts for its records copy its context
+    (handlers/concurrent_batch.py), so they keep the keys."""
+
+    def append_keys(self, **additional_keys: object) -> None:
+        self.thread_safe_append_keys(**additional_keys)
+
+    def get_current_keys(self) -> dict[str, Any]:
+        return {**super().get_current_keys(), **self.thread_safe_get_current_keys()}
+
+    def remove_keys(self, keys: Iterable[str]) -> None:
+        self.thread_safe_remove_keys(keys)
+
+
 # Every log line goes through the redacting formatter: no secret or API key is ever written (functions/redaction.py).
-logger = Logger(logger_formatter=RedactingFormatter())
+logger = FunctionLogger(logger_formatter=RedactingFormatter())
 metrics = Metrics()
 # Reads and idle sweeps emit no metric. Powertools then warns, once per container, in plain text outside the
 # structured logs; its documentation names this filter for functions that may publish none.
