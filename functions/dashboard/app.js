@@ -131,12 +131,18 @@
     return data;
   }
 
+  // The key's last characters tell two keys apart; a short key would be shown almost whole, so it gets no hint.
+  const KEY_HINT_MIN_LENGTH = 12;
+  function keyHint(key) {
+    return key && key.length >= KEY_HINT_MIN_LENGTH ? ` · key …${key.slice(-4)}` : "";
+  }
+
   function connection(online, message) {
     const conn = $("conn");
     const banner = $("banner");
     conn.classList.toggle("online", online);
     conn.classList.toggle("offline", !online);
-    setText(conn, online ? `Connected · key …${state.key.slice(-4)}` : "Connection problem");
+    setText(conn, online ? `Connected${keyHint(state.key)}` : "Connection problem");
     if (online) {
       banner.hidden = true;
     } else {
@@ -617,8 +623,9 @@
         " job ",
         el("a", { href: `#/jobs/${encodeURIComponent(job.id)}`, class: "mono", id: "submit-job-link", text: job.id }),
         " — ",
-        badge(job.status),
+        el("span", { id: "submit-job-status" }, badge(job.status)),
       );
+      followSubmitted(job.id, job.status);
       if (state.cursors.length === 1) refreshNow();
     } catch (err) {
       showError(errorBox, err, "The API refused the job");
@@ -626,6 +633,25 @@
       button.disabled = false;
     }
   });
+
+  // The notice's badge follows the submitted job until it is final (or another job is submitted).
+  async function followSubmitted(id, shown) {
+    const status = $("submit-status");
+    while (status.dataset.jobId === id && !FINAL.has(shown)) {
+      await new Promise((resolve) => setTimeout(resolve, REFRESH_MS));
+      if (status.dataset.jobId !== id) return;
+      let job;
+      try {
+        job = await api("GET", `jobs/${encodeURIComponent(id)}`);
+      } catch (err) {
+        continue; // the connection banner says what is wrong; try again on the next tick
+      }
+      const holder = $("submit-job-status");
+      if (status.dataset.jobId !== id || !holder) return;
+      if (job.status !== shown) holder.replaceChildren(badge(job.status));
+      shown = job.status;
+    }
+  }
 
   // ---------------------------------------------------------------- tables, patched by job id (no flicker)
 

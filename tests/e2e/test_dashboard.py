@@ -97,6 +97,7 @@ def connect(page: Page, url: str, key: str) -> None:
     page.get_by_role("button", name="Connect").click()
     expect(dialog).to_be_hidden()
     expect(page.locator("#conn")).to_contain_text("Connected")
+    expect(page.locator("#conn")).to_contain_text(f"key …{key[-4:]}")  # a long key: its last four tell it apart
     expect(page.locator("#submit-type option[value='simulate']")).to_have_count(1)
 
 
@@ -131,6 +132,21 @@ def open_detail(page: Page, job_id: str) -> None:
 # ------------------------------------------------------------------ the test
 
 
+def test_the_key_hint_never_shows_a_short_key(stack: LocalStackProcess, page: Page) -> None:
+    # Given a short key (11 characters): its "last four" would give most of it away
+    short = "sk-" + os.urandom(4).hex()
+    stack.aws("apigateway").create_api_key(
+        name="short", value=short.ljust(20, "_"), enabled=True, tags={"tenant": "short-key-tenant"}
+    )
+    time.sleep(1.2)  # the gateway re-reads keys at most once a second
+    page.goto(stack.url + "/")
+    page.evaluate("key => localStorage.setItem('jobs-dashboard.apiKey', key)", short)
+    page.reload()
+    # Then: connected, with no part of the key on the page
+    expect(page.locator("#conn")).to_have_text("Connected")
+    assert short[-4:] not in page.locator("header").inner_text()
+
+
 def test_dashboard_end_to_end(
     stack: LocalStackProcess, tenant: Client, page: Page, artifacts: Path, tmp_path: Path
 ) -> None:
@@ -147,6 +163,8 @@ def test_dashboard_end_to_end(
     # A job that completes: in the table, then in the detail timeline
     ok = submit(page, "simulate", {"target": "ok.png", "failureRate": 0})
     expect(row_status(page, "jobs-table", ok)).to_have_text("completed", timeout=SLOW)
+    # ...and the "Enqueued ..." notice follows it: its badge is not left at "pending"
+    expect(page.locator("#submit-job-status")).to_have_text("completed", timeout=SLOW)
     page.locator(f"#jobs-table tr[data-id='{ok}']").evaluate("row => { row.dataset.probe = 'kept'; }")
     open_detail(page, ok)
     expect(page.locator("#detail-status")).to_have_text("completed")
