@@ -1,7 +1,8 @@
 """``jobs``: the command line for the jobs service.
 
 API commands (enqueue, get, watch, list, stats, retry, cancel, enqueue-file) use the Python client with a base URL
-and an API key (``--url``/``--key`` or ``JOBS_URL``/``JOBS_API_KEY``). Operator commands (``dlq``, ``keys``,
+and an API key (``--url``/``--key`` or ``JOBS_URL``/``JOBS_API_KEY``; without them, those of the running ``make run``,
+found through the file it writes, see jobsctl/discovery.py). Operator commands (``dlq``, ``keys``,
 ``hooks``, ``worker``) use AWS credentials through boto3, which honours ``AWS_ENDPOINT_URL`` (``make run``'s moto
 server).
 
@@ -41,6 +42,7 @@ from functions.models.bounds import (
     PRIORITY_MAX,
     PRIORITY_MIN,
 )
+from jobsctl import discovery
 from jobsctl.client import JobsClient
 from jobsctl.errors import JobsApiError, JobsConnectionError
 from jobsctl.models import STATUSES, Job, Stats
@@ -93,11 +95,22 @@ class Options:
 @app.callback()
 def _options(
     ctx: typer.Context,
-    url: Annotated[str, typer.Option("--url", envvar="JOBS_URL", help="API base URL.")] = DEFAULT_URL,
-    key: Annotated[str, typer.Option("--key", envvar="JOBS_API_KEY", help="API key.")] = DEFAULT_KEY,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", envvar="JOBS_URL", help=f"API base URL [default: make run's, else {DEFAULT_URL}]"),
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", envvar="JOBS_API_KEY", help="API key [default: make run's first key]")
+    ] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="HTTP timeout, seconds.")] = 30.0,
 ) -> None:
-    ctx.obj = Options(url=url, key=key, timeout=timeout)
+    # Neither given: the running local stack's, from the file make run writes (jobsctl/discovery.py).
+    local = discovery.find() if url is None or key is None else None
+    ctx.obj = Options(
+        url=url or (local.url if local else DEFAULT_URL),
+        key=key or (local.api_key if local else DEFAULT_KEY),
+        timeout=timeout,
+    )
 
 
 @contextmanager
@@ -309,6 +322,12 @@ def list_jobs(
         jobs = list(islice(client.list(status=status, type=type, page_size=min(limit, 100)), limit))
     if as_json:
         _print_json([_dump(job) for job in jobs])
+        return
+    if not out.is_terminal:  # piped: one plain tab-separated line per job, for cut, awk or a spreadsheet
+        for job in jobs:
+            fields = (job.id, job.type, job.status, f"{job.attempts}/{job.max_attempts}", str(job.priority))
+            line = "\t".join((*fields, job.created_at, (job.error or "").replace("\t", " ").replace("\n", " ")))
+            print(line)
         return
     table = Table(title=f"{len(jobs)} job(s)", title_justify="left")
     for name in ("id", "type", "status", "attempts", "priority", "created", "error"):

@@ -7,8 +7,10 @@ tables and keys the handlers use.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import io
 import json
 import logging
 import os
@@ -320,7 +322,9 @@ class LocalAws:
         untrack_moto_instances()
         self._mock.start()
         if self._server:
-            self._server.start()
+            # moto prints "Starting a new Thread with MotoServer ..."; the banner is to be the first thing printed.
+            with contextlib.redirect_stdout(io.StringIO()):
+                self._server.start()
 
     def stop(self) -> None:
         if self._server:
@@ -462,9 +466,17 @@ def stored_key_value(value: str) -> str:
 
 
 def create_api_keys(keys: dict[str, str]) -> None:
-    """API keys as on AWS: a key whose ``tenant`` tag names its tenant."""
+    """API keys as on AWS: a key whose ``tenant`` tag names its tenant (those not there yet: a restored state may
+    hold them already)."""
     apigateway = boto3.client("apigateway")
+    existing = {
+        key.get("value")
+        for page in apigateway.get_paginator("get_api_keys").paginate(includeValues=True)
+        for key in page.get("items", [])
+    }
     for value, tenant in keys.items():
+        if stored_key_value(value) in existing:
+            continue
         apigateway.create_api_key(
             name=f"{tenant}-key", value=stored_key_value(value), enabled=True, tags={"tenant": tenant}
         )

@@ -50,3 +50,8 @@ class SqsEventSource(SqsWorker):
             context_factory=lambda name, timeout: LocalContext(name, int(timeout)),
             new_environment=new_environment,
         )
+
+    def in_flight(self) -> set[str]:
+        """Ids of the messages whose invocation is still running (after ``stop``: those it could not wait for)."""
+        with self._lock:
+            return {str(item.message["MessageId"]) for item in self._held.values() if item.running}

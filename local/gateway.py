@@ -41,6 +41,23 @@ MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 # between this and MAX_REQUEST_BYTES fails locally as it does on AWS.
 LAMBDA_MAX_REQUEST_BYTES = 6 * 1024 * 1024
 STAGE = "local"
+# Connections waiting to be accepted (socketserver's default is 5: a burst of 50 clients saw resets).
+LISTEN_BACKLOG = 1024
+# How long a client may leave the gateway waiting for the rest of a request's body once its headers are in.
+DEFAULT_READ_TIMEOUT_SECONDS = 10.0
+# How long a connection may wait for its next request (keep-alive) or take to send its headers.
+IDLE_TIMEOUT_SECONDS = 60.0
+# The gateway's own refusals (the request never reached the API), in the API's error shape.
+GATEWAY_ERROR_CODES = {
+    400: "BAD_REQUEST",
+    408: "REQUEST_TIMEOUT",
+    411: "LENGTH_REQUIRED",
+    413: "PAYLOAD_TOO_LARGE",
+    414: "URI_TOO_LONG",
+    431: "HEADERS_TOO_LARGE",
+    501: "NOT_IMPLEMENTED",
+    505: "HTTP_VERSION_NOT_SUPPORTED",
+}
 
 
 class ApiKeyCache:
@@ -144,11 +161,32 @@ def build_event(
     }
 
 
+class GatewayServer(ThreadingHTTPServer):
+    request_queue_size = LISTEN_BACKLOG
+    daemon_threads = True
+
+
+def content_length(value: str | None) -> int | None:
+    """The request's declared body length; None when it is not a plain non-negative number."""
+    if value is None or value.strip() == "":
+        return 0
+    text = value.strip()
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 class LocalGateway:
-    def __init__(self, handler: Handler, host: str, port: int, timeout_seconds: int) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        host: str,
+        port: int,
+        timeout_seconds: int,
+        read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS,
+    ) -> None:
         self._handler = handler
         self._keys = ApiKeyCache()
         self._timeout_seconds = timeout_seconds
+        self._read_timeout_seconds = read_timeout_seconds
         gateway = self
 
         class RequestHandler(BaseHTTPRequestHandler):
@@ -156,17 +194,27 @@ class LocalGateway:
             # A response goes out as two writes (head, then body): with Nagle's algorithm on, the body waited for
             # the client's delayed ACK of the head, ~40 ms on every keep-alive request.
             disable_nagle_algorithm = True
+            # A socket timeout: a client that stops sending (or idles on keep-alive) frees its thread.
+            timeout = IDLE_TIMEOUT_SECONDS
 
-            def do_GET(self) -> None:
+            def __getattr__(self, name: str) -> Any:
+                # Every method of a well-formed request goes to the API, which answers 405 for one it does not
+                # declare (http.server would answer 501 HTML for any method without a do_<METHOD>).
+                if name.startswith("do_"):
+                    return self._serve
+                raise AttributeError(name)
+
+            def _serve(self) -> None:
                 gateway.serve(self)
 
-            do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
+            def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+                # http.server's own refusals (bad request line, long URL or headers, HTTP version) as JSON.
+                gateway.refuse(self, code, message or self.responses.get(code, ("Error",))[0])
 
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 
-        self.server = ThreadingHTTPServer((host, port), RequestHandler)
-        self.server.daemon_threads = True
+        self.server = GatewayServer((host, port), RequestHandler)
         self._thread = threading.Thread(target=self.server.serve_forever, name="gateway", daemon=True)
 
     @property
@@ -180,14 +228,45 @@ class LocalGateway:
         self.server.shutdown()
         self.server.server_close()
 
+    def refuse(self, request: BaseHTTPRequestHandler, status: int, message: str) -> None:
+        """Answer a request the gateway will not pass on, and close the connection (what follows on it may be
+        the rest of the refused request)."""
+        request.close_connection = True
+        if not getattr(request, "command", None) or request.request_version == "HTTP/0.9":
+            request.command = request.command or ""
+            request.request_version = "HTTP/1.1"  # a status line and headers even when the request line was bad
+        code = GATEWAY_ERROR_CODES.get(status, "BAD_REQUEST" if status < 500 else "UNAVAILABLE")
+        self._reply(request, status, {"error": message, "code": code}, {"Connection": "close"})
+
     def serve(self, request: BaseHTTPRequestHandler) -> None:
         method = request.command
-        length = int(request.headers.get("content-length") or 0)
-        if length > MAX_REQUEST_BYTES:
-            request.close_connection = True
-            self._reply(request, 413, {"error": "Request Too Long", "code": "PAYLOAD_TOO_LARGE"}, {})
+        if not request.path.startswith("/"):  # CONNECT host:port, OPTIONS *, a proxy's absolute URL
+            self.refuse(request, 501, f"{method} {request.path[:100]} is not served here: the target must be a path")
             return
-        body = request.rfile.read(length) if length else b""
+        if "transfer-encoding" in request.headers:
+            self.refuse(request, 411, "send the body with a Content-Length (chunked bodies are not accepted)")
+            return
+        length = content_length(request.headers.get("content-length"))
+        if length is None:
+            request.close_connection = True
+            error = {"error": "Content-Length must be a non-negative whole number", "code": "INVALID_BODY"}
+            self._reply(request, 400, error, {"Connection": "close"})
+            return
+        if length > MAX_REQUEST_BYTES:
+            self.refuse(request, 413, "Request Too Long")
+            return
+        request.connection.settimeout(self._read_timeout_seconds)
+        try:
+            body = request.rfile.read(length) if length else b""
+        except TimeoutError:
+            body = b""
+        finally:
+            request.connection.settimeout(IDLE_TIMEOUT_SECONDS)
+        if len(body) < length:
+            self.refuse(
+                request, 408, f"the body stopped after {len(body)} of the {length} bytes Content-Length declared"
+            )
+            return
         headers = {name.lower(): value for name, value in request.headers.items()}
         path = urlsplit(request.path).path
         api_key = headers.get("x-api-key")
@@ -223,6 +302,8 @@ class LocalGateway:
         for name, value in headers.items():
             if name.lower() not in ("content-length", "connection"):
                 request.send_header(name, value)
+        if headers.get("Connection") == "close":
+            request.send_header("Connection", "close")
         request.send_header("Content-Length", str(len(data)))
         request.end_headers()
         if request.command != "HEAD":

@@ -1,25 +1,32 @@
 """``make run``: the whole service on this machine — moto for AWS, the same handlers, a gateway, an event source.
 
-python -m local            # PORT (3000), MOTO_PORT (4566), API_KEYS ("local-dev-key:local")
+python -m local            # PORT (3000), MOTO_PORT (4566), API_KEYS ("local-dev-key:local"), FRESH=1 (start empty)
+
+State is kept across a graceful stop (local/state.py), a change under functions/ is reloaded in-process
+(local/reload.py), and the URL and first key are written where the ``jobs`` CLI finds them (jobsctl/discovery.py).
+See docs/local-development.md.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import signal
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from infra.config import ServiceConfig, local_config
-from jobsctl.environments import EnvironmentPool, fresh_handler
+from jobsctl import discovery
+from jobsctl.environments import EnvironmentPool
+from local import state
 from local.aws import LocalAws, LocalResources, create_api_keys, create_resources, parse_api_keys
 from local.event_source import SqsEventSource
-from local.gateway import LocalGateway
+from local.gateway import DEFAULT_READ_TIMEOUT_SECONDS, LocalGateway
 from local.iam_calls import record_from_env
 from local.lambda_context import LocalContext
+from local.reload import CodeGenerations, ReloadingHandler
 from local.stream_source import StreamEventSource
 
 log = logging.getLogger("local")
@@ -28,6 +35,7 @@ DEFAULT_API_KEYS = "local-dev-key:local"
 # How often the local stream source looks for new records when the stream is empty, as Lambda polls a stream shard
 # (4 times a second): the stats lag the job records by about this much.
 STREAM_POLL_SECONDS = 0.25
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -36,6 +44,17 @@ class LocalStack:
     port: int
     moto_port: int | None
     api_keys: dict[str, str]
+    # Where the state is kept across restarts (None: not kept); fresh: start empty even if a saved state exists.
+    state_file: Path | None = None
+    fresh: bool = False
+    # Reload the functions/ code when it changes (from this checkout).
+    reload_root: Path | None = None
+    read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS
+    # How long stop() waits for running invocations; those still running then are retried after a restart.
+    stop_grace_seconds: float = 10.0
+    # What start() restored, or why it could not (for the banner).
+    restored: state.StateSummary | None = field(default=None, init=False)
+    restore_error: str | None = field(default=None, init=False)
 
     def start(self) -> None:
         # JOBS_IAM_RECORD_DIR: note the functions' AWS calls for the IAM coverage check (tests/iam).
@@ -43,25 +62,40 @@ class LocalStack:
         self._aws = LocalAws(self.moto_port)
         self._aws.start()
         self.resources = create_resources(self.config)
+        if self.state_file is not None and not self.fresh and self.state_file.exists():
+            try:
+                self.restored = state.restore(self.state_file, self.config.jobs_table)
+            except ValueError as exc:
+                self.restore_error = f"{self.state_file} {exc}; starting empty"
         create_api_keys(self.api_keys)
         self._configure_functions(self.resources)
 
         # Imported only now: the handlers read their settings from the environment set just above.
-        from functions.handlers import consumer, stats_stream, sweeper
+        from functions.handlers import consumer, stats_stream, sweeper  # noqa: F401 - the first generation
 
+        self._generations = CodeGenerations(self.reload_root or ROOT)
         # One event source per lane, as on AWS (infra/constructs/queue_consumer.py): normal, high priority, ordered.
-        self._event_sources = self._lane_event_sources(consumer.handler, consumer.ordered_handler)
+        self._event_sources = self._lane_event_sources()
         # Concurrent requests each get an environment of their own: Powertools' resolver keeps the request on itself.
-        api_environments = EnvironmentPool(lambda: fresh_handler("functions.handlers.api"))
-        self._gateway = LocalGateway(api_environments, "127.0.0.1", self.port, self.config.api_timeout_seconds)
+        api_environments = EnvironmentPool(lambda: ReloadingHandler(self._generations, "functions.handlers.api"))
+        self._gateway = LocalGateway(
+            api_environments,
+            "127.0.0.1",
+            self.port,
+            self.config.api_timeout_seconds,
+            read_timeout_seconds=self.read_timeout_seconds,
+        )
         self._stopping = threading.Event()
         self._sweeper = threading.Thread(
-            target=self._sweep_forever, args=(sweeper.handler,), name="sweeper", daemon=True
+            target=self._sweep_forever,
+            args=(ReloadingHandler(self._generations, "functions.handlers.sweeper"),),
+            name="sweeper",
+            daemon=True,
         )
         # The jobs table's stream to the stats aggregator, as Lambda's event source does on AWS.
         self._stream_source = StreamEventSource(
             self.config.jobs_table,
-            stats_stream.handler,
+            ReloadingHandler(self._generations, "functions.handlers.stats_stream"),
             batch_size=self.config.stats_stream.batch_size,
             interval_seconds=STREAM_POLL_SECONDS,
             timeout_seconds=self.config.stats_stream.timeout_seconds,
@@ -72,30 +106,36 @@ class LocalStack:
         self._stream_source.start()
         self._sweeper.start()
         self._gateway.start()
+        if self.reload_root is not None:
+            self._generations.start()
 
-    def _lane_event_sources(self, handler: Any, ordered_handler: Any) -> list[SqsEventSource]:
+    def _lane_event_sources(self) -> list[SqsEventSource]:
         consumer = self.config.consumer
         lanes = self.resources.lanes()
-        # (lane, handler, its attribute name, pollers, batching window): Lambda has no batching window for FIFO.
+        # (lane, its handler's attribute name, pollers, batching window): Lambda has no batching window for FIFO.
         specs = (
-            ("normal", handler, "handler", consumer.max_concurrency, consumer.batching_window_seconds),
-            ("high", handler, "handler", consumer.high_max_concurrency, consumer.batching_window_seconds),
-            ("ordered", ordered_handler, "ordered_handler", consumer.ordered_max_concurrency, 0),
+            ("normal", "handler", consumer.max_concurrency, consumer.batching_window_seconds),
+            ("high", "handler", consumer.high_max_concurrency, consumer.batching_window_seconds),
+            ("ordered", "ordered_handler", consumer.ordered_max_concurrency, 0),
         )
+
+        def environment(attribute: str) -> Any:
+            return lambda: ReloadingHandler(self._generations, "functions.handlers.consumer", attribute)
+
         return [
             SqsEventSource(
-                lane_handler,
+                environment(attribute)(),
                 lanes[lane].queue_url,
                 lanes[lane].queue_arn,
                 # Each poller is its own execution environment, as on Lambda (module state is per environment).
-                new_environment=functools.partial(fresh_handler, "functions.handlers.consumer", attribute),
+                new_environment=environment(attribute),
                 batch_size=consumer.batch_size,
                 batching_window_seconds=window,
                 concurrency=pollers,
                 timeout_seconds=consumer.timeout_seconds,
                 function_name="consumer" if lane == "normal" else f"{lane}-consumer",
             )
-            for lane, lane_handler, attribute, pollers, window in specs
+            for lane, attribute, pollers, window in specs
         ]
 
     def _configure_functions(self, resources: LocalResources) -> None:
@@ -127,18 +167,28 @@ class LocalStack:
             except Exception:
                 log.exception("sweeper run failed")
 
-    def stop(self) -> None:
+    def stop(self) -> state.StateSummary | None:
+        """Stop everything; with a state file, save the state first and return what was saved."""
         self._stopping.set()
+        self._generations.stop()
         self._gateway.stop()
         # All lanes at once: each waits for its in-flight batches.
-        stopping = [threading.Thread(target=event_source.stop) for event_source in self._event_sources]
+        stopping = [
+            threading.Thread(target=event_source.stop, args=(self.stop_grace_seconds,))
+            for event_source in self._event_sources
+        ]
         for thread in stopping:
             thread.start()
         for thread in stopping:
             thread.join()
         self._sweeper.join(timeout=5)
         self._stream_source.stop()
+        saved = None
+        if self.state_file is not None:
+            in_flight = set().union(*(source.in_flight() for source in self._event_sources))
+            saved = state.save(self.state_file, in_flight, self.config.jobs_table)
         self._aws.stop()
+        return saved
 
     @property
     def url(self) -> str:
@@ -146,7 +196,9 @@ class LocalStack:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # The banner comes first: botocore's "Found credentials" and other INFO lines of the libraries stay quiet.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("local").setLevel(logging.INFO)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     api_keys = parse_api_keys(os.environ.get("API_KEYS") or DEFAULT_API_KEYS)
     moto_port = int(os.environ.get("MOTO_PORT", "4566"))
@@ -155,15 +207,33 @@ def main() -> None:
         port=int(os.environ.get("PORT", "3000")),
         moto_port=moto_port or None,
         api_keys=api_keys,
+        state_file=state.state_file(),
+        fresh=os.environ.get("FRESH", "") not in ("", "0"),
+        reload_root=None if os.environ.get("RELOAD", "1") == "0" else ROOT,
+        read_timeout_seconds=float(os.environ.get("GATEWAY_READ_TIMEOUT_SECONDS", DEFAULT_READ_TIMEOUT_SECONDS)),
+        stop_grace_seconds=float(os.environ.get("STOP_GRACE_SECONDS", "10")),
     )
     stack.start()
     first_key = next(iter(api_keys))
+    found_at = discovery.discovery_path()
     print(f"Jobs API    {stack.url}", flush=True)
     print(f"Dashboard   {stack.url}/   (Swagger UI: {stack.url}/swagger)", flush=True)
     print(f"API key     {first_key}  (tenant {api_keys[first_key]}; all keys: API_KEYS)", flush=True)
     if moto_port:
         print(f"Local AWS   http://127.0.0.1:{moto_port}  (AWS_ENDPOINT_URL for the AWS CLI / boto3)", flush=True)
     print(f"Try         curl -s -H 'x-api-key: {first_key}' {stack.url}/stats", flush=True)
+    if stack.restored is not None:
+        print(f"State       restored {stack.restored.describe()}  (FRESH=1 starts empty)", flush=True)
+    elif stack.restore_error is not None:
+        print(f"State       not restored: {stack.restore_error}", flush=True)
+    else:
+        print(f"State       empty; kept in {stack.state_file} across restarts", flush=True)
+    if stack.reload_root is not None:
+        print("Reload      on: a change under functions/ is picked up without a restart", flush=True)
+    print(f"CLI         `jobs` finds this stack through {found_at}; elsewhere set:", flush=True)
+    print(f"JOBS_URL={stack.url}", flush=True)
+    print(f"JOBS_API_KEY={first_key}", flush=True)
+    discovery.write(found_at, stack.url, first_key, api_keys[first_key])
     print("Ready. Ctrl-C to stop.", flush=True)
 
     stopped = threading.Event()
@@ -171,5 +241,8 @@ def main() -> None:
         signal.signal(sig, lambda *_: stopped.set())
     stopped.wait()
     print("Stopping: finishing in-flight batches...", flush=True)
-    stack.stop()
+    discovery.remove(found_at)
+    saved = stack.stop()
+    if saved is not None:
+        print(f"Saved {saved.describe()} to {stack.state_file}  (make run FRESH=1 starts empty)", flush=True)
     print("Stopped.", flush=True)

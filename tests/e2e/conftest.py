@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -101,21 +102,26 @@ class Client:
 
 
 @contextlib.contextmanager
-def local_stack(api_keys: str, **env_overrides: str) -> Iterator[LocalStackProcess]:
+def local_stack(api_keys: str, *, cwd: Path = ROOT, **env_overrides: str) -> Iterator[LocalStackProcess]:
     """``python -m local`` exactly as ``make run`` starts it, on free ports, with these keys and extra variables;
     stopped with Ctrl-C (SIGINT) afterwards, which must end it cleanly within 30 s."""
     port, moto_port = free_port(), free_port()
+    # Its saved state and discovery file in a directory of its own, not the developer's (docs/local-development.md)
+    private = Path(tempfile.mkdtemp(prefix="jobs-e2e-"))
     env = dict(
         os.environ,
         PORT=str(port),
         MOTO_PORT=str(moto_port),
         API_KEYS=api_keys,
         PYTHONUNBUFFERED="1",
-        **env_overrides,
+        JOBS_LOCAL_STATE_FILE=str(private / "state.pickle"),
+        JOBS_LOCAL_FILE=str(private / "jobs-local.json"),
+        RELOAD="0",
     )
+    env.update(env_overrides)
     process = subprocess.Popen(
         [sys.executable, "-m", "local"],
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -174,6 +174,38 @@ def test_list_and_stats_render_tables(api: FakeApi) -> None:
     assert "75.0%" in stats.stdout
 
 
+def test_list_piped_prints_one_tab_separated_line_per_job(api: FakeApi) -> None:
+    # Given two jobs, one failed with a multi-line error
+    jobs = [job_body("job-a", "completed"), job_body("job-b", "failed", error="boom\nat line 2")]
+    api.on("GET", "/jobs", lambda r: (200, {"jobs": jobs, "count": 2}, {}))
+    # When listed with stdout not a terminal (CliRunner's is a pipe)
+    listed = run("list")
+    # Then: no table, one line per job, tab-separated fields, the error on its line
+    assert listed.exit_code == 0, listed.output
+    lines = listed.stdout.splitlines()
+    assert [line.split("\t")[:3] for line in lines] == [
+        ["job-a", "simulate", "completed"],
+        ["job-b", "simulate", "failed"],
+    ]
+    assert lines[1].split("\t")[-1] == "boom at line 2"
+    assert "│" not in listed.stdout and "┃" not in listed.stdout
+
+
+def test_without_url_or_key_the_running_local_stacks_are_used(api: FakeApi, tmp_path: Path) -> None:
+    # Given make run's discovery file naming another port and key, and neither JOBS_URL nor JOBS_API_KEY set
+    found = tmp_path / "local.json"
+    found.write_text(json.dumps({"url": "http://127.0.0.1:4123", "apiKey": "team-key", "tenant": "team"}))
+    api.on("GET", "/stats", lambda r: (200, {"total": 0}, {}))
+    env = {"JOBS_URL": None, "JOBS_API_KEY": None, "JOBS_LOCAL_FILE": str(found)}
+    # When a command runs
+    result = runner.invoke(app, ["stats"], env={"COLUMNS": "200", **env})  # type: ignore[dict-item]
+    # Then it used the running stack's URL and key; a flag still wins over the file
+    assert result.exit_code == 0, result.output
+    assert api.built == [("http://127.0.0.1:4123", "team-key")]  # type: ignore[attr-defined]
+    runner.invoke(app, ["--key", "flag-key", "stats"], env={"COLUMNS": "200", **env})  # type: ignore[dict-item]
+    assert api.built[-1] == ("http://127.0.0.1:4123", "flag-key")  # type: ignore[attr-defined]
+
+
 def test_retry_and_cancel_print_the_new_status(api: FakeApi) -> None:
     api.on("POST", "/jobs/j1/retry", lambda r: (202, job_body("j1", "pending"), {}))
     api.on("DELETE", "/jobs/j2", lambda r: (200, job_body("j2", "cancelled"), {}))

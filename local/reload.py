@@ -1,0 +1,121 @@
+"""Code reload for ``make run``: a change under ``functions/`` is picked up in-process, moto's state untouched.
+
+A watcher looks at the modification times of ``functions/**/*.py`` twice a second. When one changes, every
+``functions`` module is dropped from ``sys.modules`` and the handlers are imported again as a trial; if that fails
+(a syntax error, a bad import) the previous modules are put back and the stack keeps running the previous code.
+Each execution environment (``ReloadingHandler``) notices the new code generation at its next invocation and loads
+a fresh copy of its handler module, as Lambda starts new environments after a deployment. An invocation already
+running finishes on the code it started with.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from jobsctl.environments import fresh_handler
+
+PACKAGE = "functions"
+HANDLER_MODULES = (
+    "functions.handlers.api",
+    "functions.handlers.consumer",
+    "functions.handlers.sweeper",
+    "functions.handlers.stats_stream",
+)
+POLL_SECONDS = 0.5
+
+
+class CodeGenerations:
+    """The current generation of the ``functions`` code; ``reload`` makes a new one."""
+
+    def __init__(self, root: Path, announce: Callable[[str], None] = print) -> None:
+        self.root = root
+        self.number = 0
+        self._announce = announce
+        # Held while the modules are swapped, and while an environment loads its copy: never half of each.
+        self.lock = threading.Lock()
+        self._mtimes = self._scan()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="code-reload", daemon=True)
+
+    def _scan(self) -> dict[Path, float]:
+        mtimes: dict[Path, float] = {}
+        for path in (self.root / PACKAGE).rglob("*.py"):
+            try:
+                mtimes[path] = path.stat().st_mtime
+            except FileNotFoundError:  # removed while listing
+                continue
+        return mtimes
+
+    def changed(self) -> list[Path]:
+        """Files added, changed or removed since the last call."""
+        current = self._scan()
+        changed = sorted({p for p in current.keys() | self._mtimes.keys() if current.get(p) != self._mtimes.get(p)})
+        self._mtimes = current
+        return changed
+
+    def reload(self) -> bool:
+        """Import the ``functions`` code again; True when it loaded (then environments pick it up)."""
+        with self.lock:
+            previous = {name: module for name, module in sys.modules.items() if _ours(name)}
+            for name in previous:
+                del sys.modules[name]
+            importlib.invalidate_caches()
+            try:
+                for module in HANDLER_MODULES:
+                    importlib.import_module(module)
+            except Exception:  # noqa: BLE001 - any error in the new code keeps the previous code running
+                for name in [name for name in sys.modules if _ours(name)]:
+                    del sys.modules[name]
+                sys.modules.update(previous)
+                error = traceback.format_exc(limit=-1).strip().splitlines()[-1]
+                self._announce(f"Reload failed, still running the previous code: {error}")
+                return False
+            self.number += 1
+            return True
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(POLL_SECONDS):
+            changed = self.changed()
+            if not changed:
+                continue
+            names = ", ".join(str(path.relative_to(self.root)) for path in changed[:3])
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            if self.reload():
+                self._announce(f"Reloaded: {names}{more} changed (state kept)")
+
+
+def _ours(name: str) -> bool:
+    return name == PACKAGE or name.startswith(PACKAGE + ".")
+
+
+class ReloadingHandler:
+    """One execution environment of a handler that moves to the newest code generation between invocations."""
+
+    def __init__(self, generations: CodeGenerations, module: str, attribute: str = "handler") -> None:
+        self._generations = generations
+        self._module = module
+        self._attribute = attribute
+        with generations.lock:
+            self._generation = generations.number
+            self._handler = fresh_handler(module, attribute)
+
+    def __call__(self, event: dict[str, Any], context: Any) -> Any:
+        if self._generation != self._generations.number:
+            with self._generations.lock:
+                self._generation = self._generations.number
+                self._handler = fresh_handler(self._module, self._attribute)
+        return self._handler(event, context)
