@@ -1,6 +1,7 @@
 """Code reload for ``make run``: a change under ``functions/`` is picked up in-process, moto's state untouched.
 
-A watcher looks at the modification times of ``functions/**/*.py`` twice a second. When one changes, every
+A watcher looks at the modification times of the files under ``functions/`` twice a second (the dashboard's
+files too: the API caches them per module). When one changes, every
 ``functions`` module is dropped from ``sys.modules`` and the handlers are imported again as a trial; if that fails
 (a syntax error, a bad import) the previous modules are put back and the stack keeps running the previous code.
 Each execution environment (``ReloadingHandler``) notices the new code generation at its next invocation and loads
@@ -10,6 +11,7 @@ running finishes on the code it started with.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 import threading
@@ -45,7 +47,9 @@ class CodeGenerations:
 
     def _scan(self) -> dict[Path, float]:
         mtimes: dict[Path, float] = {}
-        for path in (self.root / PACKAGE).rglob("*.py"):
+        for path in (self.root / PACKAGE).rglob("*"):
+            if "__pycache__" in path.parts or path.suffix == ".pyc" or not path.is_file():
+                continue
             try:
                 mtimes[path] = path.stat().st_mtime
             except FileNotFoundError:  # removed while listing
@@ -69,15 +73,25 @@ class CodeGenerations:
             try:
                 for module in HANDLER_MODULES:
                     importlib.import_module(module)
-            except Exception:  # noqa: BLE001 - any error in the new code keeps the previous code running
+            except Exception as exc:  # noqa: BLE001 - any error in the new code keeps the previous code running
                 for name in [name for name in sys.modules if _ours(name)]:
                     del sys.modules[name]
                 sys.modules.update(previous)
-                error = traceback.format_exc(limit=-1).strip().splitlines()[-1]
-                self._announce(f"Reload failed, still running the previous code: {error}")
+                self._announce(f"Reload failed, still running the previous code: {self._where(exc)}")
                 return False
             self.number += 1
             return True
+
+    def _where(self, exc: Exception) -> str:
+        """``SyntaxError: invalid syntax (functions/x.py, line 3)``: the error and the line it points at."""
+        if isinstance(exc, SyntaxError) and exc.filename:
+            filename, line, message = exc.filename, exc.lineno, exc.msg
+        else:
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            filename, line, message = frame.filename, frame.lineno, str(exc)
+        with contextlib.suppress(ValueError):
+            filename = str(Path(filename).relative_to(self.root))
+        return f"{type(exc).__name__}: {message} ({filename}, line {line})"
 
     def start(self) -> None:
         self._thread.start()

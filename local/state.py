@@ -2,11 +2,12 @@
 
 moto stays the engine: what is saved is moto's in-memory state itself, pickled, not an export into a store of our
 own. DynamoDB (tables, items, indexes, the stream not yet delivered), S3 (uploads, results, offloaded payloads),
-API Gateway (keys and their tenant tags) and SES (verified senders) pickle whole. An SQS queue holds a lock, so its
-messages are saved one by one and put back into the queues ``create_resources`` made again: each keeps its body,
-attributes, receive count, group and the times it becomes visible (a delay or a backoff still ends when it would
-have). A message whose invocation was still running when the stack stopped is visible again at once, so that job
-is retried after the restart, as on AWS once its visibility timeout ends.
+API Gateway (keys and their tenant tags), SES (verified senders) and Secrets Manager (ingest secrets) pickle
+whole. An SQS queue holds a lock, so its messages are saved one by one and put back into the queues
+``create_resources`` made again: each keeps its body, attributes, receive count, group and the times it becomes
+visible (a delay or a backoff still ends when it would have). A message whose invocation was still running when
+the stack stopped is visible again at once, so that job is retried after the restart, as on AWS once its
+visibility timeout ends.
 
 Re-playing the state through the AWS APIs instead (scan and put, receive and send) was the other way: it loses
 receive counts and in-flight messages (invisible to a receive), and re-written items would reach the stats
@@ -70,6 +71,7 @@ def _backends() -> dict[str, tuple[Any, str]]:
     from moto.apigateway.models import apigateway_backends
     from moto.dynamodb.models import dynamodb_backends
     from moto.s3.models import s3_backends
+    from moto.secretsmanager.models import secretsmanager_backends
     from moto.ses.models import ses_backends
 
     return {
@@ -77,6 +79,7 @@ def _backends() -> dict[str, tuple[Any, str]]:
         "s3": (s3_backends, "aws"),
         "apigateway": (apigateway_backends, REGION),
         "ses": (ses_backends, REGION),
+        "secretsmanager": (secretsmanager_backends, REGION),
     }
 
 
