@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
+# What `make run` needs only (requirements-local.txt): a fresh clone's first `make run` skips the test toolchain.
+RUN_STAMP := $(VENV)/.installed-run
 NODE_STAMP := node_modules/.installed
 # jsii warns on every run that this Node is past its end of life; the CDK itself works on it. The variable must
 # name the Node major version to silence that banner.
@@ -12,12 +14,17 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
 .PHONY: run test unit integration infra e2e lint format synth deploy diff destroy smoke iam-check bench clean venv node browser openapi
 
-$(VENV_STAMP): requirements.txt requirements-dev.txt requirements-jobs.txt pyproject.toml
+$(RUN_STAMP): requirements.txt requirements-jobs.txt requirements-local.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-local.txt
 	# the `jobs` CLI (editable: it runs this checkout's code)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	touch $@
+
+# The whole toolchain: tests, lint, CDK (what `make run` needs comes first).
+$(VENV_STAMP): $(RUN_STAMP) requirements-dev.txt requirements-tracing.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json
@@ -32,8 +39,9 @@ venv: $(VENV_STAMP)
 node: $(NODE_STAMP)
 browser: $(CHROMIUM)
 
-## run: the whole stack locally (moto, the handlers, a gateway on :$(PORT), the SQS event source, the sweeper)
-run: $(VENV_STAMP)
+## run: the whole stack locally (moto, the handlers, a gateway on :$(PORT), the SQS event source, the sweeper);
+# state is kept across restarts (FRESH=1 starts empty), functions/ reloads on change: docs/local-development.md
+run: $(RUN_STAMP)
 	$(PY) -m local
 
 # The suites run in parallel worker processes (pytest-xdist). A test file is one work unit, and the infrastructure
