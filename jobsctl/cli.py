@@ -104,8 +104,9 @@ def _options(
     ] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="HTTP timeout, seconds.")] = 30.0,
 ) -> None:
-    # Neither given: the running local stack's, from the file make run writes (jobsctl/discovery.py).
-    local = discovery.find() if url is None or key is None else None
+    # No URL given: the running local stack's, from the file make run writes (jobsctl/discovery.py); its key only
+    # goes with its URL, never to an API named some other way.
+    local = discovery.find() if url is None else None
     ctx.obj = Options(
         url=url or (local.url if local else DEFAULT_URL),
         key=key or (local.api_key if local else DEFAULT_KEY),

@@ -204,6 +204,9 @@ def test_without_url_or_key_the_running_local_stacks_are_used(api: FakeApi, tmp_
     assert api.built == [("http://127.0.0.1:4123", "team-key")]  # type: ignore[attr-defined]
     runner.invoke(app, ["--key", "flag-key", "stats"], env={"COLUMNS": "200", **env})  # type: ignore[dict-item]
     assert api.built[-1] == ("http://127.0.0.1:4123", "flag-key")  # type: ignore[attr-defined]
+    # ...and the local key is never sent to an API named by a flag
+    runner.invoke(app, ["--url", "http://api.test", "stats"], env={"COLUMNS": "200", **env})  # type: ignore[dict-item]
+    assert api.built[-1] == ("http://api.test", "local-dev-key")  # type: ignore[attr-defined]
 
 
 def test_retry_and_cancel_print_the_new_status(api: FakeApi) -> None:
