@@ -272,7 +272,7 @@ def test_a_change_under_functions_is_picked_up_without_a_restart_and_state_is_ke
     with local_stack(f"{KEY}:reload", cwd=tree, RELOAD="1") as running:
         client = Client(running.url, KEY)
         before = client.enqueue({"type": "simulate", "payload": {"target": "r.png", "failureRate": 0}})
-        assert client.wait_for(before["id"], {"completed"})["result"].startswith("Resized r.png")
+        assert client.wait_for(before["id"], {"completed"}, timeout=60)["result"].startswith("Resized r.png")
 
         # When a job type's code changes
         builtin.write_text(builtin.read_text().replace('f"Resized {payload.target}', 'f"Reloaded {payload.target}'))
@@ -280,7 +280,7 @@ def test_a_change_under_functions_is_picked_up_without_a_restart_and_state_is_ke
 
         # Then new jobs run the new code, and the earlier job is still there (same process, same state)
         after = client.enqueue({"type": "simulate", "payload": {"target": "r.png", "failureRate": 0}})
-        assert client.wait_for(after["id"], {"completed"})["result"].startswith("Reloaded r.png")
+        assert client.wait_for(after["id"], {"completed"}, timeout=60)["result"].startswith("Reloaded r.png")
         assert client.get(f"/jobs/{before['id']}").json()["status"] == "completed"
 
         # And a change that does not import is refused: the previous code keeps serving
@@ -288,10 +288,10 @@ def test_a_change_under_functions_is_picked_up_without_a_restart_and_state_is_ke
         wait_for_line(running, "Reload failed, still running the previous code: SyntaxError: ")
         assert "(functions/logic/job_types/builtin.py, line " in "".join(running.output)
         again = client.enqueue({"type": "simulate", "payload": {"target": "r.png", "failureRate": 0}})
-        assert client.wait_for(again["id"], {"completed"})["result"].startswith("Reloaded r.png")
+        assert client.wait_for(again["id"], {"completed"}, timeout=60)["result"].startswith("Reloaded r.png")
 
 
-def wait_for_line(stack: LocalStackProcess, text: str, timeout: float = 15.0) -> None:
+def wait_for_line(stack: LocalStackProcess, text: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not any(text in line for line in stack.output):
         assert time.monotonic() < deadline, f"no {text!r} in:\n{''.join(stack.output)}"
