@@ -311,8 +311,9 @@ def test_a_page_the_api_answers_short_is_filled_from_the_pages_after_it(
     connect(page, stack.url, tenant.key)
     page.route(re.compile(r"/jobs\?"), empty_first)
 
-    # When the overview lists the scheduled jobs
-    page.locator("#filter-status").select_option("scheduled")
+    # When the overview lists the scheduled jobs (the unfiltered listing shows the same two: wait for the read-on)
+    with page.expect_request(lambda request: "cursor=read-on" in request.url):
+        page.locator("#filter-status").select_option("scheduled")
 
     # Then the page shows both, read from the page after the empty one, and has no next page
     rows = page.locator("#jobs-table tbody tr")
