@@ -259,13 +259,13 @@ class LocalGateway:
         try:
             body = request.rfile.read(length) if length else b""
         except TimeoutError:
-            body = b""
+            wait = f"{self._read_timeout_seconds:g} s"
+            self.refuse(request, 408, f"the {length} bytes Content-Length declared did not arrive within {wait}")
+            return
         finally:
             request.connection.settimeout(IDLE_TIMEOUT_SECONDS)
-        if len(body) < length:
-            self.refuse(
-                request, 408, f"the body stopped after {len(body)} of the {length} bytes Content-Length declared"
-            )
+        if len(body) < length:  # the client closed its side early
+            self.refuse(request, 400, f"the body ended after {len(body)} of the {length} bytes Content-Length declared")
             return
         headers = {name.lower(): value for name, value in request.headers.items()}
         path = urlsplit(request.path).path
