@@ -119,17 +119,27 @@ def _ours(name: str) -> bool:
 class ReloadingHandler:
     """One execution environment of a handler that moves to the newest code generation between invocations."""
 
-    def __init__(self, generations: CodeGenerations, module: str, attribute: str = "handler") -> None:
+    def __init__(
+        self,
+        generations: CodeGenerations,
+        module: str,
+        attribute: str = "handler",
+        load: Callable[[str, str], Callable[..., Any]] = fresh_handler,
+        first: Callable[..., Any] | None = None,
+    ) -> None:
+        """``load``: how an environment gets its copy of the handler; ``first``: the handler to run until the
+        code changes (for a function that runs in one environment: the imported module's own handler)."""
         self._generations = generations
         self._module = module
         self._attribute = attribute
+        self._load = load
         with generations.lock:
             self._generation = generations.number
-            self._handler = fresh_handler(module, attribute)
+            self._handler = first if first is not None else load(module, attribute)
 
     def __call__(self, event: dict[str, Any], context: Any) -> Any:
         if self._generation != self._generations.number:
             with self._generations.lock:
                 self._generation = self._generations.number
-                self._handler = fresh_handler(self._module, self._attribute)
+                self._handler = self._load(self._module, self._attribute)
         return self._handler(event, context)

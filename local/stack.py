@@ -19,7 +19,7 @@ from typing import Any
 
 from infra.config import ServiceConfig, local_config
 from jobsctl import discovery
-from jobsctl.environments import EnvironmentPool
+from jobsctl.environments import EnvironmentPool, fresh_handler
 from local import state
 from local.aws import LocalAws, LocalResources, create_api_keys, create_resources, parse_api_keys
 from local.event_source import SqsEventSource
@@ -36,6 +36,11 @@ DEFAULT_API_KEYS = "local-dev-key:local"
 # (4 times a second): the stats lag the job records by about this much.
 STREAM_POLL_SECONDS = 0.25
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_environment(module: str, attribute: str = "handler") -> Any:
+    """A new execution environment's copy of a handler (looked up here at each call: the bench wraps it)."""
+    return fresh_handler(module, attribute)
 
 
 @dataclass
@@ -71,13 +76,15 @@ class LocalStack:
         self._configure_functions(self.resources)
 
         # Imported only now: the handlers read their settings from the environment set just above.
-        from functions.handlers import consumer, stats_stream, sweeper  # noqa: F401 - the first generation
+        from functions.handlers import stats_stream, sweeper
 
         self._generations = CodeGenerations(self.reload_root or ROOT)
         # One event source per lane, as on AWS (infra/constructs/queue_consumer.py): normal, high priority, ordered.
         self._event_sources = self._lane_event_sources()
         # Concurrent requests each get an environment of their own: Powertools' resolver keeps the request on itself.
-        api_environments = EnvironmentPool(lambda: ReloadingHandler(self._generations, "functions.handlers.api"))
+        api_environments = EnvironmentPool(
+            lambda: ReloadingHandler(self._generations, "functions.handlers.api", load=load_environment)
+        )
         self._gateway = LocalGateway(
             api_environments,
             "127.0.0.1",
@@ -88,14 +95,14 @@ class LocalStack:
         self._stopping = threading.Event()
         self._sweeper = threading.Thread(
             target=self._sweep_forever,
-            args=(ReloadingHandler(self._generations, "functions.handlers.sweeper"),),
+            args=(ReloadingHandler(self._generations, "functions.handlers.sweeper", first=sweeper.handler),),
             name="sweeper",
             daemon=True,
         )
         # The jobs table's stream to the stats aggregator, as Lambda's event source does on AWS.
         self._stream_source = StreamEventSource(
             self.config.jobs_table,
-            ReloadingHandler(self._generations, "functions.handlers.stats_stream"),
+            ReloadingHandler(self._generations, "functions.handlers.stats_stream", first=stats_stream.handler),
             batch_size=self.config.stats_stream.batch_size,
             interval_seconds=STREAM_POLL_SECONDS,
             timeout_seconds=self.config.stats_stream.timeout_seconds,
@@ -110,6 +117,8 @@ class LocalStack:
             self._generations.start()
 
     def _lane_event_sources(self) -> list[SqsEventSource]:
+        from functions.handlers import consumer as consumer_module
+
         consumer = self.config.consumer
         lanes = self.resources.lanes()
         # (lane, its handler's attribute name, pollers, batching window): Lambda has no batching window for FIFO.
@@ -120,11 +129,13 @@ class LocalStack:
         )
 
         def environment(attribute: str) -> Any:
-            return lambda: ReloadingHandler(self._generations, "functions.handlers.consumer", attribute)
+            return lambda: ReloadingHandler(
+                self._generations, "functions.handlers.consumer", attribute, load=load_environment
+            )
 
         return [
             SqsEventSource(
-                environment(attribute)(),
+                getattr(consumer_module, attribute),  # unused: each poller starts an environment of its own
                 lanes[lane].queue_url,
                 lanes[lane].queue_arn,
                 # Each poller is its own execution environment, as on Lambda (module state is per environment).
