@@ -1,4 +1,4 @@
-"""The built-in job types of the foundation: ``simulate`` (the seeds' demo work) and ``message``."""
+"""The built-in job types: ``simulate`` (demo work that takes a while and can be told to fail) and ``message``."""
 
 from __future__ import annotations
 
