@@ -84,3 +84,15 @@ def test_no_project_history_words_in_the_prose(page: Path) -> None:
 )
 def test_the_history_word_check_flags_history_but_not_aws_terms(text: str, flagged: bool) -> None:
     assert bool(HISTORY_WORDS.search(text)) is flagged
+
+
+def test_the_api_pages_error_table_is_the_codes_error_table() -> None:
+    # Given the API's one error table (each code's status derives from its class)
+    from functions.models.errors import error_table
+
+    expected = {code: cls.status_code for code, cls in error_table().items()}
+    # When the rows of docs/api.md's Errors table are read
+    section = prose(ROOT / "docs" / "api.md").split("\n## Errors\n", 1)[1].split("\n## ", 1)[0]
+    documented = {code: int(status) for code, status in re.findall(r"^\| `([A-Z_]+)` \| (\d{3}) \|", section, re.M)}
+    # Then every code is there with its status, and nothing else
+    assert documented == expected
