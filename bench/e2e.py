@@ -1,4 +1,4 @@
-"""End to end, ours beside the Cloudflare seed's peer: N jobs enqueued over HTTP on C keep-alive connections, then
+"""End to end, ours beside the Cloudflare Workers peer: N jobs enqueued over HTTP on C keep-alive connections, then
 polled until every job is final.
 
     .venv/bin/python bench/e2e.py [--jobs 1000] [--connections 8] [--cap 300] [--no-peer | --only-peer]
@@ -6,7 +6,7 @@ polled until every job is final.
 
 Ours: ``python -m local`` (moto in-process, the gateway, the SQS event-source emulator, the sweeper) started here on
 free ports with LOG_LEVEL=ERROR; jobs are ``simulate`` {target, durationMs 50, failureRate 0.35}, maxAttempts 3 (the
-seed's behaviour). The peer: ``/work/shared/peers/seed1-wrangler`` under ``wrangler dev`` (wrangler@4.86.0, installed
+peer's behaviour). The peer: ``/work/shared/peers/seed1-wrangler`` under ``wrangler dev`` (wrangler@4.86.0, installed
 once into .build/peer), with its own POST body; it fails by a hash, not by independent rolls, so its outcome mix
 differs (its README explains).
 
@@ -268,7 +268,7 @@ def run_peer(jobs: int, connections: int, cap_s: float) -> Result | None:
         if not wait_http(port, "/", 90, proc):
             print(f"  peer skipped: wrangler dev did not answer; see {log_path}", flush=True)
             return None
-        result = Result(f"peer (seed-1 on wrangler dev {WRANGLER_VERSION})", jobs)
+        result = Result(f"peer (Cloudflare Workers on wrangler dev {WRANGLER_VERSION})", jobs)
         bodies = [
             {"type": "resize" if i % 2 else "fetch", "target": f"https://example.com/img-{i}.png"} for i in range(jobs)
         ]

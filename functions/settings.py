@@ -50,7 +50,7 @@ class Settings:
     # named ``<prefix><tenant>``.
     ingest_secret_prefix: str = "jobs/ingest-signing/"
     # Spreading a hot key's writes (DynamoDB allows 1,000 writes/s per partition key; bench/hotkeys.py sizes these
-    # for 10,000 jobs/s of one tenant). Each may grow on a live table, never shrink (jobs_repository.py).
+    # for 10,000 jobs/s of one tenant). Each may grow on a live table, never shrink (functions/dal/jobs_repository/).
     # Status counters and the per-minute completed/failed counters, per tenant: the stats aggregator writes a
     # random shard of each per stream batch (transaction items, 2 write units each).
     stats_shards: int = 128

@@ -120,7 +120,7 @@ class ServiceConfig:
     sweeper_interval_seconds: int = 60
     sweeper_timeout_seconds: int = 60
     sweeper_memory_mb: int = 512
-    # The tenant tag of the API key created with the stack (more keys: see README, "API keys").
+    # The tenant tag of the API key created with the stack (more keys: docs/deploy.md, "API keys").
     bootstrap_tenant: str = "default"
     api_rate_limit: int = 100
     api_burst_limit: int = 200

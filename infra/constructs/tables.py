@@ -9,12 +9,12 @@ from constructs import Construct
 
 from functions.dal.jobs_repository import LISTING_INDEX_ATTRIBUTES
 
-# Index names and keys; functions/dal/jobs_repository.py queries these (a test keeps the two in step).
+# Index names and keys; functions/dal/jobs_repository/ (keys.py) queries these (a test keeps the two in step).
 INDEX_BY_TENANT = "by-tenant"
 INDEX_BY_STATUS = "by-status"
 INDEX_BY_TYPE = "by-type"
 INDEX_BY_SWEEP = "by-sweep"
-# The listing keys' values end in the job's shard ("<tenant>#<status>#<shard>", see jobs_repository.py).
+# The listing keys' values end in the job's shard ("<tenant>#<status>#<shard>", see dal/jobs_repository/keys.py).
 JOBS_INDEXES: dict[str, tuple[str, str]] = {
     INDEX_BY_TENANT: ("tenantKey", "createdKey"),
     INDEX_BY_STATUS: ("tenantStatus", "createdKey"),
