@@ -57,15 +57,11 @@ class Sweeper(Construct):
 
         self.sweeper.allow(["dynamodb:Query"], [tables.jobs_index_arn(INDEX_BY_SWEEP)])
         # It reads the due records by key (its index holds keys only) and rewrites the job's sweep mark with a
-        # conditional PutItem (the repository's ``save``) or UpdateItem (``move_sweep_mark``).
+        # conditional PutItem (the repository's ``save``) or UpdateItem (``move_sweep_mark``). A job it ends as
+        # failed may be its batch's last: it reads the batch item (GetItem) and settles it (UpdateItem, with a
+        # PutItem for the onComplete job in the same transaction; no ConditionCheck items).
         self.sweeper.allow(
-            [
-                "dynamodb:BatchGetItem",
-                "dynamodb:GetItem",
-                "dynamodb:PutItem",
-                "dynamodb:UpdateItem",
-                "dynamodb:ConditionCheckItem",
-            ],
+            ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
             [tables.jobs.table_arn],
         )
         # Due jobs, lost messages and lost callbacks go to their own lane (normal, high or ordered).

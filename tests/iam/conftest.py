@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.infrastructure.conftest import Synthesized, synthesized
+from infra.config import local_config
+from tests.infrastructure.conftest import Synthesized, synthesize
 
 __all__ = ["Synthesized", "synthesized"]
 
@@ -22,3 +23,12 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     if any(path == HERE or HERE in path.parents for path in named):
         return None
     return True
+
+
+@pytest.fixture(scope="session")
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """The stack as deployed for the configuration the calls were recorded in: the local stack sends mail as its
+    sender (``cdk deploy -c senderEmail=...``; without one the stack grants no SES permission at all)."""
+    sender = local_config().runtime.email_sender
+    context = {"senderEmail": sender} if sender else {}
+    return synthesize(tmp_path_factory.mktemp("cdk.out"), **context)

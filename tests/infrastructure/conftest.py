@@ -38,8 +38,13 @@ class Synthesized:
 
 @pytest.fixture(scope="session")
 def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
-    app = create_app(context=context, outdir=str(tmp_path_factory.mktemp("cdk.out")))
+    return synthesize(tmp_path_factory.mktemp("cdk.out"))
+
+
+def synthesize(outdir: Path, **context: Any) -> Synthesized:
+    """The app synthesized into ``outdir`` with cdk.json's context, plus ``context`` (as ``cdk synth -c``)."""
+    base = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    app = create_app(context={**base, **context}, outdir=str(outdir))
     stack = app.node.find_child(AWS_CONFIG.stack_name)
     assert isinstance(stack, Stack)
     template = Template.from_stack(stack)  # synthesizes the app; later synth() calls return the same assembly

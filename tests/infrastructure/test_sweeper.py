@@ -40,14 +40,14 @@ def test_sweeper_queries_only_the_sweep_index_and_sends_to_the_main_queue(resour
     # When its permissions are listed
     pairs = role_permissions(resources, role_of(sweeper))
 
-    # Then it may query the by-sweep index (not the table, not the other indexes), read and rewrite job records
+    # Then it may query the by-sweep index (not the table, not the other indexes), read and rewrite job records and
+    # the batch items of the jobs it ends
     assert permissions_for(pairs, "dynamodb") == {
         ("dynamodb:Query", jobs + "/index/by-sweep"),
         ("dynamodb:BatchGetItem", jobs),
         ("dynamodb:GetItem", jobs),
         ("dynamodb:PutItem", jobs),
         ("dynamodb:UpdateItem", jobs),
-        ("dynamodb:ConditionCheckItem", jobs),
     }
     # And send job messages to the lanes' queues only (not to a DLQ)
     assert permissions_for(pairs, "sqs") == send_to_every_lane(resources)

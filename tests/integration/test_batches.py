@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,15 +17,15 @@ from pydantic import BaseModel, ConfigDict
 from functions.dal.batches import DynamoBatchStore
 from functions.dal.clients import client
 from functions.dal.jobs_repository import DynamoJobsRepository
-from functions.handlers import consumer
+from functions.handlers import consumer, sweeper
 from functions.handlers import openapi as doc
-from functions.handlers.runtime import batch_settler
+from functions.handlers.runtime import batch_settler, reset
 from functions.logic.clock import iso, system_clock
 from functions.logic.job_types import JobType, registry
 from functions.models.errors import StorageError
 from functions.models.job import HistoryEntry, Job, JobMessage, JobStatus
 from local.lambda_context import LocalContext
-from tests.integration.harness import Service, failing_job, ok_job
+from tests.integration.harness import Service, failing_job, ok_job, statuses
 
 ON_COMPLETE = {"type": "message", "payload": {"message": "x"}}
 
@@ -434,3 +435,60 @@ def test_cancelling_the_last_waiting_child_completes_the_batch(service: Service)
     assert (done["status"], done["counts"]["cancelled"]) == ("completed_with_failures", 1)
     [follow_up] = message_jobs(service)
     assert follow_up["id"] == done["onComplete"]["jobId"]
+
+
+class Killed(BaseException):
+    """The consumer's invocation dies mid-attempt (a timeout, a crash): nothing records the attempt's outcome."""
+
+
+class NoPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def test_a_child_whose_last_attempt_died_with_its_message_is_failed_by_the_sweeper_and_settles_its_batch(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a sweeper that looks at an in-flight job as soon as its lease ends, and a job type whose attempt dies
+    monkeypatch.setenv("JOBS_IN_FLIGHT_GRACE_SECONDS", "0")
+    reset()
+
+    def die(payload: NoPayload, ctx: Any) -> None:
+        raise Killed()
+
+    monkeypatch.setitem(registry._REGISTRY, "test-killed", JobType("test-killed", NoPayload, die))
+    # And a batch of one such child (a single attempt) with an onComplete job
+    batch = create_batch(
+        service, {"jobs": [{"type": "test-killed", "payload": {}, "maxAttempts": 1}], "onComplete": ON_COMPLETE}
+    )
+    [child_id] = batch["jobIds"]
+    # And its attempt died (a one-second invocation: a one-second lease), and then its message was lost
+    [message] = service.receive()
+    with pytest.raises(Killed):
+        consumer.handler({"Records": [service.records._record(message)]}, LocalContext("consumer", 1))
+    service.sqs.delete_message(QueueUrl=service.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    orphan = service.record(child_id)
+    assert (orphan.status, orphan.attempts, orphan.max_attempts) == (JobStatus.PROCESSING, 1, 1)
+    assert orphan.lease_until_ms is not None
+    time.sleep(max(0.0, orphan.lease_until_ms - system_clock()) / 1000 + 0.1)
+
+    # When the sweeper's handler runs, twice
+    first = sweeper.handler({}, LocalContext("sweeper", 60))
+    second = sweeper.handler({}, LocalContext("sweeper", 60))
+
+    # Then the child ended failed, once, saying why
+    assert (first["orphans_failed"], first["orphans_resent"], second["orphans_failed"]) == (1, 0, 0)
+    failed = service.job(child_id)
+    assert (failed["status"], failed["attempts"]) == ("failed", 1)
+    assert "did not finish" in failed["error"]
+    assert [status for status, _ in statuses(failed)] == ["pending", "processing", "failed"]
+    # And its batch is settled with the failure counted, and its onComplete job was enqueued once and runs
+    done = get_batch(service, batch["id"])
+    assert (done["status"], done["counts"]["failed"]) == ("completed_with_failures", 1)
+    [follow_up] = message_jobs(service)
+    assert follow_up["id"] == done["onComplete"]["jobId"]
+    # (counted on the queue: after reset() the functions' clients are new ones, which ``service.sent`` does not see)
+    [sent] = service.receive()
+    assert JobMessage.model_validate_json(sent["Body"]).job_id == follow_up["id"]
+    service.deliver([sent])
+    assert service.job(follow_up["id"])["status"] == "completed"
+    assert service.queue_is_empty()
