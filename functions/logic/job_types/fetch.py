@@ -15,10 +15,13 @@ from pydantic import AfterValidator, ConfigDict, Field, field_validator
 
 from functions.logic.job_types.registry import JobContext, Payload, job_type
 from functions.logic.net import NetError, SafeHttpClient, job_failure, status_failure, validate_http_url
+from functions.models.bounds import HTTP_URL_PATTERN
 from functions.models.errors import RetryableJobError
 from functions.settings import Settings
 
-HttpUrl = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(validate_http_url)]
+HttpUrl = Annotated[
+    str, Field(min_length=1, max_length=2048, pattern=HTTP_URL_PATTERN), AfterValidator(validate_http_url)
+]
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 

@@ -27,6 +27,7 @@ from functions.dal.secrets import WebhookSecrets
 from functions.logic.job_types.registry import JobContext, Payload, job_type
 from functions.logic.net import FORBIDDEN_REQUEST_HEADERS, NetError, SafeHttpClient, job_failure, validate_http_url
 from functions.logic.net import status_failure as _status_failure
+from functions.models.bounds import HTTP_URL_PATTERN
 
 SIGNATURE_HEADER = "X-Jobs-Signature"
 TIMESTAMP_HEADER = "X-Jobs-Timestamp"
@@ -42,7 +43,9 @@ _RESERVED_HEADERS = frozenset(
     name.lower() for name in (SIGNATURE_HEADER, TIMESTAMP_HEADER, ATTEMPT_HEADER, IDEMPOTENCY_HEADER)
 )
 
-HttpUrl = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(validate_http_url)]
+HttpUrl = Annotated[
+    str, Field(min_length=1, max_length=2048, pattern=HTTP_URL_PATTERN), AfterValidator(validate_http_url)
+]
 
 
 class WebhookPayload(Payload):
