@@ -54,7 +54,7 @@ _SPEC_NOTE = (
                 "INVALID_OPTION": "an option of a spec is out of range, a spec has `idempotencyKey` (the batch may), "
                 "the onComplete payload is over 64 KiB, or a field is unknown" + _SPEC_NOTE,
                 "IDEMPOTENCY_CONFLICT": "this `Idempotency-Key` was used in the last 24 hours with a different "
-                "request (`details.batchId` names its batch)",
+                "request (`details.batchId` names its batch), or it differs from the body's `idempotencyKey`",
             },
         ),
     },

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
@@ -16,7 +16,7 @@ class SimulatePayload(Payload):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     action: Literal["resize", "fetch"] = "resize"
-    target: str = Field(min_length=1, max_length=500)
+    target: str = Field(min_length=1, max_length=500, json_schema_extra={"pattern": r"\S"})  # not blank
     duration_ms: int = Field(default=50, ge=0, le=60_000, alias="durationMs")
     failure_rate: float = Field(default=0.35, ge=0, le=1, alias="failureRate")
     should_fail: bool = Field(default=False, alias="shouldFail")
@@ -54,10 +54,16 @@ def simulate(payload: SimulatePayload, ctx: JobContext) -> str:
     return f"Fetched {payload.target} (simulated)"
 
 
+def _trimmed_text_schema(schema: dict[str, Any]) -> None:
+    schema.pop("maxLength", None)
+    schema["pattern"] = r"^\s*\S(?:[\s\S]{0,498}\S)?\s*$"
+
+
 class MessagePayload(Payload):
     model_config = ConfigDict(extra="forbid")
 
-    message: str = Field(min_length=1, max_length=500)
+    # Trimmed before it is checked: the document's pattern says 1 to 500 characters once trimmed.
+    message: str = Field(min_length=1, max_length=500, json_schema_extra=_trimmed_text_schema)
 
     @field_validator("message", mode="before")
     @classmethod

@@ -33,7 +33,10 @@ class FetchPayload(Payload):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     url: HttpUrl
-    max_bytes: int | None = Field(default=None, ge=1, alias="maxBytes")
+    # The limit is the deployment's (JOBS_FETCH_MAX_BYTES); the document states the default one, as for uploads.
+    max_bytes: int | None = Field(
+        default=None, ge=1, alias="maxBytes", json_schema_extra={"maximum": Settings.fetch_max_bytes}
+    )
 
     @field_validator("max_bytes")
     @classmethod
