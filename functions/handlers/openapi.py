@@ -52,8 +52,9 @@ never a 500 for client input. An unknown route is `404 NOT_FOUND`; a method a pa
 plan's rate.
 
 Numbers are strict: an integer field (an option or a payload's) takes a JSON integer, not `"5"` or `5.0`. A query
-parameter may be given once; an empty, unknown or repeated one is `400 INVALID_QUERY`. The one value no schema here
-can check is `GET /jobs`'s `cursor`: it is opaque (pass back a `nextCursor`)."""
+parameter may be given once; an empty, unknown or repeated one is `400 INVALID_QUERY`. What no schema here can check:
+`GET /jobs`'s `cursor`, which is opaque (pass back a `nextCursor`), and that a batch-import's item ids are unique.
+Webhooks have one path per job type (`POST /hooks/message`, ...), each taking that type's payload."""
 
 
 def openapi_info() -> dict[str, Any]:
