@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
@@ -54,16 +54,10 @@ def simulate(payload: SimulatePayload, ctx: JobContext) -> str:
     return f"Fetched {payload.target} (simulated)"
 
 
-def _trimmed_text_schema(schema: dict[str, Any]) -> None:
-    schema.pop("maxLength", None)
-    schema["pattern"] = r"^\s*\S(?:[\s\S]{0,498}\S)?\s*$"
-
-
 class MessagePayload(Payload):
     model_config = ConfigDict(extra="forbid")
 
-    # Trimmed before it is checked: the document's pattern says 1 to 500 characters once trimmed.
-    message: str = Field(min_length=1, max_length=500, json_schema_extra=_trimmed_text_schema)
+    message: str = Field(min_length=1, max_length=500)
 
     @field_validator("message", mode="before")
     @classmethod
