@@ -27,6 +27,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import CHECKS, load_all_checks
+from schemathesis.config._checks import NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.e2e.conftest import ROOT, Client
@@ -43,7 +44,11 @@ CONFIG = schemathesis.Config.from_dict(
         "seed": SEED,
         "generation": {"max-examples": MAX_EXAMPLES, "database": "none"},
         # Every check: what `--checks all` runs.
-        "checks": {"enabled": True},
+        "checks": {
+            "enabled": True,
+            # Refusing a body that is too large (413, documented on each route that takes one) is a refusal too.
+            "negative_data_rejection": {"expected-statuses": [*NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES, "413"]},
+        },
         # Methods a route does not declare are sent too, but only those API Gateway REST APIs route (and the local
         # gateway emulates): TRACE and QUERY never reach a REST API's integration.
         "phases": {"coverage": {"unexpected-methods": ["get", "put", "post", "delete", "options", "patch"]}},
