@@ -57,7 +57,7 @@ def simulate(payload: SimulatePayload, ctx: JobContext) -> str:
 class MessagePayload(Payload):
     model_config = ConfigDict(extra="forbid")
 
-    message: str = Field(min_length=1, max_length=500)
+    message: str = Field(min_length=1, max_length=500, json_schema_extra={"pattern": r"\S"})  # trimmed: not blank
 
     @field_validator("message", mode="before")
     @classmethod
