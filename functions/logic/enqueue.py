@@ -202,7 +202,9 @@ def idempotency_key_option(body: dict[str, Any], header: str | None) -> str | No
     field_key = _idempotency_key(body.get("idempotencyKey"), "idempotencyKey")
     header_key = _idempotency_key(header, "Idempotency-Key")
     if field_key is not None and header_key is not None and field_key != header_key:
-        raise InvalidOption("the 'Idempotency-Key' header and the 'idempotencyKey' field differ")
+        # A conflict between two keys of one request (409, as for a key reused with another request): each key
+        # alone is valid, which is all the document can say about two independent parameters.
+        raise IdempotencyConflict("the 'Idempotency-Key' header and the 'idempotencyKey' field differ")
     return field_key or header_key
 
 

@@ -115,7 +115,8 @@ class IdempotencyConflict(ApiError):
     status_code = 409
     code = "IDEMPOTENCY_CONFLICT"
     when = (
-        "this `Idempotency-Key` was used in the last 24 hours with a different request (`details.jobId` names its job)"
+        "this `Idempotency-Key` was used in the last 24 hours with a different request (`details.jobId` names its "
+        "job), or it differs from the body's `idempotencyKey`"
     )
 
 

@@ -17,6 +17,7 @@ from functions.models.bounds import (
     CALLBACK_URL_MAX_LENGTH,
     DELAY_SECONDS_MAX,
     GROUP_ID_MAX_LENGTH,
+    HTTP_URL_PATTERN,
     IDEMPOTENCY_KEY_MAX_LENGTH,
     MAX_ATTEMPTS_DEFAULT,
     MAX_ATTEMPTS_MAX,
@@ -33,6 +34,8 @@ RUN_AT_MESSAGE = "'runAt' must be an ISO-8601 timestamp with a UTC offset, at mo
 BOTH_TIMES_MESSAGE = "give either 'delaySeconds' or 'runAt', not both"
 
 GroupId = Annotated[str, Field(min_length=1, max_length=GROUP_ID_MAX_LENGTH, pattern=PRINTABLE_PATTERN)]
+# An http(s) URL: a callbackUrl, and the URLs of the fetch, crawl-website and webhook-delivery payloads.
+HttpUrl = Annotated[str, Field(min_length=1, max_length=CALLBACK_URL_MAX_LENGTH, pattern=HTTP_URL_PATTERN)]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=IDEMPOTENCY_KEY_MAX_LENGTH, pattern=PRINTABLE_PATTERN)]
 
 
@@ -72,11 +75,10 @@ class JobOptions(RequestModel):
         default=None,
         description="Ordered group: its jobs run one at a time in enqueue order (a scheduled one joins when due)",
     )
-    callbackUrl: Annotated[str, Field(min_length=1, max_length=CALLBACK_URL_MAX_LENGTH)] | None = Field(
+    callbackUrl: HttpUrl | None = Field(
         default=None,
         description="An http(s) URL that receives a signed POST of the record when the job is final (retried with "
-        "backoff); addresses the network policy refuses are refused",
-        json_schema_extra={"format": "uri"},
+        "backoff)",
     )
 
     @field_validator("runAt")

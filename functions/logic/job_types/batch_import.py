@@ -41,11 +41,31 @@ def item_json(item: dict[str, Any]) -> str:
     return json.dumps(item, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+# What `_ids` checks, for the document: an `id` each (the ids being unique and the size bounded are only described).
+_ITEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id"],
+    "properties": {
+        "id": {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": r"\S"},
+                {"type": "integer"},
+            ]
+        }
+    },
+}
+
+
 class BatchImportPayload(Payload):
     model_config = ConfigDict(extra="forbid")
 
     namespace: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    items: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_ITEMS)
+    items: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=MAX_ITEMS,
+        description="Objects, each with a unique `id` (a non-blank string or an integer)",
+        json_schema_extra={"uniqueItems": True, "items": _ITEM_SCHEMA},
+    )
 
     @field_validator("items")
     @classmethod

@@ -35,7 +35,12 @@ def valid_address(value: str) -> str:
     return address
 
 
-Address = Annotated[str, AfterValidator(valid_address)]
+# The pattern states ``valid_address``'s rule for the document (not its length limits: 64 before the @, 254 in all).
+Address = Annotated[
+    str,
+    Field(json_schema_extra={"pattern": rf"^\s*{_LOCAL_PART}@(?:{_LABEL}\.)+{_TLD}\s*$"}),
+    AfterValidator(valid_address),
+]
 
 
 class EmailPayload(Payload):

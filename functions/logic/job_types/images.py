@@ -56,6 +56,13 @@ class ImagePayload(Payload):
 
 
 class ResizePayload(ImagePayload):
+    # What ``_a_size`` checks, for the document: a width or a height (an integer, not null).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [{"required": [side], "properties": {side: {"type": "integer"}}} for side in ("width", "height")]
+        }
+    )
+
     @model_validator(mode="after")
     def _a_size(self) -> Self:
         if self.width is None and self.height is None:

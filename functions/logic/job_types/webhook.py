@@ -27,6 +27,7 @@ from functions.adapters.net import FORBIDDEN_REQUEST_HEADERS, NetError, SafeHttp
 from functions.adapters.net import status_failure as _status_failure
 from functions.dal.secrets import WebhookSecrets
 from functions.logic.job_types.registry import JobContext, Payload, job_type
+from functions.models.bounds import HTTP_URL_PATTERN
 
 SIGNATURE_HEADER = "X-Jobs-Signature"
 TIMESTAMP_HEADER = "X-Jobs-Timestamp"
@@ -42,15 +43,31 @@ _RESERVED_HEADERS = frozenset(
     name.lower() for name in (SIGNATURE_HEADER, TIMESTAMP_HEADER, ATTEMPT_HEADER, IDEMPOTENCY_HEADER)
 )
 
-HttpUrl = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(validate_http_url)]
+HttpUrl = Annotated[
+    str, Field(min_length=1, max_length=2048, pattern=HTTP_URL_PATTERN), AfterValidator(validate_http_url)
+]
+
+
+def _headers_schema(schema: dict[str, Any]) -> None:
+    """What ``_headers`` checks, for the document (except a name given twice in another case, and the total size)."""
+    refused = "|".join(re.escape(name) for name in sorted(FORBIDDEN_REQUEST_HEADERS | _RESERVED_HEADERS))
+    schema["maxProperties"] = MAX_HEADERS
+    schema["propertyNames"] = {"pattern": _TOKEN.pattern, "not": {"pattern": f"(?i)^({refused})$"}}
+    schema["additionalProperties"] = {"type": "string", "pattern": r"^[\t\x20-\x7e\x80-\xff]*$"}
+
+
+def _method_schema(schema: dict[str, Any]) -> None:
+    """``_upper``: the method in any case."""
+    schema.pop("enum", None)
+    schema["pattern"] = "^(?i:POST|PUT|PATCH)$"
 
 
 class WebhookPayload(Payload):
     model_config = ConfigDict(extra="forbid")
 
     url: HttpUrl
-    method: Literal["POST", "PUT", "PATCH"] = "POST"
-    headers: dict[str, str] = Field(default_factory=dict)
+    method: Literal["POST", "PUT", "PATCH"] = Field(default="POST", json_schema_extra=_method_schema)
+    headers: dict[str, str] = Field(default_factory=dict, json_schema_extra=_headers_schema)
     body: JsonValue
 
     @field_validator("method", mode="before")
