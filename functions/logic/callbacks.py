@@ -26,26 +26,18 @@ How a callback is never lost nor sent twice for the same attempt:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from functions.adapters.net import NetError, Response, SafeHttpClient, is_retryable_status
+from functions.adapters.net import NetError, SafeHttpClient, is_retryable_status
 from functions.dal.jobs_repository import JobsRepository
 from functions.dal.secrets import WebhookSecrets
 from functions.logic.backoff import backoff_seconds
 from functions.logic.clock import Clock, iso, system_clock
-from functions.logic.job_types.webhook import (
-    ATTEMPT_HEADER,
-    IDEMPOTENCY_HEADER,
-    MAX_RESPONSE_BYTES,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    encode_body,
-    signature_header,
-)
+from functions.logic.job_types.webhook import HttpSender, answer_detail, deliver, encode_body, signed_headers
 from functions.logic.lanes import JobQueue
 from functions.models.errors import ConcurrentUpdate, JobDeferred, StorageError
 from functions.models.job import Callback, CallbackStatus, Job, JobMessage
@@ -103,23 +95,6 @@ def is_pending(job: Job) -> bool:
         and callback.for_version is not None
         and callback.for_version <= job.version
     )
-
-
-class HttpSender(Protocol):
-    """What delivery needs of ``SafeHttpClient`` (tests pass a fake)."""
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes | None = None,
-        timeout: float | None = None,
-        max_bytes: int | None = None,
-        max_redirects: int = ...,
-        truncate: bool = False,
-    ) -> Response: ...
 
 
 @dataclass(frozen=True)
@@ -198,28 +173,21 @@ class CallbackDeliverer:
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
-            SIGNATURE_HEADER: signature_header(secret, timestamp, body),
-            TIMESTAMP_HEADER: str(timestamp),
-            ATTEMPT_HEADER: str(job.callback.attempts + 1),
-            IDEMPOTENCY_HEADER: f"{job.id}:{job.callback.for_version}",
+            **signed_headers(
+                secret,
+                timestamp,
+                body,
+                attempt=job.callback.attempts + 1,
+                idempotency_key=f"{job.id}:{job.callback.for_version}",
+            ),
         }
         try:
-            response = self._client().request(
-                "POST",
-                job.callback.url,
-                headers=headers,
-                body=body,
-                max_bytes=MAX_RESPONSE_BYTES,
-                max_redirects=0,
-                truncate=True,
-            )
+            response = deliver(self._client(), "POST", job.callback.url, headers, body)
         except NetError as exc:
             return _Attempt(delivered=False, retryable=exc.retryable, error=f"callback failed: {exc.message}")
         if response.ok:
             return _Attempt(delivered=True)
-        detail = response.body[:200].decode("utf-8", "replace").strip()
-        if 300 <= response.status <= 399:
-            detail = f"redirects are not followed (Location: {response.headers.get('location', '')})"
+        detail = answer_detail(response, "redirects are not followed")
         error = f"callback URL answered HTTP {response.status} {response.reason}".rstrip()
         return _Attempt(
             delivered=False,
