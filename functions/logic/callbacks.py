@@ -85,6 +85,19 @@ def send(queue: JobQueue, job: Job) -> None:
         logger.warning("callback message not sent; the sweeper will send it", extra={"job_id": job.id}, exc_info=True)
 
 
+def announce_final(queue: JobQueue | None, job: Job, after_final: Callable[[Job], None] | None, *, event: str) -> None:
+    """A job ended outside a consumer (``event``: "a cancel", ...): its callback goes out (without ``queue``, the
+    sweeper sends it) and ``after_final`` settles its batch. A batch not settled is looked at again when any copy of
+    the job's message arrives, so that failure is logged, not raised: the job's own change stands."""
+    if job.callback is not None and queue is not None:
+        send(queue, job)
+    if after_final is not None:
+        try:
+            after_final(job)
+        except StorageError:
+            logger.warning(f"batch not settled after {event}", extra={"job_id": job.id}, exc_info=True)
+
+
 def is_pending(job: Job) -> bool:
     """Whether the record still wants its callback delivered (a final job, a pending callback for this state)."""
     callback = job.callback
