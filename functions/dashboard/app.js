@@ -1,5 +1,7 @@
 /* Jobs dashboard: plain JS, no build step. Every API call uses a URL relative to the page, so the same file works
-   at http://localhost:3000/ and at an API Gateway stage path such as https://.../prod/. */
+   at http://localhost:3000/ and at an API Gateway stage path such as https://.../prod/.
+   One file although it is long: without a build step or modules, the views share this closure's state (the key,
+   the refresh loop, the router); the sections below are marked with "// ----". */
 (() => {
   "use strict";
 
@@ -675,14 +677,21 @@
     return el("a", { href: `#/jobs/${encodeURIComponent(job.id)}`, class: "mono job-link", title: job.id, "aria-label": `Job ${job.id}`, text: shortId(job.id) });
   }
 
-  function createJobRow(job) {
-    return el(
-      "tr",
-      { dataset: { id: job.id } },
+  // The cells every job table starts with (status, id, type, attempts); the columns after them are the table's own.
+  function jobCells(job) {
+    return [
       el("td", { dataset: { col: "status" } }, badge(job.status)),
       el("td", {}, jobLink(job)),
       el("td", { dataset: { col: "type" } }),
       el("td", { class: "num", dataset: { col: "attempts" } }),
+    ];
+  }
+
+  function createJobRow(job) {
+    return el(
+      "tr",
+      { dataset: { id: job.id } },
+      ...jobCells(job),
       el("td", { class: "num", dataset: { col: "priority" } }),
       el("td", { class: "time", dataset: { col: "created" } }),
       el("td", { class: "time", dataset: { col: "updated" } }),
@@ -921,10 +930,7 @@
     return el(
       "tr",
       { dataset: { id: job.id } },
-      el("td", { dataset: { col: "status" } }, badge(job.status)),
-      el("td", {}, jobLink(job)),
-      el("td", { dataset: { col: "type" } }),
-      el("td", { class: "num", dataset: { col: "attempts" } }),
+      ...jobCells(job),
       el("td", { class: "time", dataset: { col: "updated" } }),
       el("td", { class: "err wrap", dataset: { col: "error" } }),
       el("td", {}, button),

@@ -19,6 +19,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ConfigDict, Field, field_validator
 
+from functions.adapters.aws_errors import SdkError
 from functions.logic.job_types.registry import JobContext, Payload, job_type
 from functions.models.errors import JobFailure, PermanentJobError, RetryableJobError
 
@@ -107,9 +108,8 @@ _DDB_RETRYABLE = frozenset(
 def dynamodb_failure(exc: ClientError | BotoCoreError, table: str) -> JobFailure:
     if isinstance(exc, BotoCoreError):
         return RetryableJobError(f"DynamoDB did not answer: {exc}")
-    code = str(exc.response.get("Error", {}).get("Code", ""))
-    message = str(exc.response.get("Error", {}).get("Message", ""))
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    error = SdkError.of(exc)
+    code, message, status = error.code, error.message, error.status
     text = f"BatchWriteItem on {table} failed: {code}: {message}"
     if code in _DDB_RETRYABLE or status >= 500 or status == 429:
         return RetryableJobError(text)

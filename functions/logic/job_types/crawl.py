@@ -14,6 +14,9 @@
   links are skipped and listed in ``skipped``.
 - The full result (every page, every link) is stored as ``crawls/<job id>/manifest.json``; its key is the
   result's ``key``, so ``GET /jobs/{id}/result`` hands out the manifest. The record keeps a capped summary.
+
+One module although it is long: the URL normalisation, page parsing and robots.txt rules below serve this crawl
+alone (no other module uses them), in sections: URLs, HTML, robots.txt, the crawl.
 """
 
 from __future__ import annotations
