@@ -26,6 +26,8 @@ from functions.models.bounds import (
     PRINTABLE_PATTERN,
     PRIORITY_MAX,
     PRIORITY_MIN,
+    TIMEOUT_SECONDS_MAX,
+    TIMEOUT_SECONDS_MIN,
     UPLOAD_MAX_BYTES_DEFAULT,
 )
 from functions.models.errors import error_table
@@ -144,6 +146,12 @@ class Job(WireModel):
     priority: int = Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)
     attempts: int = Field(ge=0, description="Attempts started so far (reset by a retry)")
     maxAttempts: int = Field(ge=MAX_ATTEMPTS_MIN, le=MAX_ATTEMPTS_MAX)
+    timeoutSeconds: int | SkipJsonSchema[None] = Field(
+        default=None,
+        ge=TIMEOUT_SECONDS_MIN,
+        le=TIMEOUT_SECONDS_MAX,
+        description="How long one attempt may run, if set",
+    )
     createdAt: str
     updatedAt: str
     runAt: str | None = Field(description="When a scheduled job becomes due (null if it was never scheduled)")
