@@ -384,6 +384,13 @@ class _Stalling:
         return f"result of attempt {ctx.attempt}"
 
 
+def _stalling_job(
+    repo: InMemoryJobsRepository, clock: FakeClock, register: RegisterJobType, **fields: Any
+) -> tuple[_Stalling, Job]:
+    stalling = _Stalling()
+    return stalling, _store(repo, make_job(clock, job_type=register("stalling", stalling), payload={}, **fields))
+
+
 def test_an_attempt_past_its_timeout_fails_and_is_retried_and_its_late_result_is_discarded(
     consumer: MessageConsumer,
     repo: InMemoryJobsRepository,
@@ -392,9 +399,7 @@ def test_an_attempt_past_its_timeout_fails_and_is_retried_and_its_late_result_is
     register_job_type: RegisterJobType,
 ) -> None:
     # Given a job with timeoutSeconds 1 whose first attempt runs longer
-    stalling = _Stalling()
-    job_type = register_job_type("stalling", stalling)
-    job = _store(repo, make_job(clock, job_type=job_type, payload={}, max_attempts=3, timeout_seconds=1))
+    stalling, job = _stalling_job(repo, clock, register_job_type, max_attempts=3, timeout_seconds=1)
     # When its message is delivered
     started = time.monotonic()
     with pytest.raises(JobDeferred):
@@ -433,13 +438,7 @@ def test_a_last_attempt_past_its_timeout_fails_the_job(
     register_job_type: RegisterJobType,
 ) -> None:
     # Given a one-attempt job with timeoutSeconds 1 that runs longer
-    stalling = _Stalling()
-    job = _store(
-        repo,
-        make_job(
-            clock, job_type=register_job_type("stalling", stalling), payload={}, max_attempts=1, timeout_seconds=1
-        ),
-    )
+    stalling, job = _stalling_job(repo, clock, register_job_type, max_attempts=1, timeout_seconds=1)
     try:
         # When it runs
         outcome = _deliver(consumer, job)
@@ -456,8 +455,7 @@ def test_without_a_timeout_an_attempt_stops_in_time_to_record_its_outcome_before
     consumer: MessageConsumer, repo: InMemoryJobsRepository, clock: FakeClock, register_job_type: RegisterJobType
 ) -> None:
     # Given a job without timeoutSeconds that runs longer than its invocation has left (2.5 s)
-    stalling = _Stalling()
-    job = _store(repo, make_job(clock, job_type=register_job_type("stalling", stalling), payload={}))
+    stalling, job = _stalling_job(repo, clock, register_job_type)
     try:
         # When it runs
         with pytest.raises(JobDeferred):
