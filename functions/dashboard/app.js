@@ -608,7 +608,7 @@
         throw Object.assign(new Error(`the payload is not valid JSON: ${err.message}`), { code: "INVALID_JSON" });
       }
       body = { type: $("submit-type").value, payload };
-      const options = { priority: intOption("opt-priority", "Priority"), maxAttempts: intOption("opt-max-attempts", "Max attempts"), delaySeconds: intOption("opt-delay", "Delay") };
+      const options = { priority: intOption("opt-priority", "Priority"), maxAttempts: intOption("opt-max-attempts", "Max attempts"), timeoutSeconds: intOption("opt-timeout", "Timeout"), delaySeconds: intOption("opt-delay", "Delay") };
       for (const [name, value] of Object.entries(options)) if (value !== undefined) body[name] = value;
     } catch (err) {
       showError(errorBox, err, "Not submitted");
@@ -778,6 +778,7 @@
     ["type", "Type", (j) => j.type],
     ["attempts", "Attempts", (j) => `${j.attempts ?? 0} of ${j.maxAttempts ?? "?"}`],
     ["priority", "Priority", (j) => j.priority],
+    ["timeoutSeconds", "Timeout per attempt", (j) => (j.timeoutSeconds != null ? `${j.timeoutSeconds} s` : "—")],
     ["createdAt", "Created", (j) => dateTime(j.createdAt)],
     ["runAt", "Runs at", (j) => dateTime(j.runAt)],
     ["startedAt", "Started (latest attempt)", (j) => dateTime(j.startedAt)],
@@ -790,7 +791,7 @@
     ["error", "Last error", (j) => j.error || "—"],
   ];
   // Shown only when the job has them (flow-control options).
-  const OPTIONAL_FIELDS = new Set(["progress", "groupId", "batchId", "callback"]);
+  const OPTIONAL_FIELDS = new Set(["timeoutSeconds", "progress", "groupId", "batchId", "callback"]);
   const summaryNodes = {};
   (function buildSummary() {
     const dl = $("detail-summary");

@@ -25,6 +25,8 @@ from functions.models.bounds import (
     PRINTABLE_PATTERN,
     PRIORITY_MAX,
     PRIORITY_MIN,
+    TIMEOUT_SECONDS_MAX,
+    TIMEOUT_SECONDS_MIN,
     UPLOAD_MAX_BYTES_DEFAULT,
 )
 from functions.models.errors import error_table
@@ -336,6 +338,11 @@ _JOB_NOTES: dict[str, dict[str, Any]] = {
     "priority": {"minimum": PRIORITY_MIN, "maximum": PRIORITY_MAX},
     "attempts": {"minimum": 0, "description": "Attempts started so far (reset by a retry)"},
     "maxAttempts": {"minimum": MAX_ATTEMPTS_MIN, "maximum": MAX_ATTEMPTS_MAX},
+    "timeoutSeconds": {
+        "minimum": TIMEOUT_SECONDS_MIN,
+        "maximum": TIMEOUT_SECONDS_MAX,
+        "description": "How long one attempt may run (absent: as long as the consumer's invocation has left)",
+    },
     "runAt": {"description": "When a scheduled job becomes due (null if it was never scheduled)"},
     "startedAt": {"description": "When the latest attempt started"},
     "completedAt": {"description": "When it reached completed, failed or cancelled"},
@@ -351,7 +358,7 @@ _JOB_NOTES: dict[str, dict[str, Any]] = {
 
 
 # The fields ``Job.to_api()`` leaves out when they are null; it always writes the others.
-_JOB_ABSENT_WHEN_NULL = ("groupId", "batchId", "idempotencyKey", "progress", "callback")
+_JOB_ABSENT_WHEN_NULL = ("timeoutSeconds", "groupId", "batchId", "idempotencyKey", "progress", "callback")
 
 
 def _noted_job(schema: Any) -> Any:

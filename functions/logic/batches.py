@@ -99,6 +99,7 @@ class OnComplete:
         }
         optional = {
             "runAtMs": self.spec.run_at_ms,
+            "timeoutSeconds": self.spec.timeout_seconds,
             "groupId": self.spec.group_id,
             "callbackUrl": self.spec.callback_url,
         }
@@ -114,6 +115,7 @@ class OnComplete:
             payload=data["payload"],
             priority=data["priority"],
             max_attempts=data["maxAttempts"],
+            timeout_seconds=data.get("timeoutSeconds"),
             run_at_ms=data.get("runAtMs"),
             group_id=data.get("groupId"),
             callback_url=data.get("callbackUrl"),

@@ -13,6 +13,10 @@ MAX_ATTEMPTS_MIN = 1
 MAX_ATTEMPTS_MAX = 25
 MAX_ATTEMPTS_DEFAULT = 3
 
+# ``timeoutSeconds``: how long one attempt may run (without it, as long as the consumer's invocation has left).
+TIMEOUT_SECONDS_MIN = 1
+TIMEOUT_SECONDS_MAX = 900
+
 # ``delaySeconds`` and ``runAt`` may put a job at most a year ahead.
 DELAY_SECONDS_MAX = 31_536_000
 

@@ -47,8 +47,9 @@ class InvalidPayload(ApiError):
 class InvalidOption(ApiError):
     code = "INVALID_OPTION"
     when = (
-        "`priority`, `maxAttempts`, `delaySeconds` or `runAt` is out of range or not a JSON integer/string, both "
-        "`delaySeconds` and `runAt` are given, or a field is unknown (`details.allowed` lists the fields)"
+        "`priority`, `maxAttempts`, `timeoutSeconds`, `delaySeconds` or `runAt` is out of range or not a JSON "
+        "integer/string, both `delaySeconds` and `runAt` are given, or a field is unknown (`details.allowed` lists "
+        "the fields)"
     )
 
 

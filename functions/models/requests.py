@@ -28,6 +28,8 @@ from functions.models.bounds import (
     PRIORITY_DEFAULT,
     PRIORITY_MAX,
     PRIORITY_MIN,
+    TIMEOUT_SECONDS_MAX,
+    TIMEOUT_SECONDS_MIN,
 )
 
 RUN_AT_MESSAGE = "'runAt' must be an ISO-8601 timestamp with a UTC offset, at most one year ahead"
@@ -65,6 +67,13 @@ class JobOptions(RequestModel):
         description="Higher runs sooner (a separate lane from the high-priority threshold)",
     )
     maxAttempts: int = Field(default=MAX_ATTEMPTS_DEFAULT, ge=MAX_ATTEMPTS_MIN, le=MAX_ATTEMPTS_MAX)
+    timeoutSeconds: int | None = Field(
+        default=None,
+        ge=TIMEOUT_SECONDS_MIN,
+        le=TIMEOUT_SECONDS_MAX,
+        description="An attempt running longer fails with 'timed out after N s' and is retried like any failure "
+        "(default: as long as the consumer's invocation has left)",
+    )
     delaySeconds: int = Field(default=0, ge=0, le=DELAY_SECONDS_MAX, description="Run this much later; not with runAt")
     runAt: str = Field(
         default="",  # absent: not scheduled (a field left unset, not the empty string, which is refused)
