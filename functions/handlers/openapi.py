@@ -84,6 +84,15 @@ def openapi_info() -> dict[str, Any]:
 
 # Every route that needs a key can answer these.
 KEYED_ERRORS = ("FORBIDDEN", "THROTTLED", "UNAVAILABLE")
+# What creating jobs can answer, one job or a batch of them.
+ENQUEUE_ERRORS = (
+    "INVALID_BODY",
+    "INVALID_TYPE",
+    "INVALID_PAYLOAD",
+    "INVALID_OPTION",
+    "IDEMPOTENCY_CONFLICT",
+    "PAYLOAD_TOO_LARGE",
+)
 
 _EXAMPLE_MESSAGES = {
     "INVALID_TYPE": "'type' must be one of: message, simulate",

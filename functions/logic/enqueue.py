@@ -260,18 +260,6 @@ def parse_message_request(body: Any) -> JobSpec:
     return JobSpec(type="message", payload=payload.model_dump(mode="json"))
 
 
-def enqueue(
-    spec: JobSpec,
-    tenant: str,
-    repo: JobsRepository,
-    queue: JobQueue,
-    clock: Clock,
-    settings: EnqueueSettings,
-    files: Callable[[], FileStore] | None = None,
-) -> Job:
-    return submit(spec, tenant, repo, queue, clock, settings, files).job
-
-
 def submit(
     spec: JobSpec,
     tenant: str,

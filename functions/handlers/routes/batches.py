@@ -39,12 +39,7 @@ _SPEC_NOTE = (
         200: doc.replayed(responses.BatchAccepted, "batch", BATCH_LOCATION),
         202: doc.ok(responses.BatchAccepted, "Accepted: the batch's id and its jobs' ids", BATCH_LOCATION),
         **doc.errors(
-            "INVALID_BODY",
-            "INVALID_TYPE",
-            "INVALID_PAYLOAD",
-            "INVALID_OPTION",
-            "IDEMPOTENCY_CONFLICT",
-            "PAYLOAD_TOO_LARGE",
+            *doc.ENQUEUE_ERRORS,
             *doc.KEYED_ERRORS,
             notes={
                 "INVALID_BODY": "the body is not a JSON object, `jobs` is not a list of 1 to 100 specs, or a spec is "

@@ -41,12 +41,7 @@ JOB_ID_MAX_LENGTH = 64
         200: doc.replayed(responses.Job, "job", LOCATION),
         202: doc.ok(responses.Job, "Accepted: the job record (pending, or scheduled)", LOCATION),
         **doc.keyed_errors(
-            "INVALID_BODY",
-            "INVALID_TYPE",
-            "INVALID_PAYLOAD",
-            "INVALID_OPTION",
-            "IDEMPOTENCY_CONFLICT",
-            "PAYLOAD_TOO_LARGE",
+            *doc.ENQUEUE_ERRORS,
         ),
     },
     openapi_extensions={**doc.create_job_body(), **doc.idempotency_key_header("job")},
