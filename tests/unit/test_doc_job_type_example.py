@@ -40,7 +40,7 @@ def test_the_documented_type_registers_validates_and_runs() -> None:
     assert "thumbnail" in registry.registered_types()
     # When a client enqueues it (defaults filled in) and the consumer delivers it
     spec = enqueue.parse_job_spec({"type": "thumbnail", "payload": {"key": "uploads/acme/cat.png"}}, clock())
-    job = enqueue.enqueue(spec, "acme", repo, queue, clock, EnqueueSettings(10, 120))
+    job = enqueue.submit(spec, "acme", repo, queue, clock, EnqueueSettings(10, 120)).job
     consumer = MessageConsumer(repo=repo, queue=queue, clock=clock, settings=ConsumerSettings(1, 4))
     outcome = consumer.handle(message_body(job), "", "receipt", 30_000)
     # Then it completed with the handler's result

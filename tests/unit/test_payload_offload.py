@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from functions.dal.files import S3FileStore
 from functions.logic.consume import ConsumerSettings, JobDeferred, MessageConsumer, Outcome
-from functions.logic.enqueue import EnqueueSettings, JobSpec, enqueue
+from functions.logic.enqueue import EnqueueSettings, JobSpec, submit
 from functions.logic.job_types import JobContext
 from functions.logic.payloads import max_schedule_days, payload_key, placeholder, with_full_payload
 from functions.models.errors import FileNotFound, InvalidOption, StorageError
@@ -65,7 +65,7 @@ def _enqueue(
     clock: FakeClock,
     files: InMemoryFileStore,
 ) -> Any:
-    return enqueue(JobSpec(type="blob", payload=payload), TENANT, repo, queue, clock, SETTINGS, files=lambda: files)
+    return submit(JobSpec(type="blob", payload=payload), TENANT, repo, queue, clock, SETTINGS, files=lambda: files).job
 
 
 DAY_S = 86_400
@@ -93,12 +93,12 @@ def test_a_job_is_never_scheduled_past_the_expiry_of_its_offloaded_payload(
     spec = JobSpec(type="blob", payload=_payload(size), run_at_ms=clock() + days_ahead * DAY_S * 1000)
     # When the job is scheduled that far ahead
     if accepted:
-        job = enqueue(spec, TENANT, repo, queue, clock, SETTINGS, files=lambda: files)
+        job = submit(spec, TENANT, repo, queue, clock, SETTINGS, files=lambda: files).job
         # Then it is accepted
         assert repo.get(TENANT, job.id) is not None
         return
     with pytest.raises(InvalidOption) as refused:
-        enqueue(spec, TENANT, repo, queue, clock, SETTINGS, files=lambda: files)
+        submit(spec, TENANT, repo, queue, clock, SETTINGS, files=lambda: files)
     # Then it is refused, saying how far ahead it may be, and nothing was written anywhere
     assert refused.value.code == "INVALID_OPTION" and refused.value.status_code == 400
     assert refused.value.details["maxDaysAhead"] == max_schedule_days(30)
@@ -115,7 +115,7 @@ def test_a_payload_up_to_the_inline_limit_stays_on_the_record_and_s3_is_never_bu
         raise AssertionError("S3 is not needed for a small payload")
 
     # When it is enqueued
-    job = enqueue(JobSpec(type="blob", payload=payload), TENANT, repo, queue, clock, SETTINGS, files=no_store)
+    job = submit(JobSpec(type="blob", payload=payload), TENANT, repo, queue, clock, SETTINGS, files=no_store).job
     # Then the record holds it, with no pointer
     stored = repo.get(TENANT, job.id)
     assert stored is not None and stored.payload == payload and stored.payload_ref is None

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from functions.logic.consume import ConsumerSettings, JobDeferred, MessageConsumer, Outcome
-from functions.logic.enqueue import EnqueueSettings, JobSpec, enqueue
+from functions.logic.enqueue import EnqueueSettings, JobSpec, submit
 from functions.logic.job_types import JobContext
 from functions.logic.sweep import SweepSettings, sweep
 from functions.models.errors import RetryableJobError
@@ -74,9 +74,8 @@ def _consumer(repo: InMemoryJobsRepository, queue: RecordingQueue, clock: FakeCl
 
 def _enqueue(repo: InMemoryJobsRepository, queue: RecordingQueue, clock: FakeClock, **options: Any) -> Job:
     spec = JobSpec(type="flaky", payload={}, **options)
-    return enqueue(
-        spec, TENANT, repo, queue, clock, EnqueueSettings(pending_grace_seconds=GRACE, release_ahead_seconds=900)
-    )
+    settings = EnqueueSettings(pending_grace_seconds=GRACE, release_ahead_seconds=900)
+    return submit(spec, TENANT, repo, queue, clock, settings).job
 
 
 def _killed_mid_attempt(repo: InMemoryJobsRepository, queue: RecordingQueue, clock: FakeClock, job: Job) -> Job:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from functions.logic import sweep as sweep_module
-from functions.logic.enqueue import EnqueueSettings, JobSpec, enqueue
+from functions.logic.enqueue import EnqueueSettings, JobSpec, submit
 from functions.logic.sweep import SweepReport, SweepSettings, sweep
 from functions.models.job import Callback, CallbackStatus, Job, JobStatus
 from tests.unit.fakes import FakeClock, InMemoryJobsRepository, RecordingQueue, make_job
@@ -32,7 +32,7 @@ def test_a_scheduled_job_coming_due_is_sent_with_its_remaining_delay(
 ) -> None:
     # Given a job scheduled an hour ahead (too far for SQS, so nothing was sent)
     spec = JobSpec(type="message", payload={"message": "hi"}, run_at_ms=clock() + 3_600_000)
-    job = enqueue(spec, "t", repo, queue, clock, ENQUEUE)
+    job = submit(spec, "t", repo, queue, clock, ENQUEUE).job
     assert queue.sends == []
     # When the sweeper runs 100 s after its release mark (runAt - 900 s)
     clock.advance(3600 - RELEASE_AHEAD + 100)
@@ -62,7 +62,7 @@ def test_a_pending_job_past_its_grace_is_resent_and_its_mark_moved(
 ) -> None:
     # Given a pending job whose first send failed (the dual-write gap)
     queue = RecordingQueue(fail_sends=True)
-    job = enqueue(SPEC, "t", repo, queue, clock, ENQUEUE)
+    job = submit(SPEC, "t", repo, queue, clock, ENQUEUE).job
     queue.fail_sends = False
     # When the sweeper runs once the grace period has passed
     clock.advance(GRACE)
@@ -79,7 +79,7 @@ def test_a_pending_job_past_its_grace_is_resent_and_its_mark_moved(
 def test_a_resend_that_fails_again_is_retried_on_a_later_sweep(repo: InMemoryJobsRepository, clock: FakeClock) -> None:
     # Given a pending job and SQS still failing at the first sweep
     queue = RecordingQueue(fail_sends=True)
-    job = enqueue(SPEC, "t", repo, queue, clock, ENQUEUE)
+    job = submit(SPEC, "t", repo, queue, clock, ENQUEUE).job
     clock.advance(GRACE)
     sweep(repo, queue, clock, SETTINGS)
     assert queue.sends == []
@@ -112,18 +112,18 @@ def test_a_stale_mark_on_a_job_that_moved_on_is_cleared_without_sending(
 
 def test_jobs_not_yet_due_are_untouched(repo: InMemoryJobsRepository, queue: RecordingQueue, clock: FakeClock) -> None:
     # Given a pending job within its grace, a short scheduled job and a long scheduled job
-    pending = enqueue(SPEC, "t", repo, queue, clock, ENQUEUE)
-    soon = enqueue(
+    pending = submit(SPEC, "t", repo, queue, clock, ENQUEUE).job
+    soon = submit(
         JobSpec(type="message", payload={"message": "a"}, run_at_ms=clock() + 60_000), "t", repo, queue, clock, ENQUEUE
-    )
-    later = enqueue(
+    ).job
+    later = submit(
         JobSpec(type="message", payload={"message": "b"}, run_at_ms=clock() + 7_200_000),
         "t",
         repo,
         queue,
         clock,
         ENQUEUE,
-    )
+    ).job
     sends, writes = len(queue.sends), repo.writes
     # When the sweeper runs a second before the earliest mark
     clock.advance(GRACE - 1)
@@ -139,7 +139,7 @@ def test_jobs_not_yet_due_are_untouched(repo: InMemoryJobsRepository, queue: Rec
 def test_the_sweeper_visits_every_shard(repo: InMemoryJobsRepository, queue: RecordingQueue, clock: FakeClock) -> None:
     # Given 40 pending jobs spread over the 4 shards, all past their grace
     failing = RecordingQueue(fail_sends=True)
-    jobs = [enqueue(SPEC, "t", repo, failing, clock, ENQUEUE) for _ in range(40)]
+    jobs = [submit(SPEC, "t", repo, failing, clock, ENQUEUE).job for _ in range(40)]
     clock.advance(GRACE)
     # When the sweeper runs
     sweep(repo, queue, clock, SETTINGS)
