@@ -139,9 +139,11 @@ class BatchRequest:
     on_complete: OnComplete | None = None
 
 
-def parse_batch_request(body: Any, now_ms: int, batch_id: str, settings: Settings | None = None) -> BatchRequest:
+def parse_batch_request(
+    body: Any, now_ms: int, batch_id: str, settings: Settings | None = None, tenant: str | None = None
+) -> BatchRequest:
     """Validate every spec before anything is written; the first bad one is the error, naming where it is.
-    ``settings``: what the specs are validated under, as ``parse_job_spec``'s."""
+    ``settings`` and ``tenant``: what the specs are validated under, as ``parse_job_spec``'s."""
     if not isinstance(body, dict):
         raise InvalidBody('the body must be a JSON object: {"jobs": [job specs], "onComplete"?: job spec}')
     try:
@@ -157,23 +159,23 @@ def parse_batch_request(body: Any, now_ms: int, batch_id: str, settings: Setting
             raise InvalidBody(f"'jobs' must be a list of 1 to {MAX_BATCH_JOBS} job specs") from exc
         idempotency_key_option(body, None)  # only the idempotency key is left to be wrong: it says how
         raise InvalidOption("'idempotencyKey' is not valid") from exc
-    specs = tuple(_child_spec(spec, index, now_ms, settings) for index, spec in enumerate(request.jobs))
+    specs = tuple(_child_spec(spec, index, now_ms, settings, tenant) for index, spec in enumerate(request.jobs))
     on_complete = None
     if body.get("onComplete") is not None:
-        on_complete = _on_complete(body["onComplete"], now_ms, batch_id, settings)
+        on_complete = _on_complete(body["onComplete"], now_ms, batch_id, settings, tenant)
     return BatchRequest(specs=specs, on_complete=on_complete)
 
 
-def _child_spec(body: Any, index: int, now_ms: int, settings: Settings | None) -> JobSpec:
+def _child_spec(body: Any, index: int, now_ms: int, settings: Settings | None, tenant: str | None) -> JobSpec:
     where = f"jobs[{index}]"
-    return _spec_at(body, where, now_ms, {"at": where, "index": index}, settings)
+    return _spec_at(body, where, now_ms, {"at": where, "index": index}, settings, tenant)
 
 
-def _on_complete(body: Any, now_ms: int, batch_id: str, settings: Settings | None) -> OnComplete:
+def _on_complete(body: Any, now_ms: int, batch_id: str, settings: Settings | None, tenant: str | None) -> OnComplete:
     where = "onComplete"
     if isinstance(body, dict) and "payload" in body:
         body = {**body, "payload": _with_batch_id(body["payload"], batch_id)}
-    spec = _spec_at(body, where, now_ms, {"at": where}, settings)
+    spec = _spec_at(body, where, now_ms, {"at": where}, settings, tenant)
     size = len(json.dumps(spec.payload, separators=(",", ":")))
     if size > ON_COMPLETE_PAYLOAD_MAX_BYTES:
         raise InvalidOption(
@@ -186,13 +188,15 @@ def _on_complete(body: Any, now_ms: int, batch_id: str, settings: Settings | Non
     return OnComplete(spec=spec)
 
 
-def _spec_at(body: Any, where: str, now_ms: int, details: dict[str, Any], settings: Settings | None) -> JobSpec:
+def _spec_at(
+    body: Any, where: str, now_ms: int, details: dict[str, Any], settings: Settings | None, tenant: str | None
+) -> JobSpec:
     if not isinstance(body, dict):
         raise InvalidBody(f"{where}: a job spec must be a JSON object (as for POST /jobs)", details=details)
     if "idempotencyKey" in body:
         raise InvalidOption(f"{where}: 'idempotencyKey' is not accepted in a batch", details=details)
     try:
-        return parse_job_spec(body, now_ms, settings=settings)
+        return parse_job_spec(body, now_ms, settings=settings, tenant=tenant)
     except ApiError as exc:
         # The same code as POST /jobs would answer, the message and details saying which spec it is.
         extra = {"details": exc.details} if exc.details is not None else {}
@@ -241,7 +245,7 @@ def create_batch(
     id, so the chunks already stored are recognised and skipped, and nothing is created twice."""
     now = clock()
     batch_id = str(uuid.uuid4())
-    request = parse_batch_request(body, now, batch_id, settings.job_settings)
+    request = parse_batch_request(body, now, batch_id, settings.job_settings, tenant)
     key = idempotency_key_option(body, idempotency_header)  # a dict: parse_batch_request checked
     resuming = False
     if key is not None:
@@ -263,7 +267,7 @@ def create_batch(
                 return AcceptedBatch(earlier, replayed=True)
             batch_id, resuming = used.target_id, True
             # Parsed again: its onComplete payload names this batch.
-            request = parse_batch_request(body, now, batch_id, settings.job_settings)
+            request = parse_batch_request(body, now, batch_id, settings.job_settings, tenant)
     children = [
         offload_if_large(
             new_job(replace(spec, batch_id=batch_id), tenant, now, settings, job_id=child_id(batch_id, index)),

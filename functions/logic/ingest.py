@@ -55,9 +55,15 @@ def verify(raw: bytes, signature: str | None, secret: str | None, now_ms: int) -
         )
 
 
-def parse_hook(type_name: str, raw: bytes, query: Mapping[str, str], settings: Settings | None = None) -> JobSpec:
+def parse_hook(
+    type_name: str,
+    raw: bytes,
+    query: Mapping[str, str],
+    settings: Settings | None = None,
+    tenant: str | None = None,
+) -> JobSpec:
     """The job a verified webhook asks for: its body, validated by the type's model, is the payload.
-    ``settings``: what it is validated under, as ``parse_job_spec``'s."""
+    ``settings`` and ``tenant``: what it is validated under, as ``parse_job_spec``'s."""
     unknown = sorted(set(query) - QUERY_OPTIONS)
     if unknown:
         raise InvalidQuery(f"unknown query parameter(s): {', '.join(unknown)}; only 'priority' is accepted")
@@ -72,7 +78,7 @@ def parse_hook(type_name: str, raw: bytes, query: Mapping[str, str], settings: S
         priority = int(raw_priority)
     job_type = get_job_type(type_name)
     body = _json_object(raw)
-    validated = job_type.parse_payload(body, settings, at_enqueue=True)
+    validated = job_type.parse_payload(body, settings, at_enqueue=True, tenant=tenant)
     return JobSpec(type=job_type.name, payload=validated.model_dump(mode="json", by_alias=True), priority=priority)
 
 
@@ -102,5 +108,5 @@ def ingest(
     """Check, verify and enqueue one inbound webhook (see the module's docstring); returns the accepted job."""
     check_size(raw)
     verify(raw, signature, secret_for(tenant), clock())
-    spec = parse_hook(type_name, raw, query, settings.job_settings)
+    spec = parse_hook(type_name, raw, query, settings.job_settings, tenant)
     return submit(spec, tenant, repo, queue, clock, settings, files=files).job

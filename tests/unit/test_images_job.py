@@ -12,7 +12,9 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 
+from functions.logic.batches import parse_batch_request
 from functions.logic.enqueue import parse_job_spec
+from functions.logic.ingest import parse_hook
 from functions.logic.job_types import JobContext, get_job_type
 from functions.logic.job_types.images import (
     ImagePayload,
@@ -114,6 +116,22 @@ def test_another_tenants_upload_is_refused_at_enqueue() -> None:
     assert "uploads/other/" in str(refused.value.details)
     # And the owner's own request passes
     assert parse_job_spec(body, 0, tenant="acme").payload["key"] == "uploads/acme/a.png"
+
+
+def test_another_tenants_upload_is_refused_in_a_batch_and_in_a_webhook() -> None:
+    # Given tenant "other" naming tenant acme's upload in a batch child, a batch's onComplete and a webhook body
+    spec = {"type": "image-grayscale", "payload": {"key": "uploads/acme/a.png"}}
+    message = {"type": "message", "payload": {"message": "m"}}
+    # When each is validated for that caller: refused with INVALID_PAYLOAD at enqueue, as POST /jobs is
+    with pytest.raises(InvalidPayload, match=r"jobs\[0\]"):
+        parse_batch_request({"jobs": [spec]}, 0, "batch-1", tenant="other")
+    with pytest.raises(InvalidPayload, match="onComplete"):
+        parse_batch_request({"jobs": [message], "onComplete": spec}, 0, "batch-1", tenant="other")
+    with pytest.raises(InvalidPayload):
+        parse_hook("image-grayscale", b'{"key": "uploads/acme/a.png"}', {}, tenant="other")
+    # And the owner's own requests pass
+    assert parse_batch_request({"jobs": [spec]}, 0, "batch-1", tenant="acme").specs[0].payload["key"]
+    assert parse_hook("image-grayscale", b'{"key": "uploads/acme/a.png"}', {}, tenant="acme").payload["key"]
 
 
 def test_grayscale_needs_only_a_key_and_resize_one_side() -> None:
