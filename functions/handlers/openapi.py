@@ -29,8 +29,8 @@ from functions.models.bounds import (
     UPLOAD_MAX_BYTES_DEFAULT,
 )
 from functions.models.errors import error_table
-from functions.models.job import HistoryEntry, JobStatus
-from functions.models.requests import IdempotencyKey, JobOptions, JobRequest, MessageRequest
+from functions.models.job import CANCELLABLE_STATUSES, HistoryEntry, JobStatus
+from functions.models.requests import CancelMatchingRequest, IdempotencyKey, JobOptions, JobRequest, MessageRequest
 
 API_VERSION = "0.1.0"
 API_KEY_SCHEME = "apiKey"
@@ -207,6 +207,23 @@ class JobTypeInfo(WireModel):
     name: str
     schema_: dict[str, Any] = Field(alias="schema", description="The payload's JSON Schema")
     description: str
+    paused: bool = Field(description="Paused for the caller's tenant (POST /types/{type}/pause)")
+
+
+class TypePause(WireModel):
+    """A job type's pause state for the caller's tenant."""
+
+    type: str
+    paused: bool
+
+
+class CancelledJobs(WireModel):
+    """How many jobs ``POST /jobs/cancel`` cancelled; ``more`` when there were more than one call looks at."""
+
+    cancelled: int = Field(ge=0)
+    more: Literal[True] | SkipJsonSchema[None] = Field(
+        default=None, description="Present (true) when matching jobs were left: call again to cancel them"
+    )
 
 
 class JobTypes(WireModel):
@@ -408,6 +425,25 @@ def create_job_body() -> dict[str, Any]:
 
 def message_body() -> dict[str, Any]:
     return json_body(_model_schema(MessageRequest), "The message", {"message": "hello"})
+
+
+def cancel_matching_body() -> dict[str, Any]:
+    schema = _model_schema(CancelMatchingRequest)
+    schema["properties"]["status"] = {
+        "type": "string",
+        "enum": sorted(status.value for status in CANCELLABLE_STATUSES),
+        "description": schema["properties"]["status"].get("description", ""),
+    }
+    schema["properties"]["type"] = {
+        "type": "string",
+        "enum": registered_types(),
+        "description": schema["properties"]["type"].get("description", ""),
+    }
+    body = json_body(
+        schema, "Which jobs (no body, or {}: every cancellable job)", {"status": "pending", "type": "fetch"}
+    )
+    body["requestBody"]["required"] = False
+    return body
 
 
 def upload_body() -> dict[str, Any]:

@@ -132,3 +132,12 @@ class BatchBody(RequestModel):
     jobs: list[Any] = Field(min_length=1, max_length=MAX_BATCH_JOBS)
     onComplete: Any = None
     idempotencyKey: IdempotencyKey | None = None
+
+
+class CancelMatchingRequest(RequestModel):
+    """``POST /jobs/cancel``'s body: which of the tenant's cancellable jobs to cancel (both absent: all of them)."""
+
+    status: str | None = Field(
+        default=None, description="Only jobs in this status: scheduled, pending or retrying (the cancellable ones)"
+    )
+    type: str | None = Field(default=None, description="Only jobs of this type")
