@@ -141,3 +141,11 @@ class CancelMatchingRequest(RequestModel):
         default=None, description="Only jobs in this status: scheduled, pending or retrying (the cancellable ones)"
     )
     type: str | None = Field(default=None, description="Only jobs of this type")
+
+    @field_validator("status", "type", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Absent means "any"; an explicit null is not a string (the document says string).
+        if value is None:
+            raise ValueError("must be a string")
+        return value

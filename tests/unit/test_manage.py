@@ -457,6 +457,7 @@ def test_cancel_matching_stops_at_its_page_budget_and_says_more(
         ([], "INVALID_BODY"),
         ({"status": "failed"}, "INVALID_OPTION"),
         ({"status": 1}, "INVALID_OPTION"),
+        ({"type": None}, "INVALID_OPTION"),
         ({"other": "x"}, "INVALID_OPTION"),
         ({"type": "nope"}, "INVALID_TYPE"),
     ],
