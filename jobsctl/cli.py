@@ -41,6 +41,8 @@ from functions.models.bounds import (
     PRIORITY_DEFAULT,
     PRIORITY_MAX,
     PRIORITY_MIN,
+    TIMEOUT_SECONDS_MAX,
+    TIMEOUT_SECONDS_MIN,
 )
 from jobsctl import discovery
 from jobsctl.client import JobsClient
@@ -213,6 +215,8 @@ def job_view(job: Job) -> Group:
     head.add_row("status", _status(job.status))
     head.add_row("attempts", f"{job.attempts} of {job.max_attempts}")
     head.add_row("priority", str(job.priority))
+    if job.timeout_seconds is not None:
+        head.add_row("timeout", f"{job.timeout_seconds} s per attempt")
     head.add_row("created", job.created_at)
     if job.run_at:
         head.add_row("run at", job.run_at)
@@ -247,6 +251,14 @@ def enqueue(
         int | None,
         typer.Option("--max-attempts", help=f"{MAX_ATTEMPTS_MIN}-{MAX_ATTEMPTS_MAX} ({MAX_ATTEMPTS_DEFAULT})."),
     ] = None,
+    timeout: Annotated[
+        int | None,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            help=f"How long one attempt may run, {TIMEOUT_SECONDS_MIN}-{TIMEOUT_SECONDS_MAX} (the consumer's time).",
+        ),
+    ] = None,
     delay: Annotated[int | None, typer.Option("--delay", help="Delay in seconds.")] = None,
     run_at: Annotated[str | None, typer.Option("--run-at", help="ISO-8601 time with offset.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the job is final; exit 1 unless completed.")] = False,
@@ -258,7 +270,13 @@ def enqueue(
     options: Options = ctx.obj
     with _api_errors(), options.client() as client:
         job = client.enqueue(
-            type, body, priority=priority, max_attempts=max_attempts, delay_seconds=delay, run_at=run_at
+            type,
+            body,
+            priority=priority,
+            max_attempts=max_attempts,
+            timeout_seconds=timeout,
+            delay_seconds=delay,
+            run_at=run_at,
         )
         if not wait:
             _print_json(_dump(job)) if as_json else out.print(Text.assemble("Enqueued ", _summary_line(job)))

@@ -73,6 +73,7 @@ class JobsClient:
         *,
         priority: int | None = None,
         max_attempts: int | None = None,
+        timeout_seconds: int | None = None,
         delay_seconds: int | None = None,
         run_at: datetime | str | None = None,
         group_id: str | None = None,
@@ -87,6 +88,8 @@ class JobsClient:
             body["priority"] = priority
         if max_attempts is not None:
             body["maxAttempts"] = max_attempts
+        if timeout_seconds is not None:
+            body["timeoutSeconds"] = timeout_seconds
         if delay_seconds is not None:
             body["delaySeconds"] = delay_seconds
         if run_at is not None:

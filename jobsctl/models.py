@@ -33,6 +33,7 @@ class Job(_ApiModel):
     priority: int = PRIORITY_DEFAULT
     attempts: int = 0
     max_attempts: int = MAX_ATTEMPTS_DEFAULT
+    timeout_seconds: int | None = None
     created_at: str = ""
     updated_at: str = ""
     run_at: str | None = None

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from functions.adapters.aws_errors import SdkError
 from functions.models.errors import JobFailure, PermanentJobError, RetryableJobError
 from functions.settings import Settings
 
@@ -78,9 +79,8 @@ def bedrock_failure(exc: ClientError | BotoCoreError, operation: str, model: str
     """The job outcome for an SDK error of ``bedrock-runtime``."""
     if isinstance(exc, BotoCoreError):  # connection trouble, read timeout
         return RetryableJobError(f"Bedrock {operation} ({model}) did not answer: {exc}")
-    code = str(exc.response.get("Error", {}).get("Code", ""))
-    message = str(exc.response.get("Error", {}).get("Message", ""))
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    error = SdkError.of(exc)
+    code, message, status = error.code, error.message, error.status
     text = f"Bedrock {operation} ({model}) failed: {code or status}: {message}".rstrip(": ")
     if code in _BEDROCK_PERMANENT:
         return PermanentJobError(text)

@@ -352,6 +352,19 @@ class _Deadline:
         return time.monotonic() >= self.at
 
 
+@dataclass(frozen=True)
+class _Hop:
+    """One request of a redirect chain, as ``_once`` sends it and ``_exchange`` reads its answer."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes | None
+    deadline: _Deadline
+    limit: int
+    truncate: bool
+
+
 def _open_socket(target: tuple[Any, ...], timeout: float | None) -> socket.socket:
     family, address = target
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -464,7 +477,7 @@ class SafeHttpClient:
                 raise ValueError(f"header '{name}' is set by the client and cannot be overridden")
         current_url = url
         for hop in range(max_redirects + 1):
-            response = self._once(method, current_url, current_headers, body, deadline, limit, truncate)
+            response = self._once(_Hop(method, current_url, current_headers, body, deadline, limit, truncate))
             location = response.headers.get("location")
             if response.status not in REDIRECT_STATUSES or not location or max_redirects == 0:
                 return replace(response, redirects=hop)
@@ -483,17 +496,8 @@ class SafeHttpClient:
             current_url = next_url
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _once(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        body: bytes | None,
-        deadline: _Deadline,
-        limit: int,
-        truncate: bool,
-    ) -> Response:
-        parts = check_url(url)
+    def _once(self, hop: _Hop) -> Response:
+        parts = check_url(hop.url)
         targets = self._resolve(parts)
         host = _ascii_host(parts.hostname or "")
         scheme = parts.scheme.lower()
@@ -501,45 +505,34 @@ class SafeHttpClient:
         last_error: Exception | None = None
         for target in targets:
             connection_class = _PinnedHTTPSConnection if scheme == "https" else _PinnedHTTPConnection
-            connection = connection_class(host, port, target, timeout=deadline.remaining())
+            connection = connection_class(host, port, target, timeout=hop.deadline.remaining())
             try:
                 connection.connect()
             except (OSError, ssl.SSLError) as exc:
                 connection.close()
-                if deadline.expired or isinstance(exc, TimeoutError):
+                if hop.deadline.expired or isinstance(exc, TimeoutError):
                     raise RequestTimeout(f"connecting to {host} timed out") from exc
                 last_error = exc
                 continue
             try:
-                return self._exchange(connection, method, url, parts, headers, body, deadline, limit, truncate)
+                return self._exchange(connection, hop, parts)
             finally:
                 connection.close()
         if isinstance(last_error, ssl.SSLCertVerificationError):
             raise ConnectionFailed(f"TLS certificate of {host} not accepted: {last_error.verify_message}")
         raise ConnectionFailed(f"could not connect to {host}:{port}: {last_error}")
 
-    def _exchange(
-        self,
-        connection: http.client.HTTPConnection,
-        method: str,
-        url: str,
-        parts: SplitResult,
-        headers: Mapping[str, str],
-        body: bytes | None,
-        deadline: _Deadline,
-        limit: int,
-        truncate: bool,
-    ) -> Response:
+    def _exchange(self, connection: http.client.HTTPConnection, hop: _Hop, parts: SplitResult) -> Response:
         sock = connection.sock
         assert sock is not None
         # One deadline for everything: per-operation socket timeouts alone let a slow server trickle forever.
-        watchdog = threading.Timer(deadline.remaining(), _shutdown, args=(sock,))
+        watchdog = threading.Timer(hop.deadline.remaining(), _shutdown, args=(sock,))
         watchdog.daemon = True
         watchdog.start()
         try:
-            sock.settimeout(deadline.remaining())
-            connection.request(method, _request_target(parts), body=body, headers=dict(headers))
-            sock.settimeout(deadline.remaining())
+            sock.settimeout(hop.deadline.remaining())
+            connection.request(hop.method, _request_target(parts), body=hop.body, headers=dict(hop.headers))
+            sock.settimeout(hop.deadline.remaining())
             raw = connection.getresponse()
             response_headers: dict[str, str] = {}
             for name, value in raw.getheaders():
@@ -550,29 +543,34 @@ class SafeHttpClient:
             chunks: list[bytes] = []
             size = 0
             declared = response_headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > limit and not truncate and status not in REDIRECT_STATUSES:
-                raise ResponseTooLarge(f"response is {int(declared)} bytes, more than the limit of {limit}")
-            if method != "HEAD" and status not in REDIRECT_STATUSES:
+            if (
+                declared.isdigit()
+                and int(declared) > hop.limit
+                and not hop.truncate
+                and status not in REDIRECT_STATUSES
+            ):
+                raise ResponseTooLarge(f"response is {int(declared)} bytes, more than the limit of {hop.limit}")
+            if hop.method != "HEAD" and status not in REDIRECT_STATUSES:
                 while True:
-                    sock.settimeout(deadline.remaining())
-                    chunk = raw.read1(min(_CHUNK, limit - size + 1))
+                    sock.settimeout(hop.deadline.remaining())
+                    chunk = raw.read1(min(_CHUNK, hop.limit - size + 1))
                     if not chunk:
                         break
                     size += len(chunk)
-                    if size > limit:
-                        if not truncate:
-                            raise ResponseTooLarge(f"response is larger than the limit of {limit} bytes")
-                        chunks.append(chunk[: len(chunk) - (size - limit)])
+                    if size > hop.limit:
+                        if not hop.truncate:
+                            raise ResponseTooLarge(f"response is larger than the limit of {hop.limit} bytes")
+                        chunks.append(chunk[: len(chunk) - (size - hop.limit)])
                         truncated = True
                         break
                     chunks.append(chunk)
-            if deadline.expired:  # the watchdog closed the socket: what was read is not the whole body
+            if hop.deadline.expired:  # the watchdog closed the socket: what was read is not the whole body
                 raise RequestTimeout(f"{parts.hostname} did not answer in time")
-            return Response(status, reason, response_headers, b"".join(chunks), url, truncated)
+            return Response(status, reason, response_headers, b"".join(chunks), hop.url, truncated)
         except NetError:
             raise
         except (OSError, http.client.HTTPException, ssl.SSLError, ValueError) as exc:
-            if deadline.expired or isinstance(exc, TimeoutError):
+            if hop.deadline.expired or isinstance(exc, TimeoutError):
                 raise RequestTimeout(f"{parts.hostname} did not answer in time") from exc
             raise ConnectionFailed(f"{parts.hostname}: {type(exc).__name__}: {exc}") from exc
         finally:

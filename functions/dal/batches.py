@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.dal.jobs_repository import DynamoJobsRepository, batch_key, record_key
+from functions.dal.jobs_repository.table import read_item
 from functions.models.errors import ConcurrentUpdate, StorageError
 from functions.models.job import Job, JobStatus
 
@@ -125,13 +126,7 @@ class DynamoBatchStore:
         raise StorageError("DynamoDB write failed: the batch item kept conflicting")  # pragma: no cover
 
     def get(self, tenant: str, batch_id: str) -> BatchRecord | None:
-        try:
-            response = self.ddb.get_item(
-                TableName=self.jobs_table, Key={"pk": {"S": batch_key(tenant, batch_id)}}, ConsistentRead=True
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise StorageError(f"DynamoDB read failed: {exc}") from exc
-        item = response.get("Item")
+        item = read_item(self.ddb, self.jobs_table, batch_key(tenant, batch_id))
         return _record(tenant, batch_id, item) if item else None
 
     def settle(self, batch: BatchRecord, status: str, completed_at: str, on_complete_job: Job | None) -> bool:

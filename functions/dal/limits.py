@@ -15,6 +15,7 @@ SDK errors become ``StorageError``; a lost condition is an answer (``False``), n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -62,9 +63,10 @@ class DynamoLimitsStore:
         self._table = table
 
     def take_token(self, key: str, limit: int, expires_at_s: int) -> bool:
-        try:
-            self._ddb.update_item(
-                TableName=self._table,
+        return (
+            self._conditional(
+                self._ddb.update_item,
+                "UpdateItem (rate window)",
                 Key={"pk": {"S": key}},
                 UpdateExpression="ADD n :one SET expiresAt = :exp",
                 ConditionExpression="attribute_not_exists(n) OR n < :limit",
@@ -74,55 +76,42 @@ class DynamoLimitsStore:
                     ":exp": {"N": str(expires_at_s)},
                 },
             )
-        except ClientError as exc:
-            if _code(exc) == _CONDITION_FAILED:
-                return False
-            raise StorageError(f"DynamoDB UpdateItem (rate window) failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"DynamoDB UpdateItem (rate window) failed: {exc}") from exc
-        return True
+            is not None
+        )
 
     def reserve(self, key: str, floor: int, expires_at_s: int) -> int:
         for _ in range(_RESERVE_ROUNDS):
-            try:
-                # The schedule is current: take its next place.
-                response = self._ddb.update_item(
-                    TableName=self._table,
-                    Key={"pk": {"S": key}},
-                    UpdateExpression="ADD v :one SET expiresAt = :exp",
-                    ConditionExpression="v >= :floor",
-                    ExpressionAttributeValues={
-                        ":one": {"N": "1"},
-                        ":floor": {"N": str(floor)},
-                        ":exp": {"N": str(expires_at_s)},
-                    },
-                    ReturnValues="UPDATED_NEW",
-                )
+            # The schedule is current: take its next place.
+            response = self._conditional(
+                self._ddb.update_item,
+                "UpdateItem (rate schedule)",
+                Key={"pk": {"S": key}},
+                UpdateExpression="ADD v :one SET expiresAt = :exp",
+                ConditionExpression="v >= :floor",
+                ExpressionAttributeValues={
+                    ":one": {"N": "1"},
+                    ":floor": {"N": str(floor)},
+                    ":exp": {"N": str(expires_at_s)},
+                },
+                ReturnValues="UPDATED_NEW",
+            )
+            if response is not None:
                 return int(response["Attributes"]["v"]["N"]) - 1
-            except ClientError as exc:
-                if _code(exc) != _CONDITION_FAILED:
-                    raise StorageError(f"DynamoDB UpdateItem (rate schedule) failed: {exc}") from exc
-            except BotoCoreError as exc:
-                raise StorageError(f"DynamoDB UpdateItem (rate schedule) failed: {exc}") from exc
-            try:
-                # The schedule is behind (or new): restart it at the floor, taking its first place.
-                self._ddb.update_item(
-                    TableName=self._table,
-                    Key={"pk": {"S": key}},
-                    UpdateExpression="SET v = :next, expiresAt = :exp",
-                    ConditionExpression="attribute_not_exists(v) OR v < :floor",
-                    ExpressionAttributeValues={
-                        ":next": {"N": str(floor + 1)},
-                        ":floor": {"N": str(floor)},
-                        ":exp": {"N": str(expires_at_s)},
-                    },
-                )
+            # The schedule is behind (or new): restart it at the floor, taking its first place.
+            restarted = self._conditional(
+                self._ddb.update_item,
+                "UpdateItem (rate schedule)",
+                Key={"pk": {"S": key}},
+                UpdateExpression="SET v = :next, expiresAt = :exp",
+                ConditionExpression="attribute_not_exists(v) OR v < :floor",
+                ExpressionAttributeValues={
+                    ":next": {"N": str(floor + 1)},
+                    ":floor": {"N": str(floor)},
+                    ":exp": {"N": str(expires_at_s)},
+                },
+            )
+            if restarted is not None:
                 return floor
-            except ClientError as exc:
-                if _code(exc) != _CONDITION_FAILED:
-                    raise StorageError(f"DynamoDB UpdateItem (rate schedule) failed: {exc}") from exc
-            except BotoCoreError as exc:
-                raise StorageError(f"DynamoDB UpdateItem (rate schedule) failed: {exc}") from exc
             # Another consumer moved the schedule between the two: try again.
         raise StorageError("DynamoDB UpdateItem (rate schedule) kept losing races")
 
@@ -152,9 +141,10 @@ class DynamoLimitsStore:
         return found
 
     def claim_slot(self, key: str, holder: str, now_ms: int, lease_until_ms: int, expires_at_s: int) -> bool:
-        try:
-            self._ddb.put_item(
-                TableName=self._table,
+        return (
+            self._conditional(
+                self._ddb.put_item,
+                "PutItem (slot)",
                 Item={
                     "pk": {"S": key},
                     "holder": {"S": holder},
@@ -164,29 +154,31 @@ class DynamoLimitsStore:
                 ConditionExpression="attribute_not_exists(holder) OR leaseUntil < :now OR holder = :me",
                 ExpressionAttributeValues={":now": {"N": str(now_ms)}, ":me": {"S": holder}},
             )
-        except ClientError as exc:
-            if _code(exc) == _CONDITION_FAILED:
-                return False
-            raise StorageError(f"DynamoDB PutItem (slot) failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"DynamoDB PutItem (slot) failed: {exc}") from exc
-        return True
+            is not None
+        )
 
     def release_slot(self, key: str, holder: str) -> bool:
-        try:
-            self._ddb.delete_item(
-                TableName=self._table,
+        return (
+            self._conditional(
+                self._ddb.delete_item,
+                "DeleteItem (slot)",
                 Key={"pk": {"S": key}},
                 ConditionExpression="holder = :me",
                 ExpressionAttributeValues={":me": {"S": holder}},
             )
+            is not None
+        )
+
+    def _conditional(self, call: Callable[..., dict[str, Any]], what: str, **request: Any) -> dict[str, Any] | None:
+        """One conditional request on the table: its response, or None when its condition did not hold."""
+        try:
+            return call(TableName=self._table, **request)
         except ClientError as exc:
             if _code(exc) == _CONDITION_FAILED:
-                return False
-            raise StorageError(f"DynamoDB DeleteItem (slot) failed: {exc}") from exc
+                return None
+            raise StorageError(f"DynamoDB {what} failed: {exc}") from exc
         except BotoCoreError as exc:
-            raise StorageError(f"DynamoDB DeleteItem (slot) failed: {exc}") from exc
-        return True
+            raise StorageError(f"DynamoDB {what} failed: {exc}") from exc
 
 
 def _code(exc: ClientError) -> str:

@@ -1,5 +1,7 @@
 /* Jobs dashboard: plain JS, no build step. Every API call uses a URL relative to the page, so the same file works
-   at http://localhost:3000/ and at an API Gateway stage path such as https://.../prod/. */
+   at http://localhost:3000/ and at an API Gateway stage path such as https://.../prod/.
+   One file although it is long: without a build step or modules, the views share this closure's state (the key,
+   the refresh loop, the router); the sections below are marked with "// ----". */
 (() => {
   "use strict";
 
@@ -648,7 +650,7 @@
         throw Object.assign(new Error(`the payload is not valid JSON: ${err.message}`), { code: "INVALID_JSON" });
       }
       body = { type: $("submit-type").value, payload };
-      const options = { priority: intOption("opt-priority", "Priority"), maxAttempts: intOption("opt-max-attempts", "Max attempts"), delaySeconds: intOption("opt-delay", "Delay") };
+      const options = { priority: intOption("opt-priority", "Priority"), maxAttempts: intOption("opt-max-attempts", "Max attempts"), timeoutSeconds: intOption("opt-timeout", "Timeout"), delaySeconds: intOption("opt-delay", "Delay") };
       for (const [name, value] of Object.entries(options)) if (value !== undefined) body[name] = value;
     } catch (err) {
       showError(errorBox, err, "Not submitted");
@@ -717,14 +719,21 @@
     return el("a", { href: `#/jobs/${encodeURIComponent(job.id)}`, class: "mono job-link", title: job.id, "aria-label": `Job ${job.id}`, text: shortId(job.id) });
   }
 
-  function createJobRow(job) {
-    return el(
-      "tr",
-      { dataset: { id: job.id } },
+  // The cells every job table starts with (status, id, type, attempts); the columns after them are the table's own.
+  function jobCells(job) {
+    return [
       el("td", { dataset: { col: "status" } }, badge(job.status)),
       el("td", {}, jobLink(job)),
       el("td", { dataset: { col: "type" } }),
       el("td", { class: "num", dataset: { col: "attempts" } }),
+    ];
+  }
+
+  function createJobRow(job) {
+    return el(
+      "tr",
+      { dataset: { id: job.id } },
+      ...jobCells(job),
       el("td", { class: "num", dataset: { col: "priority" } }),
       el("td", { class: "time", dataset: { col: "created" } }),
       el("td", { class: "time", dataset: { col: "updated" } }),
@@ -811,6 +820,7 @@
     ["type", "Type", (j) => j.type],
     ["attempts", "Attempts", (j) => `${j.attempts ?? 0} of ${j.maxAttempts ?? "?"}`],
     ["priority", "Priority", (j) => j.priority],
+    ["timeoutSeconds", "Timeout per attempt", (j) => (j.timeoutSeconds != null ? `${j.timeoutSeconds} s` : "—")],
     ["createdAt", "Created", (j) => dateTime(j.createdAt)],
     ["runAt", "Runs at", (j) => dateTime(j.runAt)],
     ["startedAt", "Started (latest attempt)", (j) => dateTime(j.startedAt)],
@@ -823,7 +833,7 @@
     ["error", "Last error", (j) => j.error || "—"],
   ];
   // Shown only when the job has them (flow-control options).
-  const OPTIONAL_FIELDS = new Set(["progress", "groupId", "batchId", "callback"]);
+  const OPTIONAL_FIELDS = new Set(["timeoutSeconds", "progress", "groupId", "batchId", "callback"]);
   const summaryNodes = {};
   (function buildSummary() {
     const dl = $("detail-summary");
@@ -963,10 +973,7 @@
     return el(
       "tr",
       { dataset: { id: job.id } },
-      el("td", { dataset: { col: "status" } }, badge(job.status)),
-      el("td", {}, jobLink(job)),
-      el("td", { dataset: { col: "type" } }),
-      el("td", { class: "num", dataset: { col: "attempts" } }),
+      ...jobCells(job),
       el("td", { class: "time", dataset: { col: "updated" } }),
       el("td", { class: "err wrap", dataset: { col: "error" } }),
       el("td", {}, button),

@@ -26,26 +26,18 @@ How a callback is never lost nor sent twice for the same attempt:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from functions.adapters.net import NetError, Response, SafeHttpClient, is_retryable_status
+from functions.adapters.net import NetError, SafeHttpClient, is_retryable_status
 from functions.dal.jobs_repository import JobsRepository
 from functions.dal.secrets import WebhookSecrets
 from functions.logic.backoff import backoff_seconds
 from functions.logic.clock import Clock, iso, system_clock
-from functions.logic.job_types.webhook import (
-    ATTEMPT_HEADER,
-    IDEMPOTENCY_HEADER,
-    MAX_RESPONSE_BYTES,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    encode_body,
-    signature_header,
-)
+from functions.logic.job_types.webhook import HttpSender, answer_detail, deliver, encode_body, signed_headers
 from functions.logic.lanes import JobQueue
 from functions.models.errors import ConcurrentUpdate, JobDeferred, StorageError
 from functions.models.job import Callback, CallbackStatus, Job, JobMessage
@@ -93,6 +85,19 @@ def send(queue: JobQueue, job: Job) -> None:
         logger.warning("callback message not sent; the sweeper will send it", extra={"job_id": job.id}, exc_info=True)
 
 
+def announce_final(queue: JobQueue | None, job: Job, after_final: Callable[[Job], None] | None, *, event: str) -> None:
+    """A job ended outside a consumer (``event``: "a cancel", ...): its callback goes out (without ``queue``, the
+    sweeper sends it) and ``after_final`` settles its batch. A batch not settled is looked at again when any copy of
+    the job's message arrives, so that failure is logged, not raised: the job's own change stands."""
+    if job.callback is not None and queue is not None:
+        send(queue, job)
+    if after_final is not None:
+        try:
+            after_final(job)
+        except StorageError:
+            logger.warning(f"batch not settled after {event}", extra={"job_id": job.id}, exc_info=True)
+
+
 def is_pending(job: Job) -> bool:
     """Whether the record still wants its callback delivered (a final job, a pending callback for this state)."""
     callback = job.callback
@@ -103,23 +108,6 @@ def is_pending(job: Job) -> bool:
         and callback.for_version is not None
         and callback.for_version <= job.version
     )
-
-
-class HttpSender(Protocol):
-    """What delivery needs of ``SafeHttpClient`` (tests pass a fake)."""
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes | None = None,
-        timeout: float | None = None,
-        max_bytes: int | None = None,
-        max_redirects: int = ...,
-        truncate: bool = False,
-    ) -> Response: ...
 
 
 @dataclass(frozen=True)
@@ -198,28 +186,21 @@ class CallbackDeliverer:
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
-            SIGNATURE_HEADER: signature_header(secret, timestamp, body),
-            TIMESTAMP_HEADER: str(timestamp),
-            ATTEMPT_HEADER: str(job.callback.attempts + 1),
-            IDEMPOTENCY_HEADER: f"{job.id}:{job.callback.for_version}",
+            **signed_headers(
+                secret,
+                timestamp,
+                body,
+                attempt=job.callback.attempts + 1,
+                idempotency_key=f"{job.id}:{job.callback.for_version}",
+            ),
         }
         try:
-            response = self._client().request(
-                "POST",
-                job.callback.url,
-                headers=headers,
-                body=body,
-                max_bytes=MAX_RESPONSE_BYTES,
-                max_redirects=0,
-                truncate=True,
-            )
+            response = deliver(self._client(), "POST", job.callback.url, headers, body)
         except NetError as exc:
             return _Attempt(delivered=False, retryable=exc.retryable, error=f"callback failed: {exc.message}")
         if response.ok:
             return _Attempt(delivered=True)
-        detail = response.body[:200].decode("utf-8", "replace").strip()
-        if 300 <= response.status <= 399:
-            detail = f"redirects are not followed (Location: {response.headers.get('location', '')})"
+        detail = answer_detail(response, "redirects are not followed")
         error = f"callback URL answered HTTP {response.status} {response.reason}".rstrip()
         return _Attempt(
             delivered=False,

@@ -16,8 +16,11 @@ A retry or a not-yet-due message sets that timeout first (``JobDeferred``), so i
 
 from __future__ import annotations
 
+import contextvars
 import json
+import math
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,6 +55,8 @@ MAX_ERROR_LENGTH = 1000
 # A message up to this early is run rather than deferred: SQS delays and visibility are whole seconds.
 EARLY_TOLERANCE_MS = 1000
 _MAX_RACE_RETRIES = 3
+# Kept back from the invocation's remaining time to record a timed-out attempt before the invocation ends.
+OUTCOME_RESERVE_MS = 1000
 
 
 class Outcome(StrEnum):
@@ -137,7 +142,7 @@ class MessageConsumer:
             return Outcome.DROPPED
         job, admission = claimed
         try:
-            return self._run(job, body, source_arn, receipt_handle)
+            return self._run(job, body, source_arn, receipt_handle, _attempt_budget_ms(job, remaining_ms))
         finally:
             admission.release()
 
@@ -253,12 +258,12 @@ class MessageConsumer:
 
     # --- running it ---
 
-    def _run(self, job: Job, body: str, source_arn: str, receipt_handle: str) -> Outcome:
+    def _run(self, job: Job, body: str, source_arn: str, receipt_handle: str, budget_ms: int) -> Outcome:
         self.events("JobsStarted", 1)
         reporter = ProgressReporter(self.repo, job, self.clock, self.job_settings.progress_interval_seconds)
         started = time.perf_counter()
         try:
-            result = self._execute(job, reporter)
+            result = _within(budget_ms, lambda: self._execute(job, reporter, self.clock() + budget_ms))
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job, then decided below
             elapsed_ms = (time.perf_counter() - started) * 1000
             self.events("JobDurationMs", elapsed_ms)
@@ -271,7 +276,7 @@ class MessageConsumer:
         self.events("JobsCompleted", 1)
         return Outcome.COMPLETED
 
-    def _execute(self, job: Job, reporter: ProgressReporter) -> Any:
+    def _execute(self, job: Job, reporter: ProgressReporter, deadline_ms: int) -> Any:
         try:
             data = full_payload(job, self.files() if self.files and job.payload_ref else None)
         except FileNotFound as exc:
@@ -289,7 +294,7 @@ class MessageConsumer:
             max_attempts=job.max_attempts,
             logger=logger,
             settings=self.job_settings,
-            deadline_ms=job.lease_until_ms,
+            deadline_ms=deadline_ms,
             report_progress=reporter,
         )
         result = job_type.handler(payload, context)
@@ -365,6 +370,47 @@ class MessageConsumer:
             logger.warning("outcome not recorded: the job changed during the attempt", extra={"status": after.status})
             return False
         return True
+
+
+def _attempt_budget_ms(job: Job, remaining_ms: int) -> int:
+    """How long this attempt may run: its ``timeoutSeconds``, at most the invocation's remaining time less what
+    recording the outcome takes (a job without a timeout gets all of that)."""
+    invocation_ms = remaining_ms - OUTCOME_RESERVE_MS if remaining_ms > 2 * OUTCOME_RESERVE_MS else remaining_ms // 2
+    invocation_ms = max(1, invocation_ms)
+    if job.timeout_seconds is None:
+        return invocation_ms
+    return min(job.timeout_seconds * 1000, invocation_ms)
+
+
+def _within(budget_ms: int, attempt: Callable[[], Any]) -> Any:
+    """``attempt()``'s result, or ``RetryableJobError("timed out after N s")`` once it has run ``budget_ms``.
+
+    A Python thread cannot be stopped, so the attempt runs in a thread of its own and is no longer waited for at
+    the deadline: the caller then records the failed attempt, which moves the record's version on. Whatever the
+    abandoned thread does later cannot land: its result is never read, and its progress writes are conditional on
+    the version it started with. It runs in a copy of the caller's context (the record's log keys)."""
+    outcome: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, attempt()))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller, which raises it
+            outcome.append((False, exc))
+
+    context = contextvars.copy_context()
+    worker = threading.Thread(target=context.run, args=(run,), name="attempt", daemon=True)
+    worker.start()
+    worker.join(budget_ms / 1000)
+    if not outcome:
+        raise _TimedOut(f"timed out after {max(1, math.ceil(budget_ms / 1000))} s")
+    succeeded, value = outcome[0]
+    if not succeeded:
+        raise value
+    return value
+
+
+class _TimedOut(JobFailure):
+    """The attempt ran past its ``timeoutSeconds`` (or the invocation's time): a failed attempt, retried."""
 
 
 class _Throttled(Exception):

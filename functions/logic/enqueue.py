@@ -37,6 +37,8 @@ from functions.models.bounds import (
     PRIORITY_DEFAULT,
     PRIORITY_MAX,
     PRIORITY_MIN,
+    TIMEOUT_SECONDS_MAX,
+    TIMEOUT_SECONDS_MIN,
 )
 from functions.models.errors import (
     ApiError,
@@ -72,6 +74,8 @@ class JobSpec:
     payload: dict[str, Any]
     priority: int = PRIORITY_DEFAULT
     max_attempts: int = MAX_ATTEMPTS_DEFAULT
+    # How long one attempt may run; None: as long as the consumer's invocation has left.
+    timeout_seconds: int | None = None
     run_at_ms: int | None = None
     group_id: str | None = None
     callback_url: str | None = None
@@ -143,6 +147,7 @@ def parse_job_spec(
         payload=validated.model_dump(mode="json", by_alias=True),
         priority=request.priority,
         max_attempts=request.maxAttempts,
+        timeout_seconds=request.timeoutSeconds,
         run_at_ms=run_at_ms,
         group_id=request.groupId,
         callback_url=callback_url,
@@ -156,6 +161,7 @@ def parse_job_spec(
 _OPTION_MESSAGES = {
     "priority": f"'priority' must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}",
     "maxAttempts": f"'maxAttempts' must be an integer from {MAX_ATTEMPTS_MIN} to {MAX_ATTEMPTS_MAX}",
+    "timeoutSeconds": f"'timeoutSeconds' must be an integer from {TIMEOUT_SECONDS_MIN} to {TIMEOUT_SECONDS_MAX}",
     "delaySeconds": f"'delaySeconds' must be an integer from 0 to {DELAY_SECONDS_MAX}",
     "runAt": RUN_AT_MESSAGE,
     "groupId": f"'groupId' must be 1 to {GROUP_ID_MAX_LENGTH} printable ASCII characters without spaces",
@@ -202,7 +208,9 @@ def idempotency_key_option(body: dict[str, Any], header: str | None) -> str | No
     field_key = _idempotency_key(body.get("idempotencyKey"), "idempotencyKey")
     header_key = _idempotency_key(header, "Idempotency-Key")
     if field_key is not None and header_key is not None and field_key != header_key:
-        raise InvalidOption("the 'Idempotency-Key' header and the 'idempotencyKey' field differ")
+        # A conflict between two keys of one request (409, as for a key reused with another request): each key
+        # alone is valid, which is all the document can say about two independent parameters.
+        raise IdempotencyConflict("the 'Idempotency-Key' header and the 'idempotencyKey' field differ")
     return field_key or header_key
 
 
@@ -250,18 +258,6 @@ def parse_message_request(body: Any) -> JobSpec:
     except InvalidPayload as exc:
         raise InvalidMessage(error, details=exc.details) from exc
     return JobSpec(type="message", payload=payload.model_dump(mode="json"))
-
-
-def enqueue(
-    spec: JobSpec,
-    tenant: str,
-    repo: JobsRepository,
-    queue: JobQueue,
-    clock: Clock,
-    settings: EnqueueSettings,
-    files: Callable[[], FileStore] | None = None,
-) -> Job:
-    return submit(spec, tenant, repo, queue, clock, settings, files).job
 
 
 def submit(
@@ -352,6 +348,7 @@ def new_job(spec: JobSpec, tenant: str, now: int, settings: EnqueueSettings, job
         priority=spec.priority,
         attempts=0,
         max_attempts=spec.max_attempts,
+        timeout_seconds=spec.timeout_seconds,
         created_at=iso(now),
         updated_at=iso(now),
         run_at=iso(now + delay_ms) if scheduled else None,

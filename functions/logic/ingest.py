@@ -23,7 +23,7 @@ from functions.dal.files import FileStore
 from functions.dal.jobs_repository import JobsRepository
 from functions.logic import json_body
 from functions.logic.clock import Clock
-from functions.logic.enqueue import EnqueueSettings, JobSpec, enqueue
+from functions.logic.enqueue import EnqueueSettings, JobSpec, submit
 from functions.logic.job_types import get_job_type
 from functions.logic.job_types.webhook import verify_signature
 from functions.logic.lanes import JobQueue
@@ -103,4 +103,4 @@ def ingest(
     check_size(raw)
     verify(raw, signature, secret_for(tenant), clock())
     spec = parse_hook(type_name, raw, query, settings.job_settings)
-    return enqueue(spec, tenant, repo, queue, clock, settings, files=files)
+    return submit(spec, tenant, repo, queue, clock, settings, files=files).job

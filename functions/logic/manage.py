@@ -22,7 +22,6 @@ from functions.models.errors import (
     InvalidState,
     InvalidType,
     NotFound,
-    StorageError,
 )
 from functions.models.job import CANCELLABLE_STATUSES, Job, JobStatus
 from functions.models.requests import CancelMatchingRequest
@@ -107,14 +106,7 @@ def cancel_job(
         return callbacks.arm(job.cancel(iso(now)), now, pending_grace_seconds)
 
     job = read_decide_write(repo, tenant, job_id, clock, cancel, attempts=_MAX_RACE_RETRIES)
-    if job.callback is not None and queue is not None:
-        callbacks.send(queue, job)
-    if after_final is not None:
-        try:
-            after_final(job)
-        except StorageError:
-            # The cancel stands; the batch is looked at again when any copy of this job's message arrives.
-            logger.warning("batch not settled after a cancel", extra={"job_id": job.id}, exc_info=True)
+    callbacks.announce_final(queue, job, after_final, event="a cancel")
     return job
 
 

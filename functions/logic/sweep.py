@@ -30,7 +30,7 @@ from functions.logic import callbacks
 from functions.logic.clock import Clock, ceil_seconds, iso, parse_iso_ms
 from functions.logic.enqueue import send_or_leave_to_sweeper
 from functions.logic.lanes import JobQueue
-from functions.models.errors import ConcurrentUpdate, StorageError
+from functions.models.errors import ConcurrentUpdate
 from functions.models.job import Job, JobStatus
 
 logger = Logger(child=True)
@@ -201,11 +201,6 @@ def _fail_orphan(
         return False  # a consumer (or another sweeper) moved it meanwhile: theirs stands
     logger.warning("in-flight job with no message left ended as failed", extra={"job_id": job.id, "error": error})
     saved = failed.model_copy(update={"version": job.version + 1})
-    if saved.callback is not None:
-        callbacks.send(queue, saved)  # lost too? its sweep mark (set by arm) brings it back
-    if after_final is not None:
-        try:
-            after_final(saved)
-        except StorageError:
-            logger.warning("batch not settled after an orphaned job failed", extra={"job_id": job.id}, exc_info=True)
+    # Its callback message lost too? Its sweep mark (set by arm) brings it back.
+    callbacks.announce_final(queue, saved, after_final, event="an orphaned job failed")
     return True

@@ -13,6 +13,10 @@ MAX_ATTEMPTS_MIN = 1
 MAX_ATTEMPTS_MAX = 25
 MAX_ATTEMPTS_DEFAULT = 3
 
+# ``timeoutSeconds``: how long one attempt may run (without it, as long as the consumer's invocation has left).
+TIMEOUT_SECONDS_MIN = 1
+TIMEOUT_SECONDS_MAX = 900
+
 # ``delaySeconds`` and ``runAt`` may put a job at most a year ahead.
 DELAY_SECONDS_MAX = 31_536_000
 
@@ -40,3 +44,10 @@ BODY_MAX_BYTES_DEFAULT = 5 * 1024 * 1024
 UPLOAD_MAX_BYTES_DEFAULT = 10 * 1024 * 1024
 # A webhook's raw body (POST /hooks/{type}) is at most 256 KiB.
 HOOK_BODY_MAX_BYTES = 256 * 1024
+# An http(s) URL (a callbackUrl, a fetch, crawl or webhook-delivery URL): a host name or IPv4 address, a port from 1
+# to 65535, then printable ASCII. Stricter than what parses as a URL, so that the document states the whole rule.
+HTTP_URL_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~-]+"
+    r"(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?"
+    r"([/?#][!-~]*)?$"
+)

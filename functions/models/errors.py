@@ -47,8 +47,9 @@ class InvalidPayload(ApiError):
 class InvalidOption(ApiError):
     code = "INVALID_OPTION"
     when = (
-        "`priority`, `maxAttempts`, `delaySeconds` or `runAt` is out of range or not a JSON integer/string, both "
-        "`delaySeconds` and `runAt` are given, or a field is unknown (`details.allowed` lists the fields)"
+        "`priority`, `maxAttempts`, `timeoutSeconds`, `delaySeconds` or `runAt` is out of range or not a JSON "
+        "integer/string, both `delaySeconds` and `runAt` are given, or a field is unknown (`details.allowed` lists "
+        "the fields)"
     )
 
 
@@ -115,7 +116,8 @@ class IdempotencyConflict(ApiError):
     status_code = 409
     code = "IDEMPOTENCY_CONFLICT"
     when = (
-        "this `Idempotency-Key` was used in the last 24 hours with a different request (`details.jobId` names its job)"
+        "this `Idempotency-Key` was used in the last 24 hours with a different request (`details.jobId` names its "
+        "job), or it differs from the body's `idempotencyKey`"
     )
 
 

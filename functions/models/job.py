@@ -104,6 +104,8 @@ class Job(BaseModel):
     priority: int
     attempts: int
     max_attempts: int = Field(alias="maxAttempts")
+    # How long one attempt may run (``timeoutSeconds``); None: as long as the consumer's invocation has left.
+    timeout_seconds: int | None = Field(default=None, alias="timeoutSeconds")
     created_at: str = Field(alias="createdAt")
     updated_at: str = Field(alias="updatedAt")
     run_at: str | None = Field(default=None, alias="runAt")
@@ -223,7 +225,7 @@ class Job(BaseModel):
     def to_api(self) -> dict[str, Any]:
         body = self.model_dump(mode="json", by_alias=True)
         body["history"] = [entry.to_json() for entry in self.history]
-        for optional in ("groupId", "batchId", "idempotencyKey", "progress", "callback"):
+        for optional in ("timeoutSeconds", "groupId", "batchId", "idempotencyKey", "progress", "callback"):
             if body.get(optional) is None:
                 body.pop(optional, None)
         if body.get("callback"):

@@ -17,6 +17,7 @@ from functions.models.bounds import (
     CALLBACK_URL_MAX_LENGTH,
     DELAY_SECONDS_MAX,
     GROUP_ID_MAX_LENGTH,
+    HTTP_URL_PATTERN,
     IDEMPOTENCY_KEY_MAX_LENGTH,
     MAX_ATTEMPTS_DEFAULT,
     MAX_ATTEMPTS_MAX,
@@ -27,12 +28,16 @@ from functions.models.bounds import (
     PRIORITY_DEFAULT,
     PRIORITY_MAX,
     PRIORITY_MIN,
+    TIMEOUT_SECONDS_MAX,
+    TIMEOUT_SECONDS_MIN,
 )
 
 RUN_AT_MESSAGE = "'runAt' must be an ISO-8601 timestamp with a UTC offset, at most one year ahead"
 BOTH_TIMES_MESSAGE = "give either 'delaySeconds' or 'runAt', not both"
 
 GroupId = Annotated[str, Field(min_length=1, max_length=GROUP_ID_MAX_LENGTH, pattern=PRINTABLE_PATTERN)]
+# An http(s) URL: a callbackUrl, and the URLs of the fetch, crawl-website and webhook-delivery payloads.
+HttpUrl = Annotated[str, Field(min_length=1, max_length=CALLBACK_URL_MAX_LENGTH, pattern=HTTP_URL_PATTERN)]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=IDEMPOTENCY_KEY_MAX_LENGTH, pattern=PRINTABLE_PATTERN)]
 
 
@@ -62,6 +67,13 @@ class JobOptions(RequestModel):
         description="Higher runs sooner (a separate lane from the high-priority threshold)",
     )
     maxAttempts: int = Field(default=MAX_ATTEMPTS_DEFAULT, ge=MAX_ATTEMPTS_MIN, le=MAX_ATTEMPTS_MAX)
+    timeoutSeconds: int | None = Field(
+        default=None,
+        ge=TIMEOUT_SECONDS_MIN,
+        le=TIMEOUT_SECONDS_MAX,
+        description="An attempt running longer fails with 'timed out after N s' and is retried like any failure "
+        "(default: as long as the consumer's invocation has left)",
+    )
     delaySeconds: int = Field(default=0, ge=0, le=DELAY_SECONDS_MAX, description="Run this much later; not with runAt")
     runAt: str = Field(
         default="",  # absent: not scheduled (a field left unset, not the empty string, which is refused)
@@ -72,11 +84,10 @@ class JobOptions(RequestModel):
         default=None,
         description="Ordered group: its jobs run one at a time in enqueue order (a scheduled one joins when due)",
     )
-    callbackUrl: Annotated[str, Field(min_length=1, max_length=CALLBACK_URL_MAX_LENGTH)] | None = Field(
+    callbackUrl: HttpUrl | None = Field(
         default=None,
         description="An http(s) URL that receives a signed POST of the record when the job is final (retried with "
-        "backoff); addresses the network policy refuses are refused",
-        json_schema_extra={"format": "uri"},
+        "backoff)",
     )
 
     @field_validator("runAt")

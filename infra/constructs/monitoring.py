@@ -121,58 +121,50 @@ class Monitoring(Construct):
     # Alarms
 
     def _dead_letters_alarm(self, lane: MonitoredLane) -> cloudwatch.Alarm:
-        return cloudwatch.Alarm(
-            self,
+        return self._alarm(
             f"{lane.name}DeadLettersAlarm",
-            alarm_description=f"Jobs reached the {lane.name.lower()} lane's dead-letter queue: each needs a person "
+            description=f"Jobs reached the {lane.name.lower()} lane's dead-letter queue: each needs a person "
             "(inspect it, then redrive or delete it)",
             metric=lane.dlq.metric_approximate_number_of_messages_visible(period=_MINUTE, statistic="Maximum"),
             threshold=1,
             evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         )
 
     def _queue_age_alarm(self, lane: MonitoredLane) -> cloudwatch.Alarm:
         config = self._config
         threshold = config.ordered_queue_age_alarm_seconds if lane.queue.fifo else config.queue_age_alarm_seconds
-        return cloudwatch.Alarm(
-            self,
+        return self._alarm(
             f"{lane.name}QueueAgeAlarm",
-            alarm_description=f"The oldest message of the {lane.name.lower()} lane's queue has been waiting for "
+            description=f"The oldest message of the {lane.name.lower()} lane's queue has been waiting for "
             f"{threshold} s or more for 3 minutes: its consumer is stuck or far behind",
             metric=lane.queue.metric_approximate_age_of_oldest_message(period=_MINUTE, statistic="Maximum"),
             threshold=threshold,
             evaluation_periods=3,
             datapoints_to_alarm=3,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         )
 
     def _consumer_error_rate_alarm(self, lane: MonitoredLane) -> cloudwatch.Alarm:
         config = self._config
         percent = config.consumer_error_rate_alarm_percent
-        return cloudwatch.Alarm(
-            self,
+        return self._alarm(
             f"{lane.name}ConsumerErrorRateAlarm",
-            alarm_description=f"More than {percent:g} % of the {lane.name.lower()} lane consumer's invocations failed "
+            description=f"More than {percent:g} % of the {lane.name.lower()} lane consumer's invocations failed "
             f"as a whole (raised or timed out) over {config.alarm_rate_period_minutes} minutes: their batches come "
             "back to the queue",
             metric=self._error_rate(lane.consumer, f"{lane.name} consumer error rate (%)", lane.name.lower()),
             threshold=percent,
             evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            # No invocations (an idle lane) is no data, not a failure.
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         )
 
     def _api_5xx_alarm(self, stage: apigateway.Stage) -> cloudwatch.Alarm:
         config = self._config
         percent = config.api_5xx_alarm_percent
-        return cloudwatch.Alarm(
-            self,
+        return self._alarm(
             "Api5xxAlarm",
-            alarm_description=f"More than {percent:g} % of API requests were answered 5XX over "
+            description=f"More than {percent:g} % of API requests were answered 5XX over "
             f"{config.alarm_rate_period_minutes} minutes (the API answers its own errors as 4XX: a 5XX is a crash, "
             "a timeout or storage being unavailable)",
             # 5XXError is 1 or 0 per request, so its average is the share of requests that failed.
@@ -184,39 +176,58 @@ class Monitoring(Construct):
             ),
             threshold=percent,
             evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         )
 
     def _stats_iterator_age_alarm(self, fn: lambda_.IFunction) -> cloudwatch.Alarm:
         seconds = self._config.stats_stream.iterator_age_alarm_seconds
-        return cloudwatch.Alarm(
-            self,
+        return self._alarm(
             "StatsIteratorAgeAlarm",
-            alarm_description=f"The stats aggregator is more than {seconds} s behind the jobs table's stream for 3 "
+            description=f"The stats aggregator is more than {seconds} s behind the jobs table's stream for 3 "
             "minutes: it is failing or too slow, and the status counters lag. The stream keeps records 24 h: what "
             "is not applied by then is lost from the counts",
             metric=self._iterator_age(fn),
             threshold=seconds * 1000,  # IteratorAge is in milliseconds
             evaluation_periods=3,
             datapoints_to_alarm=3,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            # The metric is only emitted while the stream has records: a quiet table is no data, not a failure.
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         )
 
     def _stats_errors_alarm(self, fn: lambda_.IFunction) -> cloudwatch.Alarm:
         minutes = self._config.alarm_rate_period_minutes
-        return cloudwatch.Alarm(
-            self,
+        return self._alarm(
             "StatsErrorsAlarm",
-            alarm_description=f"The stats aggregator failed in the last {minutes} minutes: its batch is retried and "
+            description=f"The stats aggregator failed in the last {minutes} minutes: its batch is retried and "
             "that stream shard's counts wait until it succeeds; records not applied within 24 h are lost from the "
             "counts",
             metric=fn.metric_errors(period=self._rate_period, statistic="Sum"),
             threshold=0,
             evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        )
+
+    def _alarm(
+        self,
+        construct_id: str,
+        *,
+        description: str,
+        metric: cloudwatch.IMetric,
+        threshold: float,
+        evaluation_periods: int,
+        comparison: cloudwatch.ComparisonOperator,
+        datapoints_to_alarm: int | None = None,
+    ) -> cloudwatch.Alarm:
+        """An alarm of the service. Missing data is never a failure: every metric here is only emitted while there is
+        work (an idle lane, a quiet stream, no requests)."""
+        return cloudwatch.Alarm(
+            self,
+            construct_id,
+            alarm_description=description,
+            metric=metric,
+            threshold=threshold,
+            evaluation_periods=evaluation_periods,
+            datapoints_to_alarm=datapoints_to_alarm,
+            comparison_operator=comparison,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
@@ -251,6 +262,24 @@ class Monitoring(Construct):
             label=label or name,
         )
 
+    @staticmethod
+    def _graph(
+        *,
+        title: str,
+        left: Sequence[cloudwatch.IMetric],
+        width: int,
+        annotations: Sequence[cloudwatch.HorizontalAnnotation] | None = None,
+    ) -> cloudwatch.GraphWidget:
+        """A graph of the dashboard: counts, ages and durations, all drawn from zero, one row high."""
+        return cloudwatch.GraphWidget(
+            title=title,
+            left=list(left),
+            left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
+            left_annotations=list(annotations) if annotations else None,
+            width=width,
+            height=_HEIGHT,
+        )
+
     def _add_widgets(
         self,
         lanes: Sequence[MonitoredLane],
@@ -271,34 +300,28 @@ class Monitoring(Construct):
         )
         # Jobs: the service's own metrics, all lanes together (per minute).
         dashboard.add_widgets(
-            cloudwatch.GraphWidget(
+            self._graph(
                 title="Jobs per minute",
                 left=[self._custom(name) for name in JOB_FLOW_METRICS],
-                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
                 width=_THIRD,
-                height=_HEIGHT,
             ),
-            cloudwatch.GraphWidget(
+            self._graph(
                 title="Retries, throttling and odd messages per minute",
                 left=[self._custom(name) for name in JOB_TROUBLE_METRICS],
-                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
                 width=_THIRD,
-                height=_HEIGHT,
             ),
-            cloudwatch.GraphWidget(
+            self._graph(
                 title="Job duration (ms)",
                 left=[
                     self._custom(JOB_DURATION_METRIC, stat, f"{JOB_DURATION_METRIC} {stat}")
                     for stat in ("p50", "p95", "p99")
                 ],
-                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
                 width=_THIRD,
-                height=_HEIGHT,
             ),
         )
         # Queues: one line per lane.
         dashboard.add_widgets(
-            cloudwatch.GraphWidget(
+            self._graph(
                 title="Queue depth (visible messages)",
                 left=[
                     lane.queue.metric_approximate_number_of_messages_visible(
@@ -306,11 +329,9 @@ class Monitoring(Construct):
                     )
                     for lane in lanes
                 ],
-                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
                 width=_THIRD,
-                height=_HEIGHT,
             ),
-            cloudwatch.GraphWidget(
+            self._graph(
                 title="Age of the oldest message (s)",
                 left=[
                     lane.queue.metric_approximate_age_of_oldest_message(
@@ -318,16 +339,14 @@ class Monitoring(Construct):
                     )
                     for lane in lanes
                 ],
-                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
-                left_annotations=[
+                annotations=[
                     cloudwatch.HorizontalAnnotation(
                         value=self._config.queue_age_alarm_seconds, label="Normal/high lane alarm"
                     )
                 ],
                 width=_THIRD,
-                height=_HEIGHT,
             ),
-            cloudwatch.GraphWidget(
+            self._graph(
                 title="Dead-letter queue depth",
                 left=[
                     lane.dlq.metric_approximate_number_of_messages_visible(
@@ -335,9 +354,7 @@ class Monitoring(Construct):
                     )
                     for lane in lanes
                 ],
-                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
                 width=_THIRD,
-                height=_HEIGHT,
             ),
         )
         # Consumers: one graph of invocations/errors/throttles per lane, then durations and error rates.
@@ -345,42 +362,36 @@ class Monitoring(Construct):
             *(self._function_counts_widget(f"{lane.name} consumer", lane.consumer, _THIRD) for lane in lanes)
         )
         dashboard.add_widgets(
-            cloudwatch.GraphWidget(
+            self._graph(
                 title="Consumer duration (ms)",
                 left=[
                     lane.consumer.metric_duration(period=_MINUTE, statistic=stat, label=f"{lane.name} {stat}")
                     for lane in lanes
                     for stat in ("p50", "p99")
                 ],
-                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
                 width=_WIDE,
-                height=_HEIGHT,
             ),
-            cloudwatch.GraphWidget(
+            self._graph(
                 title=f"Consumer error rate (%, {self._config.alarm_rate_period_minutes} min)",
                 left=[self._error_rate(lane.consumer, lane.name, lane.name.lower()) for lane in lanes],
-                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
-                left_annotations=[
+                annotations=[
                     cloudwatch.HorizontalAnnotation(value=self._config.consumer_error_rate_alarm_percent, label="Alarm")
                 ],
                 width=_WIDE,
-                height=_HEIGHT,
             ),
         )
         # The API: API Gateway's view (requests, 4XX/5XX, latency) and its function's.
         dashboard.add_widgets(
-            cloudwatch.GraphWidget(
+            self._graph(
                 title="API requests and errors",
                 left=[
                     api_stage.metric_count(period=_MINUTE, statistic="Sum", label="Requests"),
                     api_stage.metric_client_error(period=_MINUTE, statistic="Sum", label="4XX"),
                     api_stage.metric_server_error(period=_MINUTE, statistic="Sum", label="5XX"),
                 ],
-                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
                 width=_THIRD,
-                height=_HEIGHT,
             ),
-            cloudwatch.GraphWidget(
+            self._graph(
                 title="API latency (ms)",
                 left=[
                     api_stage.metric_latency(period=_MINUTE, statistic=stat, label=f"Latency {stat}")
@@ -390,47 +401,39 @@ class Monitoring(Construct):
                     api_function.metric_duration(period=_MINUTE, statistic=stat, label=f"Function {stat}")
                     for stat in ("p50", "p99")
                 ],
-                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
                 width=_THIRD,
-                height=_HEIGHT,
             ),
             self._function_counts_widget("API function", api_function, _THIRD),
         )
         # The sweeper: what it released and re-sent, and whether it runs.
         dashboard.add_widgets(
-            cloudwatch.GraphWidget(
+            self._graph(
                 title="Sweeper: released and re-sent per minute",
                 left=[self._custom(name) for name in SWEEPER_METRICS],
-                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
                 width=_WIDE,
-                height=_HEIGHT,
             ),
             self._function_counts_widget("Sweeper function", sweeper_function, _WIDE),
         )
         # The stats aggregator: how far behind the jobs table's stream it is, and whether it fails.
         dashboard.add_widgets(
-            cloudwatch.GraphWidget(
+            self._graph(
                 title="Stats aggregator: iterator age (ms)",
                 left=[self._iterator_age(stats_aggregator_function, "IteratorAge Maximum")],
-                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
-                left_annotations=[
+                annotations=[
                     cloudwatch.HorizontalAnnotation(
                         value=self._config.stats_stream.iterator_age_alarm_seconds * 1000, label="Alarm"
                     )
                 ],
                 width=_WIDE,
-                height=_HEIGHT,
             ),
             self._function_counts_widget("Stats aggregator function", stats_aggregator_function, _WIDE),
         )
 
     def _function_counts_widget(self, name: str, fn: lambda_.IFunction, width: int) -> cloudwatch.GraphWidget:
-        return cloudwatch.GraphWidget(
+        return self._graph(
             title=f"{name}: invocations, errors, throttles",
             left=self._lambda_counts(fn),
-            left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
             width=width,
-            height=_HEIGHT,
         )
 
     @staticmethod

@@ -85,7 +85,8 @@ def test_catalogue_jobs_complete_over_http(stack: LocalStackProcess, tenant: Cli
         ("send-email", {"to": ["not-an-address"], "subject": "s", "body": "b"}, "to.0"),
         ("batch-import", {"namespace": "n", "items": [{"id": 1}, {"id": 1}]}, "items"),
         ("image-grayscale", {"key": "elsewhere/x.png"}, "key"),
-        ("image-resize", {"key": "uploads/t/x.png"}, "payload"),
+        # The caller's own upload prefix (tenant e2e-a), so the only fault is the missing width and height
+        ("image-resize", {"key": "uploads/e2e-a/x.png"}, "payload"),
         ("generate-embedding", {"text": ""}, "text"),
         ("generate-content", {"prompt": "hi", "maxTokens": 5000}, "maxTokens"),
     ],

@@ -18,10 +18,10 @@ from functions.dal.batches import DynamoBatchStore
 from functions.dal.clients import client
 from functions.dal.jobs_repository import DynamoJobsRepository
 from functions.handlers import consumer, sweeper
-from functions.handlers import openapi as doc
 from functions.handlers.runtime import batch_settler, reset
 from functions.logic.clock import iso, system_clock
 from functions.logic.job_types import JobType, registry
+from functions.models import responses
 from functions.models.errors import StorageError
 from functions.models.job import HistoryEntry, Job, JobMessage, JobStatus
 from local.lambda_context import LocalContext
@@ -124,7 +124,7 @@ def test_a_batch_completes_and_its_on_complete_job_runs_once(service: Service) -
     )
     assert (batch["status"], batch["total"], len(batch["jobIds"])) == ("running", 3, 3)
     assert batch["onComplete"] == {"type": "message"}
-    doc.BatchAccepted.model_validate(batch)  # the documented shape
+    responses.BatchAccepted.model_validate(batch)  # the documented shape
     # Then the children are jobs of the batch, pending, counted while they wait
     running = get_batch(service, batch["id"])
     assert running["counts"]["pending"] == 3 and running["completedAt"] is None
@@ -139,8 +139,8 @@ def test_a_batch_completes_and_its_on_complete_job_runs_once(service: Service) -
     assert done["counts"] == {**{status.value: 0 for status in JobStatus}, "completed": 3}
     assert done["completedAt"] >= done["createdAt"]
     assert done["jobIds"] == batch["jobIds"]
-    doc.Batch.model_validate(done)
-    doc.Batch.model_validate(running)
+    responses.Batch.model_validate(done)
+    responses.Batch.model_validate(running)
     # And its onComplete job ran, once, with the batch's id, and is not one of the children
     follow_up_id = done["onComplete"]["jobId"]
     follow_up = service.job(follow_up_id)

@@ -635,6 +635,20 @@ def test_on_complete_delay_counts_from_completion_and_names_the_batch(batches: B
     assert [sent.delay_seconds for sent in batches.queue.sends if sent.message.job_id == follow_up.id] == [30]
 
 
+def test_children_and_the_on_complete_job_keep_their_timeouts(batches: Batches) -> None:
+    # Given a batch whose child and onComplete job each have timeoutSeconds
+    on_complete = message_spec("done", timeoutSeconds=7)
+    batch = batches.create({"jobs": [ok_spec(timeoutSeconds=5), ok_spec()], "onComplete": on_complete})
+    # Then each child's record has its own (or none)
+    children = [batches.repo.get(TENANT, job_id) for job_id in batch.job_ids]
+    assert [child.timeout_seconds for child in children if child is not None] == [5, None]
+    # When the batch completes, then the onComplete job has its timeout
+    for job_id in batch.job_ids:
+        batches.end(job_id)
+    [follow_up] = batches.jobs_of_type("message")
+    assert follow_up.timeout_seconds == 7
+
+
 def test_on_complete_run_at_past_at_completion_means_now(batches: Batches, clock: FakeClock) -> None:
     batch = batches.create({"jobs": [ok_spec()], "onComplete": message_spec(runAt=clock.iso(60))})
     clock.advance(120)

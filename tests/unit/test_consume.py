@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import random
+import threading
+import time
 from typing import Any
 
 import pytest
 
-from functions.logic.consume import ConsumerSettings, JobDeferred, MessageConsumer, Outcome
+from functions.logic.consume import OUTCOME_RESERVE_MS, ConsumerSettings, JobDeferred, MessageConsumer, Outcome
 from functions.logic.job_types import JobContext
 from functions.models.errors import ConcurrentUpdate, PermanentJobError, RetryableJobError
 from functions.models.job import HistoryEntry, Job, JobStatus
@@ -168,7 +170,8 @@ def test_while_the_attempt_runs_the_record_is_processing_with_a_lease_of_the_rem
     assert seen[0].status == JobStatus.PROCESSING
     assert seen[0].attempts == 1
     assert seen[0].lease_until_ms == clock() + REMAINING_MS
-    assert deadlines == [clock() + REMAINING_MS]  # the handler knows its deadline (long jobs stop in time)
+    # And the handler knows its deadline (long jobs stop in time): the invocation's, less the time to record it
+    assert deadlines == [clock() + REMAINING_MS - OUTCOME_RESERVE_MS]
     assert _reload(repo, job).result == "attempt 1 of 4"
 
 
@@ -359,6 +362,141 @@ def test_a_result_that_is_not_json_fails_permanently(
     job = _store(repo, make_job(clock, job_type=register_job_type("setty", lambda p, c: {1, 2}), payload={}))
     assert _deliver(consumer, job) is Outcome.FAILED
     assert "JSON" in (_reload(repo, job).error or "")
+
+
+# --- timeouts ---
+
+
+class _Stalling:
+    """A job type whose first attempt blocks until released, then reports progress and returns a result; later
+    attempts return at once."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.finished = threading.Event()
+
+    def __call__(self, payload: Any, ctx: JobContext) -> str:
+        if ctx.attempt == 1:
+            self.release.wait(10)
+            ctx.report_progress(100, "late")
+            self.finished.set()
+            return "late result of attempt 1"
+        return f"result of attempt {ctx.attempt}"
+
+
+def _stalling_job(
+    repo: InMemoryJobsRepository, clock: FakeClock, register: RegisterJobType, **fields: Any
+) -> tuple[_Stalling, Job]:
+    stalling = _Stalling()
+    return stalling, _store(repo, make_job(clock, job_type=register("stalling", stalling), payload={}, **fields))
+
+
+def test_an_attempt_past_its_timeout_fails_and_is_retried_and_its_late_result_is_discarded(
+    consumer: MessageConsumer,
+    repo: InMemoryJobsRepository,
+    queue: RecordingQueue,
+    clock: FakeClock,
+    register_job_type: RegisterJobType,
+) -> None:
+    # Given a job with timeoutSeconds 1 whose first attempt runs longer
+    stalling, job = _stalling_job(repo, clock, register_job_type, max_attempts=3, timeout_seconds=1)
+    # When its message is delivered
+    started = time.monotonic()
+    with pytest.raises(JobDeferred):
+        _deliver(consumer, job)
+    # Then the consumer stopped waiting after about a second
+    assert 0.9 <= time.monotonic() - started < 5
+    # And the attempt is a failed attempt "timed out after 1 s", retried by the usual backoff (1 s after attempt 1)
+    retrying = _reload(repo, job)
+    assert retrying.status == JobStatus.RETRYING
+    assert retrying.error == "timed out after 1 s"
+    assert _trail(retrying) == [("pending", None), ("processing", 1), ("retrying", 1)]
+    assert queue.defers == [Deferred(SOURCE_ARN, RECEIPT, 1)]
+    # When the timed-out attempt finishes late, reporting progress and returning a result
+    stalling.release.set()
+    assert stalling.finished.wait(5)
+    time.sleep(0.05)  # the abandoned thread returns its result
+    # Then nothing of it lands on the record
+    assert _reload(repo, job) == retrying
+    # And the next attempt runs and its result is the one recorded
+    clock.advance(1)
+    assert _deliver(consumer, job) is Outcome.COMPLETED
+    done = _reload(repo, job)
+    assert (done.status, done.result, done.attempts, done.progress) == (
+        JobStatus.COMPLETED,
+        "result of attempt 2",
+        2,
+        None,
+    )
+
+
+def test_a_last_attempt_past_its_timeout_fails_the_job(
+    consumer: MessageConsumer,
+    repo: InMemoryJobsRepository,
+    queue: RecordingQueue,
+    clock: FakeClock,
+    register_job_type: RegisterJobType,
+) -> None:
+    # Given a one-attempt job with timeoutSeconds 1 that runs longer
+    stalling, job = _stalling_job(repo, clock, register_job_type, max_attempts=1, timeout_seconds=1)
+    try:
+        # When it runs
+        outcome = _deliver(consumer, job)
+    finally:
+        stalling.release.set()
+    # Then the job failed with the timeout's error, and its message went to the DLQ
+    assert outcome is Outcome.FAILED
+    failed = _reload(repo, job)
+    assert (failed.status, failed.error, failed.result) == (JobStatus.FAILED, "timed out after 1 s", None)
+    assert [letter.reason for letter in queue.dead_letters] == ["timed out after 1 s"]
+
+
+def test_without_a_timeout_an_attempt_stops_in_time_to_record_its_outcome_before_the_invocation_ends(
+    consumer: MessageConsumer, repo: InMemoryJobsRepository, clock: FakeClock, register_job_type: RegisterJobType
+) -> None:
+    # Given a job without timeoutSeconds that runs longer than its invocation has left (2.5 s)
+    stalling, job = _stalling_job(repo, clock, register_job_type)
+    try:
+        # When it runs
+        with pytest.raises(JobDeferred):
+            consumer.handle(message_body(job), SOURCE_ARN, RECEIPT, 2500)
+    finally:
+        stalling.release.set()
+    # Then the attempt was given up a reserve before the end (after 1.5 s) and is retried
+    retrying = _reload(repo, job)
+    assert (retrying.status, retrying.error) == (JobStatus.RETRYING, "timed out after 2 s")
+
+
+def test_an_attempt_within_its_timeout_completes_and_knows_its_deadline(
+    consumer: MessageConsumer, repo: InMemoryJobsRepository, clock: FakeClock, register_job_type: RegisterJobType
+) -> None:
+    # Given a job with timeoutSeconds 5 that looks at its deadline
+    deadlines: list[int | None] = []
+
+    def quick(payload: Any, ctx: JobContext) -> str:
+        deadlines.append(ctx.deadline_ms)
+        return "done"
+
+    job = _store(repo, make_job(clock, job_type=register_job_type("quick", quick), payload={}, timeout_seconds=5))
+    # When it runs
+    assert _deliver(consumer, job) is Outcome.COMPLETED
+    # Then its deadline was its timeout, not the invocation's (longer) remaining time
+    assert deadlines == [clock() + 5000]
+    assert _reload(repo, job).result == "done"
+
+
+def test_a_crash_inside_the_attempt_thread_still_reaches_the_consumer(
+    consumer: MessageConsumer, repo: InMemoryJobsRepository, clock: FakeClock, register_job_type: RegisterJobType
+) -> None:
+    # Given a job whose handler dies with a BaseException (the runtime going away)
+    def dying(payload: Any, ctx: JobContext) -> str:
+        raise KeyboardInterrupt
+
+    job = _store(repo, make_job(clock, job_type=register_job_type("dying", dying), payload={}, timeout_seconds=5))
+    # When it runs, then the exception ends the record's handling as it would without the thread
+    with pytest.raises(KeyboardInterrupt):
+        _deliver(consumer, job)
+    assert _reload(repo, job).status == JobStatus.PROCESSING
 
 
 # --- duplicates and late messages ---

@@ -49,15 +49,15 @@ class FakeSite(SafeHttpClient):
         self.pages = pages
         self.requested: list[str] = []
 
-    def _once(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, *rest: Any) -> Response:
+    def _once(self, hop: Any) -> Response:
+        url = hop.url
         self._resolve(check_url(url))
         self.requested.append(url)
-        limit = rest[1]
         page = self.pages.get(url, (404, "text/plain", b"not found"))
         if len(page) == 2:  # a redirect
             return Response(page[0], "", {k.lower(): v for k, v in page[1].items()}, b"", url)  # type: ignore[misc]
         status, content_type, content = page  # type: ignore[misc]
-        if len(content) > limit:
+        if len(content) > hop.limit:
             raise ResponseTooLarge("too large")
         return Response(status, "", {"content-type": content_type}, content, url)
 

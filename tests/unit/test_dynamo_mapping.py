@@ -26,6 +26,7 @@ def _full_job(clock: FakeClock) -> Job:
         status=JobStatus.RETRYING,
         attempts=2,
         max_attempts=7,
+        timeout_seconds=120,
         priority=9,
         run_at=clock.iso(60),
         started_at=clock.iso(1),
@@ -75,6 +76,7 @@ def test_a_minimal_job_round_trips_with_its_optional_fields_absent(clock: FakeCl
         "resultJson",
         "leaseUntil",
         "nextAttemptAt",
+        "timeoutSeconds",
         "sweepAt",
         "sweepShard",
     ):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from functions.logic.enqueue import EnqueueSettings, JobSpec, enqueue
+from functions.logic.enqueue import EnqueueSettings, JobSpec, submit
 from functions.models.job import HistoryEntry, JobStatus
 from tests.unit.fakes import FakeClock, InMemoryJobsRepository, RecordingQueue
 
@@ -24,7 +24,7 @@ def test_a_job_to_run_now_is_pending_marked_for_the_sweeper_and_sent_without_del
 ) -> None:
     # Given a spec without delay
     # When it is enqueued for tenant-a
-    job = enqueue(_spec(clock, priority=8, max_attempts=4), "tenant-a", repo, queue, clock, SETTINGS)
+    job = submit(_spec(clock, priority=8, max_attempts=4), "tenant-a", repo, queue, clock, SETTINGS).job
     # Then the stored record is pending, with one history entry and the request's options
     stored = repo.get("tenant-a", job.id)
     assert stored == job
@@ -45,8 +45,8 @@ def test_a_job_to_run_now_is_pending_marked_for_the_sweeper_and_sent_without_del
 def test_enqueue_counts_the_job_as_enqueued_and_pending(
     repo: InMemoryJobsRepository, queue: RecordingQueue, clock: FakeClock
 ) -> None:
-    enqueue(_spec(clock), "tenant-a", repo, queue, clock, SETTINGS)
-    enqueue(_spec(clock, delay_seconds=60), "tenant-a", repo, queue, clock, SETTINGS)
+    submit(_spec(clock), "tenant-a", repo, queue, clock, SETTINGS)
+    submit(_spec(clock, delay_seconds=60), "tenant-a", repo, queue, clock, SETTINGS)
     counters = repo.counters("tenant-a")
     assert (counters["enqueued"], counters["pending"], counters["scheduled"]) == (2, 1, 1)
     assert repo.counters("tenant-b")["enqueued"] == 0
@@ -57,7 +57,7 @@ def test_a_short_delay_is_scheduled_and_sent_with_sqs_delay_seconds(
 ) -> None:
     # Given delaySeconds 60
     # When the job is enqueued
-    job = enqueue(_spec(clock, delay_seconds=60), "tenant-a", repo, queue, clock, SETTINGS)
+    job = submit(_spec(clock, delay_seconds=60), "tenant-a", repo, queue, clock, SETTINGS).job
     # Then it is scheduled for now+60 s, with a scheduled history entry
     assert job.status == JobStatus.SCHEDULED
     assert job.run_at == clock.iso(60)
@@ -71,7 +71,7 @@ def test_a_short_delay_is_scheduled_and_sent_with_sqs_delay_seconds(
 def test_a_delay_of_exactly_the_sqs_maximum_is_still_sent(
     repo: InMemoryJobsRepository, queue: RecordingQueue, clock: FakeClock
 ) -> None:
-    job = enqueue(_spec(clock, delay_seconds=900), "tenant-a", repo, queue, clock, SETTINGS)
+    job = submit(_spec(clock, delay_seconds=900), "tenant-a", repo, queue, clock, SETTINGS).job
     assert [(sent.message.job_id, sent.delay_seconds) for sent in queue.sends] == [(job.id, 900)]
 
 
@@ -80,7 +80,7 @@ def test_a_long_delay_is_scheduled_not_sent_and_marked_for_release_ahead_of_run_
 ) -> None:
     # Given delaySeconds 3600, beyond SQS's 900 s
     # When the job is enqueued
-    job = enqueue(_spec(clock, delay_seconds=3600), "tenant-a", repo, queue, clock, SETTINGS)
+    job = submit(_spec(clock, delay_seconds=3600), "tenant-a", repo, queue, clock, SETTINGS).job
     # Then it is scheduled and stored, but no message is sent yet
     assert job.status == JobStatus.SCHEDULED
     assert job.run_at == clock.iso(3600)
@@ -96,7 +96,7 @@ def test_a_failed_send_still_returns_and_stores_the_job_for_the_sweeper(
     # Given SQS failing every send
     queue = RecordingQueue(fail_sends=True)
     # When a job is enqueued
-    job = enqueue(_spec(clock), "tenant-a", repo, queue, clock, SETTINGS)
+    job = submit(_spec(clock), "tenant-a", repo, queue, clock, SETTINGS).job
     # Then the send was attempted, the caller still gets the job (202), and the record carries its sweep mark
     assert queue.failed_sends == 1
     assert queue.sends == []
@@ -107,6 +107,6 @@ def test_a_failed_send_still_returns_and_stores_the_job_for_the_sweeper(
 
 
 def test_every_enqueue_gets_a_fresh_id(repo: InMemoryJobsRepository, queue: RecordingQueue, clock: FakeClock) -> None:
-    ids = {enqueue(SPEC, "tenant-a", repo, queue, clock, SETTINGS).id for _ in range(20)}
+    ids = {submit(SPEC, "tenant-a", repo, queue, clock, SETTINGS).job.id for _ in range(20)}
     assert len(ids) == 20
     assert len(repo.all_jobs()) == 20

@@ -65,7 +65,8 @@ def test_the_header_and_the_field_are_one_key(clock: FakeClock) -> None:
     body = {"type": "simulate", "payload": {"target": "a.png"}}
     assert parse_job_spec(body, clock(), "k-1").idempotency_key == "k-1"
     assert parse_job_spec({**body, "idempotencyKey": "k-1"}, clock(), "k-1").idempotency_key == "k-1"
-    with pytest.raises(InvalidOption, match="differ"):
+    # Two different keys in one request conflict (409), as a key reused with another request does
+    with pytest.raises(IdempotencyConflict, match="differ"):
         parse_job_spec({**body, "idempotencyKey": "k-1"}, clock(), "k-2")
 
 

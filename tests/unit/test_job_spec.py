@@ -95,6 +95,11 @@ def test_a_missing_payload_is_validated_as_an_empty_object() -> None:
         ("maxAttempts", 0),
         ("maxAttempts", 26),
         ("maxAttempts", False),
+        ("timeoutSeconds", 0),
+        ("timeoutSeconds", 901),
+        ("timeoutSeconds", "5"),
+        ("timeoutSeconds", 5.5),
+        ("timeoutSeconds", True),
         ("delaySeconds", -1),
         ("delaySeconds", YEAR_SECONDS + 1),
         ("delaySeconds", "60"),
@@ -178,6 +183,15 @@ def test_payload_is_normalised_by_the_model_with_defaults_by_alias() -> None:
 def test_range_boundaries_are_accepted(name: str, value: int) -> None:
     spec = parse_job_spec(_body(**{name: value}), NOW)
     assert getattr(spec, "priority" if name == "priority" else "max_attempts") == value
+
+
+@pytest.mark.parametrize("value", [1, 900])
+def test_timeout_seconds_boundaries_are_accepted(value: int) -> None:
+    assert parse_job_spec(_body(timeoutSeconds=value), NOW).timeout_seconds == value
+
+
+def test_without_timeout_seconds_a_spec_has_none() -> None:
+    assert parse_job_spec(_body(), NOW).timeout_seconds is None
 
 
 @pytest.mark.parametrize("value", ["50", True, 50.5])

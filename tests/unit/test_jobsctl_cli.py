@@ -59,6 +59,20 @@ def test_enqueue_sends_the_payload_and_prints_the_new_job(api: FakeApi) -> None:
     assert "pending" in result.stdout
 
 
+def test_enqueue_timeout_sends_timeout_seconds(api: FakeApi) -> None:
+    api.on("POST", "/jobs", lambda r: (202, job_body("job-1"), {}))
+    result = run("enqueue", "simulate", "--payload", '{"target": "x"}', "--timeout", "30")
+    assert result.exit_code == 0, result.output
+    assert json.loads(api.requests[0].body or b"")["timeoutSeconds"] == 30
+
+
+def test_get_shows_the_timeout_when_the_job_has_one(api: FakeApi) -> None:
+    api.on("GET", "/jobs/job-1", lambda r: (200, {**job_body("job-1"), "timeoutSeconds": 45}, {}))
+    result = run("get", "job-1")
+    assert result.exit_code == 0, result.output
+    assert "45 s per attempt" in result.stdout
+
+
 def test_url_and_key_flags_win_over_the_environment(api: FakeApi) -> None:
     api.on("GET", "/stats", lambda r: (200, {"total": 0}, {}))
     result = run("--url", "http://flag.test", "--key", "flag-key", "stats")

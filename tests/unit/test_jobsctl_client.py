@@ -127,6 +127,16 @@ def test_enqueue_posts_the_api_body_with_the_key_and_returns_a_typed_job(api: Fa
         job.status = "completed"  # type: ignore[misc]
 
 
+def test_enqueue_sends_a_timeout_and_the_job_shows_it(api: FakeApi, client: JobsClient) -> None:
+    # Given an API that accepts the job and shows its timeout
+    api.on("POST", "/jobs", lambda r: (202, {**job_body("j1"), "timeoutSeconds": 30}, {}))
+    # When a job is enqueued with timeout_seconds
+    job = client.enqueue("simulate", {"target": "x"}, timeout_seconds=30)
+    # Then the body carried timeoutSeconds and the job has it
+    assert json.loads(api.requests[0].body or b"")["timeoutSeconds"] == 30
+    assert job.timeout_seconds == 30
+
+
 def test_enqueue_leaves_out_the_options_not_given(api: FakeApi, client: JobsClient) -> None:
     api.on("POST", "/jobs", lambda r: (202, job_body("j1"), {}))
     client.enqueue("message")

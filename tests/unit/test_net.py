@@ -113,11 +113,11 @@ class ScriptedClient(SafeHttpClient):
         self.responses = responses
         self.sent: list[tuple[str, str, dict[str, str], bytes | None]] = []
 
-    def _once(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, *_: Any) -> Response:
-        self._resolve(check_url(url))  # the same vetting a real hop gets
-        self.sent.append((method, url, dict(headers), body))
-        status, response_headers, response_body = self.responses[url]
-        return Response(status, "", {k.lower(): v for k, v in response_headers.items()}, response_body, url)
+    def _once(self, hop: Any) -> Response:
+        self._resolve(check_url(hop.url))  # the same vetting a real hop gets
+        self.sent.append((hop.method, hop.url, dict(hop.headers), hop.body))
+        status, response_headers, response_body = self.responses[hop.url]
+        return Response(status, "", {k.lower(): v for k, v in response_headers.items()}, response_body, hop.url)
 
 
 @pytest.fixture

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from functions.dal.jobs_repository.interface import IdempotencyClaim
 from functions.dal.jobs_repository.keys import idempotency_key_item
-from functions.dal.jobs_repository.table import DynamoTables
+from functions.dal.jobs_repository.table import DynamoTables, read_item
 from functions.models.errors import ConcurrentUpdate, IdempotencyKeyUsed, StorageError
 
 
@@ -40,12 +38,9 @@ class IdempotencyClaims(DynamoTables):
     def idempotency_taken(self, tenant: str, key: str) -> Exception:
         """The error for a key found taken: ``IdempotencyKeyUsed`` naming its holder (read back consistently)."""
         try:
-            response = self._ddb.get_item(
-                TableName=self._jobs_table, Key={"pk": {"S": idempotency_key_item(tenant, key)}}, ConsistentRead=True
-            )
-        except (ClientError, BotoCoreError) as exc:
-            return StorageError(f"DynamoDB read failed: {exc}")
-        item = response.get("Item")
+            item = read_item(self._ddb, self._jobs_table, idempotency_key_item(tenant, key))
+        except StorageError as exc:
+            return exc
         if not item:
             # Taken, then expired and removed between our write and this read: a retry will claim it.
             return ConcurrentUpdate("the idempotency key changed hands; try again")

@@ -71,6 +71,8 @@ def to_item(job: Job, layout: ItemLayout) -> dict[str, Any]:
         callback = job.callback.model_dump(mode="json", by_alias=True)
         callback["forVersion"] = job.callback.for_version
         item["callbackJson"] = {"S": json.dumps(callback, separators=(",", ":"))}
+    if job.timeout_seconds is not None:
+        item["timeoutSeconds"] = {"N": str(job.timeout_seconds)}
     if job.lease_until_ms is not None:
         item["leaseUntil"] = {"N": str(job.lease_until_ms)}
     if job.next_attempt_at_ms is not None:
@@ -101,6 +103,7 @@ def from_item(item: dict[str, Any]) -> Job:
         priority=int(item["priority"]["N"]),
         attempts=int(item["attempts"]["N"]),
         max_attempts=int(item["maxAttempts"]["N"]),
+        timeout_seconds=number("timeoutSeconds"),
         created_at=item["createdAt"]["S"],
         updated_at=item["updatedAt"]["S"],
         run_at=text("runAt"),

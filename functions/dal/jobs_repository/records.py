@@ -18,6 +18,7 @@ from functions.dal.jobs_repository.idempotency import IdempotencyClaims
 from functions.dal.jobs_repository.interface import IdempotencyClaim
 from functions.dal.jobs_repository.items import expired, is_job_item
 from functions.dal.jobs_repository.keys import INDEX_BY_SWEEP, batch_key, record_key, sweep_shard
+from functions.dal.jobs_repository.table import read_item
 from functions.models.errors import ConcurrentUpdate, StorageError
 from functions.models.job import Job, JobStatus, Progress
 
@@ -135,13 +136,7 @@ class Records(IdempotencyClaims):
         if "#" in job_id:
             # Not a job id: batches and idempotency keys share the table under "<tenant>#batch#..." and the like.
             return None
-        try:
-            response = self._ddb.get_item(
-                TableName=self._jobs_table, Key={"pk": {"S": record_key(tenant, job_id)}}, ConsistentRead=True
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise StorageError(f"DynamoDB read failed: {exc}") from exc
-        item = response.get("Item")
+        item = read_item(self._ddb, self._jobs_table, record_key(tenant, job_id))
         if not item or not is_job_item(item) or expired(item):
             return None
         return self._from_item(item)

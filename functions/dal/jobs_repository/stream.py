@@ -10,16 +10,13 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from functions.dal.jobs_repository.stats import (
     THROUGHPUT_RETENTION_SECONDS,
     counter_key,
     minute_epoch,
     throughput_key,
 )
-from functions.dal.jobs_repository.table import DynamoTables
-from functions.models.errors import StorageError
+from functions.dal.jobs_repository.table import DynamoTables, read_item
 
 
 @dataclass(frozen=True)
@@ -80,13 +77,7 @@ def _watermark_key(stream_shard: str) -> str:
 class StatsStream(DynamoTables):
     def stream_watermark(self, stream_shard: str) -> str | None:
         """The last stream sequence number applied from this stream shard (zero-padded), None before the first."""
-        try:
-            response = self._ddb.get_item(
-                TableName=self._stats_table, Key={"pk": {"S": _watermark_key(stream_shard)}}, ConsistentRead=True
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise StorageError(f"DynamoDB read failed: {exc}") from exc
-        item = response.get("Item")
+        item = read_item(self._ddb, self._stats_table, _watermark_key(stream_shard))
         return str(item["seq"]["S"]) if item else None
 
     def apply_stream_deltas(

@@ -1,5 +1,6 @@
 """What every part of ``DynamoJobsRepository`` shares: its tables and shard counts, the item mapping, and the two
-calls that turn DynamoDB's errors into ours (a write, conditional or transactional; a batched read)."""
+calls that turn DynamoDB's errors into ours (a write, conditional or transactional; a batched read), and one
+item read by key (``read_item``, also used by the batch store)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 from functions.dal.jobs_repository.items import ItemLayout, from_item, to_item
 from functions.models.errors import ConcurrentUpdate, StorageError
 from functions.models.job import Job
+
+
+def read_item(client: Any, table: str, pk: str) -> dict[str, Any] | None:
+    """One item by its key, strongly consistent (what was just written is seen); None when there is none."""
+    try:
+        response = client.get_item(TableName=table, Key={"pk": {"S": pk}}, ConsistentRead=True)
+    except (ClientError, BotoCoreError) as exc:
+        raise StorageError(f"DynamoDB read failed: {exc}") from exc
+    item: dict[str, Any] | None = response.get("Item")
+    return item
 
 
 class DynamoTables:

@@ -14,6 +14,7 @@ from functions.handlers.runtime import batch_settler, batch_store, emit, files, 
 from functions.logic import batches
 from functions.logic.clock import system_clock
 from functions.logic.enqueue import enqueue_settings
+from functions.models import responses
 from functions.models.errors import error_table
 
 router = Router()
@@ -35,15 +36,10 @@ _SPEC_NOTE = (
     operation_id="createBatch",
     tags=["jobs"],
     responses={
-        200: doc.replayed(doc.BatchAccepted, "batch", BATCH_LOCATION),
-        202: doc.ok(doc.BatchAccepted, "Accepted: the batch's id and its jobs' ids", BATCH_LOCATION),
+        200: doc.replayed(responses.BatchAccepted, "batch", BATCH_LOCATION),
+        202: doc.ok(responses.BatchAccepted, "Accepted: the batch's id and its jobs' ids", BATCH_LOCATION),
         **doc.errors(
-            "INVALID_BODY",
-            "INVALID_TYPE",
-            "INVALID_PAYLOAD",
-            "INVALID_OPTION",
-            "IDEMPOTENCY_CONFLICT",
-            "PAYLOAD_TOO_LARGE",
+            *doc.ENQUEUE_ERRORS,
             *doc.KEYED_ERRORS,
             notes={
                 "INVALID_BODY": "the body is not a JSON object, `jobs` is not a list of 1 to 100 specs, or a spec is "
@@ -53,7 +49,7 @@ _SPEC_NOTE = (
                 "INVALID_OPTION": "an option of a spec is out of range, a spec has `idempotencyKey` (the batch may), "
                 "the onComplete payload is over 64 KiB, or a field is unknown" + _SPEC_NOTE,
                 "IDEMPOTENCY_CONFLICT": "this `Idempotency-Key` was used in the last 24 hours with a different "
-                "request (`details.batchId` names its batch)",
+                "request (`details.batchId` names its batch), or it differs from the body's `idempotencyKey`",
             },
         ),
     },
@@ -95,7 +91,7 @@ def create_batch() -> Response[str]:
     operation_id="getBatch",
     tags=["jobs"],
     responses={
-        200: doc.ok(doc.Batch, "The batch"),
+        200: doc.ok(responses.Batch, "The batch"),
         **doc.errors("NOT_FOUND", *doc.KEYED_ERRORS, notes={"NOT_FOUND": "no such batch for this tenant"}),
     },
 )

@@ -1,4 +1,4 @@
-"""Webhook ingest: ``POST /hooks/{type}`` (logic in ``functions/logic/ingest.py``)."""
+"""Webhook ingest: ``POST /hooks/<type>``, one documented path per job type (logic in ``logic/ingest.py``)."""
 
 from __future__ import annotations
 
@@ -18,82 +18,96 @@ from functions.handlers.runtime import emit, files, runtime
 from functions.logic import ingest
 from functions.logic.clock import system_clock
 from functions.logic.enqueue import enqueue_settings
+from functions.logic.job_types import registered_types
+from functions.models import responses
 from functions.models.bounds import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN
 from functions.models.errors import InvalidBody, PayloadTooLarge
 
 router = Router()
 
-_BODY, _TYPES = doc.hook_body_and_types()
-
 _DESCRIPTION = (
     "For external services (payment providers, Git hosts, form builders): the raw body, a JSON object of at most "
-    f"{ingest.MAX_BODY_BYTES // 1024} KiB, becomes the payload of a job of `type` (validated by the type's model), "
-    "answered with 202 as soon as the job is queued. When the tenant configured an ingest secret (`jobs hooks "
+    f"{ingest.MAX_BODY_BYTES // 1024} KiB, becomes the payload of a job of this path's type (validated by the type's "
+    "model), answered with 202 as soon as the job is queued. When the tenant configured an ingest secret (`jobs hooks "
     "secret set`), the `X-Jobs-Signature` header must sign the raw body: `t=<unix seconds>,v1=<hex "
-    'HMAC-SHA256(secret, "<t>." + body)>`, within 5 minutes of the server\'s clock.'
+    'HMAC-SHA256(secret, "<t>." + body)>`, within 5 minutes of the server\'s clock. One path per job type '
+    "(`/hooks/<type>`), each with its type's payload as the body."
 )
 
-
-@router.post(
-    "/hooks/<type>",
-    summary="Receive a webhook as a job",
-    description=_DESCRIPTION,
-    operation_id="ingestWebhook",
-    tags=["jobs"],
-    responses={
-        202: doc.ok(doc.Job, "Accepted: the job record (pending)", {"Location": "The job's URL: /jobs/{id}"}),
-        **doc.errors(
-            "INVALID_BODY",
-            "INVALID_TYPE",
-            "INVALID_PAYLOAD",
-            "INVALID_QUERY",
-            "INVALID_SIGNATURE",
-            "PAYLOAD_TOO_LARGE",
-            *doc.KEYED_ERRORS,
-            notes={
-                "INVALID_BODY": "the body is not a JSON object (empty, not JSON, not UTF-8, or another JSON value)",
-                "INVALID_TYPE": "`type` in the path is not a registered job type; the message lists the types",
-                "INVALID_PAYLOAD": "the body does not fit the type's payload model; `details` lists `{field, message}`",
-                "INVALID_QUERY": "a query parameter other than `priority`, or `priority` not an integer from 1 to 10",
-                "INVALID_SIGNATURE": "the tenant configured an ingest secret and `X-Jobs-Signature` is missing, "
-                "malformed, more than 5 minutes old (or ahead), or does not sign this body with it",
-                "PAYLOAD_TOO_LARGE": f"the body is larger than {ingest.MAX_BODY_BYTES // 1024} KiB",
-            },
-        ),
-    },
-    openapi_extensions={
-        "requestBody": {
-            "required": True,
-            "description": "The external service's body, byte for byte (signed as sent): a JSON object",
-            "content": {doc.JSON: {"schema": _BODY, "example": {"message": "invoice in_1 paid"}}},
+_RESPONSES = {
+    202: doc.ok(responses.Job, "Accepted: the job record (pending)", {"Location": "The job's URL: /jobs/{id}"}),
+    **doc.errors(
+        "INVALID_BODY",
+        "INVALID_PAYLOAD",
+        "INVALID_QUERY",
+        "INVALID_SIGNATURE",
+        "PAYLOAD_TOO_LARGE",
+        *doc.KEYED_ERRORS,
+        notes={
+            "INVALID_BODY": "the body is not a JSON object (empty, not JSON, not UTF-8, or another JSON value)",
+            "INVALID_PAYLOAD": "the body does not fit the type's payload model; `details` lists `{field, message}`",
+            "INVALID_QUERY": "a query parameter other than `priority`, or `priority` not an integer from 1 to 10",
+            "INVALID_SIGNATURE": "the tenant configured an ingest secret and `X-Jobs-Signature` is missing, "
+            "malformed, more than 5 minutes old (or ahead), or does not sign this body with it",
+            "PAYLOAD_TOO_LARGE": f"the body is larger than {ingest.MAX_BODY_BYTES // 1024} KiB",
         },
-        **doc.parameters(
-            {
-                **doc.path_param("type", "A registered job type (GET /types)"),
-                "schema": {"type": "string", "enum": _TYPES},
-            },
-            doc.query_param(
-                "priority",
-                "The job's priority",
-                {"type": "integer", "minimum": PRIORITY_MIN, "maximum": PRIORITY_MAX, "default": PRIORITY_DEFAULT},
-            ),
-            {
-                "name": "X-Jobs-Signature",
-                "in": "header",
-                "required": False,
-                "description": "Required when the tenant configured an ingest secret: `t=<unix s>,v1=<hex HMAC>`",
-                "schema": {"type": "string"},
-            },
-        ),
-    },
+    ),
+}
+
+_PARAMETERS = doc.parameters(
+    doc.query_param(
+        "priority",
+        "The job's priority",
+        {"type": "integer", "minimum": PRIORITY_MIN, "maximum": PRIORITY_MAX, "default": PRIORITY_DEFAULT},
+    ),
+    doc.header_param(
+        "X-Jobs-Signature",
+        "Required when the tenant configured an ingest secret: `t=<unix s>,v1=<hex HMAC>`",
+        {"type": "string"},
+    ),
 )
+
+
+def _declare(type_name: str) -> None:
+    """``POST /hooks/<type_name>``, documented with the type's payload model as its body."""
+
+    @router.post(
+        f"/hooks/{type_name}",
+        summary=f"Receive a webhook as a {type_name} job",
+        description=_DESCRIPTION,
+        operation_id=f"ingest{doc.pascal(type_name)}Webhook",
+        tags=["jobs"],
+        responses=_RESPONSES,
+        openapi_extensions={
+            "requestBody": {
+                "required": True,
+                "description": "The external service's body, byte for byte (signed as sent): the job's payload",
+                "content": {doc.JSON: {"schema": doc.payload_schema(type_name)}},
+            },
+            **_PARAMETERS,
+        },
+    )
+    def ingest_typed_webhook() -> Response[str]:
+        return _ingest(type_name)
+
+
+for _name in registered_types():
+    _declare(_name)
+
+
+# Served for every path under /hooks/ (a type not registered is 400 INVALID_TYPE); documented by the paths above.
+@router.post("/hooks/<type>", include_in_schema=False)
 def ingest_webhook(type: Annotated[str, PathParam(include_in_schema=False)]) -> Response[str]:
+    return _ingest(type)
+
+
+def _ingest(type_name: str) -> Response[str]:
     tenant = caller_tenant(router)
     rt = runtime()
     s = rt.settings
     event = router.current_event
     job = ingest.ingest(
-        type,
+        type_name,
         _raw_body(),
         tenant=tenant,
         signature=event.headers.get("x-jobs-signature"),  # case-insensitive in Powertools 3

@@ -16,6 +16,7 @@ from functions.logic.clock import system_clock
 from functions.logic.enqueue import Accepted, JobSpec, enqueue_settings, parse_job_spec, parse_message_request, submit
 from functions.logic.job_types import registered_types
 from functions.logic.payloads import with_full_payload
+from functions.models import responses
 from functions.models.bounds import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, LIST_LIMIT_MIN
 from functions.models.errors import InvalidQuery, NotFound, shown
 from functions.models.job import Job
@@ -37,15 +38,10 @@ JOB_ID_MAX_LENGTH = 64
     operation_id="createJob",
     tags=["jobs"],
     responses={
-        200: doc.replayed(doc.Job, "job", LOCATION),
-        202: doc.ok(doc.Job, "Accepted: the job record (pending, or scheduled)", LOCATION),
+        200: doc.replayed(responses.Job, "job", LOCATION),
+        202: doc.ok(responses.Job, "Accepted: the job record (pending, or scheduled)", LOCATION),
         **doc.keyed_errors(
-            "INVALID_BODY",
-            "INVALID_TYPE",
-            "INVALID_PAYLOAD",
-            "INVALID_OPTION",
-            "IDEMPOTENCY_CONFLICT",
-            "PAYLOAD_TOO_LARGE",
+            *doc.ENQUEUE_ERRORS,
         ),
     },
     openapi_extensions={**doc.create_job_body(), **doc.idempotency_key_header("job")},
@@ -68,7 +64,7 @@ def create_job() -> Response[str]:
     operation_id="enqueueMessage",
     tags=["jobs"],
     responses={
-        202: doc.ok(doc.Enqueued, "Accepted: the queued message job", LOCATION),
+        202: doc.ok(responses.Enqueued, "Accepted: the queued message job", LOCATION),
         **doc.keyed_errors("INVALID_BODY", "INVALID_MESSAGE", "PAYLOAD_TOO_LARGE"),
     },
     openapi_extensions=doc.message_body(),
@@ -86,7 +82,7 @@ def enqueue_message() -> Response[str]:
     description="The tenant's jobs, newest first, optionally of one status and/or type, a page at a time.",
     operation_id="listJobs",
     tags=["jobs"],
-    responses={200: doc.ok(doc.JobPage, "A page of jobs"), **doc.keyed_errors("INVALID_QUERY")},
+    responses={200: doc.ok(responses.JobPage, "A page of jobs"), **doc.keyed_errors("INVALID_QUERY")},
     openapi_extensions=doc.parameters(
         doc.query_param("status", "Only jobs in this status", {"type": "string", "enum": doc.STATUS_VALUES}),
         doc.query_param("type", "Only jobs of this type", {"type": "string", "enum": registered_types()}),
@@ -123,7 +119,7 @@ def list_jobs() -> Response[str]:
     operation_id="cancelJobs",
     tags=["jobs"],
     responses={
-        200: doc.ok(doc.CancelledJobs, "How many jobs were cancelled"),
+        200: doc.ok(responses.CancelledJobs, "How many jobs were cancelled"),
         **doc.errors(
             "INVALID_BODY",
             "INVALID_OPTION",
@@ -165,7 +161,7 @@ def cancel_jobs() -> Response[str]:
     operation_id="getJob",
     tags=["jobs"],
     responses={
-        200: doc.ok(doc.Job, "The job", {LONG_POLL_HEADER: "`1`: this server supports `wait`"}),
+        200: doc.ok(responses.Job, "The job", {LONG_POLL_HEADER: "`1`: this server supports `wait`"}),
         **doc.keyed_errors("NOT_FOUND", "INVALID_QUERY"),
     },
     openapi_extensions=doc.parameters(
@@ -195,7 +191,7 @@ def get_job(job_id: Annotated[str, PathParam(include_in_schema=False)]) -> Respo
     operation_id="cancelJob",
     tags=["jobs"],
     responses={
-        200: doc.ok(doc.Job, "The cancelled job"),
+        200: doc.ok(responses.Job, "The cancelled job"),
         **doc.keyed_errors("NOT_FOUND", "INVALID_STATE", "CONFLICT"),
     },
 )
@@ -221,7 +217,7 @@ def cancel_job(job_id: JobId) -> Response[str]:
     operation_id="retryJob",
     tags=["jobs"],
     responses={
-        202: doc.ok(doc.Job, "Accepted: the job, pending again", LOCATION),
+        202: doc.ok(responses.Job, "Accepted: the job, pending again", LOCATION),
         **doc.keyed_errors("NOT_FOUND", "INVALID_STATE", "CONFLICT"),
     },
 )

@@ -50,7 +50,7 @@ def _provider(ctx: JobContext) -> AiProvider:
 class EmbeddingPayload(Payload):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, max_length=MAX_INPUT_CHARS)
+    text: str = Field(min_length=1, max_length=MAX_INPUT_CHARS, json_schema_extra={"pattern": r"\S"})  # not blank
     model: str | None = Field(default=None, min_length=1, max_length=256, pattern=MODEL_PATTERN)
 
     _text = field_validator("text")(_not_blank)
@@ -60,7 +60,7 @@ class EmbeddingPayload(Payload):
 class ContentPayload(Payload):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    prompt: str = Field(min_length=1, max_length=MAX_INPUT_CHARS)
+    prompt: str = Field(min_length=1, max_length=MAX_INPUT_CHARS, json_schema_extra={"pattern": r"\S"})  # not blank
     model: str | None = Field(default=None, min_length=1, max_length=256, pattern=MODEL_PATTERN)
     max_tokens: int = Field(default=512, ge=1, le=4096, alias="maxTokens")
 

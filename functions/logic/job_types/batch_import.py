@@ -19,6 +19,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ConfigDict, Field, field_validator
 
+from functions.adapters.aws_errors import SdkError
 from functions.logic.job_types.registry import JobContext, Payload, job_type
 from functions.models.errors import JobFailure, PermanentJobError, RetryableJobError
 
@@ -41,11 +42,31 @@ def item_json(item: dict[str, Any]) -> str:
     return json.dumps(item, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+# What `_ids` checks, for the document: an `id` each (the ids being unique and the size bounded are only described).
+_ITEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id"],
+    "properties": {
+        "id": {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": r"\S"},
+                {"type": "integer"},
+            ]
+        }
+    },
+}
+
+
 class BatchImportPayload(Payload):
     model_config = ConfigDict(extra="forbid")
 
     namespace: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    items: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_ITEMS)
+    items: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=MAX_ITEMS,
+        description="Objects, each with a unique `id` (a non-blank string or an integer)",
+        json_schema_extra={"uniqueItems": True, "items": _ITEM_SCHEMA},
+    )
 
     @field_validator("items")
     @classmethod
@@ -87,9 +108,8 @@ _DDB_RETRYABLE = frozenset(
 def dynamodb_failure(exc: ClientError | BotoCoreError, table: str) -> JobFailure:
     if isinstance(exc, BotoCoreError):
         return RetryableJobError(f"DynamoDB did not answer: {exc}")
-    code = str(exc.response.get("Error", {}).get("Code", ""))
-    message = str(exc.response.get("Error", {}).get("Message", ""))
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    error = SdkError.of(exc)
+    code, message, status = error.code, error.message, error.status
     text = f"BatchWriteItem on {table} failed: {code}: {message}"
     if code in _DDB_RETRYABLE or status >= 500 or status == 429:
         return RetryableJobError(text)

@@ -14,6 +14,9 @@
   links are skipped and listed in ``skipped``.
 - The full result (every page, every link) is stored as ``crawls/<job id>/manifest.json``; its key is the
   result's ``key``, so ``GET /jobs/{id}/result`` hands out the manifest. The record keeps a capped summary.
+
+One module although it is long: the URL normalisation, page parsing and robots.txt rules below serve this crawl
+alone (no other module uses them), in sections: URLs, HTML, robots.txt, the crawl.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from functions.adapters.net import (
     validate_http_url,
 )
 from functions.logic.job_types.registry import JobContext, Payload, job_type
+from functions.models.bounds import HTTP_URL_PATTERN
 from functions.models.errors import PermanentJobError, RetryableJobError
 
 USER_AGENT = "jobs-crawler"
@@ -70,7 +74,9 @@ _ESCAPE = re.compile(r"%[0-9a-fA-F]{2}")
 _SAFE_PATH = "/%:@!$&'()*+,;=-._~"
 _SAFE_QUERY = _SAFE_PATH + "?"
 
-HttpUrl = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(validate_http_url)]
+HttpUrl = Annotated[
+    str, Field(min_length=1, max_length=2048, pattern=HTTP_URL_PATTERN), AfterValidator(validate_http_url)
+]
 
 
 class CrawlPayload(Payload):

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import AfterValidator, ConfigDict, Field, field_validator
 
+from functions.adapters.aws_errors import SdkError
 from functions.logic.job_types.registry import JobContext, Payload, job_type
 from functions.models.errors import JobFailure, PermanentJobError, RetryableJobError
 from functions.settings import Settings
@@ -35,7 +36,12 @@ def valid_address(value: str) -> str:
     return address
 
 
-Address = Annotated[str, AfterValidator(valid_address)]
+# The pattern states ``valid_address``'s rule for the document (not its length limits: 64 before the @, 254 in all).
+Address = Annotated[
+    str,
+    Field(json_schema_extra={"pattern": rf"^\s*{_LOCAL_PART}@(?:{_LABEL}\.)+{_TLD}\s*$"}),
+    AfterValidator(valid_address),
+]
 
 
 class EmailPayload(Payload):
@@ -92,9 +98,8 @@ _SES_RETRYABLE = frozenset({"Throttling", "ThrottlingException", "ServiceUnavail
 def ses_failure(exc: ClientError | BotoCoreError) -> JobFailure:
     if isinstance(exc, BotoCoreError):
         return RetryableJobError(f"SES did not answer: {exc}")
-    code = str(exc.response.get("Error", {}).get("Code", ""))
-    message = str(exc.response.get("Error", {}).get("Message", ""))
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    error = SdkError.of(exc)
+    code, message, status = error.code, error.message, error.status
     text = f"SES refused the message: {code}: {message}"
     if code in _SES_PERMANENT:
         return PermanentJobError(text)

@@ -15,9 +15,13 @@ from pydantic import AfterValidator, ConfigDict, Field, ValidationInfo, field_va
 
 from functions.adapters.net import NetError, SafeHttpClient, job_failure, status_failure, validate_http_url
 from functions.logic.job_types.registry import JobContext, Payload, job_type, settings_of
+from functions.models.bounds import HTTP_URL_PATTERN
 from functions.models.errors import RetryableJobError
+from functions.settings import Settings
 
-HttpUrl = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(validate_http_url)]
+HttpUrl = Annotated[
+    str, Field(min_length=1, max_length=2048, pattern=HTTP_URL_PATTERN), AfterValidator(validate_http_url)
+]
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
@@ -29,7 +33,10 @@ class FetchPayload(Payload):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     url: HttpUrl
-    max_bytes: int | None = Field(default=None, ge=1, alias="maxBytes")
+    # The limit is the deployment's (JOBS_FETCH_MAX_BYTES); the document states the default one, as for uploads.
+    max_bytes: int | None = Field(
+        default=None, ge=1, alias="maxBytes", json_schema_extra={"maximum": Settings.fetch_max_bytes}
+    )
 
     @field_validator("max_bytes")
     @classmethod

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Self
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from functions.adapters.aws_errors import SdkError
 from functions.logic.job_types.registry import TENANT_CONTEXT_KEY, JobContext, Payload, job_type
 from functions.models.errors import JobFailure, PermanentJobError, RetryableJobError
 
@@ -56,6 +57,13 @@ class ImagePayload(Payload):
 
 
 class ResizePayload(ImagePayload):
+    # What ``_a_size`` checks, for the document: a width or a height (an integer, not null).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [{"required": [side], "properties": {side: {"type": "integer"}}} for side in ("width", "height")]
+        }
+    )
+
     @model_validator(mode="after")
     def _a_size(self) -> Self:
         if self.width is None and self.height is None:
@@ -85,8 +93,8 @@ def target_size(width: int, height: int, new_width: int | None, new_height: int 
 def _s3_failure(exc: ClientError | BotoCoreError, action: str, key: str) -> JobFailure:
     if isinstance(exc, BotoCoreError):
         return RetryableJobError(f"S3 did not answer ({action} {key}): {exc}")
-    code = str(exc.response.get("Error", {}).get("Code", ""))
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    error = SdkError.of(exc)
+    code, status = error.code, error.status
     if code in ("NoSuchKey", "404", "NotFound"):
         return PermanentJobError(f"upload {key} does not exist")
     if code in ("AccessDenied", "403"):

@@ -19,14 +19,23 @@ import hmac
 import json
 import re
 import time
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import AfterValidator, ConfigDict, Field, JsonValue, field_validator
 
-from functions.adapters.net import FORBIDDEN_REQUEST_HEADERS, NetError, SafeHttpClient, job_failure, validate_http_url
+from functions.adapters.net import (
+    FORBIDDEN_REQUEST_HEADERS,
+    NetError,
+    Response,
+    SafeHttpClient,
+    job_failure,
+    validate_http_url,
+)
 from functions.adapters.net import status_failure as _status_failure
 from functions.dal.secrets import WebhookSecrets
 from functions.logic.job_types.registry import JobContext, Payload, job_type
+from functions.models.bounds import HTTP_URL_PATTERN
 
 SIGNATURE_HEADER = "X-Jobs-Signature"
 TIMESTAMP_HEADER = "X-Jobs-Timestamp"
@@ -42,15 +51,31 @@ _RESERVED_HEADERS = frozenset(
     name.lower() for name in (SIGNATURE_HEADER, TIMESTAMP_HEADER, ATTEMPT_HEADER, IDEMPOTENCY_HEADER)
 )
 
-HttpUrl = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(validate_http_url)]
+HttpUrl = Annotated[
+    str, Field(min_length=1, max_length=2048, pattern=HTTP_URL_PATTERN), AfterValidator(validate_http_url)
+]
+
+
+def _headers_schema(schema: dict[str, Any]) -> None:
+    """What ``_headers`` checks, for the document (except a name given twice in another case, and the total size)."""
+    refused = "|".join(re.escape(name) for name in sorted(FORBIDDEN_REQUEST_HEADERS | _RESERVED_HEADERS))
+    schema["maxProperties"] = MAX_HEADERS
+    schema["propertyNames"] = {"pattern": _TOKEN.pattern, "not": {"pattern": f"(?i)^({refused})$"}}
+    schema["additionalProperties"] = {"type": "string", "pattern": r"^[\t\x20-\x7e\x80-\xff]*$"}
+
+
+def _method_schema(schema: dict[str, Any]) -> None:
+    """``_upper``: the method in any case."""
+    schema.pop("enum", None)
+    schema["pattern"] = "^(?i:POST|PUT|PATCH)$"
 
 
 class WebhookPayload(Payload):
     model_config = ConfigDict(extra="forbid")
 
     url: HttpUrl
-    method: Literal["POST", "PUT", "PATCH"] = "POST"
-    headers: dict[str, str] = Field(default_factory=dict)
+    method: Literal["POST", "PUT", "PATCH"] = Field(default="POST", json_schema_extra=_method_schema)
+    headers: dict[str, str] = Field(default_factory=dict, json_schema_extra=_headers_schema)
     body: JsonValue
 
     @field_validator("method", mode="before")
@@ -102,6 +127,48 @@ def signature_header(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={signature(secret, timestamp, body)}"
 
 
+def signed_headers(secret: str, timestamp: int, body: bytes, *, attempt: int, idempotency_key: str) -> dict[str, str]:
+    """What lets a receiver check a delivery (``verify_signature``) and recognise one it has already seen."""
+    return {
+        SIGNATURE_HEADER: signature_header(secret, timestamp, body),
+        TIMESTAMP_HEADER: str(timestamp),
+        ATTEMPT_HEADER: str(attempt),
+        IDEMPOTENCY_HEADER: idempotency_key,
+    }
+
+
+class HttpSender(Protocol):
+    """What a delivery needs of ``SafeHttpClient`` (tests pass a fake)."""
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        timeout: float | None = None,
+        max_bytes: int | None = None,
+        max_redirects: int = ...,
+        truncate: bool = False,
+    ) -> Response: ...
+
+
+def deliver(client: HttpSender, method: str, url: str, headers: Mapping[str, str], body: bytes) -> Response:
+    """One signed delivery (a webhook, a completion callback): the receiver must answer itself (no redirect is
+    followed, its signature would not go along) and only its status matters (the answer is cut, not refused)."""
+    return client.request(
+        method, url, headers=headers, body=body, max_bytes=MAX_RESPONSE_BYTES, max_redirects=0, truncate=True
+    )
+
+
+def answer_detail(response: Response, redirect_refused: str) -> str:
+    """What to say of a refusing answer: the start of its body, or for a redirect where it pointed."""
+    if 300 <= response.status <= 399:
+        return f"{redirect_refused} (Location: {response.headers.get('location', '')})"
+    return response.body[:200].decode("utf-8", "replace").strip()
+
+
 def verify_signature(
     secret: str, header: str, body: bytes, *, tolerance_seconds: int = 300, now: float | None = None
 ) -> bool:
@@ -133,31 +200,14 @@ def webhook_delivery(payload: WebhookPayload, ctx: JobContext) -> dict[str, Any]
     for name, value in payload.headers.items():  # the caller's headers replace the defaults, whatever their case
         headers = {key: kept for key, kept in headers.items() if key.lower() != name.lower()}
         headers[name] = value
-    headers.update(
-        {
-            SIGNATURE_HEADER: signature_header(secret, timestamp, body),
-            TIMESTAMP_HEADER: str(timestamp),
-            ATTEMPT_HEADER: str(ctx.attempt),
-            IDEMPOTENCY_HEADER: ctx.job_id,
-        }
-    )
+    headers.update(signed_headers(secret, timestamp, body, attempt=ctx.attempt, idempotency_key=ctx.job_id))
     client = SafeHttpClient.from_settings(ctx.settings, user_agent=USER_AGENT)
     try:
-        response = client.request(
-            payload.method,
-            payload.url,
-            headers=headers,
-            body=body,
-            max_bytes=MAX_RESPONSE_BYTES,
-            max_redirects=0,
-            truncate=True,
-        )
+        response = deliver(client, payload.method, payload.url, headers, body)
     except NetError as exc:
         raise job_failure(exc, "webhook delivery") from exc
     if not response.ok:
-        detail = response.body[:200].decode("utf-8", "replace").strip()
-        if 300 <= response.status <= 399:
-            detail = f"redirects are not followed for webhooks (Location: {response.headers.get('location', '')})"
+        detail = answer_detail(response, "redirects are not followed for webhooks")
         raise _status_failure(response.status, response.reason, "webhook endpoint", detail)
     ctx.logger.info("webhook delivered", extra={"status": response.status, "url": payload.url})
     return {"status": response.status, "attempt": ctx.attempt}
