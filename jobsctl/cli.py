@@ -1,8 +1,8 @@
 """``jobs``: the command line for the jobs service.
 
-API commands (enqueue, get, watch, list, stats, retry, cancel, enqueue-file) use the Python client with a base URL
-and an API key (``--url``/``--key`` or ``JOBS_URL``/``JOBS_API_KEY``; without them, those of the running ``make run``,
-found through the file it writes, see jobsctl/discovery.py). Operator commands (``dlq``, ``keys``,
+API commands (enqueue, get, watch, list, stats, retry, cancel, pause, resume, enqueue-file) use the Python client
+with a base URL and an API key (``--url``/``--key`` or ``JOBS_URL``/``JOBS_API_KEY``; without them, those of the
+running ``make run``, found through the file it writes, see jobsctl/discovery.py). Operator commands (``dlq``, ``keys``,
 ``hooks``, ``worker``) use AWS credentials through boto3, which honours ``AWS_ENDPOINT_URL`` (``make run``'s moto
 server).
 
@@ -399,12 +399,47 @@ def retry(ctx: typer.Context, job_id: Annotated[str, typer.Argument(metavar="ID"
 
 
 @app.command()
-def cancel(ctx: typer.Context, job_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
-    """Cancel a scheduled, pending or retrying job."""
+def cancel(
+    ctx: typer.Context,
+    job_id: Annotated[
+        str | None, typer.Argument(metavar="[ID]", help="One job; or filter with --status/--type")
+    ] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="Cancel every job in this status (scheduled, pending, retrying)")
+    ] = None,
+    job_type: Annotated[str | None, typer.Option("--type", help="Cancel every cancellable job of this type")] = None,
+) -> None:
+    """Cancel a scheduled, pending or retrying job, or every one matching --status and/or --type."""
     options: Options = ctx.obj
+    if job_id is not None and (status or job_type):
+        raise _usage("give a job ID, or --status/--type to cancel every matching job, not both")
+    if job_id is None and not (status or job_type):
+        raise _usage("give a job ID, or --status and/or --type to cancel every matching job")
     with _api_errors(), options.client() as client:
+        if job_id is None:
+            count = client.cancel_matching(status=status, type=job_type)
+            out.print(f"Cancelled {count} job{'' if count == 1 else 's'}")
+            return
         job = client.cancel(job_id)
     out.print(Text.assemble("Cancelled ", _summary_line(job)))
+
+
+@app.command()
+def pause(ctx: typer.Context, job_type: Annotated[str, typer.Argument(metavar="TYPE")]) -> None:
+    """Pause a job type for your tenant: its jobs are still accepted, and wait without using attempts."""
+    options: Options = ctx.obj
+    with _api_errors(), options.client() as client:
+        client.pause(job_type)
+    out.print(f"Paused {job_type}: its jobs wait until `jobs resume {job_type}`")
+
+
+@app.command()
+def resume(ctx: typer.Context, job_type: Annotated[str, typer.Argument(metavar="TYPE")]) -> None:
+    """Resume a paused job type: its waiting jobs start within seconds."""
+    options: Options = ctx.obj
+    with _api_errors(), options.client() as client:
+        client.resume(job_type)
+    out.print(f"Resumed {job_type}")
 
 
 @dataclass(frozen=True)

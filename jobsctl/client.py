@@ -8,6 +8,7 @@ done = client.wait(job.id, timeout=30)
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -128,6 +129,31 @@ class JobsClient:
 
     def cancel(self, job_id: str) -> Job:
         return Job.model_validate(self._request("DELETE", f"/jobs/{_segment(job_id)}").json())
+
+    def cancel_matching(self, status: str | None = None, type: str | None = None) -> int:
+        """Cancel every cancellable job (scheduled, pending, retrying) of ``status`` and/or ``type``; how many.
+
+        One call of ``POST /jobs/cancel`` looks at a bounded number of jobs and says ``more`` when some were left:
+        this calls it again until none are."""
+        body = {name: value for name, value in (("status", status), ("type", type)) if value is not None}
+        total = 0
+        while True:
+            answer = self._request("POST", "/jobs/cancel", json=body).json()
+            total += int(answer["cancelled"])
+            if not answer.get("more"):
+                return total
+
+    def pause(self, type: str) -> bool:
+        """Pause a job type for your tenant: its jobs are accepted and wait. True (the type is paused)."""
+        return bool(self._request("POST", f"/types/{_segment(type)}/pause").json()["paused"])
+
+    def resume(self, type: str) -> bool:
+        """Resume a paused job type: its waiting jobs start. False (the type is not paused)."""
+        return bool(self._request("POST", f"/types/{_segment(type)}/resume").json()["paused"])
+
+    def types(self) -> builtins.list[dict[str, Any]]:
+        """The job types (name, description, payload schema) and whether each is paused for your tenant."""
+        return [dict(info) for info in self._request("GET", "/types").json()["types"]]
 
     def retry(self, job_id: str) -> Job:
         return Job.model_validate(self._request("POST", f"/jobs/{_segment(job_id)}/retry").json())

@@ -283,6 +283,8 @@
           tasks.push(refreshDetail());
         } else if (state.view === "failures") {
           tasks.push(refreshFailures());
+        } else if (state.view === "types" && state.tick % THROUGHPUT_EVERY === 0) {
+          tasks.push(loadTypes()); // paused from elsewhere (the CLI, another tab)
         }
         await Promise.allSettled(tasks);
         state.tick += 1;
@@ -484,6 +486,46 @@
       select.value = names.includes(value) ? value : "";
     }
     typeChanged();
+    renderTypes();
+  }
+
+  // ---------------------------------------------------------------- job types: pause and resume
+
+  function renderTypes() {
+    const rows = state.types.map((info) => {
+      const paused = Boolean(info.paused);
+      const button = el("button", {
+        type: "button",
+        class: "small",
+        "aria-pressed": String(paused),
+        "aria-label": `${paused ? "Resume" : "Pause"} ${info.name}`,
+        text: paused ? "Resume" : "Pause",
+      });
+      button.addEventListener("click", () => togglePause(info.name, !paused, button));
+      return el(
+        "tr",
+        { dataset: { type: info.name } },
+        el("td", { text: info.name }),
+        el("td", { class: "wrap", text: info.description || "" }),
+        el("td", { dataset: { col: "state" } }, badge(paused ? "paused" : "running")),
+        el("td", {}, button),
+      );
+    });
+    $("types-table").tBodies[0].replaceChildren(...rows);
+  }
+
+  async function togglePause(name, pause, button) {
+    const status = $("types-status");
+    button.disabled = true;
+    try {
+      const answer = await api("POST", `types/${encodeURIComponent(name)}/${pause ? "pause" : "resume"}`);
+      const info = typeInfo(name);
+      if (info) info.paused = answer.paused;
+      status.textContent = answer.paused ? `${name} is paused: its jobs wait.` : `${name} is running again.`;
+    } catch (err) {
+      status.textContent = `Could not ${pause ? "pause" : "resume"} ${name}: ${err.message} (${err.code}).`;
+    }
+    renderTypes();
   }
 
   function typeInfo(name) {
@@ -1018,6 +1060,29 @@
     }
   });
 
+  $("cancel-all").addEventListener("click", async () => {
+    const status = $("failures-status");
+    const type = $("failures-type").value;
+    state.bulkBusy = true;
+    $("cancel-all").disabled = true;
+    try {
+      status.textContent = "Cancelling…";
+      let cancelled = 0;
+      let answer;
+      do {
+        answer = await api("POST", "jobs/cancel", type ? { type } : {});
+        cancelled += answer.cancelled || 0;
+      } while (answer.more);
+      status.textContent = `Cancelled ${cancelled} waiting ${type ? `${type} ` : ""}job${cancelled === 1 ? "" : "s"}.`;
+    } catch (err) {
+      status.textContent = `Bulk cancel stopped: ${err.message} (${err.code}).`;
+    } finally {
+      state.bulkBusy = false;
+      $("cancel-all").disabled = false;
+      refreshNow();
+    }
+  });
+
   // ---------------------------------------------------------------- image flow
 
   const image = { jobId: null, watch: null };
@@ -1113,7 +1178,7 @@
     }
   }
 
-  // ---------------------------------------------------------------- routing (#/, #/failures, #/image, #/jobs/<id>)
+  // ---------------------------------------------------------------- routing (#/, #/failures, #/types, #/image, #/jobs/<id>)
 
   function route(moveFocus) {
     const hash = location.hash || "#/";
@@ -1123,8 +1188,9 @@
     if (match) view = "detail";
     else if (hash === "#/failures") view = "failures";
     else if (hash === "#/image") view = "image";
+    else if (hash === "#/types") view = "types";
     state.view = view;
-    for (const name of ["overview", "detail", "failures", "image"]) $(`view-${name}`).hidden = name !== view;
+    for (const name of ["overview", "detail", "failures", "image", "types"]) $(`view-${name}`).hidden = name !== view;
     document.querySelectorAll("[data-nav]").forEach((link) => {
       const current = link.dataset.nav === view || (view === "detail" && link.dataset.nav === "overview");
       if (current) link.setAttribute("aria-current", "page");
@@ -1142,7 +1208,7 @@
       document.title = "Jobs dashboard";
     }
     if (moveFocus) {
-      const heading = { overview: "overview-h", detail: "detail-h", failures: "failures-h", image: "image-h" }[view];
+      const heading = { overview: "overview-h", detail: "detail-h", failures: "failures-h", image: "image-h", types: "types-h" }[view];
       $(heading).focus({ preventScroll: false });
     }
     refreshNow();

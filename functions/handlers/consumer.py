@@ -34,6 +34,7 @@ from functions.handlers.runtime import (
     limiter,
     logger,
     metrics,
+    pause_check,
     runtime,
     traced,
 )
@@ -61,6 +62,7 @@ def message_consumer() -> MessageConsumer:
         job_settings=rt.settings,
         files=files,
         limiter=limiter(),
+        pauses=pause_check(),
         after_final=batch_settler().job_final,
         callback_delivery=callback_deliverer().deliver,
     )

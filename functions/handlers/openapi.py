@@ -30,8 +30,8 @@ from functions.models.bounds import (
     UPLOAD_MAX_BYTES_DEFAULT,
 )
 from functions.models.errors import error_table
-from functions.models.job import JobStatus
-from functions.models.requests import IdempotencyKey, JobOptions, JobRequest, MessageRequest
+from functions.models.job import CANCELLABLE_STATUSES, JobStatus
+from functions.models.requests import CancelMatchingRequest, IdempotencyKey, JobOptions, JobRequest, MessageRequest
 from functions.models.responses import Error
 
 API_VERSION = "0.1.0"
@@ -261,6 +261,25 @@ def create_job_body() -> dict[str, Any]:
 
 def message_body() -> dict[str, Any]:
     return json_body(_model_schema(MessageRequest), "The message", {"message": "hello"})
+
+
+def cancel_matching_body() -> dict[str, Any]:
+    schema = _model_schema(CancelMatchingRequest)
+    schema["properties"]["status"] = {
+        "type": "string",
+        "enum": sorted(status.value for status in CANCELLABLE_STATUSES),
+        "description": schema["properties"]["status"].get("description", ""),
+    }
+    schema["properties"]["type"] = {
+        "type": "string",
+        "enum": registered_types(),
+        "description": schema["properties"]["type"].get("description", ""),
+    }
+    body = json_body(
+        schema, "Which jobs (no body, or {}: every cancellable job)", {"status": "pending", "type": "fetch"}
+    )
+    body["requestBody"]["required"] = False
+    return body
 
 
 def upload_body() -> dict[str, Any]:

@@ -19,11 +19,13 @@ from functions.dal.clients import client, s3_presigner
 from functions.dal.files import S3FileStore
 from functions.dal.job_queue import QueueLanes, SqsJobQueue
 from functions.dal.jobs_repository import DynamoJobsRepository
+from functions.dal.pauses import DynamoPauseStore
 from functions.dal.tenants import ApiKeyTagTenants
 from functions.logic.batches import BatchSettler
 from functions.logic.callbacks import CallbackDeliverer
 from functions.logic.lanes import LaneRouter
 from functions.logic.limits import Limiter, limiter_from_settings
+from functions.logic.pauses import PauseCheck
 from functions.redaction import RedactingFormatter
 from functions.settings import Settings
 from functions.snapstart import register_restore_hooks
@@ -117,6 +119,18 @@ def limiter() -> Limiter:
 
 
 @lru_cache(maxsize=1)
+def pause_store() -> DynamoPauseStore:
+    """Paused job types per tenant (logic/pauses.py), kept in the limits table."""
+    return DynamoPauseStore(client("dynamodb"), runtime().settings.limits_table)
+
+
+@lru_cache(maxsize=1)
+def pause_check() -> PauseCheck:
+    """The consumer's view of paused types, cached a few seconds per container."""
+    return PauseCheck(pause_store())
+
+
+@lru_cache(maxsize=1)
 def batch_store() -> DynamoBatchStore:
     """Fan-out batch items (dal/batches.py)."""
     rt = runtime()
@@ -154,6 +168,8 @@ def reset() -> None:
     """Forget every cached client and setting (tests and the local stack call this after changing the env)."""
     runtime.cache_clear()
     limiter.cache_clear()
+    pause_store.cache_clear()
+    pause_check.cache_clear()
     batch_store.cache_clear()
     batch_settler.cache_clear()
     callback_deliverer.cache_clear()

@@ -40,6 +40,7 @@ from functions.logic.clock import Clock, ceil_seconds, iso, parse_iso_ms
 from functions.logic.job_types import JobContext, get_job_type
 from functions.logic.lanes import JobQueue
 from functions.logic.limits import Admission, Limiter, NoLimits
+from functions.logic.pauses import MARK_AHEAD_SECONDS, PauseCheck, recheck_seconds
 from functions.logic.payloads import full_payload
 from functions.logic.progress import ProgressReporter
 from functions.logic.sweep import mark_in_flight
@@ -105,6 +106,8 @@ class MessageConsumer:
     # Delivers completion callbacks (messages of kind "callback"), given (message, source ARN, receipt handle);
     # raises JobDeferred to try again later. See logic/callbacks.py.
     callback_delivery: Callable[[JobMessage, str, str], None] | None = None
+    # Paused types (logic/pauses.py): their jobs wait, no attempt counted. None: nothing is ever paused.
+    pauses: PauseCheck | None = None
 
     def handle(self, body: str, source_arn: str, receipt_handle: str, remaining_ms: int) -> Outcome:
         try:
@@ -166,6 +169,7 @@ class MessageConsumer:
                 error = f"attempt {job.attempts} did not finish (consumer stopped or timed out)"
                 self._fail(job, now, error, message.to_body(), source_arn)
                 return None
+            self._wait_if_paused(message, job, now, source_arn, receipt_handle)
             # The attempt cannot outlive the invocation running it; past its lease, a redelivery may take over.
             started = mark_in_flight(
                 job.start(iso(now), lease_until_ms=now + max(remaining_ms, 1000)),
@@ -197,15 +201,38 @@ class MessageConsumer:
         )
         return None if started is None else (started, admissions.pop())
 
-    def _throttled(self, message: JobMessage, job: Job, source_arn: str, receipt_handle: str, seconds: int) -> None:
+    def _wait_if_paused(self, message: JobMessage, job: Job, now: int, source_arn: str, receipt_handle: str) -> None:
+        """Put a paused type's job back without counting an attempt (raises); return when its type is not paused."""
+        if self.pauses is None:
+            return
+        paused_at = self.pauses.paused_since(job.tenant, job.type)
+        if paused_at is None:
+            return
+        seconds = recheck_seconds(paused_at, now)
+        # Its message is alive: keep the sweeper's mark ahead, so it neither re-sends copies of a job that is only
+        # waiting nor ends a retrying one as orphaned (one write per MARK_AHEAD_SECONDS / 2 at most).
+        if job.sweep_at is not None and parse_iso_ms(job.sweep_at) < now + MARK_AHEAD_SECONDS * 500:
+            self.repo.move_sweep_mark(job, iso(now + MARK_AHEAD_SECONDS * 1000))
+        logger.info("job type is paused; job waits", extra={"type": job.type, "again_in_s": seconds})
+        self._throttled(message, job, source_arn, receipt_handle, seconds, event="JobsPausedWaits")
+
+    def _throttled(
+        self,
+        message: JobMessage,
+        job: Job,
+        source_arn: str,
+        receipt_handle: str,
+        seconds: int,
+        event: str = "JobsThrottled",
+    ) -> None:
         """Put the message back for later without counting an attempt; always raises or returns THROTTLED."""
-        self.events("JobsThrottled", 1)
+        self.events(event, 1)
         seconds = max(1, seconds)
         if source_arn.endswith(".fifo"):
             # An ordered group keeps its place: the message itself waits (its receive count grows, which the
             # ordered queue's redrive allows for: see infra/config.py).
             self.queue.defer(source_arn, receipt_handle, seconds)
-            raise JobDeferred(f"over the limit of type '{job.type}'; again in {seconds}s")
+            raise JobDeferred(f"type '{job.type}' is over its limit or paused; again in {seconds}s")
         # Elsewhere a fresh copy comes back later and this one is deleted, so waiting never counts towards the
         # queue's maxReceiveCount however long the backlog.
         self.queue.send(message, delay_seconds=seconds, priority=job.priority, group_id=job.group_id)

@@ -1,4 +1,4 @@
-"""Reading and steering jobs on behalf of a tenant: get, list, cancel, retry, stats."""
+"""Reading and steering jobs on behalf of a tenant: get, list, cancel (one or all matching), retry, stats."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from pydantic import ValidationError
 
 from functions.dal.jobs_repository import STATUS_COUNTERS, InvalidCursor, JobPage, JobsRepository, minute_key
 from functions.logic import callbacks
@@ -13,8 +14,17 @@ from functions.logic.clock import Clock, iso
 from functions.logic.enqueue import send_or_leave_to_sweeper
 from functions.logic.lanes import JobQueue
 from functions.logic.transitions import read_decide_write
-from functions.models.errors import InvalidQuery, NotFound
-from functions.models.job import Job, JobStatus
+from functions.models.errors import (
+    ConcurrentUpdate,
+    InvalidBody,
+    InvalidOption,
+    InvalidQuery,
+    InvalidState,
+    InvalidType,
+    NotFound,
+)
+from functions.models.job import CANCELLABLE_STATUSES, Job, JobStatus
+from functions.models.requests import CancelMatchingRequest
 
 _MAX_RACE_RETRIES = 5
 logger = Logger(child=True)
@@ -110,3 +120,73 @@ def retry_job(
     job = read_decide_write(repo, tenant, job_id, clock, retry, attempts=_MAX_RACE_RETRIES)
     send_or_leave_to_sweeper(queue, job)
     return job
+
+
+# Jobs looked at per POST /jobs/cancel: pages of the listing (each a read) and a conditional write per job, well
+# inside the API's 29 s. A larger backlog answers ``more: true``; calling again cancels the next ones.
+CANCEL_PAGE_SIZE = 100
+CANCEL_MAX_PAGES = 5
+
+
+def parse_cancel_matching(body: Any, known_types: list[str]) -> tuple[JobStatus | None, str | None]:
+    """``POST /jobs/cancel``'s body (``{status?, type?}``): INVALID_BODY, INVALID_OPTION or INVALID_TYPE."""
+    if not isinstance(body, dict):
+        raise InvalidBody("the body must be a JSON object")
+    try:
+        request = CancelMatchingRequest.model_validate(body)
+    except ValidationError as exc:
+        fields = sorted({str(err["loc"][0]) for err in exc.errors() if err["loc"]})
+        raise InvalidOption(f"invalid field(s): {', '.join(fields)} ('status' and 'type' are strings)") from exc
+    cancellable = sorted(s.value for s in CANCELLABLE_STATUSES)
+    if request.status is not None and request.status not in cancellable:
+        raise InvalidOption(f"'status' must be one of: {', '.join(cancellable)}")
+    if request.type is not None and request.type not in known_types:
+        raise InvalidType(f"'type' must be one of: {', '.join(known_types)}")
+    return (JobStatus(request.status) if request.status else None), request.type
+
+
+def cancel_matching(
+    repo: JobsRepository,
+    tenant: str,
+    status: JobStatus | None,
+    job_type: str | None,
+    clock: Clock,
+    *,
+    queue: JobQueue | None = None,
+    pending_grace_seconds: int = 120,
+    after_final: Callable[[Job], None] | None = None,
+    max_pages: int = CANCEL_MAX_PAGES,
+) -> dict[str, Any]:
+    """Cancel the tenant's cancellable jobs of ``status`` (all cancellable statuses when None) and ``job_type``, one
+    conditional transition each, as ``DELETE /jobs/{id}`` does. ``{"cancelled": N}``, plus ``"more": true`` when
+    the page budget ran out before the listing did. A job that moved on meanwhile (it started, or ended) is left."""
+    statuses = [status] if status is not None else sorted(CANCELLABLE_STATUSES, key=lambda s: s.value)
+    cancelled = 0
+    pages = 0
+    for wanted in statuses:
+        cursor: str | None = None
+        while True:
+            if pages == max_pages:
+                return {"cancelled": cancelled, "more": True}
+            page = repo.list_page(tenant, wanted, job_type, CANCEL_PAGE_SIZE, cursor)
+            pages += 1
+            for job in page.jobs:
+                if job.status not in CANCELLABLE_STATUSES:
+                    continue  # the listing lags the record a little; the record decides below anyway
+                try:
+                    cancel_job(
+                        repo,
+                        tenant,
+                        job.id,
+                        clock,
+                        queue=queue,
+                        pending_grace_seconds=pending_grace_seconds,
+                        after_final=after_final,
+                    )
+                except (InvalidState, NotFound, ConcurrentUpdate):
+                    continue
+                cancelled += 1
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    return {"cancelled": cancelled}

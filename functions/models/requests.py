@@ -143,3 +143,20 @@ class BatchBody(RequestModel):
     jobs: list[Any] = Field(min_length=1, max_length=MAX_BATCH_JOBS)
     onComplete: Any = None
     idempotencyKey: IdempotencyKey | None = None
+
+
+class CancelMatchingRequest(RequestModel):
+    """``POST /jobs/cancel``'s body: which of the tenant's cancellable jobs to cancel (both absent: all of them)."""
+
+    status: str | None = Field(
+        default=None, description="Only jobs in this status: scheduled, pending or retrying (the cancellable ones)"
+    )
+    type: str | None = Field(default=None, description="Only jobs of this type")
+
+    @field_validator("status", "type", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Absent means "any"; an explicit null is not a string (the document says string).
+        if value is None:
+            raise ValueError("must be a string")
+        return value

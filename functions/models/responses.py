@@ -81,6 +81,23 @@ class JobTypeInfo(WireModel):
     name: str
     schema_: dict[str, Any] = Field(alias="schema", description="The payload's JSON Schema")
     description: str
+    paused: bool = Field(description="Paused for the caller's tenant (POST /types/{type}/pause)")
+
+
+class TypePause(WireModel):
+    """A job type's pause state for the caller's tenant."""
+
+    type: str
+    paused: bool
+
+
+class CancelledJobs(WireModel):
+    """How many jobs ``POST /jobs/cancel`` cancelled; ``more`` when there were more than one call looks at."""
+
+    cancelled: int = Field(ge=0)
+    more: Literal[True] | SkipJsonSchema[None] = Field(
+        default=None, description="Present (true) when matching jobs were left: call again to cancel them"
+    )
 
 
 class JobTypes(WireModel):

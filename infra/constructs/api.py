@@ -170,6 +170,12 @@ class JobsApi(Construct):
         # Counters: read all shards of a tenant at once (the stats aggregator writes them); a settled minute's
         # throughput shards are summed into one summary item with BatchWriteItem (its own IAM action).
         fn.allow(["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"], [tables.stats.table_arn])
+        # Paused job types (functions/dal/pauses.py), one item per tenant and type in the limits table: pause
+        # (UpdateItem), resume (DeleteItem), GET /types reads a tenant's flags at once (BatchGetItem).
+        fn.allow(
+            ["dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+            [tables.limits.table_arn],
+        )
         # A new job goes to its lane: normal, high priority or ordered (a group).
         fn.allow(["sqs:SendMessage"], [queue.queue_arn for queue in queues])
         # GetApiKey (without its value) to read the caller's tenant tag.

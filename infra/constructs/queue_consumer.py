@@ -215,9 +215,10 @@ class JobQueueConsumer(Construct):
         # Job records: read, write conditionally (the condition is each write's own: no ConditionCheckItem).
         fn.allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], [tables.jobs.table_arn])
         # Per-type limits: rate windows and concurrency slots, shared by all consumers (functions/dal/limits.py);
-        # slots are read together with BatchGetItem, never one by one.
+        # slots are read together with BatchGetItem, never one by one. A job type's pause flag is read by key.
         fn.allow(
             [
+                "dynamodb:GetItem",
                 "dynamodb:BatchGetItem",
                 "dynamodb:PutItem",
                 "dynamodb:UpdateItem",

@@ -354,3 +354,42 @@ def test_a_page_left_empty_after_its_reads_says_so_and_offers_the_next(
     first, second = [index for index, url in enumerate(listing) if "cursor=" not in url][:2]
     assert second - first == 5, listing
     assert all("cursor=c" in url for url in listing[first + 1 : second]), listing
+
+
+PAUSE_OK = {"type": "simulate", "payload": {"target": "cat.png", "durationMs": 0, "failureRate": 0}}
+
+
+def test_pause_a_type_then_cancel_its_waiting_jobs_then_resume(
+    stack: LocalStackProcess, tenant: Client, page: Page
+) -> None:
+    connect(page, stack.url, tenant.key)
+
+    # Given the types view: simulate is running
+    go(page, "Types")
+    row = page.locator("#types-table tr[data-type='simulate']")
+    expect(row.locator("[data-col='state']")).to_have_text("running")
+
+    # When simulate is paused from the dashboard
+    row.get_by_role("button", name="Pause simulate").click()
+
+    # Then it shows paused, and so does the API; jobs enqueued now wait
+    expect(row.locator("[data-col='state']")).to_have_text("paused")
+    expect(page.locator("#types-status")).to_contain_text("simulate is paused")
+    assert next(t for t in tenant.get("/types").json()["types"] if t["name"] == "simulate")["paused"] is True
+    waiting = [tenant.enqueue(PAUSE_OK) for _ in range(2)]
+
+    # When "Cancel all matching" is used for simulate, beside "Retry all matching"
+    go(page, "Failures")
+    page.locator("#failures-type").select_option("simulate")
+    page.get_by_role("button", name="Cancel all matching").click()
+
+    # Then both waiting jobs are cancelled
+    expect(page.locator("#failures-status")).to_have_text("Cancelled 2 waiting simulate jobs.")
+    assert {tenant.get(f"/jobs/{job['id']}").json()["status"] for job in waiting} == {"cancelled"}
+
+    # When it is resumed, a new job runs
+    go(page, "Types")
+    row.get_by_role("button", name="Resume simulate").click()
+    expect(row.locator("[data-col='state']")).to_have_text("running")
+    job = tenant.enqueue(PAUSE_OK)
+    assert tenant.wait_for(job["id"], {"completed", "failed"}, timeout=15)["status"] == "completed"

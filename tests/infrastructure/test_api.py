@@ -17,6 +17,7 @@ from tests.infrastructure.template_utils import (
     functions_by_handler,
     jobs_and_stats_tables,
     main_queue_and_dlq,
+    named_by_setting,
     object_arns,
     of_type,
     only,
@@ -176,11 +177,13 @@ def test_api_function_permissions_are_the_ones_it_uses(resources: Resources) -> 
     (jobs_id, _), (stats_id, _) = jobs_and_stats_tables(resources)
     _, api = functions_by_handler(resources)[API_HANDLER]
     jobs, stats = arn(jobs_id), arn(stats_id)
+    limits = arn(named_by_setting(resources, "JOBS_LIMITS_TABLE")[0])
 
     # When its permissions are listed
     pairs = role_permissions(resources, role_of(api))
 
-    # Then it may read and write jobs, query the tenant-facing indexes (not by-sweep), and read/update counters
+    # Then it may read and write jobs, query the tenant-facing indexes (not by-sweep), read/update counters, and
+    # pause, resume and read job types' pause flags
     assert permissions_for(pairs, "dynamodb") == {
         ("dynamodb:GetItem", jobs),
         ("dynamodb:PutItem", jobs),
@@ -191,6 +194,9 @@ def test_api_function_permissions_are_the_ones_it_uses(resources: Resources) -> 
         ("dynamodb:Query", jobs + "/index/by-type"),
         ("dynamodb:BatchGetItem", stats),
         ("dynamodb:BatchWriteItem", stats),
+        ("dynamodb:BatchGetItem", limits),
+        ("dynamodb:UpdateItem", limits),
+        ("dynamodb:DeleteItem", limits),
     }
     # And send to each lane's queue (not to a DLQ), and read API keys (for their tenant tag)
     assert permissions_for(pairs, "sqs") == send_to_every_lane(resources)

@@ -29,6 +29,7 @@ from tests.infrastructure.template_utils import (
 )
 
 LIMITS_ACTIONS = (
+    "dynamodb:GetItem",  # a job type's pause flag (functions/dal/pauses.py)
     "dynamodb:BatchGetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",

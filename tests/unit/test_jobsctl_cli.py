@@ -305,3 +305,31 @@ def test_worker_settings_come_from_the_environment_over_the_deployed_function_ov
     with pytest.raises(MissingSettings) as missing:
         worker_environment({}, deployed={"JOBS_JOBS_TABLE": "t"})
     assert missing.value.missing == ["JOBS_STATS_TABLE", "JOBS_QUEUE_URL", "JOBS_DLQ_URL"]
+
+
+def test_cancel_with_filters_cancels_every_matching_job_and_prints_how_many(api: FakeApi) -> None:
+    api.on("POST", "/jobs/cancel", lambda r: (200, {"cancelled": 4}, {}))
+    result = run("cancel", "--status", "pending", "--type", "fetch")
+    assert result.exit_code == 0
+    assert result.stdout.strip().splitlines()[-1] == "Cancelled 4 jobs"
+    assert json.loads(api.requests[-1].body or b"{}") == {"status": "pending", "type": "fetch"}
+
+
+def test_cancel_needs_an_id_or_a_filter_but_not_both(api: FakeApi) -> None:
+    assert run("cancel").exit_code == 2
+    assert run("cancel", "j1", "--type", "fetch").exit_code == 2
+    assert api.requests == []
+
+
+def test_pause_and_resume_a_type(api: FakeApi) -> None:
+    api.on("POST", "/types/fetch/pause", lambda r: (200, {"type": "fetch", "paused": True}, {}))
+    api.on("POST", "/types/fetch/resume", lambda r: (200, {"type": "fetch", "paused": False}, {}))
+    assert run("pause", "fetch").stdout.startswith("Paused fetch")
+    assert run("resume", "fetch").stdout.strip() == "Resumed fetch"
+    api.on(
+        "POST",
+        "/types/nope/pause",
+        lambda r: (400, {"error": "'type' must be one of: ...", "code": "INVALID_TYPE"}, {}),
+    )
+    failed = run("pause", "nope")
+    assert failed.exit_code == 1 and "INVALID_TYPE" in failed.stderr

@@ -280,3 +280,24 @@ def test_unknown_fields_from_a_newer_server_are_kept(api: FakeApi, client: JobsC
     api.on("GET", "/jobs/j1", lambda r: (200, job_body("j1", resultUrl="https://files/x"), {}))
     job = client.get("j1")
     assert job.model_extra == {"resultUrl": "https://files/x"}
+
+
+def test_cancel_matching_sends_the_filters_and_calls_again_while_there_are_more(
+    api: FakeApi, client: JobsClient
+) -> None:
+    # Given an API that cancels 500, then 3 (the last)
+    answers = iter([{"cancelled": 500, "more": True}, {"cancelled": 3}])
+    api.on("POST", "/jobs/cancel", lambda r: (200, next(answers), {}))
+    # When every pending fetch job is cancelled
+    assert client.cancel_matching(status="pending", type="fetch") == 503
+    # Then both calls sent the filters, and only them
+    assert [json.loads(r.body or b"{}") for r in api.requests] == [{"status": "pending", "type": "fetch"}] * 2
+
+
+def test_pause_resume_and_types(api: FakeApi, client: JobsClient) -> None:
+    api.on("POST", "/types/fetch/pause", lambda r: (200, {"type": "fetch", "paused": True}, {}))
+    api.on("POST", "/types/fetch/resume", lambda r: (200, {"type": "fetch", "paused": False}, {}))
+    api.on("GET", "/types", lambda r: (200, {"types": [{"name": "fetch", "paused": True}]}, {}))
+    assert client.pause("fetch") is True
+    assert client.resume("fetch") is False
+    assert client.types() == [{"name": "fetch", "paused": True}]

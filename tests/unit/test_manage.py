@@ -409,3 +409,68 @@ def test_retry_resets_the_callback_for_the_next_final_state(
     # Then its callback is back to "not final yet": same URL, no status, no attempts
     assert retried.callback == Callback(url="https://hooks.example.com/")
     assert _reload(repo, job).callback == Callback(url="https://hooks.example.com/")
+
+
+# --- cancel all matching ---
+
+
+def _jobs(repo: InMemoryJobsRepository, clock: FakeClock, count: int, start: int = 0, **fields: Any) -> list[Job]:
+    made = []
+    for number in range(start, start + count):
+        clock.advance(ms=1)
+        made.append(_store(repo, make_job(clock, job_id=f"00000000-0000-4000-8000-{number:012d}", **fields)))
+    return made
+
+
+def test_cancel_matching_cancels_cancellable_jobs_of_the_filter_only(
+    repo: InMemoryJobsRepository, clock: FakeClock
+) -> None:
+    pending = _jobs(repo, clock, 2)
+    fetches = _jobs(repo, clock, 1, start=10, job_type="fetch", payload={"url": "https://example.com"})
+    retrying = _jobs(repo, clock, 1, start=20, status=JobStatus.RETRYING, attempts=1)
+    done = _jobs(repo, clock, 1, start=30, status=JobStatus.COMPLETED, attempts=1)
+    theirs = _jobs(repo, clock, 1, start=40, tenant="tenant-b")
+
+    assert manage.cancel_matching(repo, TENANT, JobStatus.RETRYING, None, clock) == {"cancelled": 1}
+    assert manage.cancel_matching(repo, TENANT, None, "simulate", clock) == {"cancelled": 2}
+    assert {_reload(repo, job).status for job in pending + retrying} == {JobStatus.CANCELLED}
+    assert _reload(repo, fetches[0]).status == JobStatus.PENDING
+    assert _reload(repo, done[0]).status == JobStatus.COMPLETED
+    assert _reload(repo, theirs[0]).status == JobStatus.PENDING
+
+
+def test_cancel_matching_stops_at_its_page_budget_and_says_more(
+    repo: InMemoryJobsRepository, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(manage, "CANCEL_PAGE_SIZE", 2)
+    _jobs(repo, clock, 5)
+    assert manage.cancel_matching(repo, TENANT, JobStatus.PENDING, None, clock, max_pages=2) == {
+        "cancelled": 4,
+        "more": True,
+    }
+    assert manage.cancel_matching(repo, TENANT, JobStatus.PENDING, None, clock, max_pages=2) == {"cancelled": 1}
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ([], "INVALID_BODY"),
+        ({"status": "failed"}, "INVALID_OPTION"),
+        ({"status": 1}, "INVALID_OPTION"),
+        ({"type": None}, "INVALID_OPTION"),
+        ({"other": "x"}, "INVALID_OPTION"),
+        ({"type": "nope"}, "INVALID_TYPE"),
+    ],
+)
+def test_cancel_matching_bodies_are_checked(body: Any, code: str) -> None:
+    with pytest.raises(Exception) as caught:
+        manage.parse_cancel_matching(body, ["fetch", "simulate"])
+    assert getattr(caught.value, "code", None) == code
+
+
+def test_cancel_matching_body_parses_its_filters() -> None:
+    assert manage.parse_cancel_matching({}, ["fetch"]) == (None, None)
+    assert manage.parse_cancel_matching({"status": "pending", "type": "fetch"}, ["fetch"]) == (
+        JobStatus.PENDING,
+        "fetch",
+    )

@@ -232,7 +232,13 @@ def test_request_bodies_describe_what_the_logic_accepts(spec: dict[str, Any]) ->
         ("POST", "/enqueue"),
         ("POST", "/uploads"),
         *(("POST", f"/hooks/{name}") for name in registered_types()),
+        ("POST", "/jobs/cancel"),
     }
+    assert ops[("POST", "/jobs/cancel")]["requestBody"]["required"] is False  # no body: every cancellable job
+    cancel = ops[("POST", "/jobs/cancel")]["requestBody"]["content"]["application/json"]["schema"]
+    assert cancel["properties"]["status"]["enum"] == ["pending", "retrying", "scheduled"]
+    assert cancel["properties"]["type"]["enum"] == registered_types()
+    assert cancel["additionalProperties"] is False
 
 
 def test_success_responses_reference_their_models(spec: dict[str, Any]) -> None:
@@ -252,6 +258,9 @@ def test_success_responses_reference_their_models(spec: dict[str, Any]) -> None:
         ("POST", "/jobs/batch"): ("202", "BatchAccepted"),
         ("GET", "/batches/{batch_id}"): ("200", "Batch"),
         ("POST", "/hooks/message"): ("202", "Job"),
+        ("POST", "/jobs/cancel"): ("200", "CancelledJobs"),
+        ("POST", "/types/{type}/pause"): ("200", "TypePause"),
+        ("POST", "/types/{type}/resume"): ("200", "TypePause"),
     }
     for route, (status, model) in expected.items():
         schema = ops[route]["responses"][status]["content"]["application/json"]["schema"]

@@ -1,4 +1,4 @@
-"""Jobs: enqueue (``POST /jobs``, ``POST /enqueue``), list, get, cancel and retry."""
+"""Jobs: enqueue (``POST /jobs``, ``POST /enqueue``), list, get, cancel (one, or all matching) and retry."""
 
 from __future__ import annotations
 
@@ -108,6 +108,49 @@ def list_jobs() -> Response[str]:
     page = manage.list_jobs(runtime().repo, tenant, query)
     body = {"jobs": [job.to_api() for job in page.jobs], "count": len(page.jobs), "nextCursor": page.next_cursor}
     return json_response(200, body)
+
+
+@router.post(
+    "/jobs/cancel",
+    summary="Cancel every matching job",
+    description="Cancels the tenant's scheduled, pending and retrying jobs, of one `status` and/or `type` when "
+    "given, each as `DELETE /jobs/{id}` would; jobs in other statuses are left alone. One call looks at up to "
+    f"{manage.CANCEL_MAX_PAGES * manage.CANCEL_PAGE_SIZE} jobs: `more: true` says some were left (call again).",
+    operation_id="cancelJobs",
+    tags=["jobs"],
+    responses={
+        200: doc.ok(responses.CancelledJobs, "How many jobs were cancelled"),
+        **doc.errors(
+            "INVALID_BODY",
+            "INVALID_OPTION",
+            "INVALID_TYPE",
+            *doc.KEYED_ERRORS,
+            notes={
+                "INVALID_BODY": "the body is not a JSON object (an empty body means every cancellable job)",
+                "INVALID_OPTION": "an unknown field, a field that is not a string, or a `status` that cannot be "
+                "cancelled (only scheduled, pending, retrying)",
+                "INVALID_TYPE": "`type` is not a registered job type; the message lists the types",
+            },
+        ),
+    },
+    openapi_extensions=doc.cancel_matching_body(),
+)
+def cancel_jobs() -> Response[str]:
+    rt = runtime()
+    tenant = caller_tenant(router)
+    body = read_json_body(router) if (router.current_event.body or "").strip() else {}
+    status, job_type = manage.parse_cancel_matching(body, registered_types())
+    answer = manage.cancel_matching(
+        rt.repo,
+        tenant,
+        status,
+        job_type,
+        system_clock,
+        queue=rt.queue,
+        pending_grace_seconds=rt.settings.pending_grace_seconds,
+        after_final=batch_settler().job_final,
+    )
+    return json_response(200, answer)
 
 
 @router.get(
