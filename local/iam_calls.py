@@ -14,6 +14,7 @@ records the operation it signs, exactly as a call.
 
 from __future__ import annotations
 
+import concurrent.futures.thread
 import contextvars
 import json
 import os
@@ -71,6 +72,8 @@ class _Recorder:
 _recorder: _Recorder | None = None
 _create_client = botocore.session.Session.create_client
 _submit = ThreadPoolExecutor.submit
+_start = threading.Thread.start
+_pool_worker = concurrent.futures.thread._worker
 # The invocation a pool thread works for (a listing's shard queries run on threads of their own): its stack holds
 # no handler frame, so the one that submitted the work is carried over.
 _submitted_by: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("submitted_by", default=None)
@@ -106,6 +109,15 @@ def install(directory: Path) -> None:
 
     ThreadPoolExecutor.submit = submit  # type: ignore[method-assign,assignment]
 
+    def start(thread: threading.Thread) -> None:
+        # A thread of its own (a job's attempt, run with a timeout) works for the invocation that started it. A
+        # pool's worker thread is left out: what it runs is credited per submitted call (above).
+        if getattr(thread, "_target", None) is not _pool_worker:
+            thread._invoked_by = invoking_function(sys._getframe(1))  # type: ignore[attr-defined]
+        _start(thread)
+
+    threading.Thread.start = start  # type: ignore[method-assign,assignment]
+
 
 def _hook_for(region: str) -> Any:
     def before_parameter_build(params: dict[str, Any], model: Any, **_: Any) -> None:
@@ -122,7 +134,7 @@ def _hook_for(region: str) -> Any:
 
 def invoking_function(frame: FrameType | None) -> dict[str, str] | None:
     """The handler module running on this thread (innermost first), with the event source it was invoked for; on a
-    pool thread without one, the invocation that submitted the work."""
+    pool thread without one, the invocation that submitted the work; on a thread of its own, the one that started it."""
     module = ""
     while frame is not None:
         name = frame.f_globals.get("__name__", "")
@@ -134,7 +146,9 @@ def invoking_function(frame: FrameType | None) -> dict[str, str] | None:
             if source:
                 return {"module": module, "event_source": source}
         frame = frame.f_back
-    return {"module": module} if module else _submitted_by.get()
+    if module:
+        return {"module": module}
+    return _submitted_by.get() or getattr(threading.current_thread(), "_invoked_by", None)
 
 
 def _event_source(local_names: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -144,3 +145,28 @@ def test_recording_writes_each_distinct_call_once(tmp_path: Path, monkeypatch: p
             "resource": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:jobs-queue",
         }
     ]
+
+
+def test_a_thread_a_handler_starts_records_for_that_handler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the recorder installed in a fresh state (a job's attempt runs on a thread of its own, for its timeout)
+    monkeypatch.setattr(iam_calls, "_recorder", None)
+    monkeypatch.setattr("botocore.session.Session.create_client", iam_calls._create_client)
+    monkeypatch.setattr("concurrent.futures.ThreadPoolExecutor.submit", iam_calls._submit)
+    monkeypatch.setattr("threading.Thread.start", iam_calls._start)
+    iam_calls.install(tmp_path)
+    sqs = boto3.client("sqs", region_name=REGION)
+    namespace: dict[str, Any] = {"__name__": "functions.handlers.consumer", "sqs": sqs, "threading": threading}
+    exec(  # the consumer's handler starts a thread whose stack holds no frame of the handler's module
+        "def handler(event, context):\n"
+        "    params = {'QueueUrl': 'https://q/1/jobs-queue', 'MessageBody': 'x'}\n"
+        "    worker = threading.Thread(target=sqs.generate_presigned_url, args=('send_message',), "
+        "kwargs={'Params': params})\n"
+        "    worker.start()\n"
+        "    worker.join()\n",
+        namespace,
+    )
+    # When that thread makes a call
+    namespace["handler"]({}, None)
+    # Then it is recorded for the consumer, which started the thread
+    (path,) = tmp_path.glob("*.jsonl")
+    assert [json.loads(line)["module"] for line in path.read_text().splitlines()] == ["functions.handlers.consumer"]
