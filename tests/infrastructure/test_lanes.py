@@ -13,6 +13,7 @@ from tests.infrastructure.template_utils import (
     Resources,
     all_functions,
     arn,
+    functions_by_handler,
     lane_queue_and_dlq,
     named_by_setting,
     of_type,
@@ -152,21 +153,25 @@ def test_the_limits_table_is_keyed_by_pk_expires_and_is_like_the_other_tables(te
     )
 
 
-def test_the_functions_are_told_the_limits_table_and_only_consumers_may_use_it(resources: Resources) -> None:
+def test_the_limits_table_is_used_by_the_consumers_and_the_api_only(resources: Resources) -> None:
     # Given the table the JOBS_LIMITS_TABLE setting names
     limits_id, limits = named_by_setting(resources, "JOBS_LIMITS_TABLE")
     assert limits["Type"] == "AWS::DynamoDB::Table"
     assert limits["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
     consumers = {_consumer_of(resources, lane)[0] for lane in LANES}
+    api, _ = functions_by_handler(resources)["functions.handlers.api.handler"]
 
     for function_id, function in all_functions(resources):
         # When each function's permissions on it are listed
         on_limits = {a for a, r in role_permissions(resources, role_of(function)) if r == arn(limits_id)}
 
-        # Then the three consumers read and write it, the others do not touch it
+        # Then the three consumers read and write it; the API only reads and sets a tenant's paused types; the
+        # others do not touch it
         if function_id in consumers:
             limits_actions = {"dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}
             assert limits_actions <= on_limits
+        elif function_id == api:
+            assert on_limits == {"dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
         else:
             assert on_limits == set()
 
