@@ -1,9 +1,10 @@
 """The API's requests as pydantic models: each one validates its request and is what the OpenAPI document says.
 
-Strict: a number is a JSON number of the right kind (``"5"``, ``5.0`` and ``true`` are not an integer), a string a
-JSON string; unknown fields are refused. The logic maps a model's errors to the API's codes (``INVALID_OPTION``,
-``INVALID_MESSAGE``, ``INVALID_QUERY``...); the document's job-type union is built from ``JobOptions`` and each
-type's payload model (``functions/handlers/openapi.py``).
+Strict: a number is a JSON number of the right kind (``"5"`` and ``true`` are not an integer; ``5.0`` is 5, as the
+body's parser reads it, ``functions/logic/json_body.py``), a string a JSON string; unknown fields are refused. The
+logic maps a model's errors to the API's codes (``INVALID_OPTION``, ``INVALID_MESSAGE``, ``INVALID_QUERY``...); the
+document's job-type union is built from ``JobOptions`` and each type's payload model
+(``functions/handlers/openapi.py``).
 """
 
 from __future__ import annotations
