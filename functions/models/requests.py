@@ -25,10 +25,12 @@ from functions.models.bounds import (
     MAX_ATTEMPTS_MIN,
     MAX_BATCH_JOBS,
     MESSAGE_MAX_LENGTH,
+    NOT_BLANK_PATTERN,
     PRINTABLE_PATTERN,
     PRIORITY_DEFAULT,
     PRIORITY_MAX,
     PRIORITY_MIN,
+    WHITESPACE_CLASS,
 )
 
 RUN_AT_MESSAGE = "'runAt' must be an ISO-8601 timestamp with a UTC offset, at most one year ahead"
@@ -123,7 +125,8 @@ class MessageRequest(BaseModel):
     # 1 to 500 characters once trimmed: a non-space first and last character, any spaces around them.
     message: str = Field(
         min_length=1,
-        pattern=rf"^\s*\S(?:[\s\S]{{0,{MESSAGE_MAX_LENGTH - 2}}}\S)?\s*$",
+        pattern=rf"^[{WHITESPACE_CLASS}]*{NOT_BLANK_PATTERN}"
+        rf"(?:[\s\S]{{0,{MESSAGE_MAX_LENGTH - 2}}}{NOT_BLANK_PATTERN})?[{WHITESPACE_CLASS}]*$",
         description=f"1 to {MESSAGE_MAX_LENGTH} characters after trimming",
     )
 

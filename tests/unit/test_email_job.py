@@ -139,11 +139,14 @@ def test_other_payload_errors_are_rejected(change: dict[str, Any], field: str) -
     assert field in [detail["field"] for detail in caught.value.details]
 
 
-def test_a_final_line_break_that_the_pattern_lets_through_is_dropped() -> None:
-    # Given the document's patterns end in "$", which also matches before one final line break
-    payload = _parse({**VALID, "to": "a@example.com\n", "subject": "Hello\n"})
-    # Then the address and the subject are kept without it
-    assert (payload.to, payload.subject) == (["a@example.com"], "Hello")
+@pytest.mark.parametrize(
+    "change",
+    [{"to": "a@example.com\n"}, {"subject": "Hello\n"}, {"subject": "\x1e\u3000"}],
+)
+def test_a_final_line_break_or_a_subject_of_spaces_only_is_refused(change: dict[str, Any]) -> None:
+    # Given "$" is the end of the text and "not blank" names the characters str.strip() removes, as in the document
+    with pytest.raises(InvalidPayload):
+        _parse({**VALID, **change})
 
 
 def test_fifty_recipients_and_a_998_character_subject_are_the_limits() -> None:

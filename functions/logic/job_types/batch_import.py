@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ConfigDict, Field, field_validator
 
 from functions.logic.job_types.registry import JobContext, Payload, job_type
+from functions.models.bounds import NOT_BLANK_PATTERN
 from functions.models.errors import JobFailure, PermanentJobError, RetryableJobError
 
 MAX_ITEMS = 1000
@@ -48,7 +49,7 @@ _ITEM_SCHEMA: dict[str, Any] = {
     "properties": {
         "id": {
             "anyOf": [
-                {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": r"\S"},
+                {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": NOT_BLANK_PATTERN},
                 {"type": "integer"},
             ]
         }

@@ -13,9 +13,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import AfterValidator, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from functions.logic.job_types.registry import JobContext, Payload, job_type
+from functions.models.bounds import NOT_BLANK_PATTERN
 from functions.models.errors import JobFailure, PermanentJobError, RetryableJobError
 from functions.settings import Settings
 
@@ -28,20 +29,10 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _LOCAL_PART = rf"{_ATEXT}(?:[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]{{0,62}}{_ATEXT})?"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 ADDRESS_PATTERN = rf"^{_LOCAL_PART}@{_LABEL}(?:\.{_LABEL})+$"
-# ``$`` also matches before one final line break (Python's re, as JSON Schema validators use it): a line break that
-# the pattern lets through is dropped rather than sent.
-_ONE_LINE = r"^[^\r\n]*\S[^\r\n]*$"
+# One line (no CR or LF), not blank.
+_ONE_LINE = rf"^[^\r\n]*{NOT_BLANK_PATTERN}[^\r\n]*$"
 
-
-def _without_final_line_break(value: str) -> str:
-    return value.removesuffix("\n")
-
-
-Address = Annotated[
-    str,
-    Field(max_length=MAX_ADDRESS_CHARS, pattern=ADDRESS_PATTERN),
-    AfterValidator(_without_final_line_break),
-]
+Address = Annotated[str, Field(max_length=MAX_ADDRESS_CHARS, pattern=ADDRESS_PATTERN)]
 
 
 def _one_or_many_schema(schema: dict[str, Any]) -> None:
@@ -52,14 +43,10 @@ def _one_or_many_schema(schema: dict[str, Any]) -> None:
 
 
 class EmailPayload(Payload):
-    # Python's re, as JSON Schema validators (and so the document's readers) use it: ``\S`` and ``$`` mean the same.
-    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
+    model_config = ConfigDict(extra="forbid")
 
     to: list[Address] = Field(min_length=1, max_length=MAX_RECIPIENTS, json_schema_extra=_one_or_many_schema)
-    # One line, not blank.
-    subject: Annotated[str, AfterValidator(_without_final_line_break)] = Field(
-        min_length=1, max_length=998, pattern=_ONE_LINE
-    )
+    subject: str = Field(min_length=1, max_length=998, pattern=_ONE_LINE)
     body: str = Field(min_length=1, max_length=MAX_BODY_CHARS)
     html: str | None = Field(default=None, min_length=1, max_length=MAX_BODY_CHARS)
 
