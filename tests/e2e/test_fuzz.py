@@ -13,6 +13,7 @@ batch-import items sharing an ``id``, a ``runAt`` more than a year ahead (a boun
 AI ``model`` the deployment does not allow (deploy-time configuration) and an image ``key`` outside the caller's own
 ``uploads/<tenant>/`` (the caller is not in the document). A case whose only invalid part is its headers, on an
 operation that documents none, is not held to "negative data refused": this test replaces them with a valid key.
+A body over 5 MiB whose Lambda event reaches 6 MB may get API Gateway's own 500 (documented in docs/api.md).
 
 Bounded and reproducible: a random seed each run, printed (``FUZZ_SEED=<seed>`` repeats it), at most
 ``MAX_EXAMPLES`` cases per operation in the fuzzing phase (the coverage phase adds the schema's boundary cases), no
@@ -30,10 +31,14 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import CHECKS, load_all_checks
+from schemathesis.checks import CHECKS, load_all_checks, not_a_server_error
 from schemathesis.config._checks import NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES
 from schemathesis.core.parameters import ParameterLocation
-from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
+from schemathesis.specs.openapi.checks import (
+    negative_data_rejection,
+    positive_data_acceptance,
+    status_code_conformance,
+)
 
 from tests.e2e.conftest import ROOT, Client
 
@@ -103,6 +108,8 @@ def test_every_operation_answers_within_its_contract(case: schemathesis.Case, te
     excluded = [positive_data_acceptance] if refused_for_what_no_schema_says else []
     if _only_the_replaced_key_was_negative(case):
         excluded.append(negative_data_rejection)
+    if _refused_by_lambdas_invoke_limit(response):
+        excluded.extend([not_a_server_error, status_code_conformance])
     case.validate_response(response, excluded_checks=excluded, headers={"x-api-key": tenant.key})
 
 
@@ -113,6 +120,18 @@ def _opaque_cursor_refused(case: schemathesis.Case, response: Any) -> bool:
     if response.status_code != 400 or response.json().get("code") != "INVALID_QUERY":
         return False
     return "cursor" in response.json().get("error", "")
+
+
+def _refused_by_lambdas_invoke_limit(response: Any) -> bool:
+    """A body over the API's 5 MiB whose Lambda event reaches 6 MB: API Gateway answers its own 500 (``UNAVAILABLE``,
+    docs/api.md), as the local gateway does; the handler, which would say 413, is never invoked."""
+    body = response.request.body or b""
+    if response.status_code != 500 or len(body) <= 5 * 1024 * 1024:
+        return False
+    try:
+        return response.json().get("code") == "UNAVAILABLE"
+    except ValueError:
+        return False
 
 
 def _only_the_replaced_key_was_negative(case: schemathesis.Case) -> bool:
