@@ -53,9 +53,11 @@ never a 500 for client input. An unknown route is `404 NOT_FOUND`; a method a pa
 `405 METHOD_NOT_ALLOWED` with an `Allow` header; the gateway answers `429 THROTTLED` when a key goes over its usage
 plan's rate.
 
-Numbers are strict: an integer field (an option or a payload's) takes a JSON integer, not `"5"` or `5.0`. A query
-parameter may be given once; an empty, unknown or repeated one is `400 INVALID_QUERY`. What no schema here can check:
-`GET /jobs`'s `cursor`, which is opaque (pass back a `nextCursor`), and that a batch-import's item ids are unique.
+Numbers are strict: an integer field (an option or a payload's) takes a JSON number without a fractional part (`5.0`
+is 5, as in JSON Schema), not `"5"` or `true`. A query parameter may be given once; an empty, unknown or repeated one
+is `400 INVALID_QUERY`. What no schema here can check: `GET /jobs`'s `cursor`, which is opaque (pass back a
+`nextCursor`), that a batch-import's item ids are unique, a `runAt` at most a year ahead, the AI models this deployment
+allows, and that an image's `key` is under the caller's own `uploads/<tenant>/`.
 Webhooks have one path per job type (`POST /hooks/message`, ...), each taking that type's payload."""
 
 

@@ -36,6 +36,12 @@ CALLBACK_URL_MAX_LENGTH = 2048
 # Printable ASCII without spaces: safe in logs, headers and SQS attributes (group ids, idempotency keys).
 PRINTABLE_PATTERN = r"^[\x21-\x7e]+$"
 
+# What str.strip() removes (str.isspace()), written out: "\s" means something else to Python's re, to the ECMA-262
+# regexes JSON Schema tools use and to pydantic's Rust regexes (\x1c-\x1f and \x85 are space to some, not others).
+WHITESPACE_CLASS = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# Not blank: some character that str.strip() keeps.
+NOT_BLANK_PATTERN = rf"[^{WHITESPACE_CLASS}]"
+
 MESSAGE_MAX_LENGTH = 500
 MAX_BATCH_JOBS = 100
 # A request body (POST /jobs, /jobs/batch, /enqueue, /uploads) up to this size is accepted: 5 MiB.

@@ -1,9 +1,10 @@
 """The API's requests as pydantic models: each one validates its request and is what the OpenAPI document says.
 
-Strict: a number is a JSON number of the right kind (``"5"``, ``5.0`` and ``true`` are not an integer), a string a
-JSON string; unknown fields are refused. The logic maps a model's errors to the API's codes (``INVALID_OPTION``,
-``INVALID_MESSAGE``, ``INVALID_QUERY``...); the document's job-type union is built from ``JobOptions`` and each
-type's payload model (``functions/handlers/openapi.py``).
+Strict: a number is a JSON number of the right kind (``"5"`` and ``true`` are not an integer; ``5.0`` is 5, as the
+body's parser reads it, ``functions/logic/json_body.py``), a string a JSON string; unknown fields are refused. The
+logic maps a model's errors to the API's codes (``INVALID_OPTION``, ``INVALID_MESSAGE``, ``INVALID_QUERY``...); the
+document's job-type union is built from ``JobOptions`` and each type's payload model
+(``functions/handlers/openapi.py``).
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ from functions.models.bounds import (
     MAX_ATTEMPTS_MIN,
     MAX_BATCH_JOBS,
     MESSAGE_MAX_LENGTH,
+    NOT_BLANK_PATTERN,
     PRINTABLE_PATTERN,
     PRIORITY_DEFAULT,
     PRIORITY_MAX,
     PRIORITY_MIN,
     TIMEOUT_SECONDS_MAX,
     TIMEOUT_SECONDS_MIN,
+    WHITESPACE_CLASS,
 )
 
 RUN_AT_MESSAGE = "'runAt' must be an ISO-8601 timestamp with a UTC offset, at most one year ahead"
@@ -131,7 +134,8 @@ class MessageRequest(BaseModel):
     # 1 to 500 characters once trimmed: a non-space first and last character, any spaces around them.
     message: str = Field(
         min_length=1,
-        pattern=rf"^\s*\S(?:[\s\S]{{0,{MESSAGE_MAX_LENGTH - 2}}}\S)?\s*$",
+        pattern=rf"^[{WHITESPACE_CLASS}]*{NOT_BLANK_PATTERN}"
+        rf"(?:[\s\S]{{0,{MESSAGE_MAX_LENGTH - 2}}}{NOT_BLANK_PATTERN})?[{WHITESPACE_CLASS}]*$",
         description=f"1 to {MESSAGE_MAX_LENGTH} characters after trimming",
     )
 

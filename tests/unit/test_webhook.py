@@ -160,6 +160,17 @@ def test_a_delivery_sends_the_signed_body_and_the_idempotency_key(send: Recorder
     assert verify_signature(SECRET, headers["X-Jobs-Signature"], call["body"])
 
 
+def test_a_name_repeated_in_another_case_is_sent_once_with_the_later_value(send: Recorder) -> None:
+    # Given headers the document allows: two JSON keys that are one header name, each value at its 4 KiB bound
+    headers = {"X-Token": "a" * 4096, "x-token": "b" * 4096}
+    # When it is delivered
+    webhook_delivery(payload(headers=headers), context(FakeSecretsManager({"jobs/webhook-signing/acme": SECRET})))
+    # Then the header goes once, with the later value
+    sent = send.calls[0]["headers"]
+    assert [name for name in sent if name.lower() == "x-token"] == ["x-token"]
+    assert sent["x-token"] == "b" * 4096
+
+
 # --- classification ---
 
 
@@ -234,7 +245,7 @@ def test_defaults_and_any_json_body() -> None:
         {"url": "https://example.com/", "body": {}, "headers": {"bad name": "1"}},
         {"url": "https://example.com/", "body": {}, "headers": {"X-A": 1}},
         {"url": "https://example.com/", "body": {}, "headers": {f"X-{n}": "v" for n in range(51)}},
-        {"url": "https://example.com/", "body": {}, "headers": {"X-Big": "v" * 9000}},
+        {"url": "https://example.com/", "body": {}, "headers": {"X-Big": "v" * 4097}},
     ],
 )
 def test_invalid_payloads_are_refused_at_enqueue(raw: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from functions.logic.job_types.registry import JobContext, Payload, job_type, settings_at_enqueue
+from functions.models.bounds import NOT_BLANK_PATTERN
 
 if TYPE_CHECKING:
     from functions.adapters.ai_providers import AiProvider
@@ -50,7 +51,9 @@ def _provider(ctx: JobContext) -> AiProvider:
 class EmbeddingPayload(Payload):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, max_length=MAX_INPUT_CHARS, json_schema_extra={"pattern": r"\S"})  # not blank
+    text: str = Field(
+        min_length=1, max_length=MAX_INPUT_CHARS, json_schema_extra={"pattern": NOT_BLANK_PATTERN}
+    )  # not blank
     model: str | None = Field(default=None, min_length=1, max_length=256, pattern=MODEL_PATTERN)
 
     _text = field_validator("text")(_not_blank)
@@ -60,7 +63,9 @@ class EmbeddingPayload(Payload):
 class ContentPayload(Payload):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    prompt: str = Field(min_length=1, max_length=MAX_INPUT_CHARS, json_schema_extra={"pattern": r"\S"})  # not blank
+    prompt: str = Field(
+        min_length=1, max_length=MAX_INPUT_CHARS, json_schema_extra={"pattern": NOT_BLANK_PATTERN}
+    )  # not blank
     model: str | None = Field(default=None, min_length=1, max_length=256, pattern=MODEL_PATTERN)
     max_tokens: int = Field(default=512, ge=1, le=4096, alias="maxTokens")
 

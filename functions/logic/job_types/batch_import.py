@@ -21,6 +21,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from functions.adapters.aws_errors import SdkError
 from functions.logic.job_types.registry import JobContext, Payload, job_type
+from functions.models.bounds import NOT_BLANK_PATTERN
 from functions.models.errors import JobFailure, PermanentJobError, RetryableJobError
 
 MAX_ITEMS = 1000
@@ -49,7 +50,7 @@ _ITEM_SCHEMA: dict[str, Any] = {
     "properties": {
         "id": {
             "anyOf": [
-                {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": r"\S"},
+                {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": NOT_BLANK_PATTERN},
                 {"type": "integer"},
             ]
         }

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field, field_validator
 
 from functions.logic.job_types.registry import JobContext, Payload, job_type
+from functions.models.bounds import NOT_BLANK_PATTERN
 from functions.models.errors import RetryableJobError
 
 
@@ -16,7 +17,7 @@ class SimulatePayload(Payload):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     action: Literal["resize", "fetch"] = "resize"
-    target: str = Field(min_length=1, max_length=500, json_schema_extra={"pattern": r"\S"})  # not blank
+    target: str = Field(min_length=1, max_length=500, json_schema_extra={"pattern": NOT_BLANK_PATTERN})  # not blank
     duration_ms: int = Field(default=50, ge=0, le=60_000, alias="durationMs")
     failure_rate: float = Field(default=0.35, ge=0, le=1, alias="failureRate")
     should_fail: bool = Field(default=False, alias="shouldFail")
@@ -57,7 +58,9 @@ def simulate(payload: SimulatePayload, ctx: JobContext) -> str:
 class MessagePayload(Payload):
     model_config = ConfigDict(extra="forbid")
 
-    message: str = Field(min_length=1, max_length=500, json_schema_extra={"pattern": r"\S"})  # trimmed: not blank
+    message: str = Field(
+        min_length=1, max_length=500, json_schema_extra={"pattern": NOT_BLANK_PATTERN}
+    )  # trimmed: not blank
 
     @field_validator("message", mode="before")
     @classmethod

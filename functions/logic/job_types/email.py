@@ -3,52 +3,51 @@
 The sender is deploy-time configuration (``JOBS_EMAIL_SENDER``; ``cdk deploy -c senderEmail=...``): a deployment
 without one refuses send-email jobs at enqueue, naming the setting, rather than failing them after acceptance.
 
-Addresses are checked at enqueue (plain ``local@domain`` addresses, ASCII, RFC 5321 lengths), so a bad address is a
-400 and never a job. SES refusing the message is permanent; throttling and SES outages are retried.
+Addresses are checked at enqueue by the pattern the API document states (ASCII ``local@domain``, at most 64
+characters before the @ and 254 in all), so a bad address is a 400 and never a job. SES refusing the message is
+permanent; throttling and SES outages are retried.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import AfterValidator, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from functions.adapters.aws_errors import SdkError
 from functions.logic.job_types.registry import JobContext, Payload, job_type
+from functions.models.bounds import NOT_BLANK_PATTERN
 from functions.models.errors import JobFailure, PermanentJobError, RetryableJobError
 from functions.settings import Settings
 
 MAX_RECIPIENTS = 50  # SES's limit per message
 MAX_BODY_CHARS = 1_000_000  # SES allows 10 MB per message after encoding
-_LOCAL_PART = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+MAX_ADDRESS_CHARS = 254  # RFC 5321: 64 characters before the @, 254 in all
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+# Bounded repetitions only (no lookaheads), so the document and the validator are the same rule: the local part is
+# 1-64 characters that neither start nor end with a dot, the domain two or more DNS labels.
+_LOCAL_PART = rf"{_ATEXT}(?:[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]{{0,62}}{_ATEXT})?"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_TLD = r"(?:[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})"
-_ADDRESS = re.compile(rf"{_LOCAL_PART}@(?:{_LABEL}\.)+{_TLD}")
+ADDRESS_PATTERN = rf"^{_LOCAL_PART}@{_LABEL}(?:\.{_LABEL})+$"
+# One line (no CR or LF), not blank.
+_ONE_LINE = rf"^[^\r\n]*{NOT_BLANK_PATTERN}[^\r\n]*$"
+
+Address = Annotated[str, Field(max_length=MAX_ADDRESS_CHARS, pattern=ADDRESS_PATTERN)]
 
 
-def valid_address(value: str) -> str:
-    address = value.strip()
-    local = address.rpartition("@")[0]
-    if len(address) > 254 or len(local) > 64 or not _ADDRESS.fullmatch(address):
-        raise ValueError(f"'{value[:100]}' is not a valid email address (expected local@domain.tld)")
-    return address
-
-
-# The pattern states ``valid_address``'s rule for the document (not its length limits: 64 before the @, 254 in all).
-Address = Annotated[
-    str,
-    Field(json_schema_extra={"pattern": rf"^\s*{_LOCAL_PART}@(?:{_LABEL}\.)+{_TLD}\s*$"}),
-    AfterValidator(valid_address),
-]
+def _one_or_many_schema(schema: dict[str, Any]) -> None:
+    """``_one_or_many``: a single address, or an array of them."""
+    array = dict(schema)
+    schema.clear()
+    schema["anyOf"] = [dict(array["items"]), array]
 
 
 class EmailPayload(Payload):
     model_config = ConfigDict(extra="forbid")
 
-    to: list[Address] = Field(min_length=1, max_length=MAX_RECIPIENTS)
-    subject: str = Field(min_length=1, max_length=998)
+    to: list[Address] = Field(min_length=1, max_length=MAX_RECIPIENTS, json_schema_extra=_one_or_many_schema)
+    subject: str = Field(min_length=1, max_length=998, pattern=_ONE_LINE)
     body: str = Field(min_length=1, max_length=MAX_BODY_CHARS)
     html: str | None = Field(default=None, min_length=1, max_length=MAX_BODY_CHARS)
 
@@ -67,15 +66,6 @@ class EmailPayload(Payload):
                 seen.add(address.lower())
                 unique.append(address)
         return unique
-
-    @field_validator("subject")
-    @classmethod
-    def _one_line(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        if "\r" in value or "\n" in value:
-            raise ValueError("must be a single line")
-        return value
 
 
 # SES refuses this message or this sender: sending it again cannot help.
