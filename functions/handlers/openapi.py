@@ -5,6 +5,9 @@ and the response models of ``functions/models/responses.py``, a job being the do
 the request models that validate them (``functions/models/requests.py``; a job spec is a union over the job types,
 each with its payload model); error codes and statuses come from the error classes (``functions/models/errors.py``).
 The committed ``openapi.json`` is checked to be up to date.
+
+One module, a little over 400 lines: the document's helpers and the notes no model can carry (examples, error
+tables, per-type webhook paths) belong together.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ and before the outcome's write, which is why side-effecting types send an Idempo
 
 Outcomes for the batch: returning means "delete this message"; raising means "leave it to its visibility timeout".
 A retry or a not-yet-due message sets that timeout first (``JobDeferred``), so it comes back exactly when due.
+
+One module, a little over 400 lines: claiming, running (with its timeout) and recording an attempt are one protocol
+over the record's version, and read best together.
 """
 
 from __future__ import annotations
