@@ -266,7 +266,14 @@ class MessageConsumer:
         reporter = ProgressReporter(self.repo, job, self.clock, self.job_settings.progress_interval_seconds)
         started = time.perf_counter()
         try:
-            result = _within(budget_ms, lambda: self._execute(job, reporter, self.clock() + budget_ms))
+            deadline_ms = self.clock() + budget_ms
+            if job.timeout_seconds is None:
+                # No timeout of its own: the attempt runs on this thread to its end, bounded by the invocation's
+                # own timeout (the lease runs out and the message comes back, as for a crash), so no abandoned
+                # thread can act after its outcome is recorded.
+                result = self._execute(job, reporter, deadline_ms)
+            else:
+                result = _within(budget_ms, lambda: self._execute(job, reporter, deadline_ms))
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job, then decided below
             elapsed_ms = (time.perf_counter() - started) * 1000
             self.events("JobDurationMs", elapsed_ms)

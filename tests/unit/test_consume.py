@@ -451,20 +451,22 @@ def test_a_last_attempt_past_its_timeout_fails_the_job(
     assert [letter.reason for letter in queue.dead_letters] == ["timed out after 1 s"]
 
 
-def test_without_a_timeout_an_attempt_stops_in_time_to_record_its_outcome_before_the_invocation_ends(
+def test_without_a_timeout_an_attempt_runs_on_the_consumers_thread_to_its_end(
     consumer: MessageConsumer, repo: InMemoryJobsRepository, clock: FakeClock, register_job_type: RegisterJobType
 ) -> None:
-    # Given a job without timeoutSeconds that runs longer than its invocation has left (2.5 s)
-    stalling, job = _stalling_job(repo, clock, register_job_type)
-    try:
-        # When it runs
-        with pytest.raises(JobDeferred):
-            consumer.handle(message_body(job), SOURCE_ARN, RECEIPT, 2500)
-    finally:
-        stalling.release.set()
-    # Then the attempt was given up a reserve before the end (after 1.5 s) and is retried
-    retrying = _reload(repo, job)
-    assert (retrying.status, retrying.error) == (JobStatus.RETRYING, "timed out after 2 s")
+    # Given a job without timeoutSeconds that notes the thread it runs on and its deadline
+    seen: list[tuple[str, int | None]] = []
+
+    def noting(payload: Any, ctx: JobContext) -> str:
+        seen.append((threading.current_thread().name, ctx.deadline_ms))
+        return "done"
+
+    job = _store(repo, make_job(clock, job_type=register_job_type("noting", noting), payload={}))
+    # When it runs with 2.5 s left in the invocation
+    assert consumer.handle(message_body(job), SOURCE_ARN, RECEIPT, 2500) is Outcome.COMPLETED
+    # Then it ran on the consumer's own thread (nothing is left running after its outcome), and its deadline is the
+    # invocation's time less the reserve for recording the outcome
+    assert seen == [(threading.current_thread().name, clock() + 1500)]
 
 
 def test_an_attempt_within_its_timeout_completes_and_knows_its_deadline(
