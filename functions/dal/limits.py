@@ -117,27 +117,9 @@ class DynamoLimitsStore:
 
     def read_slots(self, keys: list[str]) -> dict[str, SlotState]:
         found: dict[str, SlotState] = {}
-        for start in range(0, len(keys), _BATCH_GET_MAX):
-            pending: dict[str, Any] = {
-                self._table: {
-                    "Keys": [{"pk": {"S": key}} for key in keys[start : start + _BATCH_GET_MAX]],
-                    "ConsistentRead": True,
-                    "ProjectionExpression": "pk, holder, leaseUntil",
-                }
-            }
-            for _ in range(_BATCH_GET_ROUNDS):
-                try:
-                    response = self._ddb.batch_get_item(RequestItems=pending)
-                except (ClientError, BotoCoreError) as exc:
-                    raise StorageError(f"DynamoDB BatchGetItem (slots) failed: {exc}") from exc
-                for item in response.get("Responses", {}).get(self._table, []):
-                    if "holder" in item and "leaseUntil" in item:
-                        found[item["pk"]["S"]] = SlotState(item["holder"]["S"], int(item["leaseUntil"]["N"]))
-                pending = response.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-            else:
-                raise StorageError("DynamoDB BatchGetItem (slots) left keys unprocessed")
+        for item in batch_get(self._ddb, self._table, keys, "slots", projection="pk, holder, leaseUntil"):
+            if "holder" in item and "leaseUntil" in item:
+                found[item["pk"]["S"]] = SlotState(item["holder"]["S"], int(item["leaseUntil"]["N"]))
         return found
 
     def claim_slot(self, key: str, holder: str, now_ms: int, lease_until_ms: int, expires_at_s: int) -> bool:
@@ -183,3 +165,27 @@ class DynamoLimitsStore:
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def batch_get(ddb: Any, table: str, keys: list[str], what: str, projection: str | None = None) -> list[dict[str, Any]]:
+    """The items of ``keys`` (by ``pk``) that exist, read consistently 100 keys a request, unprocessed keys asked
+    again a few rounds; an SDK error, or keys still unprocessed, is a ``StorageError`` naming ``what``."""
+    items: list[dict[str, Any]] = []
+    for start in range(0, len(keys), _BATCH_GET_MAX):
+        request: dict[str, Any] = {"Keys": [{"pk": {"S": key}} for key in keys[start : start + _BATCH_GET_MAX]]}
+        request["ConsistentRead"] = True
+        if projection is not None:
+            request["ProjectionExpression"] = projection
+        pending: dict[str, Any] = {table: request}
+        for _ in range(_BATCH_GET_ROUNDS):
+            try:
+                response = ddb.batch_get_item(RequestItems=pending)
+            except (ClientError, BotoCoreError) as exc:
+                raise StorageError(f"DynamoDB BatchGetItem ({what}) failed: {exc}") from exc
+            items.extend(response.get("Responses", {}).get(table, []))
+            pending = response.get("UnprocessedKeys") or {}
+            if not pending:
+                break
+        else:
+            raise StorageError(f"DynamoDB BatchGetItem ({what}) left keys unprocessed")
+    return items

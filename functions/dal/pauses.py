@@ -10,10 +10,8 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from functions.dal.limits import batch_get
 from functions.models.errors import StorageError
-
-_BATCH_GET_MAX = 100
-_BATCH_GET_ROUNDS = 5
 
 
 def pause_key(tenant: str, job_type: str) -> str:
@@ -48,23 +46,10 @@ class DynamoPauseStore:
 
     def paused_types(self, tenant: str, job_types: list[str]) -> dict[str, int]:
         found: dict[str, int] = {}
-        for start in range(0, len(job_types), _BATCH_GET_MAX):
-            keys = [{"pk": {"S": pause_key(tenant, name)}} for name in job_types[start : start + _BATCH_GET_MAX]]
-            pending: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
-            for _ in range(_BATCH_GET_ROUNDS):
-                try:
-                    response = self._ddb.batch_get_item(RequestItems=pending)
-                except (ClientError, BotoCoreError) as exc:
-                    raise StorageError(f"DynamoDB BatchGetItem (pauses) failed: {exc}") from exc
-                for item in response.get("Responses", {}).get(self._table, []):
-                    since = _paused_at(item)
-                    if since is not None:
-                        found[item["pk"]["S"].rsplit("#", 1)[1]] = since
-                pending = response.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-            else:
-                raise StorageError("DynamoDB BatchGetItem (pauses) left keys unprocessed")
+        for item in batch_get(self._ddb, self._table, [pause_key(tenant, name) for name in job_types], "pauses"):
+            since = _paused_at(item)
+            if since is not None:
+                found[item["pk"]["S"].rsplit("#", 1)[1]] = since
         return found
 
     def set_paused(self, tenant: str, job_type: str, paused: bool, now_ms: int) -> None:
