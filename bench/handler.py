@@ -13,11 +13,11 @@ metrics, validation, the domain logic, botocore's parameter validation and seria
 - consumer: ``functions.handlers.consumer.handler`` for a 10-record SQS batch (simulate, durationMs 0, no failure)
   vs a bare handler that, per record, parses the body and makes the same calls (GetItem, 2 x TransactWriteItems).
 
-Runs as deployed: LOG_LEVEL INFO, metrics on (the EMF lines go to /dev/null), tracing off, and our clients as
-``functions/dal/clients.py`` makes them on Lambda (no client-side parameter validation, a fixed User-Agent); the
-bare handler's clients keep boto3's defaults, as a hand-written handler would. Ours and bare alternate
-in ``--repeat`` x 10 short rounds over the same events; prints the median microseconds per job of each side and the
-median of the per-round ratios ours / bare (target <= 1.5x).
+Runs as deployed (``ServiceConfig.lambda_environment``): LOG_LEVEL INFO, metrics on (the EMF lines go to
+/dev/null), tracing off, and our clients as ``functions/dal/clients.py`` makes them on Lambda (no client-side
+parameter validation, a fixed User-Agent); the bare handler's clients keep boto3's defaults, as a hand-written
+handler would. Ours and bare alternate in ``--repeat`` x 10 short rounds over the same events; prints the median
+microseconds per job of each side and the median of the per-round ratios ours / bare (target <= 1.5x).
 """
 
 from __future__ import annotations
@@ -98,10 +98,7 @@ def environment() -> None:
             "AWS_REGION": "us-east-1",
             "AWS_ACCESS_KEY_ID": "bench",
             "AWS_SECRET_ACCESS_KEY": "bench",
-            "POWERTOOLS_SERVICE_NAME": AWS_CONFIG.service_name,
-            "POWERTOOLS_METRICS_NAMESPACE": AWS_CONFIG.metrics_namespace,
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "LOG_LEVEL": "INFO",
+            **AWS_CONFIG.lambda_environment(),
         }
     )
     os.environ.pop("AWS_ENDPOINT_URL", None)

@@ -163,6 +163,22 @@ class ServiceConfig:
             return getattr(self.runtime, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
+    def lambda_environment(self) -> dict[str, str]:
+        """What every function's environment holds besides ``Settings`` (infra/constructs/function.py); the
+        cold-start and handler benches run with it, so they measure the functions as deployed."""
+        env = {
+            "POWERTOOLS_SERVICE_NAME": self.service_name,
+            "POWERTOOLS_METRICS_NAMESPACE": self.metrics_namespace,
+            "LOG_LEVEL": "INFO",
+            # pydantic looks for plugins in every installed distribution's entry points when it first builds a
+            # model (a scan of the layer's and the runtime's package metadata on each cold start); we use none.
+            "PYDANTIC_DISABLE_PLUGINS": "__all__",
+        }
+        if not self.tracing_enabled:
+            # The handlers skip loading the X-Ray SDK altogether when this is set.
+            env["POWERTOOLS_TRACE_DISABLED"] = "true"
+        return env
+
     @property
     def queue_visibility_timeout_seconds(self) -> int:
         # AWS recommends at least 6x the function timeout for SQS event sources.

@@ -28,20 +28,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
-from functions.adapters.net import NetError, SafeHttpClient, is_retryable_status
 from functions.dal.jobs_repository import JobsRepository
-from functions.dal.secrets import WebhookSecrets
 from functions.logic.backoff import backoff_seconds
 from functions.logic.clock import Clock, iso, system_clock
-from functions.logic.job_types.webhook import HttpSender, answer_detail, deliver, encode_body, signed_headers
 from functions.logic.lanes import JobQueue
 from functions.models.errors import ConcurrentUpdate, JobDeferred, StorageError
 from functions.models.job import Callback, CallbackStatus, Job, JobMessage
 from functions.settings import Settings
+
+if TYPE_CHECKING:
+    from functions.logic.job_types.webhook import HttpSender
 
 logger = Logger(child=True)
 
@@ -119,6 +119,7 @@ class _Attempt:
 
 def _default_secrets(settings: Settings) -> Callable[[str], str]:
     from functions.dal.clients import client
+    from functions.dal.secrets import WebhookSecrets
 
     return WebhookSecrets(client("secretsmanager"), settings.webhook_secret_prefix).secret_for
 
@@ -179,6 +180,10 @@ class CallbackDeliverer:
     # --- one attempt ---
 
     def _post(self, job: Job) -> _Attempt:
+        # The HTTP side is loaded by the first delivery: most consumers' containers never send a callback.
+        from functions.adapters.net import NetError, is_retryable_status
+        from functions.logic.job_types.webhook import answer_detail, deliver, encode_body, signed_headers
+
         assert job.callback is not None
         body = encode_body(job.to_api())
         timestamp = self._clock() // 1000
@@ -252,6 +257,8 @@ class CallbackDeliverer:
 
     def _client(self) -> HttpSender:
         if self._http is None:
+            from functions.adapters.net import SafeHttpClient
+
             self._http = SafeHttpClient.from_settings(self._settings, user_agent=USER_AGENT)
         return self._http
 

@@ -17,7 +17,6 @@ from typing import Any, NamedTuple
 from aws_lambda_powertools import Logger
 from pydantic import TypeAdapter, ValidationError
 
-from functions.adapters.net import InvalidUrl, check_url
 from functions.dal.files import FileStore
 from functions.dal.job_queue import MAX_DELAY_SECONDS
 from functions.dal.jobs_repository import IdempotencyClaim, JobsRepository
@@ -227,6 +226,8 @@ def _idempotency_key(value: Any, name: str) -> str | None:
 def _callback_url(value: str | None) -> str | None:
     if value is None:
         return None
+    from functions.adapters.net import InvalidUrl, check_url  # the outbound policy: loaded by the first callback
+
     try:
         check_url(value.strip())
     except InvalidUrl as exc:

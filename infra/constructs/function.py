@@ -76,16 +76,7 @@ def service_environment(
     )
     if limits_table is not None:
         settings = replace(settings, limits_table=limits_table)
-    env = {
-        **settings.to_env(),
-        "POWERTOOLS_SERVICE_NAME": config.service_name,
-        "POWERTOOLS_METRICS_NAMESPACE": config.metrics_namespace,
-        "LOG_LEVEL": "INFO",
-    }
-    if not config.tracing_enabled:
-        # The handlers skip loading the X-Ray SDK altogether when this is set.
-        env["POWERTOOLS_TRACE_DISABLED"] = "true"
-    return env
+    return {**settings.to_env(), **config.lambda_environment()}
 
 
 def code_with_bytecode(python_version: str) -> Path:

@@ -17,6 +17,7 @@ from functions.handlers import openapi as doc
 from functions.handlers import static
 from functions.handlers.api import app
 from functions.handlers.http import RequestScopedResolver
+from functions.logic.job_types import registry
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,3 +93,45 @@ def test_the_swagger_route_answers_what_powertools_enable_swagger_does(
     # Then the answers are the same, byte for byte
     assert ours["statusCode"] == 200
     assert ours == theirs
+
+
+def test_each_type_module_declares_the_types_the_registry_names_for_it() -> None:
+    # Given every module of the job types' package, each imported in a fresh interpreter on its own
+    package = ROOT / "functions" / "logic" / "job_types"
+    modules = sorted(path.stem for path in package.glob("*.py") if path.stem not in {"__init__", "registry"})
+    probe = (
+        "import importlib, json, sys; from functions.logic.job_types import registry; "
+        "importlib.import_module('functions.logic.job_types.' + sys.argv[1]); "
+        "print(json.dumps(sorted(registry._REGISTRY)))"
+    )
+    declared = {}
+    for module in modules:
+        out = subprocess.run(
+            [sys.executable, "-c", probe, module], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        declared |= {name: module for name in json.loads(out.stdout)}
+    # Then the registry's map names exactly those types, each with the module that declares it
+    assert declared == registry.TYPE_MODULES
+
+
+def test_importing_a_handler_loads_no_job_type_module() -> None:
+    # When the API's or the consumer's handler module is imported in a fresh interpreter
+    for handler in ("functions.handlers.api", "functions.handlers.consumer"):
+        loaded = modules_loaded(handler, "functions.logic.job_types")
+        # Then the registry was, and no type's module (each is imported when its type is first used)
+        assert "functions.logic.job_types.registry" in loaded
+        assert loaded <= {"functions.logic.job_types", "functions.logic.job_types.registry"}
+
+
+def test_a_type_is_loaded_when_first_asked_for() -> None:
+    # Given a fresh interpreter with the registry imported
+    probe = (
+        "import json, sys; from functions.logic.job_types import get_job_type, registered_types; "
+        "names = registered_types(); before = 'functions.logic.job_types.crawl' in sys.modules; "
+        "job_type = get_job_type('crawl-website'); "
+        "after = 'functions.logic.job_types.crawl' in sys.modules; "
+        "print(json.dumps([before, after, job_type.name, 'crawl-website' in names]))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    # Then listing the names loaded nothing, and asking for the type loaded its module
+    assert json.loads(out.stdout) == [False, True, "crawl-website", True]

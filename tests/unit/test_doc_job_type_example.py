@@ -28,7 +28,9 @@ def documented_example() -> str:
 
 @pytest.fixture
 def thumbnail_registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The example registers into the global registry; give it a copy so other tests never see "thumbnail".
+    # The example registers into the global registry; give it a copy so other tests never see "thumbnail" (with
+    # every built-in type in it first: one loaded into the copy would be missing from the registry afterwards).
+    registry.load_all_types()
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     exec(compile(documented_example(), "docs/job-types.md", "exec"), {"__name__": "documented_example"})
 

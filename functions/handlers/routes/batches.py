@@ -33,7 +33,7 @@ _SPEC_NOTE = (
     description="Up to 100 jobs, validated all together (one bad spec: a 400 naming it, and nothing is created), "
     "then queued; when every one is final the batch is `completed` (or `completed_with_failures`) and the "
     "`onComplete` job, if given, is enqueued exactly once.",
-    operation_id="createBatch",
+    operation_id=doc.request_body("createBatch", doc.batch_json_body),
     tags=["jobs"],
     responses={
         200: doc.replayed(responses.BatchAccepted, "batch", BATCH_LOCATION),
@@ -53,10 +53,7 @@ _SPEC_NOTE = (
             },
         ),
     },
-    openapi_extensions={
-        **doc.batch_json_body(),
-        **doc.idempotency_key_header("batch"),
-    },
+    openapi_extensions=doc.idempotency_key_header("batch"),
 )
 def create_batch() -> Response[str]:
     tenant = caller_tenant(router)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -75,20 +75,23 @@ def _declare(type_name: str) -> None:
         f"/hooks/{type_name}",
         summary=f"Receive a webhook as a {type_name} job",
         description=_DESCRIPTION,
-        operation_id=f"ingest{doc.pascal(type_name)}Webhook",
+        operation_id=doc.request_body(f"ingest{doc.pascal(type_name)}Webhook", lambda: _body(type_name)),
         tags=["jobs"],
         responses=_RESPONSES,
-        openapi_extensions={
-            "requestBody": {
-                "required": True,
-                "description": "The external service's body, byte for byte (signed as sent): the job's payload",
-                "content": {doc.JSON: {"schema": doc.payload_schema(type_name)}},
-            },
-            **_PARAMETERS,
-        },
+        openapi_extensions=_PARAMETERS,
     )
     def ingest_typed_webhook() -> Response[str]:
         return _ingest(type_name)
+
+
+def _body(type_name: str) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "description": "The external service's body, byte for byte (signed as sent): the job's payload",
+            "content": {doc.JSON: {"schema": doc.payload_schema(type_name)}},
+        }
+    }
 
 
 for _name in registered_types():

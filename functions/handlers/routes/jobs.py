@@ -35,7 +35,7 @@ JOB_ID_MAX_LENGTH = 64
     summary="Enqueue a job",
     description="Validates the payload against the type's model, stores the job and queues it (now, after "
     "`delaySeconds`, or at `runAt`). A 202 means the job will reach a final state.",
-    operation_id="createJob",
+    operation_id=doc.request_body("createJob", doc.create_job_body),
     tags=["jobs"],
     responses={
         200: doc.replayed(responses.Job, "job", LOCATION),
@@ -44,7 +44,7 @@ JOB_ID_MAX_LENGTH = 64
             *doc.ENQUEUE_ERRORS,
         ),
     },
-    openapi_extensions={**doc.create_job_body(), **doc.idempotency_key_header("job")},
+    openapi_extensions=doc.idempotency_key_header("job"),
 )
 def create_job() -> Response[str]:
     tenant = caller_tenant(router)
@@ -61,13 +61,12 @@ def create_job() -> Response[str]:
     summary="Enqueue a message job",
     description="`{message}` becomes a `message` job, which completes with the message when consumed: the shortest "
     "way to queue work (`POST /jobs` with type `message` is the same job).",
-    operation_id="enqueueMessage",
+    operation_id=doc.request_body("enqueueMessage", doc.message_body),
     tags=["jobs"],
     responses={
         202: doc.ok(responses.Enqueued, "Accepted: the queued message job", LOCATION),
         **doc.keyed_errors("INVALID_BODY", "INVALID_MESSAGE", "PAYLOAD_TOO_LARGE"),
     },
-    openapi_extensions=doc.message_body(),
 )
 def enqueue_message() -> Response[str]:
     tenant = caller_tenant(router)
@@ -116,7 +115,7 @@ def list_jobs() -> Response[str]:
     description="Cancels the tenant's scheduled, pending and retrying jobs, of one `status` and/or `type` when "
     "given, each as `DELETE /jobs/{id}` would; jobs in other statuses are left alone. One call looks at up to "
     f"{manage.CANCEL_MAX_PAGES * manage.CANCEL_PAGE_SIZE} jobs: `more: true` says some were left (call again).",
-    operation_id="cancelJobs",
+    operation_id=doc.request_body("cancelJobs", doc.cancel_matching_body),
     tags=["jobs"],
     responses={
         200: doc.ok(responses.CancelledJobs, "How many jobs were cancelled"),
@@ -133,7 +132,6 @@ def list_jobs() -> Response[str]:
             },
         ),
     },
-    openapi_extensions=doc.cancel_matching_body(),
 )
 def cancel_jobs() -> Response[str]:
     rt = runtime()

@@ -66,13 +66,12 @@ def get_job_result(job_id: Annotated[str, PathParam(include_in_schema=False)]) -
     "/uploads",
     summary="Get a presigned URL to upload an image",
     description="PUT the file to `uploadUrl` with `headers`, then give `key` to an image job.",
-    operation_id="createUpload",
+    operation_id=doc.request_body("createUpload", doc.upload_body),
     tags=["uploads"],
     responses={
         201: doc.ok(responses.UploadTicket, "Created: where and how to upload"),
         **doc.keyed_errors("INVALID_BODY", "INVALID_UPLOAD", "PAYLOAD_TOO_LARGE"),
     },
-    openapi_extensions=doc.upload_body(),
 )
 def create_upload() -> Response[str]:
     tenant = caller_tenant(router)

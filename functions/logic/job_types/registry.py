@@ -11,6 +11,7 @@ A handler returns a JSON-serialisable result, raises ``RetryableJobError`` for t
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections.abc import Callable
@@ -130,6 +131,23 @@ class JobType(Generic[PayloadT]):
 
 
 _REGISTRY: dict[str, JobType[Any]] = {}
+# The built-in types and the module of this package that declares each, imported when the type is first asked for:
+# a container loads the types it runs, not every type's dependencies (the crawler's robots.txt parser, the outbound
+# address policy, ...) on each cold start. A new type's module is named here too (tests/unit/test_cold_start.py
+# checks that this map and the modules agree).
+TYPE_MODULES: dict[str, str] = {
+    "batch-import": "batch_import",
+    "crawl-website": "crawl",
+    "fetch": "fetch",
+    "generate-content": "ai",
+    "generate-embedding": "ai",
+    "image-grayscale": "images",
+    "image-resize": "images",
+    "message": "builtin",
+    "send-email": "email",
+    "simulate": "builtin",
+    "webhook-delivery": "webhook",
+}
 SETTINGS_CONTEXT_KEY = "settings"
 AT_ENQUEUE_CONTEXT_KEY = "at_enqueue"
 TENANT_CONTEXT_KEY = "tenant"
@@ -165,10 +183,19 @@ def job_type(
 
 
 def registered_types() -> list[str]:
-    return sorted(_REGISTRY)
+    """Every type's name (no module is imported for it)."""
+    return sorted(_REGISTRY.keys() | TYPE_MODULES.keys())
 
 
 def get_job_type(name: object) -> JobType[Any]:
+    if isinstance(name, str) and name not in _REGISTRY and name in TYPE_MODULES:
+        importlib.import_module(f"{__package__}.{TYPE_MODULES[name]}")  # registers its types
     if not isinstance(name, str) or name not in _REGISTRY:
         raise InvalidType(f"'type' must be one of: {', '.join(registered_types())}")
     return _REGISTRY[name]
+
+
+def load_all_types() -> None:
+    """Imports every built-in type's module (what lists every type with its model needs)."""
+    for module in sorted(set(TYPE_MODULES.values())):
+        importlib.import_module(f"{__package__}.{module}")
