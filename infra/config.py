@@ -21,7 +21,9 @@ _RUNTIME_FIELDS = frozenset(f.name for f in fields(Settings))
 @dataclass(frozen=True)
 class ConsumerConfig:
     timeout_seconds: int = 60
-    # Image jobs decode up to image_max_pixels (40 MP is 120 MB as RGB, plus the converted copy).
+    # Every job type runs here, image jobs included: one image at a time decodes up to image_max_pixels, and a
+    # 40 MP RGBA PNG made grayscale peaked at 489 MB of RSS (docs/performance.md, "Lambda shape"), beside the other
+    # records of the batch running at once. 512 MB would leave no margin for that job.
     memory_mb: int = 1024
     batch_size: int = 10
     # Records of a standard lane's batch run at once: jobs mostly wait on I/O, so a batch takes about as long as
@@ -116,18 +118,24 @@ class ServiceConfig:
     stats_stream: StatsStreamConfig = field(default_factory=StatsStreamConfig)
     # Long-poll reads (GET /jobs/{id}?wait=20) need 20 s and a margin; API Gateway REST allows 29 s.
     api_timeout_seconds: int = 25
+    # Memory is also the CPU share (1,769 MB is one vCPU). The API's container holds ~62 MB after its imports, but
+    # its cold start is ~0.55 s of CPU (bench/coldstart.py) on the request's path: less memory would stretch that.
     api_memory_mb: int = 512
     sweeper_interval_seconds: int = 60
     sweeper_timeout_seconds: int = 60
-    sweeper_memory_mb: int = 512
+    # Off the request path and mostly waiting on DynamoDB (~57 MB after its imports); it runs every minute, idle or
+    # not, so its GB-seconds are part of the idle bill.
+    sweeper_memory_mb: int = 256
     # The tenant tag of the API key created with the stack (more keys: docs/deploy.md, "API keys").
     bootstrap_tenant: str = "default"
     api_rate_limit: int = 100
     api_burst_limit: int = 200
-    # The functions' Lambda runtime and architecture (cdk deploy -c runtime=python3.12 -c architecture=arm64); the
+    # The functions' Lambda runtime and architecture (cdk deploy -c runtime=python3.12 -c architecture=x86_64); the
     # dependency layers are built for that interpreter and platform (infra/layer_build.py, constructs/job_layer.py).
+    # arm64 (Graviton): Lambda's GB-second and request prices are about 20 % lower, and every dependency (pydantic-core,
+    # Pillow) has manylinux2014_aarch64 wheels.
     python_version: str = "python3.11"
-    architecture: str = "x86_64"
+    architecture: str = "arm64"
     # Lambda SnapStart for the functions (Python 3.12 and later only): published versions start from a snapshot.
     snap_start: bool = False
     # AWS only (the CDK stack): stage name, log retention, X-Ray switch and the alarm thresholds.

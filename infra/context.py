@@ -4,7 +4,7 @@
                      cdk deploy; none: send-email is refused at enqueue)
     bedrockModels    JSON list of the models jobs may name: "model-id" or {"id", "foundationModel", "regions"}
     runtime          python3.11 (default) | python3.12 | python3.13
-    architecture     x86_64 (default) | arm64
+    architecture     arm64 (default) | x86_64
     tracing          true | false (default): X-Ray for the functions and the API stage
     snapStart        true | false (default): Lambda SnapStart, Python 3.12 and later
 

@@ -8,6 +8,13 @@ file pins the direct dependencies, and the packages installed in this interprete
 A requirement without a wheel for the target stops the build with pip's own message (there is no fallback that
 would ship something else). The result is cached under ``.build/layers/<key>``, where the key is a hash of what
 decides its content: the requirement pins, the constraints, the platform and the Python version.
+
+The packages ship with their bytecode when this Python is the target's (``python3.11`` built by a 3.11): Lambda
+mounts a layer read-only under ``/opt``, so a package without ``__pycache__`` is compiled again at every cold start.
+For Powertools, pydantic and boto3 that doubled the libraries' import (1,085 ms of CPU from sources, 573 ms with
+bytecode, measured here). As for the code asset (``constructs/function.py``), the bytecode is hash-based and
+unchecked (a zip keeps no modification times), compiled with a fixed hash seed and the paths the files have on
+Lambda, so the same pins give the same layer.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,7 +37,9 @@ CACHE_ROOT = REPO_ROOT / ".build" / "layers"
 # manylinux2014 is glibc 2.17: it loads on Amazon Linux 2 (python3.11, glibc 2.26) and 2023 (python3.12+).
 PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
 # Bumped when the layout or the pip options change, so that old cached builds are not reused.
-BUILD_FORMAT = "1"
+BUILD_FORMAT = "2"
+# Where Lambda mounts a layer's python/ directory: the paths the bytecode records.
+LAMBDA_LAYER_PYTHON = "/opt/python"
 
 
 class LayerBuildError(RuntimeError):
@@ -46,6 +56,11 @@ class LayerTarget:
     @property
     def python_version(self) -> str:
         return self.runtime.removeprefix("python")
+
+    @property
+    def bytecode(self) -> bool:
+        """Whether this interpreter can compile the target's bytecode (the same minor version)."""
+        return f"{sys.version_info.major}.{sys.version_info.minor}" == self.python_version
 
     @property
     def platform(self) -> str:
@@ -74,7 +89,7 @@ def pip_command(requirements: Sequence[Path], constraints: Path, target_dir: Pat
         "install",
         "--quiet",
         "--disable-pip-version-check",
-        "--no-compile",  # Lambda's /opt is read-only anyway; bytecode for another Python would never load
+        "--no-compile",  # compile_bytecode does it, reproducibly, and only for the target's Python
         "--target",
         str(target_dir),
         "--platform",
@@ -100,7 +115,8 @@ def cache_key(requirements: Sequence[Path], constraints: str, target: LayerTarge
     """Changes when what the layer contains would change, and only then."""
     digest = hashlib.sha256()
     pins = ["\n".join(requirement_lines(path)) for path in requirements]
-    for part in (BUILD_FORMAT, *pins, constraints, target.platform, "cp", target.python_version):
+    bytecode = "bytecode" if target.bytecode else "sources"
+    for part in (BUILD_FORMAT, *pins, constraints, target.platform, "cp", target.python_version, bytecode):
         digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()[:32]
@@ -126,6 +142,8 @@ def build_layer(requirements: Sequence[Path], target: LayerTarget, cache_root: P
                 f"cannot build the layer of {names} for {target.runtime} {target.architecture} "
                 f"({target.platform}): pip found no installable wheel (or failed).\n{done.stderr.strip()}"
             )
+        if target.bytecode:
+            compile_bytecode(staging / "layer" / "python")
         try:
             (staging / "layer").rename(cached)
         except OSError:
@@ -134,6 +152,20 @@ def build_layer(requirements: Sequence[Path], target: LayerTarget, cache_root: P
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return cached
+
+
+def compile_bytecode(directory: Path) -> None:
+    """Unchecked hash-based ``.pyc`` files beside the sources of ``directory`` (the layer's ``python/``)."""
+    command = [sys.executable, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash"]
+    done = subprocess.run(
+        [*command, "-d", LAMBDA_LAYER_PYTHON, str(directory)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONHASHSEED": "0"},  # set constants (frozensets) marshal in a fixed order
+    )
+    if done.returncode != 0:
+        raise LayerBuildError(f"cannot compile the layer's bytecode:\n{(done.stdout + done.stderr).strip()}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -201,7 +201,7 @@ def _context(**values: Any) -> Callable[[str], Any]:
 
 def test_defaults_without_context() -> None:
     config = config_from_context(AWS_CONFIG, _context())
-    assert (config.python_version, config.architecture) == ("python3.11", "x86_64")
+    assert (config.python_version, config.architecture) == ("python3.11", "arm64")
     assert (config.snap_start, config.tracing_enabled, config.email_sender) == (False, False, "")
 
 

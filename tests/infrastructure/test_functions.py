@@ -97,11 +97,27 @@ def test_each_function_logs_to_its_own_log_group_with_retention(resources: Resou
 
 def test_functions_run_the_configured_runtime_untraced(resources: Resources) -> None:
     for _, properties in all_functions(resources):
-        # Then each runs the configured Python on the configured architecture (by default, what the tests run),
-        # without X-Ray (-c tracing=true turns it on)
+        # Then each runs the configured Python (by default, what the tests run) on arm64 (Graviton, the cheaper
+        # GB-second), without X-Ray (-c tracing=true turns it on)
         assert properties["Runtime"] == AWS_CONFIG.python_version == "python3.11"
-        assert properties["Architectures"] == [AWS_CONFIG.architecture] == ["x86_64"]
+        assert properties["Architectures"] == [AWS_CONFIG.architecture] == ["arm64"]
         assert "TracingConfig" not in properties
+
+
+def test_each_function_has_the_memory_its_work_needs(resources: Resources) -> None:
+    # Given the synthesized functions by handler
+    by_handler = functions_by_handler(resources)
+    memory = {handler: properties["MemorySize"] for handler, (_, properties) in by_handler.items()}
+    # Then each has its configured size: the consumers room for an image job, the API a CPU share for its cold
+    # start, the sweeper and the aggregator (off the request path, waiting on DynamoDB) the least
+    assert memory == {
+        API_HANDLER: AWS_CONFIG.api_memory_mb,
+        CONSUMER_HANDLER: AWS_CONFIG.consumer.memory_mb,
+        ORDERED_CONSUMER_HANDLER: AWS_CONFIG.consumer.memory_mb,
+        SWEEPER_HANDLER: AWS_CONFIG.sweeper_memory_mb,
+        STATS_STREAM_HANDLER: AWS_CONFIG.stats_stream.memory_mb,
+    }
+    assert (AWS_CONFIG.api_memory_mb, AWS_CONFIG.consumer.memory_mb, AWS_CONFIG.sweeper_memory_mb) == (512, 1024, 256)
 
 
 def test_every_function_gets_the_settings_and_powertools_environment(resources: Resources) -> None:
@@ -127,6 +143,7 @@ def test_every_function_gets_the_settings_and_powertools_environment(resources: 
         "POWERTOOLS_SERVICE_NAME": AWS_CONFIG.service_name,
         "POWERTOOLS_METRICS_NAMESPACE": AWS_CONFIG.metrics_namespace,
         "LOG_LEVEL": "INFO",
+        "PYDANTIC_DISABLE_PLUGINS": "__all__",
         "POWERTOOLS_TRACE_DISABLED": "true",
     }
     for _, properties in all_functions(resources):

@@ -101,11 +101,27 @@ def test_each_layer_is_built_for_the_functions_runtime_and_architecture(
     top = {p.name for p in asset_dir(synthesized, layer_id).iterdir()}
     native = [p.name for p in (asset_dir(synthesized, layer_id) / "python").rglob("*.so")]
     # Then it declares the functions' runtime and architecture, has Lambda's layout (python/...), and its native
-    # code is compiled for CPython 3.11 on x86-64 Linux (the default)
+    # code is compiled for CPython 3.11 on AArch64 Linux (the defaults)
     assert properties["CompatibleRuntimes"] == [AWS_CONFIG.python_version] == ["python3.11"]
-    assert properties["CompatibleArchitectures"] == [AWS_CONFIG.architecture] == ["x86_64"]
+    assert properties["CompatibleArchitectures"] == [AWS_CONFIG.architecture] == ["arm64"]
     assert top == {"python"}
-    assert native and all(re.search(r"cpython-311-x86_64-linux-gnu|abi3", name) for name in native), native
+    assert native and all(re.search(r"cpython-311-aarch64-linux-gnu|abi3", name) for name in native), native
+
+
+def test_the_runtime_layer_ships_the_bytecode_lambda_would_otherwise_compile_at_every_cold_start(
+    synthesized: Synthesized,
+) -> None:
+    # Given the runtime layer's asset, built by this Python for the same Python (3.11)
+    layer_python = asset_dir(synthesized, layer_ids(synthesized.resources)["requirements.txt"]) / "python"
+    sources = list((layer_python / "pydantic").rglob("*.py")) + list((layer_python / "botocore").rglob("*.py"))
+    # Then every module has its .pyc beside it, hash-based and unchecked (flags 0b01: a zip keeps no file times),
+    # recording the path it has on Lambda
+    for source in sources:
+        compiled = source.parent / "__pycache__" / f"{source.stem}.cpython-311.pyc"
+        assert compiled.is_file(), source
+    header = (layer_python / "pydantic" / "__pycache__" / "main.cpython-311.pyc").read_bytes()
+    assert int.from_bytes(header[4:8], "little") == 0b01
+    assert b"/opt/python/pydantic/main.py" in header
 
 
 def test_the_cache_key_is_the_content_pins_constraints_platform_and_python(tmp_path: Path) -> None:
