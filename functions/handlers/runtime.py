@@ -78,6 +78,11 @@ def emit(name: str, value: float) -> None:
     # Powertools keeps metrics in memory when they are disabled (and prints them once 100 pile up): don't add any.
     if is_metrics_disabled():
         return
+    if value == 0 and not name.endswith("Ms"):
+        # A count of nothing is not published: CloudWatch bills a custom metric ($0.30 a month) for every hour it
+        # receives data, and the sweeper's five counters are zeros every minute of an idle deployment. A graph
+        # shows no point instead of 0; no alarm reads these metrics.
+        return
     unit = MetricUnit.Milliseconds if name.endswith("Ms") else MetricUnit.Count
     # A batch's records run at once; Powertools' metric set is a plain dict, flushed when it reaches 100 values.
     with _METRICS_LOCK:

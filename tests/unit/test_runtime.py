@@ -86,3 +86,33 @@ def test_functions_sharing_a_process_keep_their_own_lambda_context_in_log_lines(
     lines = {line["message"]: line for line in map(json.loads, run.stdout.splitlines())}
     assert lines["job failed"]["function_name"] == "consumer"
     assert lines["api line"]["function_name"] == "api"
+
+
+SWEEP = """
+from functions.handlers.runtime import emit, metrics
+from local.lambda_context import LocalContext
+
+@metrics.log_metrics
+def sweep(event, context):
+    emit("ScheduledReleased", 0)
+    emit("PendingResent", 2)
+    emit("JobDurationMs", 0.0)
+    return "swept"
+
+print(sweep({}, LocalContext("sweeper", 3)))
+"""
+
+
+def test_a_zero_count_is_not_published() -> None:
+    # Given a container with metrics switched on
+    env = {"AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true", "PATH": "/usr/bin:/bin"}
+    env |= {"POWERTOOLS_METRICS_NAMESPACE": "ServerlessJobs", "POWERTOOLS_SERVICE_NAME": "jobs"}
+
+    # When an invocation emits a zero count, a count and a zero duration
+    run = subprocess.run([sys.executable, "-c", SWEEP], cwd=ROOT, env=env, capture_output=True, text=True)
+
+    # Then its metrics line has the count and the duration, not the zero count (a metric billed for nothing)
+    assert run.returncode == 0, run.stderr
+    emf = json.loads(run.stdout.splitlines()[0])
+    assert {m["Name"] for m in emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]} == {"PendingResent", "JobDurationMs"}
+    assert run.stdout.splitlines()[-1] == "swept"
