@@ -13,9 +13,11 @@ import only the libraries the API and the consumer use (no code of ours): the fl
 part our code adds can be read off.
 
 The handlers are imported from the Lambda code asset as ``cdk synth`` stages it (``code_with_bytecode``: the
-``functions`` package with its bytecode), not from the working tree, whose ``__pycache__`` may be stale or never
-written (``PYTHONDONTWRITEBYTECODE``): then every run would compile our sources, as a cold start on Lambda did
-before the asset carried bytecode.
+``functions`` package with its bytecode), and the libraries, boto3 included, from the runtime layer as synth builds
+it (``infra/layer_build.py``, for this machine's architecture: the bytecode is the same for both), not from the
+working tree and the venv, whose ``__pycache__`` may be stale or never written. Nothing is written while measuring
+(``PYTHONDONTWRITEBYTECODE``): Lambda mounts both read-only, so what ships without bytecode is compiled at every
+cold start, and so it is here.
 
 Every case runs in the functions' environment as the stack deploys it by default
 (``ServiceConfig.lambda_environment``: tracing off, the log level, no pydantic plugin discovery), except the one
@@ -25,6 +27,7 @@ case that shows what switching X-Ray on costs. The last line is the API's and th
 from __future__ import annotations
 
 import os
+import platform
 import random
 import resource
 import statistics
@@ -61,7 +64,7 @@ LIBRARIES = {
 def run_once(code: str, env: dict[str, str]) -> float:
     """The CPU time (user + system) of one fresh interpreter running ``code``, in ms."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=env.get("PYTHONPATH", ROOT), env=env)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=env["PYTHONPATH"].split(os.pathsep)[0], env=env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1000
 
@@ -73,14 +76,19 @@ def main() -> None:
 
     from infra.config import AWS_CONFIG
     from infra.constructs.function import code_with_bytecode
+    from infra.constructs.job_layer import RUNTIME_REQUIREMENTS
+    from infra.layer_build import LayerTarget, build_layer
 
-    env = dict(os.environ, AWS_DEFAULT_REGION="us-east-1", **AWS_CONFIG.lambda_environment())
-    traced_env = dict(
-        os.environ, AWS_DEFAULT_REGION="us-east-1", **replace(AWS_CONFIG, tracing_enabled=True).lambda_environment()
-    )
+    common = {"AWS_DEFAULT_REGION": "us-east-1", "PYTHONDONTWRITEBYTECODE": "1"}
+    env = dict(os.environ, **common, **AWS_CONFIG.lambda_environment())
+    traced_env = dict(os.environ, **common, **replace(AWS_CONFIG, tracing_enabled=True).lambda_environment())
 
     asset = code_with_bytecode(AWS_CONFIG.python_version)
-    env["PYTHONPATH"] = traced_env["PYTHONPATH"] = str(asset)  # the handlers as Lambda has them
+    machine = {"x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine()]
+    layer = build_layer([RUNTIME_REQUIREMENTS], LayerTarget(AWS_CONFIG.python_version, machine)) / "python"
+    # The handlers and the libraries as Lambda has them (the X-Ray SDK, in the layer only when tracing is on, and
+    # whatever else the venv has come after them).
+    env["PYTHONPATH"] = traced_env["PYTHONPATH"] = f"{asset}{os.pathsep}{layer}"
     # The handlers' clients are created on first use, so the baseline's clients are created with them too.
     cases = {"empty": "pass", "baseline": BASELINE} | {name: f"{code}; {BASELINE}" for name, code in HANDLERS.items()}
     cases["api + X-Ray Tracer"] = f"{HANDLERS['api']}; from aws_lambda_powertools import Tracer; Tracer(); {BASELINE}"
