@@ -12,11 +12,13 @@ tables, per-type webhook paths) belong together.
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Callable
 from functools import cache
 from typing import Annotated, Any, Literal, Union
 
-from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse, OpenAPIResponseContentModel
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
 from functions.logic.job_types import get_job_type, registered_types
@@ -36,7 +38,6 @@ from functions.models.bounds import (
 from functions.models.errors import error_table
 from functions.models.job import CANCELLABLE_STATUSES, JobStatus
 from functions.models.requests import CancelMatchingRequest, IdempotencyKey, JobOptions, JobRequest, MessageRequest
-from functions.models.responses import Error
 
 API_VERSION = "0.1.0"
 API_KEY_SCHEME = "apiKey"
@@ -206,8 +207,32 @@ CREATE_JOB_EXAMPLE = {"type": "simulate", "payload": {"target": "cat.png", "fail
 # --- building the parts of a route ---
 
 
-def ok(model: Any, description: str, headers: dict[str, str] | None = None) -> OpenAPIResponse:
-    response: OpenAPIResponse = {"description": description, "content": {JSON: {"model": model}}}
+# The response models (``functions/models/responses.py``) describe the answers for the document only: a route names
+# its model ("JobPage", or "FileResult|InlineResult" for either), and the name becomes the class when the document
+# is built (``resolve_response_models``), so that no cold start of the API imports those ~20 models.
+_NAMED_MODELS: list[OpenAPIResponseContentModel] = []
+
+
+def model_content(model: str) -> OpenAPIResponseContentModel:
+    """A response's JSON content whose model is named ``model`` in ``functions.models.responses``."""
+    content: OpenAPIResponseContentModel = {"model": model}
+    _NAMED_MODELS.append(content)
+    return content
+
+
+def resolve_response_models() -> None:
+    """Replaces each response model's name by its class (call before Powertools builds the document)."""
+    from functions.models import responses
+
+    for content in _NAMED_MODELS:
+        if isinstance(content["model"], str):
+            content["model"] = functools.reduce(
+                operator.or_, (getattr(responses, name) for name in content["model"].split("|"))
+            )
+
+
+def ok(model: str, description: str, headers: dict[str, str] | None = None) -> OpenAPIResponse:
+    response: OpenAPIResponse = {"description": description, "content": {JSON: model_content(model)}}
     if headers:
         response["headers"] = {
             name: {"description": text, "schema": {"type": "string"}} for name, text in headers.items()
@@ -219,7 +244,7 @@ def ok(model: Any, description: str, headers: dict[str, str] | None = None) -> O
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 
-def replayed(model: Any, thing: str, headers: dict[str, str]) -> OpenAPIResponse:
+def replayed(model: str, thing: str, headers: dict[str, str]) -> OpenAPIResponse:
     """The 200 of a creating route that takes an idempotency key, ``thing`` being what it creates."""
     description = (
         f"The same Idempotency-Key and request as an earlier one (24 h): that request's {thing}, not a new one"
@@ -251,11 +276,9 @@ def errors(*codes: str, notes: dict[str, str] | None = None) -> dict[int, OpenAP
     for status in sorted(by_status):
         listed = by_status[status]
         lines = "\n".join(f"- `{code}`: {notes.get(code, table[code].when)}" for code in listed)
-        examples = {code: {"summary": code, "value": _example(code)} for code in listed}
-        responses[status] = {
-            "description": f"Error codes:\n{lines}",
-            "content": {JSON: {"model": Error, "examples": examples}},
-        }
+        content = model_content("Error")
+        content["examples"] = {code: {"summary": code, "value": _example(code)} for code in listed}
+        responses[status] = {"description": f"Error codes:\n{lines}", "content": {JSON: content}}
     return responses
 
 
@@ -434,6 +457,7 @@ def openapi_model(resolver: Any, **kwargs: Any) -> Any:
     from aws_lambda_powertools.event_handler.openapi.models import Components, RequestBody, Schema
 
     bodies = request_bodies()
+    resolve_response_models()
     spec = resolver.get_openapi_schema(**kwargs)
     for path in (spec.paths or {}).values():
         for method in ("get", "put", "post", "delete", "patch"):

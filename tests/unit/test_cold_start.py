@@ -135,3 +135,22 @@ def test_a_type_is_loaded_when_first_asked_for() -> None:
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     # Then listing the names loaded nothing, and asking for the type loaded its module
     assert json.loads(out.stdout) == [False, True, "crawl-website", True]
+
+
+def test_importing_the_api_loads_neither_the_response_models_nor_the_request_body_schemas() -> None:
+    # When the API's handler module is imported in a fresh interpreter
+    loaded = modules_loaded("functions.handlers.api", "functions.")
+    # Then the response models, which only the document needs, were not imported (routes name them)
+    assert "functions.handlers.routes.jobs" in loaded
+    assert "functions.models.responses" not in loaded
+
+
+def test_the_request_bodies_are_built_only_with_the_document() -> None:
+    # Given the API imported in this process, its document not yet built by this test
+    doc.request_bodies.cache_clear()
+    # When the document is built
+    spec = json.loads(doc.document(app, "/test-base"))
+    # Then each operation declared with a request body has it, built from its model
+    body = spec["paths"]["/jobs"]["post"]["requestBody"]
+    assert body["content"]["application/json"]["schema"]["discriminator"]["propertyName"] == "type"
+    assert {"createJob", "createBatch", "enqueueMessage", "createUpload", "cancelJobs"} <= set(doc.request_bodies())

@@ -14,7 +14,6 @@ from functions.handlers.runtime import batch_settler, batch_store, emit, files, 
 from functions.logic import batches
 from functions.logic.clock import system_clock
 from functions.logic.enqueue import enqueue_settings
-from functions.models import responses
 from functions.models.errors import error_table
 
 router = Router()
@@ -36,8 +35,8 @@ _SPEC_NOTE = (
     operation_id=doc.request_body("createBatch", doc.batch_json_body),
     tags=["jobs"],
     responses={
-        200: doc.replayed(responses.BatchAccepted, "batch", BATCH_LOCATION),
-        202: doc.ok(responses.BatchAccepted, "Accepted: the batch's id and its jobs' ids", BATCH_LOCATION),
+        200: doc.replayed("BatchAccepted", "batch", BATCH_LOCATION),
+        202: doc.ok("BatchAccepted", "Accepted: the batch's id and its jobs' ids", BATCH_LOCATION),
         **doc.errors(
             *doc.ENQUEUE_ERRORS,
             *doc.KEYED_ERRORS,
@@ -88,7 +87,7 @@ def create_batch() -> Response[str]:
     operation_id="getBatch",
     tags=["jobs"],
     responses={
-        200: doc.ok(responses.Batch, "The batch"),
+        200: doc.ok("Batch", "The batch"),
         **doc.errors("NOT_FOUND", *doc.KEYED_ERRORS, notes={"NOT_FOUND": "no such batch for this tenant"}),
     },
 )

@@ -14,7 +14,6 @@ from functions.handlers import openapi as doc
 from functions.handlers import static
 from functions.handlers.http import json_response
 from functions.logic.clock import iso, system_clock
-from functions.models import responses
 from functions.models.errors import NotFound, shown
 
 router = Router()
@@ -27,7 +26,7 @@ router = Router()
     operation_id="health",
     tags=["service"],
     security=doc.OPEN,
-    responses={200: doc.ok(responses.Health, "The service is up")},
+    responses={200: doc.ok("Health", "The service is up")},
 )
 def health() -> Response[str]:
     return json_response(200, {"status": "ok", "service": "jobs", "timestamp": iso(system_clock())})

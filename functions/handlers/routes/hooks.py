@@ -19,7 +19,6 @@ from functions.logic import ingest
 from functions.logic.clock import system_clock
 from functions.logic.enqueue import enqueue_settings
 from functions.logic.job_types import registered_types
-from functions.models import responses
 from functions.models.bounds import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN
 from functions.models.errors import InvalidBody, PayloadTooLarge
 
@@ -35,7 +34,7 @@ _DESCRIPTION = (
 )
 
 _RESPONSES = {
-    202: doc.ok(responses.Job, "Accepted: the job record (pending)", {"Location": "The job's URL: /jobs/{id}"}),
+    202: doc.ok("Job", "Accepted: the job record (pending)", {"Location": "The job's URL: /jobs/{id}"}),
     **doc.errors(
         "INVALID_BODY",
         "INVALID_PAYLOAD",

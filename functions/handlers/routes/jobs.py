@@ -16,7 +16,6 @@ from functions.logic.clock import system_clock
 from functions.logic.enqueue import Accepted, JobSpec, enqueue_settings, parse_job_spec, parse_message_request, submit
 from functions.logic.job_types import registered_types
 from functions.logic.payloads import with_full_payload
-from functions.models import responses
 from functions.models.bounds import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, LIST_LIMIT_MIN
 from functions.models.errors import InvalidQuery, NotFound, shown
 from functions.models.job import Job
@@ -38,8 +37,8 @@ JOB_ID_MAX_LENGTH = 64
     operation_id=doc.request_body("createJob", doc.create_job_body),
     tags=["jobs"],
     responses={
-        200: doc.replayed(responses.Job, "job", LOCATION),
-        202: doc.ok(responses.Job, "Accepted: the job record (pending, or scheduled)", LOCATION),
+        200: doc.replayed("Job", "job", LOCATION),
+        202: doc.ok("Job", "Accepted: the job record (pending, or scheduled)", LOCATION),
         **doc.keyed_errors(
             *doc.ENQUEUE_ERRORS,
         ),
@@ -64,7 +63,7 @@ def create_job() -> Response[str]:
     operation_id=doc.request_body("enqueueMessage", doc.message_body),
     tags=["jobs"],
     responses={
-        202: doc.ok(responses.Enqueued, "Accepted: the queued message job", LOCATION),
+        202: doc.ok("Enqueued", "Accepted: the queued message job", LOCATION),
         **doc.keyed_errors("INVALID_BODY", "INVALID_MESSAGE", "PAYLOAD_TOO_LARGE"),
     },
 )
@@ -81,7 +80,7 @@ def enqueue_message() -> Response[str]:
     description="The tenant's jobs, newest first, optionally of one status and/or type, a page at a time.",
     operation_id="listJobs",
     tags=["jobs"],
-    responses={200: doc.ok(responses.JobPage, "A page of jobs"), **doc.keyed_errors("INVALID_QUERY")},
+    responses={200: doc.ok("JobPage", "A page of jobs"), **doc.keyed_errors("INVALID_QUERY")},
     openapi_extensions=doc.parameters(
         doc.query_param("status", "Only jobs in this status", {"type": "string", "enum": doc.STATUS_VALUES}),
         doc.query_param("type", "Only jobs of this type", {"type": "string", "enum": registered_types()}),
@@ -118,7 +117,7 @@ def list_jobs() -> Response[str]:
     operation_id=doc.request_body("cancelJobs", doc.cancel_matching_body),
     tags=["jobs"],
     responses={
-        200: doc.ok(responses.CancelledJobs, "How many jobs were cancelled"),
+        200: doc.ok("CancelledJobs", "How many jobs were cancelled"),
         **doc.errors(
             "INVALID_BODY",
             "INVALID_OPTION",
@@ -159,7 +158,7 @@ def cancel_jobs() -> Response[str]:
     operation_id="getJob",
     tags=["jobs"],
     responses={
-        200: doc.ok(responses.Job, "The job", {LONG_POLL_HEADER: "`1`: this server supports `wait`"}),
+        200: doc.ok("Job", "The job", {LONG_POLL_HEADER: "`1`: this server supports `wait`"}),
         **doc.keyed_errors("NOT_FOUND", "INVALID_QUERY"),
     },
     openapi_extensions=doc.parameters(
@@ -189,7 +188,7 @@ def get_job(job_id: Annotated[str, PathParam(include_in_schema=False)]) -> Respo
     operation_id="cancelJob",
     tags=["jobs"],
     responses={
-        200: doc.ok(responses.Job, "The cancelled job"),
+        200: doc.ok("Job", "The cancelled job"),
         **doc.keyed_errors("NOT_FOUND", "INVALID_STATE", "CONFLICT"),
     },
 )
@@ -215,7 +214,7 @@ def cancel_job(job_id: JobId) -> Response[str]:
     operation_id="retryJob",
     tags=["jobs"],
     responses={
-        202: doc.ok(responses.Job, "Accepted: the job, pending again", LOCATION),
+        202: doc.ok("Job", "Accepted: the job, pending again", LOCATION),
         **doc.keyed_errors("NOT_FOUND", "INVALID_STATE", "CONFLICT"),
     },
 )

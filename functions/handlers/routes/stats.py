@@ -10,7 +10,6 @@ from functions.handlers.http import caller_tenant, json_response, read_query
 from functions.handlers.runtime import runtime
 from functions.logic import manage
 from functions.logic.clock import system_clock
-from functions.models import responses
 from functions.models.bounds import THROUGHPUT_MINUTES_DEFAULT, THROUGHPUT_MINUTES_MAX, THROUGHPUT_MINUTES_MIN
 
 router = Router()
@@ -22,7 +21,7 @@ router = Router()
     description="Exact counts of the tenant's jobs by status, with completion and failure rates.",
     operation_id="getStats",
     tags=["stats"],
-    responses={200: doc.ok(responses.Stats, "The tenant's stats"), **doc.keyed_errors()},
+    responses={200: doc.ok("Stats", "The tenant's stats"), **doc.keyed_errors()},
 )
 def stats() -> Response[str]:
     return json_response(200, manage.job_stats(runtime().repo, caller_tenant(router)))
@@ -34,7 +33,7 @@ def stats() -> Response[str]:
     description="One bucket per minute (UTC) of the last `minutes`, oldest first, the current minute last.",
     operation_id="getThroughput",
     tags=["stats"],
-    responses={200: doc.ok(responses.Throughput, "The tenant's throughput"), **doc.keyed_errors("INVALID_QUERY")},
+    responses={200: doc.ok("Throughput", "The tenant's throughput"), **doc.keyed_errors("INVALID_QUERY")},
     openapi_extensions=doc.parameters(
         doc.query_param(
             "minutes",

@@ -14,7 +14,6 @@ from functions.handlers.runtime import pause_store
 from functions.logic import pauses
 from functions.logic.clock import system_clock
 from functions.logic.job_types import registered_types
-from functions.models import responses
 
 router = Router()
 
@@ -26,7 +25,7 @@ router = Router()
     "paused for the caller's tenant.",
     operation_id="listTypes",
     tags=["types"],
-    responses={200: doc.ok(responses.JobTypes, "The job types"), **doc.keyed_errors()},
+    responses={200: doc.ok("JobTypes", "The job types"), **doc.keyed_errors()},
 )
 def list_types() -> Response[str]:
     tenant = caller_tenant(router)
@@ -55,7 +54,7 @@ _PAUSE_ERRORS = doc.errors(
     "starting or using up attempts until the type is resumed. Pausing a paused type changes nothing.",
     operation_id="pauseType",
     tags=["types"],
-    responses={200: doc.ok(responses.TypePause, "The type, now paused"), **_PAUSE_ERRORS},
+    responses={200: doc.ok("TypePause", "The type, now paused"), **_PAUSE_ERRORS},
     openapi_extensions=_TYPE_PARAMETER,
 )
 def pause_type(type: TypeName) -> Response[str]:
@@ -70,7 +69,7 @@ def pause_type(type: TypeName) -> Response[str]:
     "pause, within about a minute of a long one. Resuming a type that is not paused changes nothing.",
     operation_id="resumeType",
     tags=["types"],
-    responses={200: doc.ok(responses.TypePause, "The type, now running"), **_PAUSE_ERRORS},
+    responses={200: doc.ok("TypePause", "The type, now running"), **_PAUSE_ERRORS},
     openapi_extensions=_TYPE_PARAMETER,
 )
 def resume_type(type: TypeName) -> Response[str]:

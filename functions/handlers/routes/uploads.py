@@ -15,7 +15,6 @@ from functions.handlers.routes.jobs import known_id
 from functions.handlers.runtime import files, runtime
 from functions.logic import results, uploads
 from functions.logic.clock import system_clock
-from functions.models import responses
 from functions.models.errors import InvalidQuery, InvalidUpload
 
 router = Router()
@@ -33,7 +32,7 @@ REDIRECT_VALUES = ("1", "true")
     responses={
         200: {
             "description": "A presigned URL for the result's file, or the result itself",
-            "content": {doc.JSON: {"model": responses.FileResult | responses.InlineResult}},
+            "content": {doc.JSON: doc.model_content("FileResult|InlineResult")},
         },
         302: {
             "description": "With `redirect=true` and a file result: to the presigned URL",
@@ -69,7 +68,7 @@ def get_job_result(job_id: Annotated[str, PathParam(include_in_schema=False)]) -
     operation_id=doc.request_body("createUpload", doc.upload_body),
     tags=["uploads"],
     responses={
-        201: doc.ok(responses.UploadTicket, "Created: where and how to upload"),
+        201: doc.ok("UploadTicket", "Created: where and how to upload"),
         **doc.keyed_errors("INVALID_BODY", "INVALID_UPLOAD", "PAYLOAD_TOO_LARGE"),
     },
 )
