@@ -254,6 +254,8 @@ def local_config() -> ServiceConfig:
             crawl_delay_seconds=float(env.get("JOBS_LOCAL_CRAWL_DELAY", "0")),
             type_limits=env.get("JOBS_LOCAL_TYPE_LIMITS", ""),
             progress_interval_seconds=float(env.get("JOBS_LOCAL_PROGRESS_INTERVAL", "0.5")),
+            # A revoked or rotated key stops working within this (on AWS: the authorizer's 300 s cache).
+            authorizer_cache_seconds=int(env.get("JOBS_LOCAL_AUTHORIZER_CACHE_SECONDS", "2")),
             sdk_parameter_validation=True,
         ),
     )
