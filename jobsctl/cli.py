@@ -671,6 +671,31 @@ def _print_value(value: str) -> None:
     out.print(Text.assemble("Value: ", (value, "bold")), "  (store it now: it is not shown again)")
 
 
+def _create_key(
+    table: str | None,
+    stack: str | None,
+    tenant: str,
+    scope: str,
+    name: str | None,
+    rate_limit: float | None,
+    burst: int | None,
+    value: str | None = None,
+) -> Any:
+    from functions.logic.keys import create_key
+    from jobsctl.ops import keys_store
+
+    with _key_errors():
+        return create_key(
+            keys_store(table, stack),
+            tenant,
+            scope=scope,
+            name=name or "",
+            rate_limit=rate_limit,
+            burst_limit=burst,
+            value=value,
+        )
+
+
 @keys_app.command("create")
 def keys_create(
     tenant_argument: Annotated[str | None, typer.Argument(metavar="[TENANT]", help="Same as --tenant.")] = None,
@@ -684,16 +709,10 @@ def keys_create(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Create a key for a tenant and print its value (shown only this once; only its hash is stored)."""
-    from functions.logic.keys import create_key
-    from jobsctl.ops import keys_store
-
     tenant = tenant or tenant_argument
     if not tenant:
         raise _usage("give the tenant: jobs keys create --tenant NAME")
-    with _key_errors():
-        created = create_key(
-            keys_store(table, stack), tenant, scope=scope, name=name or "", rate_limit=rate_limit, burst_limit=burst
-        )
+    created = _create_key(table, stack, tenant, scope, name, rate_limit, burst)
     if as_json:
         _print_json(_key_json(created.key, created.value))
         return
@@ -713,19 +732,7 @@ def keys_import(
     stack: KeysStack = None,
 ) -> None:
     """Store an existing key value for a tenant, so its clients keep working after a migration."""
-    from functions.logic.keys import create_key
-    from jobsctl.ops import keys_store
-
-    with _key_errors():
-        created = create_key(
-            keys_store(table, stack),
-            tenant,
-            scope=scope,
-            name=name or "",
-            rate_limit=rate_limit,
-            burst_limit=burst,
-            value=value,
-        )
+    created = _create_key(table, stack, tenant, scope, name, rate_limit, burst, value=value)
     out.print(f"Imported the key as {created.key.key_id} for tenant {tenant}, scope {created.key.scope}")
 
 

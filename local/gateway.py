@@ -276,7 +276,7 @@ class LocalGateway:
         context: dict[str, Any] | None = None
         if not is_open(method, path):
             if not api_key:  # API Gateway answers this itself, before the authorizer (401 there, see the docstring)
-                self._reply(request, 403, {"error": "a valid x-api-key header is required", "code": "FORBIDDEN"}, {})
+                self._reply(request, 403, {"error": "Forbidden", "code": "FORBIDDEN"}, {})
                 return
             try:
                 context = self._authorizer.context(api_key)

@@ -150,7 +150,8 @@ def caller(app: APIGatewayRestResolver | Router) -> Caller:
     context = authorizer_context(event.raw_event)
     tenant = str(context.get("tenant") or "")
     if not tenant:
-        raise Forbidden("a valid x-api-key header is required")
+        # The same body as API Gateway's own refusals had (and the local gateway's for a missing key).
+        raise Forbidden("Forbidden")
     found = Caller(
         tenant=tenant,
         key_id=str(context.get("keyId") or ""),
