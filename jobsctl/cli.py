@@ -698,7 +698,7 @@ def _create_key(
 
 @keys_app.command("create")
 def keys_create(
-    tenant_argument: Annotated[str | None, typer.Argument(metavar="[TENANT]", help="Same as --tenant.")] = None,
+    tenant_argument: Annotated[str | None, typer.Argument(metavar="TENANT", help="Same as --tenant.")] = None,
     tenant: Annotated[str | None, typer.Option("--tenant", help="The tenant the key acts for.")] = None,
     scope: ScopeOption = "full",
     name: Annotated[str | None, typer.Option("--name", help="A label (default: <tenant>-<scope>).")] = None,
