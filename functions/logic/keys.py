@@ -125,9 +125,11 @@ def rotate_key(store: DynamoKeyStore, key_id: str) -> CreatedKey:
 
 def revoke_key(store: DynamoKeyStore, key_id: str) -> StoredKey:
     key = _existing(store, key_id)
-    if key.active:
-        store.revoke(key_id, now_iso())
-    return replace(key, revoked_at=key.revoked_at or now_iso())
+    if not key.active:
+        return key
+    revoked_at = now_iso()
+    store.revoke(key_id, revoked_at)
+    return replace(key, revoked_at=revoked_at)
 
 
 def identity_context(lookup: KeyLookup, value: str | None, default_rate: float, default_burst: int) -> dict[str, Any]:

@@ -172,8 +172,10 @@ def test_a_key_over_its_rate_limit_is_429_rate_limited_with_retry_after(
     assert service.api("GET", "/stats").status == 200
 
 
-def test_window_counts_take_what_is_left_when_a_block_does_not_fit(service: Service) -> None:
+def test_window_counts_add_up_and_return_the_total(service: Service) -> None:
     counts = DynamoWindowCounts(service.dynamodb, service.settings.limits_table)
-    assert counts.take("key#k#1000#1", 7, 10, 2_000_000_000) == 7
-    assert counts.take("key#k#1000#1", 7, 10, 2_000_000_000) == 3
-    assert counts.take("key#k#1000#1", 1, 10, 2_000_000_000) == 0
+    assert counts.add("key#k#1000#1", 7, 2_000_000_000) == 7
+    assert counts.add("key#k#1000#1", 5, 2_000_000_000) == 12
+    assert counts.add("key#k#1000#2", 1, 2_000_000_000) == 1
+    item = service.dynamodb.get_item(TableName=service.settings.limits_table, Key={"pk": {"S": "key#k#1000#1"}})
+    assert item["Item"]["expiresAt"]["N"] == "2000000000"
