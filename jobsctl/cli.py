@@ -667,8 +667,13 @@ def _key_errors() -> Iterator[None]:
             raise typer.Exit(1) from exc
 
 
-def _print_value(value: str) -> None:
-    out.print(Text.assemble("Value: ", (value, "bold")), "  (store it now: it is not shown again)")
+def _show_new_value(created: Any, as_json: bool, line: str) -> None:
+    """A new key value, printed once: as JSON with the key, or the line and the value for people."""
+    if as_json:
+        _print_json(_key_json(created.key, created.value))
+        return
+    out.print(line)
+    out.print(Text.assemble("Value: ", (created.value, "bold")), "  (store it now: it is not shown again)")
 
 
 def _create_key(
@@ -713,11 +718,8 @@ def keys_create(
     if not tenant:
         raise _usage("give the tenant: jobs keys create --tenant NAME")
     created = _create_key(table, stack, tenant, scope, name, rate_limit, burst)
-    if as_json:
-        _print_json(_key_json(created.key, created.value))
-        return
-    out.print(f"Created key {created.key.key_id} ({created.key.name}) for tenant {tenant}, scope {created.key.scope}")
-    _print_value(created.value)
+    key = created.key
+    _show_new_value(created, as_json, f"Created key {key.key_id} ({key.name}) for tenant {tenant}, scope {key.scope}")
 
 
 @keys_app.command("import")
@@ -777,11 +779,10 @@ def keys_rotate(
 
     with _key_errors():
         rotated = rotate_key(keys_store(table, stack), key_id)
-    if as_json:
-        _print_json(_key_json(rotated.key, rotated.value))
-        return
-    out.print(f"Rotated key {key_id} of tenant {rotated.key.tenant}: the old value stops working within {CACHE_TIME}")
-    _print_value(rotated.value)
+    tenant = rotated.key.tenant
+    _show_new_value(
+        rotated, as_json, f"Rotated key {key_id} of tenant {tenant}: the old value stops working within {CACHE_TIME}"
+    )
 
 
 @keys_app.command("revoke")
