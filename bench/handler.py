@@ -72,8 +72,6 @@ class Canned:
             parsed.update({"MessageId": "00000000-0000-0000-0000-000000000000", "MD5OfMessageBody": "x"})
         elif op == "GetQueueUrl":
             parsed["QueueUrl"] = QUEUE_URL
-        elif op == "GetApiKey":
-            parsed.update({"id": params.get("apiKey"), "enabled": True, "tags": {"tenant": "local"}})
         return AWSResponse("https://canned", 200, {}, None), parsed
 
 
@@ -123,7 +121,9 @@ def post_event(i: int) -> dict[str, Any]:
         "maxAttempts": 3,
     }
     headers = {"content-type": "application/json", "x-api-key": "bench-key"}
-    return build_event("POST", "/jobs", headers, json.dumps(body).encode(), "key-id", "bench-key", "127.0.0.1")
+    # What the authorizer hands the API for the key (a limit high enough never to refuse; its leases are counted).
+    caller = {"tenant": "local", "keyId": "key-id", "scope": "full", "rateLimit": 100000, "burstLimit": 200000}
+    return build_event("POST", "/jobs", headers, json.dumps(body).encode(), caller, "127.0.0.1")
 
 
 def sqs_event(job_ids: list[str]) -> dict[str, Any]:

@@ -35,6 +35,15 @@ class Settings:
     # (see logic/limits.py); their shared state lives in ``limits_table``.
     type_limits: str = ""
     limits_table: str = "job-limits"
+    # Tenant API keys, stored hashed (functions/dal/keys.py): the authorizer reads one item per key; `jobs keys`
+    # writes them. API Gateway caches the authorizer's answer per key this long (and the authorizer its own reads),
+    # so a revoked or rotated key stops working within it.
+    keys_table: str = "job-keys"
+    authorizer_cache_seconds: int = 300
+    # A key's rate limit unless it has its own (`jobs keys create --rate-limit`): requests per second, averaged over
+    # a window of burst/rate seconds that admits up to ``key_burst_limit`` requests (functions/logic/rate_limits.py).
+    key_rate_limit: float = 100.0
+    key_burst_limit: int = 200
     # Progress a job reports is written at most this often (the last value always lands with the outcome).
     progress_interval_seconds: float = 2.0
     # A standard lane's consumer runs up to this many records of a batch at once (threads); 1 runs them in turn.

@@ -116,7 +116,7 @@ class ServiceConfig:
     queue: QueueConfig = field(default_factory=QueueConfig)
     consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
     stats_stream: StatsStreamConfig = field(default_factory=StatsStreamConfig)
-    # Long-poll reads (GET /jobs/{id}?wait=20) need 20 s and a margin; API Gateway REST allows 29 s.
+    # Long-poll reads (GET /jobs/{id}?wait=20) need 20 s and a margin; API Gateway allows 30 s (HTTP API).
     api_timeout_seconds: int = 25
     # Memory is also the CPU share (1,769 MB is one vCPU). The API's container holds ~62 MB after its imports, but
     # its cold start is ~0.55 s of CPU (bench/coldstart.py) on the request's path: less memory would stretch that.
@@ -126,11 +126,12 @@ class ServiceConfig:
     # Off the request path and mostly waiting on DynamoDB (~57 MB after its imports); it runs every minute, idle or
     # not, so its GB-seconds are part of the idle bill.
     sweeper_memory_mb: int = 256
-    # The tenant tag of the API key created with the stack (more keys: docs/deploy.md, "API keys").
-    bootstrap_tenant: str = "default"
-    api_rate_limit: int = 100
-    api_burst_limit: int = 200
-    # The functions' Lambda runtime and architecture (cdk deploy -c runtime=python3.12 -c architecture=x86_64); the
+    # The HTTP API stage's throttling, for all callers together: account protection below API Gateway's account
+    # quota (10,000 requests/s, burst 5,000), not a tenant's limit (each key has its own, counted by the service:
+    # key_rate_limit/key_burst_limit in functions/settings.py).
+    api_rate_limit: int = 5000
+    api_burst_limit: int = 5000
+    # The functions' Lambda runtime and architecture (cdk deploy -c runtime=python3.12 -c architecture=arm64); the
     # dependency layers are built for that interpreter and platform (infra/layer_build.py, constructs/job_layer.py).
     # arm64 (Graviton): Lambda's GB-second and request prices are about 20 % lower, and every dependency (pydantic-core,
     # Pillow) has manylinux2014_aarch64 wheels.
@@ -138,8 +139,7 @@ class ServiceConfig:
     architecture: str = "arm64"
     # Lambda SnapStart for the functions (Python 3.12 and later only): published versions start from a snapshot.
     snap_start: bool = False
-    # AWS only (the CDK stack): stage name, log retention, X-Ray switch and the alarm thresholds.
-    api_stage_name: str = "prod"
+    # AWS only (the CDK stack): log retention, X-Ray switch and the alarm thresholds.
     log_retention_days: int = 30
     # X-Ray (cdk deploy -c tracing=true): off by default, as each traced job costs money and every cold start
     # pays for loading the X-Ray SDK.
@@ -278,6 +278,12 @@ def local_config() -> ServiceConfig:
             crawl_delay_seconds=float(env.get("JOBS_LOCAL_CRAWL_DELAY", "0")),
             type_limits=env.get("JOBS_LOCAL_TYPE_LIMITS", ""),
             progress_interval_seconds=float(env.get("JOBS_LOCAL_PROGRESS_INTERVAL", "0.5")),
+            # A revoked or rotated key stops working within this (on AWS: the authorizer's 300 s cache).
+            authorizer_cache_seconds=int(env.get("JOBS_LOCAL_AUTHORIZER_CACHE_SECONDS", "2")),
+            # Keys without their own rate limit: high enough for the load tests and benches (one key drives them);
+            # a key's own limit (`jobs keys create --rate-limit`) is enforced locally as on AWS.
+            key_rate_limit=float(env.get("JOBS_LOCAL_KEY_RATE_LIMIT", "10000")),
+            key_burst_limit=int(env.get("JOBS_LOCAL_KEY_BURST_LIMIT", "20000")),
             sdk_parameter_validation=True,
         ),
     )

@@ -77,17 +77,17 @@ class ServiceStack(Stack):
                 MonitoredLane("Ordered", lanes.ordered_queue, lanes.ordered_dlq, lanes.ordered_consumer.function),
             ],
             api_function=self.api.handler.function,
-            api_stage=self.api.api.deployment_stage,
+            api_stage=self.api.stage,
             sweeper_function=self.sweeper.sweeper.function,
             stats_aggregator_function=self.stats_aggregator.function,
         )
 
-        CfnOutput(self, "ApiUrl", value=self.api.api.url, description="Base URL of the job API (stage included)")
+        CfnOutput(self, "ApiUrl", value=self.api.api.api_endpoint, description="Base URL of the job API (HTTP API)")
         CfnOutput(
             self,
-            "ApiKeyId",
-            value=self.api.api_key.key_id,
-            description="The bootstrap tenant's key: aws apigateway get-api-key --include-value --api-key <id>",
+            "KeysTableName",
+            value=self.tables.keys.table_name,
+            description="Tenant API keys (hashed): jobs keys create --tenant NAME --stack <this stack>",
         )
         CfnOutput(self, "QueueUrl", value=self.queue.queue.queue_url)
         CfnOutput(self, "DlqUrl", value=self.queue.dlq.queue_url)

@@ -73,7 +73,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 dlq_app = typer.Typer(help="The dead-letter queue (AWS credentials).", no_args_is_help=True)
-keys_app = typer.Typer(help="API keys (AWS credentials).", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Tenant API keys: create, import, list, rotate, revoke (the keys table, AWS credentials).",
+    no_args_is_help=True,
+)
 hooks_app = typer.Typer(help="Inbound webhooks, POST /hooks/{type} (AWS credentials).", no_args_is_help=True)
 hooks_secret_app = typer.Typer(
     help="A tenant's ingest secret: when set, webhooks must carry a valid X-Jobs-Signature.", no_args_is_help=True
@@ -624,28 +627,177 @@ def dlq_redrive(
         raise typer.Exit(1)
 
 
-@keys_app.command("create")
-def keys_create(
-    tenant: Annotated[str, typer.Argument(help="The tenant the key belongs to (its `tenant` tag).")],
-    usage_plan_id: Annotated[str | None, typer.Option("--usage-plan-id", help="Add the key to this plan.")] = None,
-    name: Annotated[str | None, typer.Option("--name", help="Key name (default: <tenant>-<random>).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
-) -> None:
-    """Create an API Gateway key for a tenant and print its value (shown only this once)."""
-    import boto3
+KeysTable = Annotated[
+    str | None,
+    typer.Option("--table", envvar="JOBS_KEYS_TABLE", help="The keys table (default: --stack's, else make run's)."),
+]
+KeysStack = Annotated[str | None, typer.Option("--stack", help="Read the keys table from this stack's outputs.")]
+ScopeOption = Annotated[str, typer.Option("--scope", help="full (every route) or read (GET only).")]
+RateOption = Annotated[
+    float | None, typer.Option("--rate-limit", help="Requests per second (default: the service's, 100).")
+]
+CACHE_TIME = "the authorizer's cache time (300 s on AWS)"
+BurstOption = Annotated[int | None, typer.Option("--burst", help="Requests at once (default: twice the rate).")]
 
-    from jobsctl.ops import create_api_key
+
+def _key_json(key: Any, value: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": key.key_id,
+        "tenant": key.tenant,
+        "scope": key.scope,
+        "name": key.name,
+        "createdAt": key.created_at,
+        "revokedAt": key.revoked_at,
+        "rateLimit": key.rate_limit,
+        "burstLimit": key.burst_limit,
+    }
+    return body | ({"value": value} if value is not None else {})
+
+
+@contextmanager
+def _key_errors() -> Iterator[None]:
+    from functions.logic.keys import InvalidKeyCommand
+    from functions.models.errors import StorageError
 
     with _aws_errors():
-        key = create_api_key(boto3.client("apigateway"), tenant, usage_plan_id=usage_plan_id, name=name)
+        try:
+            yield
+        except (InvalidKeyCommand, StorageError) as exc:
+            err.print(Text.assemble(("Error ", "bold red"), ("KEYS", "bold"), f": {exc}"))
+            raise typer.Exit(1) from exc
+
+
+def _show_new_value(created: Any, as_json: bool, line: str) -> None:
+    """A new key value, printed once: as JSON with the key, or the line and the value for people."""
     if as_json:
-        _print_json({"id": key.id, "name": key.name, "value": key.value, "tenant": key.tenant})
+        _print_json(_key_json(created.key, created.value))
         return
-    out.print(
-        f"Created key {key.id} ({key.name}) for tenant {key.tenant}"
-        + (f", on usage plan {key.usage_plan_id}" if key.usage_plan_id else "")
+    out.print(line)
+    out.print(Text.assemble("Value: ", (created.value, "bold")), "  (store it now: it is not shown again)")
+
+
+def _create_key(
+    table: str | None,
+    stack: str | None,
+    tenant: str,
+    scope: str,
+    name: str | None,
+    rate_limit: float | None,
+    burst: int | None,
+    value: str | None = None,
+) -> Any:
+    from functions.logic.keys import create_key
+    from jobsctl.ops import keys_store
+
+    with _key_errors():
+        return create_key(
+            keys_store(table, stack),
+            tenant,
+            scope=scope,
+            name=name or "",
+            rate_limit=rate_limit,
+            burst_limit=burst,
+            value=value,
+        )
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant_argument: Annotated[str | None, typer.Argument(metavar="TENANT", help="Same as --tenant.")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="The tenant the key acts for.")] = None,
+    scope: ScopeOption = "full",
+    name: Annotated[str | None, typer.Option("--name", help="A label (default: <tenant>-<scope>).")] = None,
+    rate_limit: RateOption = None,
+    burst: BurstOption = None,
+    table: KeysTable = None,
+    stack: KeysStack = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Create a key for a tenant and print its value (shown only this once; only its hash is stored)."""
+    tenant = tenant or tenant_argument
+    if not tenant:
+        raise _usage("give the tenant: jobs keys create --tenant NAME")
+    created = _create_key(table, stack, tenant, scope, name, rate_limit, burst)
+    key = created.key
+    _show_new_value(created, as_json, f"Created key {key.key_id} ({key.name}) for tenant {tenant}, scope {key.scope}")
+
+
+@keys_app.command("import")
+def keys_import(
+    tenant: Annotated[str, typer.Option("--tenant", help="The tenant the key acts for.")],
+    value: Annotated[str, typer.Option("--value", help="The existing key's value (an API Gateway key's).")],
+    scope: ScopeOption = "full",
+    name: Annotated[str | None, typer.Option("--name", help="A label (default: <tenant>-<scope>).")] = None,
+    rate_limit: RateOption = None,
+    burst: BurstOption = None,
+    table: KeysTable = None,
+    stack: KeysStack = None,
+) -> None:
+    """Store an existing key value for a tenant, so its clients keep working after a migration."""
+    created = _create_key(table, stack, tenant, scope, name, rate_limit, burst, value=value)
+    out.print(f"Imported the key as {created.key.key_id} for tenant {tenant}, scope {created.key.scope}")
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's keys.")] = None,
+    table: KeysTable = None,
+    stack: KeysStack = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """The keys (never their values), by tenant: id, scope, name, rate limit, created, revoked."""
+    from functions.logic.keys import list_keys
+    from jobsctl.ops import keys_store
+
+    with _key_errors():
+        found = list_keys(keys_store(table, stack), tenant)
+    if as_json:
+        _print_json([_key_json(key) for key in found])
+        return
+    listing = Table(title=f"{len(found)} key(s)", title_justify="left")
+    for column in ("ID", "TENANT", "SCOPE", "NAME", "RATE/S", "BURST", "CREATED", "REVOKED"):
+        listing.add_column(column)
+    for key in found:
+        rate = f"{key.rate_limit:g}" if key.rate_limit is not None else "default"
+        burst = str(key.burst_limit) if key.burst_limit is not None else "default"
+        row = (key.key_id, key.tenant, key.scope, key.name, rate, burst, key.created_at, key.revoked_at or "")
+        listing.add_row(*row)
+    out.print(listing)
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="The key's id (jobs keys list).")],
+    table: KeysTable = None,
+    stack: KeysStack = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Give a key a new value (same id, tenant, scope and limits) and print it; the old value stops working within
+    the authorizer's cache time (300 s on AWS)."""
+    from functions.logic.keys import rotate_key
+    from jobsctl.ops import keys_store
+
+    with _key_errors():
+        rotated = rotate_key(keys_store(table, stack), key_id)
+    tenant = rotated.key.tenant
+    _show_new_value(
+        rotated, as_json, f"Rotated key {key_id} of tenant {tenant}: the old value stops working within {CACHE_TIME}"
     )
-    out.print(Text.assemble("Value: ", (key.value, "bold")), "  (store it now: it is not shown again)")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="The key's id (jobs keys list).")],
+    table: KeysTable = None,
+    stack: KeysStack = None,
+) -> None:
+    """Revoke a key; it stops working within the authorizer's cache time (300 s on AWS). It stays listed."""
+    from functions.logic.keys import revoke_key
+    from jobsctl.ops import keys_store
+
+    with _key_errors():
+        revoked = revoke_key(keys_store(table, stack), key_id)
+    out.print(f"Revoked key {key_id} of tenant {revoked.tenant}: it stops working within {CACHE_TIME}")
 
 
 TenantOption = Annotated[str, typer.Option("--tenant", help="The tenant (its API keys' `tenant` tag).")]

@@ -221,6 +221,9 @@ def _api_error(response: requests.Response) -> JobsApiError:
         details = body.get("details")
     elif response.text:
         message = response.text[:500]
+    retry_after = response.headers.get("Retry-After", "")
+    if code == "RATE_LIMITED" and retry_after.isdigit() and not isinstance(details, dict):
+        details = {"retryAfterSeconds": int(retry_after)}
     return error_for(response.status_code, code, message, details)
 
 

@@ -20,6 +20,9 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 class LocalStackInfo:
     url: str
     api_key: str
+    # The local AWS (moto) endpoint and the keys table, for `jobs keys ...` against the local stack.
+    aws_endpoint: str = ""
+    keys_table: str = ""
 
 
 def discovery_path() -> Path:
@@ -34,8 +37,11 @@ def _candidates() -> list[Path]:
     return [directory / FILE_NAME for directory in (here, *here.parents)] + [CHECKOUT / FILE_NAME]
 
 
-def write(path: Path, url: str, api_key: str, tenant: str) -> None:
-    path.write_text(json.dumps({"url": url, "apiKey": api_key, "tenant": tenant, "pid": os.getpid()}, indent=2) + "\n")
+def write(path: Path, url: str, api_key: str, tenant: str, aws_endpoint: str = "", keys_table: str = "") -> None:
+    data = {"url": url, "apiKey": api_key, "tenant": tenant, "pid": os.getpid()}
+    if aws_endpoint:
+        data |= {"awsEndpoint": aws_endpoint, "keysTable": keys_table}
+    path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def remove(path: Path) -> None:
@@ -52,7 +58,12 @@ def find() -> LocalStackInfo | None:
     for path in _candidates():
         try:
             data = json.loads(path.read_text())
-            return LocalStackInfo(url=str(data["url"]), api_key=str(data["apiKey"]))
+            return LocalStackInfo(
+                url=str(data["url"]),
+                api_key=str(data["apiKey"]),
+                aws_endpoint=str(data.get("awsEndpoint") or ""),
+                keys_table=str(data.get("keysTable") or ""),
+            )
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return None

@@ -45,7 +45,16 @@ class ConflictError(JobsApiError):
 
 
 class ThrottledError(JobsApiError):
-    """429: over the usage plan's rate or quota."""
+    """429: API Gateway's throttling (any 429 without the API's own code)."""
+
+
+class RateLimitedError(ThrottledError):
+    """429 RATE_LIMITED: the key is over its own rate limit; ``retry_after`` is the seconds to wait (Retry-After)."""
+
+    def __init__(self, code: str, message: str, status: int, details: Any = None) -> None:
+        super().__init__(code, message, status, details)
+        seconds = details.get("retryAfterSeconds") if isinstance(details, dict) else None
+        self.retry_after: int | None = seconds if isinstance(seconds, int) else None
 
 
 class UnavailableError(JobsApiError):
@@ -64,6 +73,7 @@ _BY_CODE: dict[str, type[JobsApiError]] = {
     "UNAVAILABLE": UnavailableError,
     "PAYLOAD_TOO_LARGE": ValidationError,
     "THROTTLED": ThrottledError,
+    "RATE_LIMITED": RateLimitedError,
 }
 _BY_STATUS: dict[int, type[JobsApiError]] = {
     400: ValidationError,

@@ -6,7 +6,6 @@ boto3 honours ``AWS_ENDPOINT_URL``, so all of this works against ``make run``'s 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -283,24 +282,31 @@ def _code(exc: ClientError) -> str:
 # --- API keys ---
 
 
-@dataclass(frozen=True)
-class CreatedKey:
-    id: str
-    name: str
-    value: str
-    tenant: str
-    usage_plan_id: str | None
+def keys_store(table: str | None = None, stack: str | None = None) -> Any:
+    """The keys table (``functions/dal/keys.py``) with the operator's credentials: ``table`` (``--table``), else the
+    stack's ``KeysTableName`` output (``--stack``), else the running local stack's (``make run``'s discovery file)."""
+    import boto3
 
+    from functions.dal.keys import DynamoKeyStore
+    from jobsctl import discovery
 
-def create_api_key(
-    apigateway: Any, tenant: str, *, usage_plan_id: str | None = None, name: str | None = None
-) -> CreatedKey:
-    """An API key tagged ``tenant=<tenant>`` (the service maps the key to its tenant by that tag)."""
-    name = name or f"{tenant}-{uuid.uuid4().hex[:8]}"
-    key = apigateway.create_api_key(name=name, enabled=True, tags={"tenant": tenant})
-    if usage_plan_id:
-        apigateway.create_usage_plan_key(usagePlanId=usage_plan_id, keyId=key["id"], keyType="API_KEY")
-    return CreatedKey(id=key["id"], name=name, value=key["value"], tenant=tenant, usage_plan_id=usage_plan_id)
+    if not table and stack:
+        table = stack_outputs(boto3.client("cloudformation"), stack).get("KeysTableName")
+        if not table:
+            raise OpsError(f"stack {stack} has no KeysTableName output")
+    if table:
+        return DynamoKeyStore(boto3.client("dynamodb"), table)
+    local = discovery.find()
+    if local is None or not local.aws_endpoint or not local.keys_table:
+        raise OpsError("which keys table? pass --stack (a deployed stack) or --table, or start `make run`")
+    ddb = boto3.client(
+        "dynamodb",
+        endpoint_url=local.aws_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    return DynamoKeyStore(ddb, local.keys_table)
 
 
 # --- the deployed consumer's configuration (for the self-hosted worker) ---

@@ -16,9 +16,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import boto3
 from moto import mock_aws
@@ -26,6 +26,9 @@ from moto.core import common_models
 from moto.server import ThreadedMotoServer
 
 from functions.dal.jobs_repository import LISTING_INDEX_ATTRIBUTES
+from functions.dal.keys import DynamoKeyStore, StoredKey
+from functions.logic.keys import SCOPES, hash_key, now_iso
+from functions.settings import Settings
 from infra.config import ServiceConfig
 
 REGION = "us-east-1"
@@ -404,6 +407,8 @@ def create_resources(config: ServiceConfig) -> LocalResources:
     ddb.update_time_to_live(
         TableName=config.limits_table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
     )
+    # Tenant API keys, hashed (functions/dal/keys.py).
+    _keyed_table(ddb, config.keys_table)
     boto3.client("s3").create_bucket(Bucket=config.files_bucket)
     # SES only sends from verified identities, locally as on AWS.
     if config.email_sender:
@@ -457,39 +462,49 @@ def _lane_queues(
     return LaneQueues(queue_url=queue_url, queue_arn=_queue_arn(sqs, queue_url), dlq_url=dlq_url, dlq_arn=dlq_arn)
 
 
-MIN_KEY_LENGTH = 20  # API Gateway's own minimum for key values
+class SeedKey(NamedTuple):
+    """A key ``make run`` (API_KEYS) or a test puts in the keys table: its tenant and scope."""
+
+    tenant: str
+    scope: str = "full"
 
 
-def stored_key_value(value: str) -> str:
-    """API Gateway rejects keys under 20 characters; short dev keys such as ``local-dev-key`` are padded."""
-    return value.ljust(MIN_KEY_LENGTH, "_")
+def seed_key_id(value: str) -> str:
+    """A seeded key's id, derived from its value: the same key keeps its id across restarts."""
+    return "local-" + hash_key(value)[:10]
 
 
-def create_api_keys(keys: dict[str, str]) -> None:
-    """API keys as on AWS: a key whose ``tenant`` tag names its tenant (those not there yet: a restored state may
-    hold them already)."""
-    apigateway = boto3.client("apigateway")
-    existing = {
-        key.get("value")
-        for page in apigateway.get_paginator("get_api_keys").paginate(includeValues=True)
-        for key in page.get("items", [])
-    }
-    for value, tenant in keys.items():
-        if stored_key_value(value) in existing:
-            continue
-        apigateway.create_api_key(
-            name=f"{tenant}-key", value=stored_key_value(value), enabled=True, tags={"tenant": tenant}
-        )
+def create_api_keys(keys: Mapping[str, str | SeedKey], table: str = Settings.keys_table) -> dict[str, str]:
+    """Keys in the keys table, as ``jobs keys import`` stores them (those not there yet: a restored state may hold
+    them already); value -> key id."""
+    store = DynamoKeyStore(boto3.client("dynamodb"), table)
+    ids: dict[str, str] = {}
+    for value, spec in keys.items():
+        seed = spec if isinstance(spec, SeedKey) else SeedKey(spec)
+        stored = store.by_hash(hash_key(value))
+        if stored is None:
+            stored = StoredKey(
+                key_id=seed_key_id(value),
+                tenant=seed.tenant,
+                scope=seed.scope,
+                name=f"{seed.tenant}-{seed.scope}",
+                created_at=now_iso(),
+            )
+            store.add(stored, hash_key(value))
+        ids[value] = stored.key_id
+    return ids
 
 
-def parse_api_keys(spec: str) -> dict[str, str]:
-    """``key1:tenantA,key2:tenantB`` -> {key: tenant}."""
-    keys: dict[str, str] = {}
-    for pair in filter(None, (part.strip() for part in spec.split(","))):
-        value, sep, tenant = (part.strip() for part in pair.partition(":"))
-        if not sep or not value or not tenant or ":" in tenant:
-            raise ValueError(f"API_KEYS entry {pair!r} is not key:tenant")
-        keys[value] = tenant
+def parse_api_keys(spec: str) -> dict[str, SeedKey]:
+    """``key1:tenantA,key2:tenantB:read`` -> {key: (tenant, scope)}; the scope is ``full`` unless given."""
+    keys: dict[str, SeedKey] = {}
+    for entry in filter(None, (part.strip() for part in spec.split(","))):
+        parts = [part.strip() for part in entry.split(":")]
+        value, tenant = (parts[0], parts[1]) if len(parts) in (2, 3) else ("", "")
+        scope = parts[2] if len(parts) == 3 else "full"
+        if not value or not tenant or scope not in SCOPES:
+            raise ValueError(f"API_KEYS entry {entry!r} is not key:tenant or key:tenant:scope (scope: full or read)")
+        keys[value] = SeedKey(tenant, scope)
     return keys
 
 

@@ -1,9 +1,13 @@
-"""A local stand-in for API Gateway (REST, Lambda proxy): HTTP in, proxy event to the handler, response out.
+"""A local stand-in for API Gateway (HTTP API, Lambda proxy with payload format 1.0): HTTP in, proxy event to the
+handler, response out.
 
-It enforces API keys the way the deployed API does (``GET`` of ``/health``, the dashboard, ``/openapi.json`` and
-``/swagger`` is open; everything else needs a known, enabled ``x-api-key``), and answers its own errors in the
-same shape as the deployed gateway responses. The events look like API Gateway's behind a custom domain: the
-path has no stage prefix.
+Keys are checked the way the deployed API checks them: ``GET`` of ``/health``, the dashboard, ``/openapi.json`` and
+``/swagger`` is open; every other request runs the Lambda authorizer (functions/handlers/authorizer.py) for its
+``x-api-key``, whose answer is cached per key value for the authorizer's TTL, as API Gateway caches it, and handed to
+the API function in ``requestContext.authorizer``. One difference, on purpose: a request without the header is
+answered ``403 FORBIDDEN`` in the API's shape here, where API Gateway answers ``401 {"message": "Unauthorized"}``
+itself (docs/aws-vs-local.md). The gateway's own errors are in the API's error shape. The default stage has no
+path prefix.
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import boto3
-
-from local.aws import ACCOUNT_ID, stored_key_value
+from functions.handlers import authorizer
+from functions.settings import Settings
+from local.aws import ACCOUNT_ID
 from local.lambda_context import LocalContext
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -40,7 +44,7 @@ MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 # answers 500 (INTEGRATION_FAILURE, rendered by the DEFAULT_5XX gateway response): reproduced here, so that a body
 # between this and MAX_REQUEST_BYTES fails locally as it does on AWS.
 LAMBDA_MAX_REQUEST_BYTES = 6 * 1024 * 1024
-STAGE = "local"
+STAGE = "$default"
 # Connections waiting to be accepted (socketserver's default is 5: a burst of 50 clients saw resets).
 LISTEN_BACKLOG = 1024
 # How long a client may leave the gateway waiting for the rest of a request's body once its headers are in.
@@ -60,34 +64,36 @@ GATEWAY_ERROR_CODES = {
 }
 
 
-class ApiKeyCache:
-    """Key value -> key id, read from the API Gateway (moto) keys; re-read on a miss at most once a second."""
+class AuthorizerCache:
+    """The authorizer's answers by key value, kept ``ttl_seconds`` as API Gateway keeps them (a revoked or rotated
+    key works until its cached answer expires, locally as on AWS)."""
 
-    def __init__(self) -> None:
-        self._apigateway = boto3.client("apigateway")
-        self._by_value: dict[str, str] = {}
-        self._loaded_at = 0.0
+    def __init__(self, ttl_seconds: float) -> None:
+        self._ttl = ttl_seconds
+        self._answers: dict[str, tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
-    def key_id(self, value: str) -> str | None:
-        candidates = (value, stored_key_value(value))
-        for candidate in candidates:
-            if candidate in self._by_value:
-                return self._by_value[candidate]
+    def context(self, value: str) -> dict[str, Any]:
+        now = time.monotonic()
         with self._lock:
-            if time.monotonic() - self._loaded_at > 1.0:
-                self._reload()
-        return next((self._by_value[c] for c in candidates if c in self._by_value), None)
+            cached = self._answers.get(value)
+        if cached and now - cached[0] < self._ttl:
+            return cached[1]
+        context = authorize(value)
+        with self._lock:
+            self._answers[value] = (now, context)
+        return context
 
-    def _reload(self) -> None:
-        keys: dict[str, str] = {}
-        paginator = self._apigateway.get_paginator("get_api_keys")
-        for page in paginator.paginate(includeValues=True):
-            for key in page.get("items", []):
-                if key.get("enabled", True) and "value" in key:
-                    keys[key["value"]] = key["id"]
-        self._by_value = keys
-        self._loaded_at = time.monotonic()
+
+def authorize(value: str) -> dict[str, Any]:
+    """The authorizer's context for a key value, as API Gateway passes it on (nothing when it refuses)."""
+    answer = authorizer.handler(authorizer_event(value), LocalContext("authorizer", 10))
+    return dict(answer.get("context") or {}) if answer.get("isAuthorized") else {}
+
+
+def authorizer_event(value: str) -> dict[str, Any]:
+    """What API Gateway sends the authorizer (payload format 2.0, identity source ``$request.header.x-api-key``)."""
+    return {"version": "2.0", "type": "REQUEST", "identitySource": [value], "headers": {"x-api-key": value}}
 
 
 def exceeds_lambda_request_limit(event: dict[str, Any]) -> bool:
@@ -114,8 +120,7 @@ def build_event(
     raw_path: str,
     headers: dict[str, str],
     body: bytes,
-    key_id: str | None,
-    api_key: str | None,
+    authorizer_context: dict[str, Any] | None,
     source_ip: str,
 ) -> dict[str, Any]:
     split = urlsplit(raw_path)
@@ -130,6 +135,7 @@ def build_event(
         text, is_base64 = base64.b64encode(body).decode(), True
     path = split.path or "/"
     return {
+        "version": "1.0",
         "resource": "/{proxy+}",
         "path": path,
         "httpMethod": method,
@@ -149,12 +155,9 @@ def build_event(
             "stage": STAGE,
             "requestId": str(uuid.uuid4()),
             "requestTimeEpoch": int(time.time() * 1000),
-            "identity": {
-                "sourceIp": source_ip,
-                "apiKey": api_key,
-                "apiKeyId": key_id,
-                "userAgent": headers.get("user-agent"),
-            },
+            "identity": {"sourceIp": source_ip, "userAgent": headers.get("user-agent")},
+            # The Lambda authorizer's context (payload format 1.0 hands it over as the REST API does).
+            "authorizer": authorizer_context,
         },
         "body": text,
         "isBase64Encoded": is_base64,
@@ -184,7 +187,7 @@ class LocalGateway:
         read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS,
     ) -> None:
         self._handler = handler
-        self._keys = ApiKeyCache()
+        self._authorizer = AuthorizerCache(Settings.from_env().authorizer_cache_seconds)
         self._timeout_seconds = timeout_seconds
         self._read_timeout_seconds = read_timeout_seconds
         gateway = self
@@ -270,11 +273,17 @@ class LocalGateway:
         headers = {name.lower(): value for name, value in request.headers.items()}
         path = urlsplit(request.path).path
         api_key = headers.get("x-api-key")
-        key_id = self._keys.key_id(api_key) if api_key else None
-        if key_id is None and not is_open(method, path):
-            self._reply(request, 403, {"error": "Forbidden", "code": "FORBIDDEN"}, {})
-            return
-        event = build_event(method, request.path, headers, body, key_id, api_key, request.client_address[0])
+        context: dict[str, Any] | None = None
+        if not is_open(method, path):
+            if not api_key:  # API Gateway answers this itself, before the authorizer (401 there, see the docstring)
+                self._reply(request, 403, {"error": "Forbidden", "code": "FORBIDDEN"}, {})
+                return
+            try:
+                context = self._authorizer.context(api_key)
+            except Exception:  # noqa: BLE001 - API Gateway answers 500 when the authorizer fails (and caches nothing)
+                self._reply(request, 500, {"error": "Internal server error", "code": "UNAVAILABLE"}, {})
+                return
+        event = build_event(method, request.path, headers, body, context, request.client_address[0])
         if exceeds_lambda_request_limit(event):
             self._reply(request, 500, {"error": "Internal server error", "code": "UNAVAILABLE"}, {})
             return

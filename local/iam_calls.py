@@ -36,6 +36,7 @@ RECORD_DIR_VARIABLE = "JOBS_IAM_RECORD_DIR"
 HANDLER_MODULES = frozenset(
     {
         "functions.handlers.api",
+        "functions.handlers.authorizer",
         "functions.handlers.consumer",
         "functions.handlers.sweeper",
         "functions.handlers.stats_stream",

@@ -1,6 +1,6 @@
 """``make run``: the whole service on this machine — moto for AWS, the same handlers, a gateway, an event source.
 
-python -m local            # PORT (3000), MOTO_PORT (4566), API_KEYS ("local-dev-key:local"), FRESH=1 (start empty)
+python -m local            # PORT (3000), MOTO_PORT (4566), API_KEYS ("local-dev-key:local", key:tenant[:read]), FRESH=1
 
 State is kept across a graceful stop (local/state.py), a change under functions/ is reloaded in-process
 (local/reload.py), and the URL and first key are written where the ``jobs`` CLI finds them (jobsctl/discovery.py).
@@ -21,7 +21,7 @@ from infra.config import ServiceConfig, local_config
 from jobsctl import discovery
 from jobsctl.environments import EnvironmentPool, fresh_handler
 from local import state
-from local.aws import LocalAws, LocalResources, create_api_keys, create_resources, parse_api_keys
+from local.aws import LocalAws, LocalResources, SeedKey, create_api_keys, create_resources, parse_api_keys
 from local.event_source import SqsEventSource
 from local.gateway import DEFAULT_READ_TIMEOUT_SECONDS, LocalGateway
 from local.iam_calls import record_from_env
@@ -48,7 +48,7 @@ class LocalStack:
     config: ServiceConfig
     port: int
     moto_port: int | None
-    api_keys: dict[str, str]
+    api_keys: dict[str, SeedKey]
     # Where the state is kept across restarts (None: not kept); fresh: start empty even if a saved state exists.
     state_file: Path | None = None
     fresh: bool = False
@@ -72,7 +72,7 @@ class LocalStack:
                 self.restored = state.restore(self.state_file, self.config.jobs_table)
             except ValueError as exc:
                 self.restore_error = f"{self.state_file} {exc}; starting empty"
-        create_api_keys(self.api_keys)
+        create_api_keys(self.api_keys, self.config.keys_table)
         self._configure_functions(self.resources)
 
         # Imported only now: the handlers read their settings from the environment set just above.
@@ -229,7 +229,8 @@ def main() -> None:
     found_at = discovery.discovery_path()
     print(f"Jobs API    {stack.url}", flush=True)
     print(f"Dashboard   {stack.url}/   (Swagger UI: {stack.url}/swagger)", flush=True)
-    print(f"API key     {first_key}  (tenant {api_keys[first_key]}; all keys: API_KEYS)", flush=True)
+    first = api_keys[first_key]
+    print(f"API key     {first_key}  (tenant {first.tenant}, scope {first.scope}; all keys: API_KEYS)", flush=True)
     if moto_port:
         print(f"Local AWS   http://127.0.0.1:{moto_port}  (AWS_ENDPOINT_URL for the AWS CLI / boto3)", flush=True)
     print(f"Try         curl -s -H 'x-api-key: {first_key}' {stack.url}/stats", flush=True)
@@ -244,7 +245,8 @@ def main() -> None:
     print(f"CLI         `jobs` finds this stack through {found_at}; elsewhere set:", flush=True)
     print(f"JOBS_URL={stack.url}", flush=True)
     print(f"JOBS_API_KEY={first_key}", flush=True)
-    discovery.write(found_at, stack.url, first_key, api_keys[first_key])
+    aws_endpoint = f"http://127.0.0.1:{moto_port}" if moto_port else ""
+    discovery.write(found_at, stack.url, first_key, first.tenant, aws_endpoint, stack.config.keys_table)
     print("Ready. Ctrl-C to stop.", flush=True)
 
     stopped = threading.Event()

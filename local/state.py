@@ -27,7 +27,11 @@ from typing import Any
 
 import moto
 
+from functions.dal.keys import ID_PREFIX
+from functions.settings import Settings
 from local.aws import _DYNAMODB_LOCK, _SQS_LOCK, ACCOUNT_ID, REGION
+
+KEYS_TABLE = Settings.keys_table  # the local stack's keys table (infra.config: the default name)
 
 FORMAT_VERSION = 1
 DEFAULT_STATE_FILE = Path(__file__).resolve().parents[1] / ".local-state" / "moto.pickle"
@@ -152,6 +156,8 @@ def summarize(jobs_table: str, in_flight: set[str]) -> StateSummary:
         table = backends["dynamodb"].tables.get(jobs_table)
         items = list(table.all_items()) if table is not None else []
         jobs = sum(1 for item in items if "tenantKey" in item.attrs)
+        keys = backends["dynamodb"].tables.get(KEYS_TABLE)
+        api_keys = sum(1 for item in keys.all_items() if item.hash_key.value.startswith(ID_PREFIX)) if keys else 0
     with _SQS_LOCK:
         messages = [m for queue in _sqs().queues.values() for m in queue._messages]
     files = sum(len(bucket.keys) for bucket in backends["s3"].buckets.values())
@@ -160,5 +166,5 @@ def summarize(jobs_table: str, in_flight: set[str]) -> StateSummary:
         messages=len(messages),
         in_flight=sum(1 for m in messages if m.id in in_flight),
         files=files,
-        api_keys=len(backends["apigateway"].keys),
+        api_keys=api_keys,
     )

@@ -247,6 +247,7 @@
     state.finished = undefined;
     document.querySelectorAll("#jobs-table tbody, #failures-table tbody").forEach((tbody) => tbody.replaceChildren());
     connection(true);
+    if (window.JobsScope) window.JobsScope.refresh(state.key); // a read key hides the write controls (scope.js)
     loadTypes();
     refreshNow();
   }

@@ -7,6 +7,7 @@ import binascii
 import json
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -14,7 +15,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.handlers.runtime import logger, runtime, tenants
+from functions.handlers.runtime import key_rate_limiter, logger, runtime
 from functions.logic import json_body
 from functions.models.errors import (
     ApiError,
@@ -26,6 +27,7 @@ from functions.models.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
     StorageError,
     Unavailable,
     shown,
@@ -110,17 +112,63 @@ def read_query(app: APIGatewayRestResolver | Router, allowed: set[str]) -> dict[
     return query
 
 
-def caller_tenant(app: APIGatewayRestResolver | Router) -> str:
-    """API Gateway has validated the key (usage plan); the key's tag says whose it is."""
+# What a ``read`` key may do: read. Every route that changes something is another method.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, as the authorizer found the key (functions/handlers/authorizer.py)."""
+
+    tenant: str
+    key_id: str
+    scope: str
+    rate_limit: float
+    burst_limit: int
+
+
+def authorizer_context(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The Lambda authorizer's context: under ``authorizer.lambda`` (payload 2.0) or ``authorizer`` itself (1.0)."""
+    found = (event.get("requestContext") or {}).get("authorizer") or {}
+    inner = found.get("lambda") if isinstance(found, Mapping) else None
+    return inner if isinstance(inner, Mapping) else found if isinstance(found, Mapping) else {}
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def caller(app: APIGatewayRestResolver | Router) -> Caller:
+    """The caller's key, checked: a known key (else ``403 FORBIDDEN``), within its rate limit (else ``429
+    RATE_LIMITED`` with ``Retry-After``), and a ``read`` key only reading (else ``403 FORBIDDEN``)."""
     event = cast(APIGatewayProxyEvent, app.current_event)  # a Router's event is typed as the base class
     # The caller's key value is masked in every log line from now on (functions/redaction.py).
     register_secret(event.headers.get("x-api-key"))
-    identity = event.request_context.identity
-    key_id = identity.api_key_id if identity else None
-    tenant = tenants().tenant_for(key_id) if key_id else None
-    if tenant is None:
-        raise Forbidden("a valid x-api-key header is required")
-    return tenant
+    context = authorizer_context(event.raw_event)
+    tenant = str(context.get("tenant") or "")
+    if not tenant:
+        # The same body as API Gateway's own refusals had (and the local gateway's for a missing key).
+        raise Forbidden("Forbidden")
+    found = Caller(
+        tenant=tenant,
+        key_id=str(context.get("keyId") or ""),
+        scope=str(context.get("scope") or "full"),
+        rate_limit=_number(context.get("rateLimit")),
+        burst_limit=int(_number(context.get("burstLimit"))),
+    )
+    wait = key_rate_limiter().retry_after(found.key_id, found.rate_limit, found.burst_limit)
+    if wait is not None:
+        raise RateLimited(f"this key is over its rate limit ({found.rate_limit:g} requests/s); retry in {wait} s", wait)
+    if found.scope != "full" and event.http_method.upper() not in READ_METHODS:
+        raise Forbidden(f"this key's scope is {shown(found.scope)}: it may only read (GET); writes need a full key")
+    return found
+
+
+def caller_tenant(app: APIGatewayRestResolver | Router) -> str:
+    return caller(app).tenant
 
 
 def allowed_methods(app: APIGatewayRestResolver, path: str) -> list[str]:
@@ -133,7 +181,8 @@ def allowed_methods(app: APIGatewayRestResolver, path: str) -> list[str]:
 def register_error_handlers(app: APIGatewayRestResolver) -> None:
     @app.exception_handler(ApiError)
     def _api_error(exc: ApiError) -> Response[str]:
-        return json_response(exc.status_code, exc.to_body())
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+        return json_response(exc.status_code, exc.to_body(), headers=headers)
 
     @app.exception_handler(StorageError)
     def _storage_error(exc: StorageError) -> Response[str]:

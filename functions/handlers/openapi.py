@@ -55,8 +55,9 @@ its own jobs.
 
 Errors are always `{"error": "<message>", "code": "<CODE>"}`, plus `details` where useful; never a stack trace,
 never a 500 for client input. An unknown route is `404 NOT_FOUND`; a method a path does not declare is
-`405 METHOD_NOT_ALLOWED` with an `Allow` header; the gateway answers `429 THROTTLED` when a key goes over its usage
-plan's rate.
+`405 METHOD_NOT_ALLOWED` with an `Allow` header. A key has a scope: `full`, or `read` (GET only; any other method is
+`403 FORBIDDEN`), and a rate limit: over it, `429 RATE_LIMITED` with `Retry-After` (seconds). `GET /me` describes
+the caller's key.
 
 Numbers are strict: an integer field (an option or a payload's) takes a JSON number without a fractional part (`5.0`
 is 5, as in JSON Schema), not `"5"` or `true`. A query parameter may be given once; an empty, unknown or repeated one
@@ -80,7 +81,7 @@ def openapi_info() -> dict[str, Any]:
         "tags": ["jobs", "uploads", "stats", "types", "service", "dashboard"],
         "security_schemes": {
             API_KEY_SCHEME: APIKey(
-                in_=APIKeyIn.header, name="x-api-key", description="The tenant's API key (API Gateway usage plan)."
+                in_=APIKeyIn.header, name="x-api-key", description="The tenant's API key (`jobs keys create`)."
             )
         },
         "security": KEYED,
@@ -90,7 +91,7 @@ def openapi_info() -> dict[str, Any]:
 # --- error codes (the table is ``functions.models.errors.error_table()``) ---
 
 # Every route that needs a key can answer these.
-KEYED_ERRORS = ("FORBIDDEN", "THROTTLED", "UNAVAILABLE")
+KEYED_ERRORS = ("FORBIDDEN", "RATE_LIMITED", "THROTTLED", "UNAVAILABLE")
 # What creating jobs can answer, one job or a batch of them.
 ENQUEUE_ERRORS = (
     "INVALID_BODY",
@@ -108,8 +109,10 @@ _EXAMPLE_MESSAGES = {
     "NOT_FOUND": "job '0b7e7a53-4c1e-4bd4-9f3e-0d5c1c1f6a2e' not found",
     "INVALID_STATE": "a completed job cannot be cancelled",
     "THROTTLED": "Too Many Requests",
+    "RATE_LIMITED": "this key is over its rate limit (100 requests/s); retry in 1 s",
 }
 _EXAMPLE_DETAILS: dict[str, Any] = {
+    "RATE_LIMITED": {"retryAfterSeconds": 1},
     "INVALID_PAYLOAD": [{"field": "target", "message": "Field required"}],
     "INVALID_OPTION": {"allowed": ["delaySeconds", "maxAttempts", "payload", "priority", "runAt", "type"]},
 }
@@ -283,7 +286,7 @@ def errors(*codes: str, notes: dict[str, str] | None = None) -> dict[int, OpenAP
 
 
 def keyed_errors(*codes: str) -> dict[int, OpenAPIResponse]:
-    """The errors of a route that needs a key: its own, plus FORBIDDEN, THROTTLED and UNAVAILABLE."""
+    """The errors of a route that needs a key: its own, plus FORBIDDEN, RATE_LIMITED, THROTTLED and UNAVAILABLE."""
     return errors(*codes, *KEYED_ERRORS)
 
 

@@ -19,13 +19,14 @@ from functions.dal.clients import client, s3_presigner
 from functions.dal.files import S3FileStore
 from functions.dal.job_queue import QueueLanes, SqsJobQueue
 from functions.dal.jobs_repository import DynamoJobsRepository
+from functions.dal.key_rates import DynamoWindowCounts
 from functions.dal.pauses import DynamoPauseStore
-from functions.dal.tenants import ApiKeyTagTenants
 from functions.logic.batches import BatchSettler
 from functions.logic.callbacks import CallbackDeliverer
 from functions.logic.lanes import LaneRouter
 from functions.logic.limits import Limiter, limiter_from_settings
 from functions.logic.pauses import PauseCheck
+from functions.logic.rate_limits import KeyRateLimiter
 from functions.redaction import RedactingFormatter
 from functions.settings import Settings
 from functions.snapstart import register_restore_hooks
@@ -157,9 +158,9 @@ def callback_deliverer() -> CallbackDeliverer:
 
 
 @lru_cache(maxsize=1)
-def tenants() -> ApiKeyTagTenants:
-    # Only the API needs it; the other functions never load the API Gateway client.
-    return ApiKeyTagTenants(client("apigateway"))
+def key_rate_limiter() -> KeyRateLimiter:
+    """The API's per-key rate limits (logic/rate_limits.py), counted in the limits table."""
+    return KeyRateLimiter(DynamoWindowCounts(client("dynamodb"), runtime().settings.limits_table))
 
 
 @lru_cache(maxsize=1)
@@ -178,7 +179,7 @@ def reset() -> None:
     batch_store.cache_clear()
     batch_settler.cache_clear()
     callback_deliverer.cache_clear()
-    tenants.cache_clear()
+    key_rate_limiter.cache_clear()
     files.cache_clear()
     client.cache_clear()
     s3_presigner.cache_clear()

@@ -83,7 +83,7 @@ class PayloadTooLarge(ApiError):
 class Forbidden(ApiError):
     status_code = 403
     code = "FORBIDDEN"
-    when = "the `x-api-key` header is missing, unknown, disabled or names no tenant"
+    when = "the `x-api-key` header is missing, unknown, revoked or names no tenant, or a `read` key tried to write"
 
 
 class NotFound(ApiError):
@@ -128,11 +128,23 @@ class InvalidSignature(ApiError):
 
 
 class Throttled(ApiError):
-    """Answered by API Gateway (usage plans), never raised by the functions; here for the table."""
+    """API Gateway's stage throttling (account protection), never raised by the functions; here for the table."""
 
     status_code = 429
     code = "THROTTLED"
-    when = "the key is over its usage plan's rate or burst limit (answered by API Gateway)"
+    when = "API Gateway's stage throttling refused the request (account protection, answered by API Gateway)"
+
+
+class RateLimited(ApiError):
+    """The caller's key is over its own rate limit, counted by the service (functions/logic/rate_limits.py)."""
+
+    status_code = 429
+    code = "RATE_LIMITED"
+    when = "the key is over its rate limit (its requests per second and burst); `Retry-After` gives the seconds to wait"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message, {"retryAfterSeconds": retry_after})
+        self.retry_after = retry_after
 
 
 class Unavailable(ApiError):

@@ -176,3 +176,13 @@ class Batch(BatchAccepted):
 
     counts: BatchCounts
     completedAt: str | None = Field(description="When its last child became final")
+
+
+class CallerKey(WireModel):
+    """The caller's API key (``GET /me``): whose it is, what it may do, how fast. Never its value."""
+
+    tenant: str
+    keyId: str
+    scope: Literal["full", "read"] = Field(description="`read`: GET only; any other method is 403 FORBIDDEN")
+    rateLimit: float = Field(description="Requests per second, on average")
+    burstLimit: int = Field(description="Requests at once: a window of burstLimit/rateLimit seconds admits this many")

@@ -1,12 +1,15 @@
-"""The REST API: one producer function behind API Gateway, API keys per tenant, a usage plan, our error shape."""
+"""The HTTP API: one producer function behind API Gateway (HTTP API, Lambda proxy, payload format 1.0), and a
+Lambda authorizer that maps each tenant key to its tenant, scope and rate limit (cached by key)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 
-from aws_cdk import Aws, RemovalPolicy, Stack, Tags
-from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_apigatewayv2_authorizers as authorizers
+from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from cdk_nag import NagPackSuppression, NagSuppressions
@@ -20,48 +23,35 @@ from infra.constructs.queue_consumer import object_finding, webhook_secrets_arn
 from infra.constructs.tables import API_INDEXES, JobsTables
 
 API_HANDLER = "functions.handlers.api.handler"
-# The function maps the caller's API key id to a tenant by reading this tag of the key.
-TENANT_TAG = "tenant"
+AUTHORIZER_HANDLER = "functions.handlers.authorizer.handler"
+# The authorizer does one GetItem: small and quick (its answers are cached by API Gateway per key anyway).
+AUTHORIZER_MEMORY_MB = 256
+AUTHORIZER_TIMEOUT_SECONDS = 5
+# The header a tenant's key travels in: the authorizer's identity source, so API Gateway caches its answer per key.
+KEY_HEADER = "x-api-key"
 # GET of these needs no API key (local/gateway.py's OPEN_ROUTES is the same list).
 OPEN_PATHS = ("/", "/health", "/openapi.json", "/swagger", "/assets/{proxy+}")
 
-# API Gateway's own errors (bad key, throttling, ...) in the body shape the function uses: {"error", "code"}.
-# (response type, status code or None to keep API Gateway's, our code)
-GATEWAY_RESPONSES: tuple[tuple[apigateway.ResponseType, str | None, str], ...] = (
-    (apigateway.ResponseType.DEFAULT_4_XX, None, "BAD_REQUEST"),
-    (apigateway.ResponseType.DEFAULT_5_XX, None, "UNAVAILABLE"),
-    # A missing or unknown x-api-key surfaces as any of these three, depending on the route.
-    (apigateway.ResponseType.INVALID_API_KEY, "403", "FORBIDDEN"),
-    (apigateway.ResponseType.ACCESS_DENIED, "403", "FORBIDDEN"),
-    (apigateway.ResponseType.MISSING_AUTHENTICATION_TOKEN, "403", "FORBIDDEN"),
-    (apigateway.ResponseType.THROTTLED, "429", "THROTTLED"),
-    (apigateway.ResponseType.QUOTA_EXCEEDED, "429", "THROTTLED"),
-    (apigateway.ResponseType.REQUEST_TOO_LARGE, "413", "PAYLOAD_TOO_LARGE"),
-    (apigateway.ResponseType.RESOURCE_NOT_FOUND, "404", "NOT_FOUND"),
-    (apigateway.ResponseType.UNSUPPORTED_MEDIA_TYPE, "415", "UNSUPPORTED_MEDIA_TYPE"),
-)
-
+# HTTP API access log fields (JSON, one line per request); $context.authorizer.* is the authorizer's context.
 _ACCESS_LOG_FORMAT = json.dumps(
     {
-        "requestId": apigateway.AccessLogField.context_request_id(),
-        "time": apigateway.AccessLogField.context_request_time(),
-        "ip": apigateway.AccessLogField.context_identity_source_ip(),
-        "apiKeyId": apigateway.AccessLogField.context_identity_api_key_id(),
-        "method": apigateway.AccessLogField.context_http_method(),
-        "resource": apigateway.AccessLogField.context_resource_path(),
-        "status": apigateway.AccessLogField.context_status(),
-        "latencyMs": apigateway.AccessLogField.context_response_latency(),
-        "integrationLatencyMs": apigateway.AccessLogField.context_integration_latency(),
-        "responseLength": apigateway.AccessLogField.context_response_length(),
-        "errorType": apigateway.AccessLogField.context_error_response_type(),
-        "xrayTraceId": apigateway.AccessLogField.context_xray_trace_id(),
+        "requestId": "$context.requestId",
+        "time": "$context.requestTime",
+        "ip": "$context.identity.sourceIp",
+        "keyId": "$context.authorizer.keyId",
+        "tenant": "$context.authorizer.tenant",
+        "method": "$context.httpMethod",
+        "route": "$context.routeKey",
+        "path": "$context.path",
+        "status": "$context.status",
+        "latencyMs": "$context.responseLatency",
+        "integrationLatencyMs": "$context.integrationLatency",
+        "responseLength": "$context.responseLength",
+        "error": "$context.error.message",
+        "authorizerError": "$context.authorizer.error",
+        "integrationError": "$context.integrationErrorMessage",
     }
 )
-
-
-def error_template(code: str) -> str:
-    # $context.error.messageString is already a quoted JSON string; gateway responses do no VTL processing.
-    return '{"error": $context.error.messageString, "code": "' + code + '"}'
 
 
 INGEST_SECRET_PREFIX = Settings.ingest_secret_prefix
@@ -86,70 +76,77 @@ class JobsApi(Construct):
             "Api",
             runtime=runtime,
             handler=API_HANDLER,
-            description="The job API (API Gateway proxy integration)",
+            description="The job API (API Gateway HTTP API proxy integration)",
             timeout_seconds=config.api_timeout_seconds,
             memory_mb=config.api_memory_mb,
             environment=environment,
         )
         self._grant(tables, queues, files)
+        self.authorizer_function = ServiceFunction(
+            self,
+            "Authorizer",
+            runtime=runtime,
+            handler=AUTHORIZER_HANDLER,
+            description="The API's Lambda authorizer: tenant, scope and rate limit of an x-api-key",
+            timeout_seconds=AUTHORIZER_TIMEOUT_SECONDS,
+            memory_mb=AUTHORIZER_MEMORY_MB,
+            environment=environment,
+        )
+        # One key's item by its hash: nothing else (it cannot list, write or read any other table).
+        self.authorizer_function.allow(["dynamodb:GetItem"], [tables.keys.table_arn])
 
         self.access_logs = logs.LogGroup(
             self, "AccessLogs", retention=log_retention(config), removal_policy=RemovalPolicy.DESTROY
         )
-        self.api = apigateway.RestApi(
+        self.api = apigwv2.HttpApi(
             self,
-            "RestApi",
-            rest_api_name=f"{Stack.of(self).stack_name}-{config.service_name}",
+            "HttpApi",
+            api_name=f"{Stack.of(self).stack_name}-{config.service_name}",
             description="Background jobs: enqueue, inspect, cancel and retry",
-            # Callers are services in a region, not browsers around the world: no CloudFront in front.
-            endpoint_types=[apigateway.EndpointType.REGIONAL],
-            api_key_source_type=apigateway.ApiKeySourceType.HEADER,
-            # Stage logging needs the account-wide API Gateway CloudWatch role; retained, since other APIs in the
-            # account may rely on that setting once it exists.
-            cloud_watch_role=True,
-            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
-            deploy_options=apigateway.StageOptions(
-                stage_name=config.api_stage_name,
-                access_log_destination=apigateway.LogGroupLogDestination(self.access_logs),
-                access_log_format=apigateway.AccessLogFormat.custom(_ACCESS_LOG_FORMAT),
-                logging_level=apigateway.MethodLoggingLevel.ERROR,
-                data_trace_enabled=False,  # request bodies are tenants' data; keep them out of the logs
-                metrics_enabled=True,
-                tracing_enabled=config.tracing_enabled,
-            ),
+            create_default_stage=False,
+        )
+        # The default stage ($default: no path prefix), deployed on every change; its throttling protects the account
+        # (per-key limits are the service's own, functions/logic/rate_limits.py).
+        self.stage = apigwv2.HttpStage(
+            self,
+            "DefaultStage",
+            http_api=self.api,
+            stage_name="$default",
+            auto_deploy=True,
+            throttle=apigwv2.ThrottleSettings(rate_limit=config.api_rate_limit, burst_limit=config.api_burst_limit),
+        )
+        cfn_stage = self.stage.node.default_child
+        assert isinstance(cfn_stage, apigwv2.CfnStage)
+        cfn_stage.access_log_settings = apigwv2.CfnStage.AccessLogSettingsProperty(
+            destination_arn=self.access_logs.log_group_arn, format=_ACCESS_LOG_FORMAT
         )
 
-        integration = apigateway.LambdaIntegration(self.handler.target, proxy=True, allow_test_invoke=False)
-        root = self.api.root
+        # Payload format 1.0: the REST-shaped event the handlers and Powertools' REST resolver already read (2.0
+        # would change every request's parsing for no gain here); the authorizer's context arrives in
+        # requestContext.authorizer.
+        integration = integrations.HttpLambdaIntegration(
+            "ApiIntegration", self.handler.target, payload_format_version=apigwv2.PayloadFormatVersion.VERSION_1_0
+        )
+        # Simple responses; cached per key value (the identity source) for authorizer_cache_seconds. A request
+        # without the header is answered 401 by API Gateway before the authorizer runs.
+        self.authorizer = authorizers.HttpLambdaAuthorizer(
+            "KeyAuthorizer",
+            self.authorizer_function.target,
+            authorizer_name="tenant-key",
+            identity_source=[f"$request.header.{KEY_HEADER}"],
+            response_types=[authorizers.HttpLambdaResponseType.SIMPLE],
+            results_cache_ttl=Duration.seconds(config.authorizer_cache_seconds),
+        )
         # Without a key: GET of /health (load balancers, probes), the dashboard (/ and /assets/...: the page asks for
-        # a key and sends it with its API calls), the OpenAPI document and Swagger UI. Everything else needs one
-        # (the usage plan's): any other method of / (a method beats ANY on the same resource), and every other path
-        # (/{proxy+}; the more specific resources above win over it).
+        # a key and sends it with its API calls), the OpenAPI document and Swagger UI. Everything else needs one:
+        # any other method of / (ANY matches the methods a path does not declare), and every other path
+        # (/{proxy+}; the more specific routes above win over it).
         for path in OPEN_PATHS:
-            resource = root.resource_for_path(path)
-            resource.add_method("GET", integration, api_key_required=False)
-        root.add_method("ANY", integration, api_key_required=True)
-        root.add_resource("{proxy+}").add_method("ANY", integration, api_key_required=True)
-
-        for response_type, status_code, code in GATEWAY_RESPONSES:
-            self.api.add_gateway_response(
-                f"GatewayResponse{response_type.response_type}",
-                type=response_type,
-                status_code=status_code,
-                response_headers={"Content-Type": "'application/json'"},
-                templates={"application/json": error_template(code)},
+            self.api.add_routes(path=path, methods=[apigwv2.HttpMethod.GET], integration=integration)
+        for path in ("/", "/{proxy+}"):
+            self.api.add_routes(
+                path=path, methods=[apigwv2.HttpMethod.ANY], integration=integration, authorizer=self.authorizer
             )
-
-        self.usage_plan = self.api.add_usage_plan(
-            "UsagePlan",
-            description="Per-key throttling of the job API",
-            throttle=apigateway.ThrottleSettings(rate_limit=config.api_rate_limit, burst_limit=config.api_burst_limit),
-            api_stages=[apigateway.UsagePlanPerApiStage(api=self.api, stage=self.api.deployment_stage)],
-        )
-        # The first tenant's key; more tenants are more keys with their own tag, added to this plan.
-        self.api_key = apigateway.ApiKey(self, "BootstrapKey", description=f"Tenant {config.bootstrap_tenant}")
-        Tags.of(self.api_key).add(TENANT_TAG, config.bootstrap_tenant)
-        self.usage_plan.add_api_key(self.api_key)
 
         self._suppress_findings()
 
@@ -178,8 +175,6 @@ class JobsApi(Construct):
         )
         # A new job goes to its lane: normal, high priority or ordered (a group).
         fn.allow(["sqs:SendMessage"], [queue.queue_arn for queue in queues])
-        # GetApiKey (without its value) to read the caller's tenant tag.
-        fn.allow(["apigateway:GET"], [self.api_keys_arn()])
         # A presigned URL acts with its signer's permissions: PUT for POST /uploads, GET for results (job outputs and
         # the caller's uploads). Offloaded payloads are written at enqueue and read back for GET /jobs/{id}.
         fn.allow(["s3:PutObject"], [files.objects(UPLOADS), files.objects(PAYLOADS)])
@@ -188,23 +183,10 @@ class JobsApi(Construct):
         # operators create them, `jobs hooks secret set`).
         fn.allow(["secretsmanager:GetSecretValue"], [webhook_secrets_arn(INGEST_SECRET_PREFIX)])
 
-    @staticmethod
-    def api_keys_arn() -> str:
-        return f"arn:{Aws.PARTITION}:apigateway:{Aws.REGION}::/apikeys/*"
-
     def _suppress_findings(self) -> None:
         NagSuppressions.add_resource_suppressions(
             self.handler.role,
             [
-                NagPackSuppression(
-                    id="AwsSolutions-IAM5",
-                    reason="apigateway:GET on /apikeys/* lets this role read every API key of the account in this "
-                    "region, other APIs' keys and their values included (GetApiKey with includeValue=true): IAM has no "
-                    "condition on includeValue, and tenants' keys are created after deployment, so their ids cannot be "
-                    "listed here. Listing keys (/apikeys itself) is not granted. Accepted: the function must read the "
-                    "tenant tag of whichever key API Gateway accepted (docs/deploy.md, 'What the roles allow').",
-                    applies_to=["Resource::arn:<AWS::Partition>:apigateway:<AWS::Region>::/apikeys/*"],
-                ),
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
                     reason="Each tenant's ingest verification secret is its own secret under one prefix, created by "
@@ -227,36 +209,10 @@ class JobsApi(Construct):
             self.api,
             [
                 NagPackSuppression(
-                    id="AwsSolutions-IAM4",
-                    reason="The account-level API Gateway logging role uses the AWS-managed "
-                    "AmazonAPIGatewayPushToCloudWatchLogs policy, which AWS documents for exactly this role.",
-                    applies_to=[
-                        "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
-                    ],
-                ),
-                NagPackSuppression(
-                    id="AwsSolutions-APIG2",
-                    reason="No request validator: API Gateway passes every request, whatever its body or query, to "
-                    "the function, which is invoked (and billed) for malformed ones too and answers them 4xx itself.",
-                ),
-                NagPackSuppression(
-                    id="AwsSolutions-APIG3",
-                    reason="No AWS WAF web ACL: nothing filters requests before API Gateway's own checks. Requests "
-                    "with a key of the usage plan are throttled per key; the key-less GETs (/health, the dashboard, "
-                    "/openapi.json, /swagger) and requests with unknown keys are limited only by the stage's and the "
-                    "account's default throttling. A web ACL costs a monthly fee plus a per-request charge; add one "
-                    "(a rate-based rule) for an internet-facing deployment.",
-                ),
-                NagPackSuppression(
                     id="AwsSolutions-APIG4",
-                    reason="No API Gateway authorizer: API Gateway only checks that a request carries a key of the "
-                    "usage plan (a key identifies a tenant, it does not authenticate anyone: whoever holds it acts as "
-                    "that tenant), and the function maps the key to its tenant. GET of /health, the dashboard's page "
-                    "and files, /openapi.json and /swagger are not checked at all and invoke the function for anyone.",
-                ),
-                NagPackSuppression(
-                    id="AwsSolutions-COG4",
-                    reason="Callers are services with per-tenant API keys, not Cognito users.",
+                    reason="The open routes (GET of /health, the dashboard's page and files, /openapi.json, /swagger) "
+                    "have no authorizer on purpose: probes and the dashboard's page need no key, and they read no "
+                    "tenant's data. Every other route has the Lambda authorizer.",
                 ),
             ],
             apply_to_children=True,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aws_cdk import Duration, RemovalPolicy, Stack
-from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
@@ -50,7 +50,7 @@ class Monitoring(Construct):
         config: ServiceConfig,
         lanes: Sequence[MonitoredLane],
         api_function: lambda_.IFunction,
-        api_stage: apigateway.Stage,
+        api_stage: apigwv2.HttpStage,
         sweeper_function: lambda_.IFunction,
         stats_aggregator_function: lambda_.IFunction,
     ) -> None:
@@ -159,7 +159,7 @@ class Monitoring(Construct):
             comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         )
 
-    def _api_5xx_alarm(self, stage: apigateway.Stage) -> cloudwatch.Alarm:
+    def _api_5xx_alarm(self, stage: apigwv2.HttpStage) -> cloudwatch.Alarm:
         config = self._config
         percent = config.api_5xx_alarm_percent
         return self._alarm(
@@ -284,7 +284,7 @@ class Monitoring(Construct):
         self,
         lanes: Sequence[MonitoredLane],
         api_function: lambda_.IFunction,
-        api_stage: apigateway.Stage,
+        api_stage: apigwv2.HttpStage,
         sweeper_function: lambda_.IFunction,
         stats_aggregator_function: lambda_.IFunction,
     ) -> None:

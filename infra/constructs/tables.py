@@ -64,6 +64,8 @@ class JobsTables(Construct):
         # Per-type rate windows and concurrency slots (functions/dal/limits.py), shared by every consumer; each item
         # expires by itself shortly after its window or lease.
         self.limits = self._table("Limits", removal_policy, time_to_live_attribute=TTL_ATTRIBUTE)
+        # Tenant API keys, hashed (functions/dal/keys.py): read by the API's authorizer, written by `jobs keys`.
+        self.keys = self._table("Keys", removal_policy)
 
     def _table(
         self,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from functions.logic.job_types.webhook import verify_signature
-from tests.e2e.conftest import Client, LocalStackProcess
+from tests.e2e.conftest import Client, LocalStackProcess, tenant_of
 
 pytestmark = pytest.mark.e2e
 
@@ -70,8 +70,7 @@ def wait_for_callback(client: Client, job_id: str, statuses: set[str], timeout: 
 
 
 def tenant_secret(stack: LocalStackProcess, client: Client) -> str:
-    keys = stack.aws("apigateway").get_api_keys(includeValues=True)["items"]
-    tenant = next(key["tags"]["tenant"] for key in keys if key.get("value") == client.key)
+    tenant = tenant_of(stack, client.key)
     secret = stack.aws("secretsmanager").get_secret_value(SecretId=f"jobs/webhook-signing/{tenant}")
     return str(secret["SecretString"])
 

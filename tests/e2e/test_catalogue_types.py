@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.e2e.conftest import FIRST_KEY, Client, LocalStackProcess
+from tests.e2e.conftest import FIRST_KEY, Client, LocalStackProcess, tenant_of
 
 pytestmark = pytest.mark.e2e
 
@@ -18,9 +18,7 @@ IMPORTS_TABLE = "job-imports"
 
 def tenant_name(stack: LocalStackProcess, client: Client) -> str:
     """The tenant of a key: its ``tenant`` tag, as the API maps it."""
-    keys = stack.aws("apigateway").get_api_keys(includeValues=True)["items"]
-    [tenant] = [key["tags"]["tenant"] for key in keys if key.get("value") == client.key]
-    return str(tenant)
+    return tenant_of(stack, client.key)
 
 
 def _png(size: tuple[int, int]) -> bytes:

@@ -24,7 +24,7 @@ import requests
 from PIL import Image
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
-from tests.e2e.conftest import ROOT, Client, LocalStackProcess
+from tests.e2e.conftest import ROOT, Client, LocalStackProcess, add_key
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "dashboard_artifacts"
@@ -135,10 +135,7 @@ def open_detail(page: Page, job_id: str) -> None:
 def test_the_key_hint_never_shows_a_short_key(stack: LocalStackProcess, page: Page) -> None:
     # Given a short key (11 characters): its "last four" would give most of it away
     short = "sk-" + os.urandom(4).hex()
-    stack.aws("apigateway").create_api_key(
-        name="short", value=short.ljust(20, "_"), enabled=True, tags={"tenant": "short-key-tenant"}
-    )
-    time.sleep(1.2)  # the gateway re-reads keys at most once a second
+    add_key(stack, short, "short-key-tenant")
     page.goto(stack.url + "/")
     page.evaluate("key => localStorage.setItem('jobs-dashboard.apiKey', key)", short)
     page.reload()
@@ -393,3 +390,47 @@ def test_pause_a_type_then_cancel_its_waiting_jobs_then_resume(
     expect(row.locator("[data-col='state']")).to_have_text("running")
     job = tenant.enqueue(PAUSE_OK)
     assert tenant.wait_for(job["id"], {"completed", "failed"}, timeout=15)["status"] == "completed"
+
+
+def test_a_read_key_sees_the_jobs_with_every_write_control_hidden(
+    stack: LocalStackProcess, tenant: Client, page: Page
+) -> None:
+    # Given a tenant with a failed job, and a read key of that tenant
+    failed = tenant.enqueue({"type": "simulate", "payload": {"target": "x.png", "failureRate": 1}, "maxAttempts": 1})
+    tenant.wait_for(failed["id"], {"failed"})
+    read_key = f"read-{os.urandom(12).hex()}"
+    tenant_name = tenant.get("/me").json()["tenant"]
+    add_key(stack, read_key, tenant_name, scope="read")
+
+    # When the dashboard connects with the read key
+    page.goto(stack.url + "/")
+    page.get_by_label("API key", exact=True).fill(read_key)
+    page.get_by_role("button", name="Connect").click()
+    expect(page.locator("#conn")).to_contain_text("Connected")
+
+    # Then it says the key is read-only and hides submitting, while the jobs are listed
+    expect(page.locator("#scope-badge")).to_have_text("read-only key")
+    expect(page.locator("body")).to_have_attribute("data-scope", "read")
+    expect(page.locator("#submit-form")).to_be_hidden()
+    expect(page.locator(f"#jobs-table tr[data-id='{failed['id']}']")).to_be_visible()
+    # And the job's detail has no cancel or retry, the failures no bulk actions, the types no pause buttons
+    open_detail(page, failed["id"])
+    expect(page.locator("#detail-status")).to_have_text("failed")
+    expect(page.locator("#action-retry")).to_be_hidden()
+    expect(page.locator("#action-cancel")).to_be_hidden()
+    go(page, "Failures")
+    expect(page.locator("#retry-all")).to_be_hidden()
+    expect(page.locator("#cancel-all")).to_be_hidden()
+    go(page, "Types")
+    expect(page.locator("#types-table tr[data-type='simulate']")).to_be_visible()
+    expect(page.locator("#types-table button[aria-pressed]")).to_have_count(len(tenant.get("/types").json()["types"]))
+    expect(page.locator("#types-table button[aria-pressed]").first).to_be_hidden()
+    # And the API itself refuses a write with that key
+    refused = requests.post(stack.url + "/jobs", json={"type": "simulate"}, headers={"x-api-key": read_key}, timeout=5)
+    assert (refused.status_code, refused.json()["code"]) == (403, "FORBIDDEN")
+    # When a full key is entered instead, the controls come back
+    page.locator("#change-key").click()
+    page.get_by_label("API key", exact=True).fill(tenant.key)
+    page.get_by_role("button", name="Connect").click()
+    expect(page.locator("body")).to_have_attribute("data-scope", "full")
+    expect(page.locator("#scope-badge")).to_be_hidden()

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from functions.logic.job_types.webhook import signature_header
-from tests.e2e.conftest import Client, LocalStackProcess, settled
+from tests.e2e.conftest import Client, LocalStackProcess, settled, tenant_of
 
 pytestmark = pytest.mark.e2e
 
@@ -22,8 +22,7 @@ def post_hook(client: Client, path: str, raw: bytes, headers: dict[str, str] | N
 
 
 def tenant_name(stack: LocalStackProcess, client: Client) -> str:
-    keys = stack.aws("apigateway").get_api_keys(includeValues=True)["items"]
-    return str(next(key["tags"]["tenant"] for key in keys if key.get("value") == client.key))
+    return tenant_of(stack, client.key)
 
 
 def test_a_webhook_becomes_a_job_that_runs(tenant: Client) -> None:

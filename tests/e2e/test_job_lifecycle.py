@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 import requests
 
-from tests.e2e.conftest import FIRST_KEY, SECOND_KEY, Client, LocalStackProcess, settled
+from tests.e2e.conftest import FIRST_KEY, SECOND_KEY, Client, LocalStackProcess, settled, tenant_of
 
 pytestmark = pytest.mark.e2e
 
@@ -265,8 +265,7 @@ def test_a_300_kib_payload_is_accepted_and_its_handler_sees_all_of_it(stack: Loc
     assert done["status"] == "completed", done
     assert done["result"]["written"] == 1000
     assert done["payload"] == payload  # GET /jobs/{id} returns the whole payload
-    keys = stack.aws("apigateway").get_api_keys(includeValues=True)["items"]
-    tenant_name = next(key["tags"]["tenant"] for key in keys if key.get("value") == tenant.key)
+    tenant_name = tenant_of(stack, tenant.key)
     last = stack.aws("dynamodb").get_item(
         TableName="job-imports", Key={"pk": {"S": f"{tenant_name}#big"}, "sk": {"S": "item-0999"}}
     )["Item"]

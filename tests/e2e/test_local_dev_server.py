@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import FIRST_KEY, ROOT, Client, LocalStackProcess, local_stack, settled
+from tests.e2e.conftest import FIRST_KEY, ROOT, Client, LocalStackProcess, add_key, local_stack, settled
 
 pytestmark = pytest.mark.e2e
 
@@ -205,8 +205,7 @@ def test_state_is_kept_across_a_restart_and_fresh_starts_empty(tmp_path: Path) -
         )
         first.aws("s3").put_object(Bucket=bucket_of(first), Key="uploads/restart/kept.txt", Body=b"kept")
         first.aws("secretsmanager").create_secret(Name="jobs/kept-secret", SecretString="s3cret")
-        first.aws("apigateway").create_api_key(name="added", value="added-key-0123456789", enabled=True,
-                                               tags={"tenant": "added"})  # fmt: skip
+        add_key(first, "added-key-0123456789", "added")
     # When it is stopped (Ctrl-C): it says what it saved
     saved = "".join(first.output)
     assert later["status"] == "scheduled"

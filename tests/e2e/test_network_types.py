@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from functions.logic.job_types.webhook import verify_signature
-from tests.e2e.conftest import Client, LocalStackProcess
+from tests.e2e.conftest import Client, LocalStackProcess, tenant_of
 
 pytestmark = pytest.mark.e2e
 
@@ -64,8 +64,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def tenant_name(stack: LocalStackProcess, client: Client) -> str:
-    keys = stack.aws("apigateway").get_api_keys(includeValues=True)["items"]
-    return str(next(key["tags"]["tenant"] for key in keys if key.get("value") == client.key))
+    return tenant_of(stack, client.key)
 
 
 def test_a_webhook_job_delivers_a_signed_request(stack: LocalStackProcess, tenant: Client, receiver: Receiver) -> None:

@@ -1,14 +1,12 @@
-"""The REST API: routes and API keys, the usage plan, gateway responses, logging, and the API's permissions."""
+"""The HTTP API: routes, the key authorizer and its table, the stage (throttling, logs), and the API's permissions."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-import pytest
-
 from infra.config import AWS_CONFIG
-from infra.constructs.api import API_HANDLER
+from infra.constructs.api import API_HANDLER, AUTHORIZER_HANDLER
 from local.gateway import OPEN_ROUTES
 from tests.infrastructure.conftest import Synthesized
 from tests.infrastructure.template_utils import (
@@ -28,53 +26,72 @@ from tests.infrastructure.template_utils import (
 )
 
 
+def _keys_table(resources: Resources) -> str:
+    """The keys table's logical id: what every function's JOBS_KEYS_TABLE names."""
+    return named_by_setting(resources, "JOBS_KEYS_TABLE")[0]
+
+
 def _routes(resources: Resources) -> dict[tuple[str, str], dict[str, Any]]:
-    """(HTTP method, full path) -> method properties."""
-    rest_api_id, _ = only(resources, "AWS::ApiGateway::RestApi")
-    root = {"Fn::GetAtt": [rest_api_id, "RootResourceId"]}
-    parts = {
-        logical_id: (r["Properties"]["ParentId"], r["Properties"]["PathPart"])
-        for logical_id, r in of_type(resources, "AWS::ApiGateway::Resource").items()
-    }
-
-    def path_of(resource: Any) -> str:
-        if resource == root:
-            return ""
-        parent, part = parts[resource["Ref"]]
-        return f"{path_of(parent)}/{part}"
-
+    """(HTTP method, path) -> route properties."""
     routes = {}
-    for method in of_type(resources, "AWS::ApiGateway::Method").values():
-        properties = method["Properties"]
-        routes[(properties["HttpMethod"], path_of(properties["ResourceId"]) or "/")] = properties
+    for route in of_type(resources, "AWS::ApiGatewayV2::Route").values():
+        method, path = route["Properties"]["RouteKey"].split(" ", 1)
+        routes[(method, path)] = route["Properties"]
     return routes
 
 
-def test_only_health_the_dashboard_and_the_docs_are_open_and_every_other_route_needs_an_api_key(
+def test_only_health_the_dashboard_and_the_docs_are_open_and_every_other_route_has_the_key_authorizer(
     resources: Resources,
 ) -> None:
-    # Given the API's methods
+    # Given the API's routes and its one authorizer
     routes = _routes(resources)
+    authorizer_id, _ = only(resources, "AWS::ApiGatewayV2::Authorizer")
 
-    # When the key requirement of each route is read
-    key_required = {route: properties["ApiKeyRequired"] for route, properties in routes.items()}
+    # When the authorizer of each route is read
+    authorized = {route: properties.get("AuthorizerId") for route, properties in routes.items()}
 
-    # Then GET of /health, the dashboard (/ and its files), the OpenAPI document and Swagger UI need no key,
-    # any other method of / and every other path (the catch-all) need one
-    assert key_required == {
-        ("GET", "/health"): False,
-        ("GET", "/"): False,
-        ("GET", "/openapi.json"): False,
-        ("GET", "/swagger"): False,
-        ("GET", "/assets/{proxy+}"): False,
-        ("ANY", "/"): True,
-        ("ANY", "/{proxy+}"): True,
+    # Then GET of /health, the dashboard (/ and its files), the OpenAPI document and Swagger UI have none,
+    # any other method of / and every other path (the catch-all) have the key authorizer
+    assert authorized == {
+        ("GET", "/health"): None,
+        ("GET", "/"): None,
+        ("GET", "/openapi.json"): None,
+        ("GET", "/swagger"): None,
+        ("GET", "/assets/{proxy+}"): None,
+        ("ANY", "/"): {"Ref": authorizer_id},
+        ("ANY", "/{proxy+}"): {"Ref": authorizer_id},
     }
+    assert {p["AuthorizationType"] for p in routes.values() if "AuthorizerId" in p} == {"CUSTOM"}
+
+
+def test_the_authorizer_is_a_cached_simple_lambda_authorizer_on_the_key_header(resources: Resources) -> None:
+    # Given the authorizer and its function
+    _, authorizer = only(resources, "AWS::ApiGatewayV2::Authorizer")
+    function_id, function = functions_by_handler(resources)[AUTHORIZER_HANDLER]
+    properties = authorizer["Properties"]
+
+    # Then it is a REQUEST authorizer with simple responses, cached per x-api-key value for the configured TTL
+    assert properties["AuthorizerType"] == "REQUEST"
+    assert properties["EnableSimpleResponses"] is True
+    assert properties["IdentitySource"] == ["$request.header.x-api-key"]
+    assert properties["AuthorizerResultTtlInSeconds"] == AWS_CONFIG.authorizer_cache_seconds == 300
+    assert {"Fn::GetAtt": [function_id, "Arn"]} in properties["AuthorizerUri"]["Fn::Join"][1]
+    # And its function may read one key item of the keys table, and nothing else
+    keys_table = arn(_keys_table(resources))
+    pairs = role_permissions(resources, role_of(function))
+    assert {pair for pair in pairs if not pair[0].startswith("logs:")} == {("dynamodb:GetItem", keys_table)}
+
+
+def test_the_keys_table_is_kept_with_the_stack_deleted_and_recoverable(resources: Resources) -> None:
+    table = resources[_keys_table(resources)]
+    assert table["DeletionPolicy"] == "Retain"
+    assert table["Properties"]["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["Properties"]["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
 
 
 def test_the_open_routes_are_the_local_gateways(resources: Resources) -> None:
     # Given the open routes of the template and of the local gateway (a prefix there is a {proxy+} here)
-    open_routes = {route for route, properties in _routes(resources).items() if not properties["ApiKeyRequired"]}
+    open_routes = {route for route, properties in _routes(resources).items() if "AuthorizerId" not in properties}
     local = {
         (method, path + "{proxy+}" if path.endswith("/") and path != "/" else path) for method, path in OPEN_ROUTES
     }
@@ -83,93 +100,41 @@ def test_the_open_routes_are_the_local_gateways(resources: Resources) -> None:
     assert open_routes == local
 
 
-def test_every_route_is_a_lambda_proxy_to_the_api_function(resources: Resources) -> None:
-    # Given the API function and the methods
+def test_every_route_is_a_lambda_proxy_to_the_api_function_with_payload_1(resources: Resources) -> None:
+    # Given the API function and the one integration
     api_id, _ = functions_by_handler(resources)[API_HANDLER]
+    integration_id, integration = only(resources, "AWS::ApiGatewayV2::Integration")
+
+    # Then it proxies to the API function with the REST-shaped event, and every route uses it
+    assert integration["Properties"]["IntegrationType"] == "AWS_PROXY"
+    assert integration["Properties"]["IntegrationUri"] == {"Fn::GetAtt": [api_id, "Arn"]}
+    assert integration["Properties"]["PayloadFormatVersion"] == "1.0"
     for properties in _routes(resources).values():
-        integration = properties["Integration"]
-        # Then each method proxies to the API function
-        assert integration["Type"] == "AWS_PROXY"
-        assert {"Fn::GetAtt": [api_id, "Arn"]} in integration["Uri"]["Fn::Join"][1]
+        assert properties["Target"] == {"Fn::Join": ["", ["integrations/", {"Ref": integration_id}]]}
 
 
-@pytest.mark.parametrize(
-    ("response_type", "status", "code"),
-    [
-        ("DEFAULT_4XX", None, "BAD_REQUEST"),
-        ("DEFAULT_5XX", None, "UNAVAILABLE"),
-        ("INVALID_API_KEY", "403", "FORBIDDEN"),
-        ("ACCESS_DENIED", "403", "FORBIDDEN"),
-        ("MISSING_AUTHENTICATION_TOKEN", "403", "FORBIDDEN"),
-        ("THROTTLED", "429", "THROTTLED"),
-        ("QUOTA_EXCEEDED", "429", "THROTTLED"),
-        ("REQUEST_TOO_LARGE", "413", "PAYLOAD_TOO_LARGE"),
-    ],
-)
-def test_gateway_errors_use_the_api_error_shape(
-    resources: Resources, response_type: str, status: str | None, code: str
-) -> None:
-    # Given the gateway responses of the API
-    responses = {
-        r["Properties"]["ResponseType"]: r["Properties"]
-        for r in of_type(resources, "AWS::ApiGateway::GatewayResponse").values()
-    }
-
-    # When the response of this type is rendered with a message (as API Gateway substitutes a quoted string)
-    response = responses[response_type]
-    body = response["ResponseTemplates"]["application/json"].replace(
-        "$context.error.messageString", json.dumps("Forbidden")
-    )
-
-    # Then it is JSON of our shape, with our code, the expected status and a JSON content type
-    assert json.loads(body) == {"error": "Forbidden", "code": code}
-    assert response.get("StatusCode") == status
-    assert response["ResponseParameters"] == {"gatewayresponse.header.Content-Type": "'application/json'"}
+def test_no_rest_api_usage_plan_or_api_gateway_key_is_left(resources: Resources) -> None:
+    for kind in ("RestApi", "UsagePlan", "UsagePlanKey", "ApiKey", "Stage", "Account"):
+        assert of_type(resources, f"AWS::ApiGateway::{kind}") == {}
 
 
-def test_usage_plan_throttles_the_stage_and_holds_the_tenant_tagged_key(resources: Resources) -> None:
-    # Given the usage plan, its key and the deployment stage
-    rest_api_id, _ = only(resources, "AWS::ApiGateway::RestApi")
-    stage_id, _ = only(resources, "AWS::ApiGateway::Stage")
-    plan_id, plan = only(resources, "AWS::ApiGateway::UsagePlan")
-    key_id, key = only(resources, "AWS::ApiGateway::ApiKey")
-    _, plan_key = only(resources, "AWS::ApiGateway::UsagePlanKey")
-
-    # Then the plan throttles at the configured rate on this API's stage
-    assert plan["Properties"]["Throttle"] == {
-        "RateLimit": AWS_CONFIG.api_rate_limit,
-        "BurstLimit": AWS_CONFIG.api_burst_limit,
-    }
-    ((api_stage),) = plan["Properties"]["ApiStages"]
-    assert api_stage["ApiId"] == {"Ref": rest_api_id}
-    assert api_stage["Stage"] == {"Ref": stage_id}
-    # And the bootstrap key belongs to the plan and names its tenant in a tag
-    assert plan_key["Properties"] == {"KeyId": {"Ref": key_id}, "KeyType": "API_KEY", "UsagePlanId": {"Ref": plan_id}}
-    assert {"Key": "tenant", "Value": AWS_CONFIG.bootstrap_tenant} in key["Properties"]["Tags"]
-    assert key["Properties"]["Enabled"] is True
-
-
-def test_stage_has_access_logs_error_logs_and_tracing(resources: Resources) -> None:
+def test_the_default_stage_throttles_the_account_and_logs_json(resources: Resources) -> None:
     # Given the stage
-    _, stage = only(resources, "AWS::ApiGateway::Stage")
+    _, stage = only(resources, "AWS::ApiGatewayV2::Stage")
     properties = stage["Properties"]
 
-    # Then access logs go to a log group of the stack, as JSON that names the caller's key
-    log_group_id = properties["AccessLogSetting"]["DestinationArn"]["Fn::GetAtt"][0]
+    # Then it is the auto-deployed default stage (no path prefix), throttled as account protection
+    assert (properties["StageName"], properties["AutoDeploy"]) == ("$default", True)
+    assert properties["DefaultRouteSettings"] == {
+        "ThrottlingBurstLimit": AWS_CONFIG.api_burst_limit,
+        "ThrottlingRateLimit": AWS_CONFIG.api_rate_limit,
+    }
+    # And access logs go to a log group of the stack, as JSON that names the caller's key id and tenant
+    log_group_id = properties["AccessLogSettings"]["DestinationArn"]["Fn::GetAtt"][0]
     assert resources[log_group_id]["Type"] == "AWS::Logs::LogGroup"
-    assert json.loads(properties["AccessLogSetting"]["Format"])["apiKeyId"] == "$context.identity.apiKeyId"
-    # And execution errors are logged without request bodies, and requests are traced
-    assert properties["MethodSettings"] == [
-        {
-            "DataTraceEnabled": False,
-            "HttpMethod": "*",
-            "LoggingLevel": "ERROR",
-            "MetricsEnabled": True,
-            "ResourcePath": "/*",
-        }
-    ]
-    assert properties["TracingEnabled"] is AWS_CONFIG.tracing_enabled
-    assert properties["StageName"] == AWS_CONFIG.api_stage_name
+    fields = json.loads(properties["AccessLogSettings"]["Format"])
+    assert (fields["keyId"], fields["tenant"]) == ("$context.authorizer.keyId", "$context.authorizer.tenant")
+    assert fields["requestId"] == "$context.requestId"
 
 
 def test_api_function_permissions_are_the_ones_it_uses(resources: Resources) -> None:
@@ -198,11 +163,12 @@ def test_api_function_permissions_are_the_ones_it_uses(resources: Resources) -> 
         ("dynamodb:UpdateItem", limits),
         ("dynamodb:DeleteItem", limits),
     }
-    # And send to each lane's queue (not to a DLQ), and read API keys (for their tenant tag)
+    # And send to each lane's queue (not to a DLQ); no API Gateway call (the authorizer gives the tenant), and
+    # no access to the keys table
     assert permissions_for(pairs, "sqs") == send_to_every_lane(resources)
-    assert permissions_for(pairs, "apigateway") == {
-        ("apigateway:GET", "arn:${AWS::Partition}:apigateway:${AWS::Region}::/apikeys/*")
-    }
+    assert permissions_for(pairs, "apigateway") == set()
+    keys_table = arn(_keys_table(resources))
+    assert all(resource != keys_table for _, resource in pairs)
     # And sign uploads (PUT under uploads/), write offloaded payloads, and read what it presigns or loads back
     (bucket_id, _) = only(resources, "AWS::S3::Bucket")
     assert permissions_for(pairs, "s3") == {
@@ -229,11 +195,13 @@ def test_outputs_name_what_clients_and_operators_need(synthesized: Synthesized) 
     outputs = synthesized.outputs
     (queue_id, _), (dlq_id, _) = main_queue_and_dlq(synthesized.resources)
     (jobs_id, _), _ = jobs_and_stats_tables(synthesized.resources)
-    key_id, _ = only(synthesized.resources, "AWS::ApiGateway::ApiKey")
+    api_id, _ = only(synthesized.resources, "AWS::ApiGatewayV2::Api")
+    keys_id = _keys_table(synthesized.resources)
 
-    # Then the URL, the key id, the queues and the jobs table are there
-    assert {"ApiUrl", "ApiKeyId", "QueueUrl", "DlqUrl", "JobsTableName"} <= set(outputs)
-    assert outputs["ApiKeyId"]["Value"] == {"Ref": key_id}
+    # Then the URL, the keys table, the queues and the jobs table are there
+    assert {"ApiUrl", "KeysTableName", "QueueUrl", "DlqUrl", "JobsTableName"} <= set(outputs)
+    assert outputs["ApiUrl"]["Value"] == {"Fn::GetAtt": [api_id, "ApiEndpoint"]}
+    assert outputs["KeysTableName"]["Value"] == {"Ref": keys_id}
     assert outputs["QueueUrl"]["Value"] == {"Ref": queue_id}
     assert outputs["DlqUrl"]["Value"] == {"Ref": dlq_id}
     assert outputs["JobsTableName"]["Value"] == {"Ref": jobs_id}

@@ -30,7 +30,7 @@ def test_the_pinned_cli_synthesizes_without_aws_credentials(tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     template = json.loads((tmp_path / "ServerlessJobs.template.json").read_text())
     types = {resource["Type"] for resource in template["Resources"].values()}
-    assert {"AWS::ApiGateway::RestApi", "AWS::SQS::Queue", "AWS::Lambda::EventSourceMapping"} <= types
+    assert {"AWS::ApiGatewayV2::Api", "AWS::SQS::Queue", "AWS::Lambda::EventSourceMapping"} <= types
     assert {"AWS::DynamoDB::Table", "AWS::Events::Rule"} <= types
     version = json.loads((ROOT / "package.json").read_text())["devDependencies"]["aws-cdk"]
     assert version == "2.1148.1"  # `latest` (3.x) cannot read this aws-cdk-lib's cloud assembly

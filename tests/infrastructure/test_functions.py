@@ -12,7 +12,7 @@ import pytest
 
 from functions.settings import Settings
 from infra.config import AWS_CONFIG
-from infra.constructs.api import API_HANDLER
+from infra.constructs.api import API_HANDLER, AUTHORIZER_HANDLER
 from infra.constructs.function import code_with_bytecode, service_environment
 from infra.constructs.queue_consumer import CONSUMER_HANDLER, ORDERED_CONSUMER_HANDLER
 from infra.constructs.stats_stream import STATS_STREAM_HANDLER
@@ -36,10 +36,17 @@ from tests.infrastructure.template_utils import (
     role_permissions,
 )
 
-HANDLERS = (API_HANDLER, CONSUMER_HANDLER, ORDERED_CONSUMER_HANDLER, SWEEPER_HANDLER, STATS_STREAM_HANDLER)
-# The API, the sweeper, the stats aggregator and one consumer per lane (normal, high, ordered: the first two share
-# a handler).
-FUNCTION_COUNT = 6
+HANDLERS = (
+    API_HANDLER,
+    AUTHORIZER_HANDLER,
+    CONSUMER_HANDLER,
+    ORDERED_CONSUMER_HANDLER,
+    SWEEPER_HANDLER,
+    STATS_STREAM_HANDLER,
+)
+# The API and its authorizer, the sweeper, the stats aggregator and one consumer per lane (normal, high, ordered: the
+# first two share a handler).
+FUNCTION_COUNT = 7
 
 
 def test_the_stack_has_exactly_the_api_the_sweeper_the_aggregator_and_a_consumer_per_lane(
@@ -135,6 +142,7 @@ def test_every_function_gets_the_settings_and_powertools_environment(resources: 
         "JOBS_QUEUE_URL": {"Ref": queue_id},
         "JOBS_DLQ_URL": {"Ref": dlq_id},
         "JOBS_LIMITS_TABLE": {"Ref": named_by_setting(resources, "JOBS_LIMITS_TABLE")[0]},
+        "JOBS_KEYS_TABLE": {"Ref": named_by_setting(resources, "JOBS_KEYS_TABLE")[0]},
         **{
             setting: {"Ref": logical_id}
             for lane in ("high", "ordered")

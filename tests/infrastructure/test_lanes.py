@@ -185,8 +185,8 @@ def test_every_function_knows_every_lane(template: Template, resources: Resource
         expected[queue_setting] = {"Ref": queue_id}
         expected[dlq_setting] = {"Ref": dlq_id}
 
-    # Then all six functions (the stats aggregator too: it shares the environment) get every lane's URLs and the
-    # threshold of the high lane
+    # Then all seven functions (the stats aggregator and the authorizer too: they share the environment) get every
+    # lane's URLs and the threshold of the high lane
     template.resource_properties_count_is(
         "AWS::Lambda::Function",
         {
@@ -196,7 +196,7 @@ def test_every_function_knows_every_lane(template: Template, resources: Resource
                 )
             }
         },
-        6,
+        7,
     )
     # and the ordered lane's URL is the FIFO queue's
     (ordered_id, ordered), _ = lane_queue_and_dlq(resources, "ordered")

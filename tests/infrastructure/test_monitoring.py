@@ -54,9 +54,9 @@ def _consumer_of(resources: Resources, lane: str) -> str:
 
 
 def _stage_dimensions(resources: Resources) -> tuple[tuple[str, str], ...]:
-    (stage_id,) = of_type(resources, "AWS::ApiGateway::Stage")
-    _, api = only(resources, "AWS::ApiGateway::RestApi")
-    return (("ApiName", api["Properties"]["Name"]), ("Stage", "${" + stage_id + "}"))
+    (stage_id,) = of_type(resources, "AWS::ApiGatewayV2::Stage")
+    api_id, _ = only(resources, "AWS::ApiGatewayV2::Api")
+    return (("ApiId", "${" + api_id + "}"), ("Stage", resources[stage_id]["Properties"]["StageName"]))
 
 
 def _alarm_metrics(alarm: dict[str, Any]) -> dict[MetricKey, dict[str, Any]]:
@@ -182,7 +182,7 @@ def test_each_consumer_has_an_error_rate_alarm(resources: Resources, lane: str) 
 
 def test_the_api_answering_5xx_raises_an_alarm(resources: Resources) -> None:
     # Given the API's stage
-    server_errors = ("AWS/ApiGateway", "5XXError", _stage_dimensions(resources))
+    server_errors = ("AWS/ApiGateway", "5xx", _stage_dimensions(resources))
 
     # When the alarm on its 5XX responses is read
     alarm = _only_alarm_on(resources, server_errors)
@@ -244,7 +244,7 @@ def test_alarm_thresholds_come_from_the_config(tuned_resources: tuple[ServiceCon
     normal_age = alarm_on("AWS/SQS", "ApproximateAgeOfOldestMessage", _queue_dimension(normal_id))
     ordered_age = alarm_on("AWS/SQS", "ApproximateAgeOfOldestMessage", _queue_dimension(ordered_id))
     consumer = alarm_on("AWS/Lambda", "Errors", _function_dimension(_consumer_of(resources, "normal")))
-    api = alarm_on("AWS/ApiGateway", "5XXError", _stage_dimensions(resources))
+    api = alarm_on("AWS/ApiGateway", "5xx", _stage_dimensions(resources))
     aggregator = _function_dimension(functions_by_handler(resources)[STATS_STREAM_HANDLER][0])
     iterator_age = alarm_on("AWS/Lambda", "IteratorAge", aggregator)
     aggregator_errors = alarm_on("AWS/Lambda", "Errors", aggregator)
@@ -345,7 +345,7 @@ def test_the_dashboard_graphs_the_api_and_the_sweeper(resources: Resources) -> N
     graphed = _graphed(_dashboard(resources)[1])
 
     # Then API Gateway's 4XX/5XX/latency, the API function's errors and duration, and the sweeper's errors show
-    for name in ("Count", "4XXError", "5XXError", "Latency"):
+    for name in ("Count", "4xx", "5xx", "Latency"):
         assert ("AWS/ApiGateway", name, stage) in graphed, name
     for name in ("Errors", "Duration"):
         assert ("AWS/Lambda", name, _function_dimension(api_id)) in graphed, name

@@ -30,7 +30,7 @@ from functions.settings import Settings
 from infra.config import ServiceConfig
 from local.aws import LaneQueues
 from local.event_source import SqsEventSource
-from local.gateway import build_event
+from local.gateway import authorize, build_event
 from local.lambda_context import LocalContext
 
 TENANT_A = "tenant-a"
@@ -118,8 +118,7 @@ class Service:
     dlq_arn: str
     sqs: Any
     dynamodb: Any
-    apigateway: Any
-    key_ids: dict[str, str]  # tenant -> API key id
+    key_ids: dict[str, str]  # tenant -> API key id (the keys table's keyId)
     key_values: dict[str, str]  # API key id -> key value
     # Builds SQS event records exactly as the local event-source emulator does (never started here).
     records: SqsEventSource
@@ -160,7 +159,7 @@ class Service:
         value = self.key_values.get(key_id) if key_id else None
         if value:
             sent["x-api-key"] = value
-        event = build_event(method, raw_path, sent, data, key_id, value, "127.0.0.1")
+        event = build_event(method, raw_path, sent, data, authorize(value) if value else None, "127.0.0.1")
         response = api_handler.handler(event, LocalContext("api", API_TIMEOUT_SECONDS))
         out_headers = dict(response.get("headers") or {})
         for name, values in (response.get("multiValueHeaders") or {}).items():

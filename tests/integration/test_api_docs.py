@@ -17,7 +17,7 @@ from functions.handlers import api as api_handler
 from functions.handlers import static
 from functions.logic import manage
 from functions.logic.job_types import registered_types
-from local.gateway import build_event
+from local.gateway import authorize, build_event
 from local.lambda_context import LocalContext
 from tests.integration.harness import API_TIMEOUT_SECONDS, Service, failing_job, ok_job
 
@@ -43,7 +43,7 @@ def call(
     all_headers = {"user-agent": "integration-tests", **(headers or {})}
     if value:
         all_headers["x-api-key"] = value
-    event = build_event(method, path, all_headers, b"", key, value, "127.0.0.1")
+    event = build_event(method, path, all_headers, b"", authorize(value) if value else None, "127.0.0.1")
     if context_path is not None:
         event["requestContext"]["path"] = context_path
     response = api_handler.handler(event, LocalContext("api", API_TIMEOUT_SECONDS))
@@ -90,7 +90,7 @@ def test_the_openapi_document_is_served_without_a_key_and_is_the_committed_one(s
 
 def test_on_the_stage_url_the_document_names_the_stage_as_its_server(service: Service) -> None:
     event_path = "/prod/openapi.json"
-    event = build_event("GET", "/openapi.json", {}, b"", None, None, "127.0.0.1")
+    event = build_event("GET", "/openapi.json", {}, b"", None, "127.0.0.1")
     event["requestContext"]["stage"] = "prod"
     event["requestContext"]["path"] = event_path
     response = api_handler.handler(event, LocalContext("api", API_TIMEOUT_SECONDS))

@@ -11,9 +11,14 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from functions.dal.clients import client
+from functions.dal.keys import DynamoKeyStore, StoredKey
+from functions.handlers import authorizer
+from functions.logic.keys import hash_key
 from functions.models.bounds import BODY_MAX_BYTES_DEFAULT as MAX_BODY_BYTES
+from functions.models.errors import StorageError
 from functions.models.job import JobStatus
-from tests.integration.harness import TENANT_A, Service, failing_job, ok_job
+from local.gateway import authorizer_event
+from tests.integration.harness import TENANT_A, TENANT_B, Service, failing_job, ok_job
 
 PROTECTED_ROUTES = [
     ("POST", "/jobs", ok_job()),
@@ -407,23 +412,25 @@ def test_every_route_but_health_is_forbidden_without_a_known_key(
 
 
 @pytest.mark.parametrize(
-    ("enabled", "tags"),
+    ("tenant", "revoked"),
     [
-        pytest.param(True, {}, id="untagged"),
-        pytest.param(True, {"tenant": "not a tenant!"}, id="bad-tenant-name"),
-        pytest.param(True, {"tenant": ""}, id="empty-tenant"),
-        pytest.param(False, {"tenant": TENANT_A}, id="disabled"),
+        pytest.param("not a tenant!", False, id="bad-tenant-name"),
+        pytest.param("", False, id="empty-tenant"),
+        pytest.param(TENANT_A, True, id="revoked"),
     ],
 )
-def test_a_key_that_names_no_valid_tenant_is_forbidden(service: Service, enabled: bool, tags: dict[str, str]) -> None:
-    # Given a key API Gateway knows but that names no usable tenant
-    key = service.apigateway.create_api_key(
-        name="odd-key", value="odd-key-0123456789abcdef", enabled=enabled, tags=tags
+def test_a_key_that_names_no_valid_tenant_is_forbidden(service: Service, tenant: str, revoked: bool) -> None:
+    # Given a stored key that names no usable tenant, or was revoked
+    value = "odd-key-0123456789abcdef"
+    stored = StoredKey(
+        "odd", tenant, "full", "odd", "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z" if revoked else None
     )
+    DynamoKeyStore(service.dynamodb, service.settings.keys_table).add(stored, hash_key(value))
+    service.key_values["odd"] = value
 
     # Then it opens nothing, and writes nothing
-    assert_error(service.api("POST", "/jobs", ok_job(), key=key["id"]), 403, "FORBIDDEN")
-    assert_error(service.api("GET", "/stats", key=key["id"]), 403, "FORBIDDEN")
+    assert_error(service.api("POST", "/jobs", ok_job(), key="odd"), 403, "FORBIDDEN")
+    assert_error(service.api("GET", "/stats", key="odd"), 403, "FORBIDDEN")
     assert service.queue_is_empty()
 
 
@@ -530,15 +537,19 @@ def test_health_does_not_depend_on_storage(service: Service, dynamodb_outage: Ca
     assert service.api("GET", "/health", key=None).status == 200
 
 
-def test_an_api_gateway_outage_while_resolving_the_key_is_503(service: Service) -> None:
-    # Given the key -> tenant lookup failing
-    undo = _fail_calls("apigateway", EndpointConnectionError(endpoint_url="https://apigateway"))
+def test_a_keys_table_outage_fails_the_authorizer_without_caching_a_refusal(service: Service) -> None:
+    # Given the authorizer's key lookup failing (a key it has not seen yet, so nothing is cached)
+    value = service.key_values[service.key_b]
+    undo = _fail_calls("dynamodb", EndpointConnectionError(endpoint_url="https://dynamodb"))
     try:
-        # Then the caller is told to try again, not that it is forbidden
-        assert_error(service.api("GET", "/stats"), 503, "UNAVAILABLE")
+        # Then the authorizer fails (API Gateway answers 500 and caches nothing) rather than refusing the key
+        with pytest.raises(StorageError):
+            authorizer.handler(authorizer_event(value), None)
     finally:
         undo()
-    assert service.api("GET", "/stats").status == 200
+    # And once DynamoDB is back, the same key is accepted
+    assert authorizer.handler(authorizer_event(value), None)["context"]["tenant"] == TENANT_B
+    assert service.api("GET", "/stats", key=service.key_b).status == 200
 
 
 def test_an_unexpected_error_is_500_without_a_traceback(service: Service, monkeypatch: pytest.MonkeyPatch) -> None:

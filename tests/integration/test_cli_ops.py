@@ -6,11 +6,12 @@ import json
 from typing import Any
 
 import boto3
-import pytest
 from typer.testing import CliRunner
 
+from functions.handlers import authorizer
 from jobsctl.cli import app
 from jobsctl.ops import resolve_queues
+from local.gateway import authorize
 from tests.integration.harness import Service
 
 runner = CliRunner()
@@ -144,29 +145,57 @@ def test_queue_urls_can_come_from_the_stack_outputs(service: Service) -> None:
     assert queues.queue_url != service.queue_url
 
 
-@pytest.mark.parametrize("with_plan", [True, False])
-def test_keys_create_makes_a_key_tagged_with_the_tenant_and_prints_its_value(service: Service, with_plan: bool) -> None:
-    # Given a usage plan (or none)
-    plan_id = service.apigateway.create_usage_plan(name="plan")["id"] if with_plan else None
-    args = ["keys", "create", "acme", "--json"] + (["--usage-plan-id", plan_id] if plan_id else [])
+def keys(service: Service, *args: str) -> Any:
+    return run("keys", *args, "--table", service.settings.keys_table)
 
-    # When a key is created for tenant acme
-    result = run(*args)
 
-    # Then the key exists, is enabled, is tagged tenant=acme, carries the printed value, and is on the plan
+def test_keys_create_stores_a_hashed_key_of_the_tenant_and_prints_its_value_once(service: Service) -> None:
+    # When a read key is created for tenant acme
+    result = keys(service, "create", "--tenant", "acme", "--scope", "read", "--rate-limit", "5", "--json")
+
+    # Then the printed value is accepted by the authorizer as acme's read key, and only its hash is stored
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
-    key = service.apigateway.get_api_key(apiKey=printed["id"], includeValue=True)
-    assert key["tags"] == {"tenant": "acme"}
-    assert key["enabled"] is True
-    assert key["value"] == printed["value"]
-    if plan_id:
-        plan_keys = service.apigateway.get_usage_plan_keys(usagePlanId=plan_id)["items"]
-        assert [k["id"] for k in plan_keys] == [printed["id"]]
+    assert (printed["tenant"], printed["scope"], printed["rateLimit"]) == ("acme", "read", 5)
+    context = authorize(printed["value"])
+    assert (context["tenant"], context["keyId"], context["scope"]) == ("acme", printed["id"], "read")
+    assert printed["value"] not in str(service.dynamodb.scan(TableName=service.settings.keys_table)["Items"])
 
 
 def test_keys_create_prints_the_value_once_for_humans(service: Service) -> None:
-    result = run("keys", "create", "beta")
+    result = keys(service, "create", "beta")
     assert result.exit_code == 0, result.output
     assert "Value: " in result.stdout
     assert "tenant beta" in result.stdout
+
+
+def test_keys_list_rotate_revoke_and_import(service: Service) -> None:
+    # Given a key of acme
+    created = json.loads(keys(service, "create", "--tenant", "acme", "--json").stdout)
+
+    # When it is rotated, then revoked, and an old value is imported for tenant legacy
+    rotated = keys(service, "rotate", created["id"], "--json")
+    revoked = keys(service, "revoke", created["id"])
+    imported = keys(service, "import", "--tenant", "legacy", "--value", "old-gateway-key-0123456789")
+    authorizer.reset()
+
+    # Then the rotation printed a new value, the revoked key works no more, the imported one does
+    assert rotated.exit_code == revoked.exit_code == imported.exit_code == 0, rotated.output + revoked.output
+    assert json.loads(rotated.stdout)["value"] != created["value"]
+    assert f"Revoked key {created['id']} of tenant acme" in revoked.stdout
+    assert authorize(json.loads(rotated.stdout)["value"])["tenant"] == ""
+    assert authorize("old-gateway-key-0123456789")["tenant"] == "legacy"
+    # And the listing shows both, the revoked one with its time, and filters by tenant
+    listed = json.loads(keys(service, "list", "--json").stdout)
+    by_tenant = {key["tenant"]: key for key in listed}
+    assert by_tenant["acme"]["revokedAt"] and by_tenant["legacy"]["revokedAt"] is None
+    legacy = json.loads(keys(service, "list", "--tenant", "legacy", "--json").stdout)
+    assert [key["tenant"] for key in legacy] == ["legacy"]
+    assert "1 key(s)" in keys(service, "list", "--tenant", "acme").stdout
+
+
+def test_keys_commands_explain_a_bad_request(service: Service) -> None:
+    assert keys(service, "create", "--tenant", "acme", "--scope", "write").exit_code == 1
+    unknown = keys(service, "revoke", "nope")
+    assert unknown.exit_code == 1
+    assert "no key 'nope'" in unknown.output

@@ -20,7 +20,7 @@ from functions.dal import secrets as secrets_dal
 from functions.handlers import api as api_handler
 from functions.logic.job_types.webhook import signature_header
 from jobsctl import cli
-from local.gateway import build_event
+from local.gateway import authorize, build_event
 from local.lambda_context import LocalContext
 from tests.integration.harness import TENANT_A, TENANT_B, ApiResponse, Service
 
@@ -47,7 +47,7 @@ def post_hook(
     key_id = key_id or service.key_a
     value = service.key_values[key_id]
     all_headers = {"content-type": "application/json", "x-api-key": value, **(headers or {})}
-    event = build_event("POST", path, all_headers, raw, key_id, value, "127.0.0.1")
+    event = build_event("POST", path, all_headers, raw, authorize(value), "127.0.0.1")
     if base64_body:
         event["body"], event["isBase64Encoded"] = base64.b64encode(raw).decode(), True
     response = api_handler.handler(event, LocalContext("api", 10))
@@ -94,7 +94,7 @@ def test_a_base64_encoded_body_is_decoded_before_it_is_checked(service: Service)
 
 
 def test_the_api_key_is_required(service: Service) -> None:
-    event = build_event("POST", "/hooks/message", {"content-type": "application/json"}, BODY, None, None, "127.0.0.1")
+    event = build_event("POST", "/hooks/message", {"content-type": "application/json"}, BODY, None, "127.0.0.1")
     response = api_handler.handler(event, LocalContext("api", 10))
     assert (response["statusCode"], json.loads(response["body"])["code"]) == (403, "FORBIDDEN")
 

@@ -21,6 +21,7 @@ from jobsctl import (
     JobsClient,
     JobsConnectionError,
     NotFoundError,
+    RateLimitedError,
     ServerError,
     ThrottledError,
     UnavailableError,
@@ -260,6 +261,22 @@ def test_api_errors_are_exceptions_carrying_code_message_status_and_details(
     error = raised.value
     assert (error.code, error.message, error.status, error.details) == (code, "it went wrong", status, details)
     assert type(error) is exception
+
+
+def test_rate_limited_carries_the_seconds_to_wait(api: FakeApi, client: JobsClient) -> None:
+    body = {"error": "this key is over its rate limit", "code": "RATE_LIMITED", "details": {"retryAfterSeconds": 2}}
+    api.on("GET", "/stats", lambda r: (429, body, {"Retry-After": "2"}))
+    with pytest.raises(RateLimitedError) as raised:
+        client.stats()
+    assert isinstance(raised.value, ThrottledError)
+    assert (raised.value.code, raised.value.status, raised.value.retry_after) == ("RATE_LIMITED", 429, 2)
+
+
+def test_api_gateways_own_429_is_throttled(api: FakeApi, client: JobsClient) -> None:
+    api.on("GET", "/stats", lambda r: (429, {"message": "Too Many Requests"}, {}))
+    with pytest.raises(ThrottledError) as raised:
+        client.stats()
+    assert (raised.value.code, raised.value.message) == ("HTTP_429", "Too Many Requests")
 
 
 def test_an_error_without_a_json_body_still_has_a_code(api: FakeApi, client: JobsClient) -> None:

@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from infra.config import AWS_CONFIG, local_config
-from local.aws import MIN_KEY_LENGTH, parse_api_keys, stored_key_value
+from local.aws import SeedKey, parse_api_keys
 from local.gateway import build_event
 from local.stream_source import pause_after
 
@@ -15,34 +15,30 @@ from local.stream_source import pause_after
 
 
 def test_api_keys_spec_maps_each_key_to_its_tenant() -> None:
-    assert parse_api_keys("key1:tenantA,key2:tenantB") == {"key1": "tenantA", "key2": "tenantB"}
+    assert parse_api_keys("key1:tenantA,key2:tenantB") == {"key1": SeedKey("tenantA"), "key2": SeedKey("tenantB")}
+
+
+def test_api_keys_spec_may_give_a_keys_scope() -> None:
+    assert parse_api_keys("key1:tenantA:read,key2:tenantA:full") == {
+        "key1": SeedKey("tenantA", "read"),
+        "key2": SeedKey("tenantA", "full"),
+    }
 
 
 def test_api_keys_spec_tolerates_spaces_and_empty_entries() -> None:
-    assert parse_api_keys(" key1:tenantA , ,key2:tenantB,") == {"key1": "tenantA", "key2": "tenantB"}
+    assert parse_api_keys(" key1:tenantA , ,key2:tenantB,") == {"key1": SeedKey("tenantA"), "key2": SeedKey("tenantB")}
 
 
 def test_an_empty_api_keys_spec_has_no_keys() -> None:
     assert parse_api_keys("") == {}
 
 
-@pytest.mark.parametrize("spec", ["key1", "key1:", ":tenantA", "key1:tenantA,broken", ":"])
+@pytest.mark.parametrize(
+    "spec", ["key1", "key1:", ":tenantA", "key1:tenantA,broken", ":", "key1:tenantA:write", "key1:tenantA:read:x"]
+)
 def test_an_api_keys_entry_without_key_or_tenant_is_rejected(spec: str) -> None:
     with pytest.raises(ValueError, match="key:tenant"):
         parse_api_keys(spec)
-
-
-def test_short_key_values_are_padded_to_api_gateways_minimum() -> None:
-    assert MIN_KEY_LENGTH == 20
-    padded = stored_key_value("local-dev-key")
-    assert padded == "local-dev-key" + "_" * 7
-    assert len(padded) == 20
-
-
-def test_long_key_values_are_stored_as_they_are() -> None:
-    value = "k" * 32
-    assert stored_key_value(value) == value
-    assert stored_key_value("x" * 20) == "x" * 20
 
 
 # --- proxy event ---
@@ -51,8 +47,7 @@ def test_long_key_values_are_stored_as_they_are() -> None:
 def _event(raw_path: str = "/jobs", body: bytes = b"", method: str = "GET", **kw: object) -> dict:
     args = {
         "headers": {"x-api-key": "k", "user-agent": "pytest"},
-        "key_id": "key-id-1",
-        "api_key": "k",
+        "authorizer_context": {"tenant": "acme", "keyId": "key-id-1", "scope": "full"},
         "source_ip": "127.0.0.1",
         **kw,
     }
@@ -67,14 +62,14 @@ def test_the_event_carries_method_path_headers_and_identity() -> None:
     assert event["pathParameters"] == {"proxy": "jobs/abc/retry"}
     assert event["headers"]["x-api-key"] == "k"
     assert event["multiValueHeaders"]["user-agent"] == ["pytest"]
-    identity = event["requestContext"]["identity"]
-    assert (identity["apiKeyId"], identity["apiKey"], identity["sourceIp"]) == ("key-id-1", "k", "127.0.0.1")
+    assert event["requestContext"]["identity"]["sourceIp"] == "127.0.0.1"
+    assert event["requestContext"]["authorizer"] == {"tenant": "acme", "keyId": "key-id-1", "scope": "full"}
     assert (event["body"], event["isBase64Encoded"]) == ('{"a": 1}', False)
 
 
-def test_the_event_without_a_key_has_no_key_id() -> None:
-    event = _event("/health", key_id=None, api_key=None)
-    assert event["requestContext"]["identity"]["apiKeyId"] is None
+def test_the_event_of_an_open_route_has_no_authorizer_context() -> None:
+    event = _event("/health", authorizer_context=None)
+    assert event["requestContext"]["authorizer"] is None
 
 
 def test_query_strings_keep_single_and_multiple_values() -> None:

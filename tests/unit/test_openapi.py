@@ -98,6 +98,7 @@ def test_every_error_code_the_api_answers_is_documented(spec: dict[str, Any]) ->
         if cls.code in documented:
             assert documented[cls.code] == cls.status_code, cls.code
     assert (documented["CONFLICT"], documented["UNAVAILABLE"], documented["THROTTLED"]) == (409, 503, 429)
+    assert documented["RATE_LIMITED"] == 429
     assert "405 METHOD_NOT_ALLOWED" in spec["info"]["description"]
 
 
@@ -154,7 +155,7 @@ def test_each_keyed_route_lists_its_codes_and_the_key_codes(
 ) -> None:
     operation = operations(spec)[route]
 
-    assert set(documented_codes(operation)) == codes | {"FORBIDDEN", "THROTTLED", "UNAVAILABLE"}
+    assert set(documented_codes(operation)) == codes | {"FORBIDDEN", "RATE_LIMITED", "THROTTLED", "UNAVAILABLE"}
     # And it needs the key (the document's default security)
     assert "security" not in operation
 
@@ -166,7 +167,7 @@ def test_only_health_the_document_and_the_dashboard_need_no_key(spec: dict[str, 
         "type": "apiKey",
         "in": "header",
         "name": "x-api-key",
-        "description": "The tenant's API key (API Gateway usage plan).",
+        "description": "The tenant's API key (`jobs keys create`).",
     }
     # And exactly the open routes override it with "no requirement"
     assert {route for route, op in operations(spec).items() if op.get("security") == [{}]} == OPEN
