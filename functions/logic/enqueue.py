@@ -372,7 +372,7 @@ def send_or_leave_to_sweeper(queue: JobQueue, job: Job, delay_seconds: int = 0) 
     """Send the job's message (to its lane); on failure the record's sweep mark makes the sweeper send it later."""
     try:
         queue.send(
-            JobMessage(tenant=job.tenant, jobId=job.id),
+            JobMessage(tenant=job.tenant, jobId=job.id, type=job.type),
             delay_seconds=delay_seconds,
             priority=job.priority,
             group_id=job.group_id,

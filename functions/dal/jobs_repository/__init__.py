@@ -8,7 +8,7 @@ class). The names below are the package's public ones; import them from here.
 """
 
 from functions.dal.jobs_repository.dynamo import DynamoJobsRepository
-from functions.dal.jobs_repository.interface import IdempotencyClaim, InvalidCursor, JobPage, JobsRepository
+from functions.dal.jobs_repository.interface import Claim, IdempotencyClaim, InvalidCursor, JobPage, JobsRepository
 from functions.dal.jobs_repository.keys import (
     IN_FLIGHT_PARTITION,
     IN_FLIGHT_STATUSES,
@@ -47,6 +47,7 @@ __all__ = [
     "THROUGHPUT_COUNTERS",
     "THROUGHPUT_RETENTION_SECONDS",
     "THROUGHPUT_STATUSES",
+    "Claim",
     "DynamoJobsRepository",
     "IdempotencyClaim",
     "InvalidCursor",
