@@ -939,3 +939,22 @@ def test_a_payload_is_validated_under_the_consumers_settings(
     failed = _reload(repo, job)
     assert (failed.status, failed.attempts) == (JobStatus.FAILED, 1)
     assert "cannot run this job" in (failed.error or "")
+
+
+def test_a_message_received_before_decides_from_a_read_not_from_a_failed_conditional_write(
+    consumer: MessageConsumer, repo: InMemoryJobsRepository, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a job already finished, and a repository that counts its reads and claims
+    job = _store(repo, make_job(clock, payload=OK_PAYLOAD))
+    assert _deliver(consumer, job) is Outcome.COMPLETED
+    calls: list[str] = []
+    real_get, real_claim = repo.get, repo.claim_pending
+    monkeypatch.setattr(repo, "get", lambda *args: calls.append("get") or real_get(*args))
+    monkeypatch.setattr(repo, "claim_pending", lambda *args: calls.append("claim") or real_claim(*args))
+
+    # When a copy of its message comes back for the second time (a retry's or a redelivery's)
+    outcome = consumer.handle(message_body(job), SOURCE_ARN, RECEIPT, REMAINING_MS, receive_count=2)
+
+    # Then the record was read (a read costs a fifth of the write unit a failed conditional write costs), not claimed
+    assert outcome is Outcome.DROPPED
+    assert calls == ["get"]
