@@ -89,12 +89,14 @@ def to_item(job: Job, layout: ItemLayout) -> dict[str, Any]:
 
 
 def status_keys(tenant: str, job_id: str, status: JobStatus, layout: ItemLayout) -> dict[str, str]:
-    """The key attributes of a job's record that follow its status (an update writing a status writes these)."""
+    """The key attributes of a job's record that follow its status (an update writing a status writes these; one
+    it leaves out is absent from a record in that status)."""
     return _status_keys(tenant, status, id_hash(job_id) % layout.listing_shards)
 
 
 def _status_keys(tenant: str, status: JobStatus, listing_shard: int) -> dict[str, str]:
-    return {"tenantStatus": f"{tenant}#{status_partition(status)}#{listing_shard}"}
+    partition = status_partition(status)
+    return {} if partition is None else {"tenantStatus": f"{tenant}#{partition}#{listing_shard}"}
 
 
 def from_item(item: dict[str, Any]) -> Job:

@@ -2,7 +2,8 @@
 
 A listing index key carries a shard of the job id (keys.py): a page queries each shard of its partition and merges
 them on ``createdKey``. The indexes hold keys and the type only, so a job's updates do not rewrite them; the page's
-records are then read by key.
+records are then read by key. Only final statuses have by-status entries; the others are listed from the tenant's
+(or the type's) partition, keeping the records in that status.
 """
 
 from __future__ import annotations
@@ -46,9 +47,16 @@ class Listing(DynamoTables):
         self, tenant: str, status: JobStatus | None, job_type: str | None, limit: int, cursor: str | None
     ) -> JobPage:
         # ``listing`` names the listing in its cursors; ``partition`` is the index partition it reads.
-        if status is not None:
+        status_entries = status_partition(status) if status is not None else None
+        if status is not None and status_entries is not None:
             index, listing = INDEX_BY_STATUS, f"{tenant}#{status.value}"
-            partition = f"{tenant}#{status_partition(status)}"
+            partition = f"{tenant}#{status_entries}"
+        elif status is not None:
+            # A status without index entries (keys.py): the tenant's jobs (of the type, if given), newest first,
+            # keeping the records in that status; a page examines at most ``listing_read_budget`` entries.
+            index = INDEX_BY_TYPE if job_type is not None else INDEX_BY_TENANT
+            listing = f"{tenant}#{status.value}"
+            partition = f"{tenant}#{job_type}" if job_type is not None else tenant
         elif job_type is not None:
             index, listing = INDEX_BY_TYPE, f"{tenant}#{job_type}"
             partition = listing
@@ -59,9 +67,7 @@ class Listing(DynamoTables):
         after = _decode_cursor(cursor, index, listing) if cursor else None
         shard_page = min(limit, max(_MIN_SHARD_PAGE, -(-2 * limit // self._listing_shards)))
         readers = [
-            _ShardReader(
-                self._ddb, self._shard_query(index, f"{partition}#{shard}", after, status, job_type), shard_page
-            )
+            _ShardReader(self._ddb, self._shard_query(index, f"{partition}#{shard}", after, job_type), shard_page)
             for shard in range(self._listing_shards)
         ]
         if len(readers) > 1:
@@ -94,9 +100,7 @@ class Listing(DynamoTables):
             next_cursor = _encode_cursor({"i": index, "p": listing, "after": last_item[sk_attr]["S"]})
         return JobPage(jobs=jobs, next_cursor=next_cursor)
 
-    def _shard_query(
-        self, index: str, shard_partition: str, after: str | None, status: JobStatus | None, job_type: str | None
-    ) -> dict[str, Any]:
+    def _shard_query(self, index: str, shard_partition: str, after: str | None, job_type: str | None) -> dict[str, Any]:
         pk_attr, sk_attr = INDEX_KEYS[index]
         query: dict[str, Any] = {
             "TableName": self._jobs_table,
@@ -110,7 +114,7 @@ class Listing(DynamoTables):
             query["KeyConditionExpression"] += " AND #k < :after"
             query["ExpressionAttributeNames"]["#k"] = sk_attr
             query["ExpressionAttributeValues"][":after"] = {"S": after}
-        if status is not None and job_type is not None:
+        if index == INDEX_BY_STATUS and job_type is not None:
             # Both filters: the status index narrows, the type is filtered; a shard reads on until it yields.
             query["FilterExpression"] = "#t = :t"
             query["ExpressionAttributeNames"]["#t"] = "type"
