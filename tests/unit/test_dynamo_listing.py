@@ -268,3 +268,30 @@ def test_paging_through_any_listing_returns_each_matching_job_once_newest_first(
     # Then the pages hold every matching job exactly once, newest first, and the last page says so
     assert seen == expected
     assert cursor is None
+
+
+def test_a_type_listing_filters_the_tenants_entries_and_reads_only_that_types_records(clock: FakeClock) -> None:
+    # Given a tenant's jobs of two types, the rare one behind many of the other, and a budget of 10 entries a page
+    repo = _repo(listing_shards=2, read_budget=10)
+    jobs = [
+        job.model_copy(update={"type": "fetch" if n in (0, 2) else "simulate"})
+        for n, job in enumerate(_jobs(clock, 25))
+    ]
+    client = ShardedIndex([repo._to_item(job) for job in jobs])
+    repo._ddb = client
+
+    # When the rare type is listed page by page
+    pages, cursor = [], None
+    for _ in range(10):
+        page = repo.list_page("tenant-a", None, "fetch", limit=5, cursor=cursor)
+        pages.append([job.id for job in page.jobs])
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+
+    # Then the tenant's index was read (there is no type index), a page examined at most its budget, and only the
+    # rare type's records were read
+    assert [job_id for page_ids in pages for job_id in page_ids] == [jobs[2].id, jobs[0].id]
+    assert len(pages) == 3 and pages[:2] == [[], []]
+    assert {q["IndexName"] for q in client.queries} == {"by-tenant"}
+    assert sum(client.keys_read) == 3  # the two, and the key the fake leaves unprocessed once

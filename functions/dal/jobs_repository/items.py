@@ -39,10 +39,9 @@ def to_item(job: Job, layout: ItemLayout) -> dict[str, Any]:
         "updatedAt": {"S": job.updated_at},
         "version": {"N": str(job.version)},
         "history": {"L": [{"M": history_item(entry)} for entry in job.history]},
-        # Listing indexes: newest first within a tenant, by status, by type; each key in one of listing_shards.
+        # Listing indexes: newest first within a tenant, and by final status; each key in one of listing_shards.
         "createdKey": {"S": f"{job.created_at}#{job.id}"},
         "tenantKey": {"S": f"{job.tenant}#{listing_shard}"},
-        "tenantType": {"S": f"{job.tenant}#{job.type}#{listing_shard}"},
     }
     for key_name, key_value in _status_keys(job.tenant, job.status, listing_shard).items():
         item[key_name] = {"S": key_value}

@@ -13,7 +13,6 @@ from functions.models.job import JobStatus
 
 INDEX_BY_TENANT = "by-tenant"
 INDEX_BY_STATUS = "by-status"
-INDEX_BY_TYPE = "by-type"
 INDEX_BY_SWEEP = "by-sweep"
 
 # The non-key attributes the listing indexes project: what their queries filter on. The type never changes, so a
@@ -24,7 +23,6 @@ LISTING_INDEX_ATTRIBUTES = ("type",)
 INDEX_KEYS = {
     INDEX_BY_TENANT: ("tenantKey", "createdKey"),
     INDEX_BY_STATUS: ("tenantStatus", "createdKey"),
-    INDEX_BY_TYPE: ("tenantType", "createdKey"),
 }
 
 
