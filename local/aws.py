@@ -381,14 +381,13 @@ def create_resources(config: ServiceConfig) -> LocalResources:
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         AttributeDefinitions=[
             {"AttributeName": name, "AttributeType": "S"}
-            for name in ("pk", "tenantKey", "tenantStatus", "tenantType", "createdKey", "sweepShard", "sweepAt")
+            for name in ("pk", "tenantKey", "tenantStatus", "createdKey", "sweepShard", "sweepAt")
         ],
         # The stats aggregator counts status changes from it (local/stream_source.py delivers it).
         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
         GlobalSecondaryIndexes=[
             _index("by-tenant", "tenantKey", "createdKey", LISTING_PROJECTION),
             _index("by-status", "tenantStatus", "createdKey", LISTING_PROJECTION),
-            _index("by-type", "tenantType", "createdKey", LISTING_PROJECTION),
             _index("by-sweep", "sweepShard", "sweepAt", {"ProjectionType": "KEYS_ONLY"}),
         ],
     )

@@ -74,7 +74,11 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> str:
         if lambda_context
         else runtime().settings.default_lease_seconds * 1000
     )
-    outcome = message_consumer().handle(record.body, record.event_source_arn, record.receipt_handle, remaining_ms)
+    # SQS's receive count: a message received before is a retry or a wait, whose claim is read-decide-write.
+    receive_count = int(record.raw_event.get("attributes", {}).get("ApproximateReceiveCount") or 1)
+    outcome = message_consumer().handle(
+        record.body, record.event_source_arn, record.receipt_handle, remaining_ms, receive_count
+    )
     return outcome.value
 
 

@@ -94,11 +94,17 @@ ADMITTED = Admission(admitted=True)
 
 class Limiter(Protocol):
     def admit(self, tenant: str, job_type: str, job_id: str, now_ms: int, hold_until_ms: int) -> Admission: ...
+    def is_limited(self, job_type: str) -> bool:
+        """Whether ``admit`` may refuse a job of this type (False: it always admits, touching no store)."""
+        ...
 
 
 class NoLimits:
     def admit(self, tenant: str, job_type: str, job_id: str, now_ms: int, hold_until_ms: int) -> Admission:
         return ADMITTED
+
+    def is_limited(self, job_type: str) -> bool:
+        return False
 
 
 # --- configuration ---
@@ -199,6 +205,9 @@ class DynamoLimiter:
         self._store = store
         self._limits = limits
         self._rng = rng or random.Random()
+
+    def is_limited(self, job_type: str) -> bool:
+        return job_type in self._limits
 
     def admit(self, tenant: str, job_type: str, job_id: str, now_ms: int, hold_until_ms: int) -> Admission:
         limit = self._limits.get(job_type)

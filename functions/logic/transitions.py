@@ -33,6 +33,7 @@ def read_decide_write(
     attempts: int,
     lost_race: Callable[[Job], None] = ...,
     on_missing: None = None,
+    first: Job | None = None,
 ) -> Job: ...
 
 
@@ -47,6 +48,7 @@ def read_decide_write(
     attempts: int,
     lost_race: Callable[[Job], None] = ...,
     on_missing: Callable[[], None] | None = None,
+    first: Job | None = None,
 ) -> Job | None: ...
 
 
@@ -60,13 +62,17 @@ def read_decide_write(
     attempts: int,
     lost_race: Callable[[Job], None] = _nothing,
     on_missing: Callable[[], None] | None = None,
+    first: Job | None = None,
 ) -> Job | None:
     """The job as written (its version moved on), or None when ``decide`` chose to write nothing.
 
     ``lost_race`` is given each decision whose write lost, before deciding again (to give back what the decision
-    took). A missing job raises ``NotFound``, or calls ``on_missing`` and returns None."""
+    took). A missing job raises ``NotFound``, or calls ``on_missing`` and returns None. ``first``: the record as
+    the caller already has it (e.g. returned by a conditional write that failed), decided from instead of a read.
+    """
+    known = first
     for _ in range(attempts):
-        job = repo.get(tenant, job_id)
+        job, known = (known, None) if known is not None else (repo.get(tenant, job_id), None)
         if job is None:
             if on_missing is None:
                 raise NotFound(f"job '{job_id}' not found")

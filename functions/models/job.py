@@ -243,7 +243,13 @@ class JobMessage(BaseModel):
     job_id: str = Field(alias="jobId", min_length=1)
     # "run": run the job; "callback": deliver its completion callback (the job is already final).
     kind: Literal["run", "callback"] = "run"
+    # The job's type, when the sender knew it: lets the consumer check the type's pauses and limits before it claims
+    # the job in one conditional write, without reading the record first (the write checks the type too).
+    type: str | None = Field(default=None, min_length=1)
 
     def to_body(self) -> str:
         # A run message leaves ``kind`` out, so messages queued by earlier versions and new ones look alike.
-        return self.model_dump_json(by_alias=True, exclude={"kind"} if self.kind == "run" else None)
+        exclude = {"kind"} if self.kind == "run" else set()
+        if self.type is None:
+            exclude.add("type")
+        return self.model_dump_json(by_alias=True, exclude=exclude or None)

@@ -12,18 +12,16 @@ from functions.dal.jobs_repository import LISTING_INDEX_ATTRIBUTES
 # Index names and keys; functions/dal/jobs_repository/ (keys.py) queries these (a test keeps the two in step).
 INDEX_BY_TENANT = "by-tenant"
 INDEX_BY_STATUS = "by-status"
-INDEX_BY_TYPE = "by-type"
 INDEX_BY_SWEEP = "by-sweep"
 # The listing keys' values end in the job's shard ("<tenant>#<status>#<shard>", see dal/jobs_repository/keys.py).
 JOBS_INDEXES: dict[str, tuple[str, str]] = {
     INDEX_BY_TENANT: ("tenantKey", "createdKey"),
     INDEX_BY_STATUS: ("tenantStatus", "createdKey"),
-    INDEX_BY_TYPE: ("tenantType", "createdKey"),
     # Sparse: only jobs the sweeper must look at again (scheduled, or pending without a sent message) carry it.
     INDEX_BY_SWEEP: ("sweepShard", "sweepAt"),
 }
 # The API lists a tenant's jobs through these; the sweeper uses INDEX_BY_SWEEP only.
-API_INDEXES = (INDEX_BY_TENANT, INDEX_BY_STATUS, INDEX_BY_TYPE)
+API_INDEXES = (INDEX_BY_TENANT, INDEX_BY_STATUS)
 TTL_ATTRIBUTE = "expiresAt"
 
 

@@ -156,7 +156,6 @@ def test_api_function_permissions_are_the_ones_it_uses(resources: Resources) -> 
         ("dynamodb:BatchGetItem", jobs),
         ("dynamodb:Query", jobs + "/index/by-tenant"),
         ("dynamodb:Query", jobs + "/index/by-status"),
-        ("dynamodb:Query", jobs + "/index/by-type"),
         ("dynamodb:BatchGetItem", stats),
         ("dynamodb:BatchWriteItem", stats),
         ("dynamodb:BatchGetItem", limits),

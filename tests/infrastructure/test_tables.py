@@ -29,7 +29,6 @@ def test_jobs_table_has_the_pk_key_ttl_and_the_four_indexes(resources: Resources
     assert indexes == {
         "by-tenant": ([("tenantKey", "HASH"), ("createdKey", "RANGE")], "INCLUDE", ["type"]),
         "by-status": ([("tenantStatus", "HASH"), ("createdKey", "RANGE")], "INCLUDE", ["type"]),
-        "by-type": ([("tenantType", "HASH"), ("createdKey", "RANGE")], "INCLUDE", ["type"]),
         "by-sweep": ([("sweepShard", "HASH"), ("sweepAt", "RANGE")], "KEYS_ONLY", []),
     }
     assert set(attribute_types.values()) == {"S"}
@@ -83,5 +82,4 @@ def test_index_names_match_the_repository() -> None:
     # Then they are the same names
     assert jobs_repository.INDEX_BY_TENANT == tables.INDEX_BY_TENANT
     assert jobs_repository.INDEX_BY_STATUS == tables.INDEX_BY_STATUS
-    assert jobs_repository.INDEX_BY_TYPE == tables.INDEX_BY_TYPE
     assert jobs_repository.INDEX_BY_SWEEP == tables.INDEX_BY_SWEEP

@@ -66,7 +66,7 @@ def test_a_failing_job_is_retried_to_exhaustion_then_failed_and_dead_lettered(se
 
     # And its message is in the DLQ, naming the job, with the reason
     (dead,) = service.dead_letters(1)
-    assert json.loads(dead["Body"]) == {"v": 1, "tenant": TENANT_A, "jobId": job["id"]}
+    assert json.loads(dead["Body"]) == {"v": 1, "tenant": TENANT_A, "jobId": job["id"], "type": job["type"]}
     assert dead["MessageAttributes"]["reason"]["StringValue"] == failed["error"]
     assert service.queue_is_empty()
     stats = service.stats()

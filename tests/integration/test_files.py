@@ -238,7 +238,7 @@ def test_a_300_kib_payload_round_trips_through_s3_sqs_and_the_consumer(service: 
     assert json.loads(stored["Body"].read()) == {"blob": blob}
     # And the SQS message is the usual pointer to the record
     (message,) = service.receive()
-    assert json.loads(message["Body"]) == {"v": 1, "tenant": TENANT_A, "jobId": job["id"]}
+    assert json.loads(message["Body"]) == {"v": 1, "tenant": TENANT_A, "jobId": job["id"], "type": job["type"]}
     service.deliver([message])
 
     # Then the handler saw all of it, and the job completed

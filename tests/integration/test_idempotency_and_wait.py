@@ -30,7 +30,7 @@ def test_the_same_key_and_body_return_200_with_the_first_job(service: Service) -
     assert headers["Idempotent-Replayed"] == "true"
     assert service.stats()["enqueued"] == 1
     assert [m["MessageBody"] for m in service.sent].count(
-        f'{{"v":1,"tenant":"{TENANT_A}","jobId":"{first["id"]}"}}'
+        f'{{"v":1,"tenant":"{TENANT_A}","jobId":"{first["id"]}","type":"{first["type"]}"}}'
     ) == 1
 
 

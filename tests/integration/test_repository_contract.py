@@ -147,6 +147,65 @@ def test_a_save_bumps_the_version_and_a_stale_or_missing_one_is_a_concurrent_upd
     assert subject.repo.get(subject.a, ghost.id) is None
 
 
+def test_a_pending_job_is_claimed_in_one_write_as_start_and_mark_in_flight_would_write_it(subject: Subject) -> None:
+    # Given a pending job with a sweep mark and one without
+    [marked] = subject.created(1, sweep_at=subject.clock.iso(30))
+    [unmarked] = subject.created(2)
+    at, lease = subject.clock.iso(), subject.clock.now_ms + 60_000
+    latest = subject.clock.iso(960)
+
+    # When each is claimed
+    claims = [subject.repo.claim_pending(subject.a, job.id, job.type, at, lease, latest) for job in (marked, unmarked)]
+
+    # Then each is the started job at the next version, its mark kept (or set to the latest), and stored as returned
+    for claim, job in zip(claims, (marked, unmarked), strict=True):
+        expected = job.start(at, lease_until_ms=lease).model_copy(
+            update={"version": 1, "sweep_at": job.sweep_at or latest}
+        )
+        assert (claim.claimed, claim.job) == (True, expected)
+        assert subject.repo.get(subject.a, job.id) == expected
+    # and the record now shows one attempt under way
+    assert claims[0].job is not None
+    assert (claims[0].job.status, claims[0].job.attempts, claims[0].job.history[-1].attempt) == (
+        JobStatus.PROCESSING,
+        1,
+        1,
+    )
+
+
+def test_a_claim_that_cannot_be_made_writes_nothing_and_returns_the_record_as_it_stood(subject: Subject) -> None:
+    # Given a claimed job, a cancelled one, one whose mark is due after the latest, and one of another type
+    [claimed, cancelled, late, other] = subject.created(1, 2, 3, 4)
+    at, lease, latest = subject.clock.iso(), subject.clock.now_ms + 60_000, subject.clock.iso(960)
+    claimed = subject.repo.claim_pending(subject.a, claimed.id, claimed.type, at, lease, latest).job
+    assert claimed is not None
+    cancelled = subject.move(cancelled, JobStatus.CANCELLED)
+    late = subject.move(late, JobStatus.PENDING, sweep_at=subject.clock.iso(2000))
+
+    # When each is claimed (the last naming the wrong type), and a job that does not exist
+    results = [
+        subject.repo.claim_pending(subject.a, job.id, job_type, at, lease, latest)
+        for job, job_type in ((claimed, claimed.type), (cancelled, cancelled.type), (late, late.type), (other, "x"))
+    ]
+    missing = subject.repo.claim_pending(subject.a, subject.job(9).id, "simulate", at, lease, latest)
+    foreign = subject.repo.claim_pending(subject.b, other.id, other.type, at, lease, latest)
+
+    # Then none is claimed, each returns the record unchanged, and nothing was written
+    assert [(result.claimed, result.job) for result in results] == [
+        (False, claimed),
+        (False, cancelled),
+        (False, late),
+        (False, other),
+    ]
+    assert [subject.repo.get(subject.a, job.id) for job in (claimed, cancelled, late, other)] == [
+        claimed,
+        cancelled,
+        late,
+        other,
+    ]
+    assert (missing.claimed, missing.job, foreign.claimed, foreign.job) == (False, None, False, None)
+
+
 def test_progress_is_recorded_on_the_current_version_only_and_keeps_it(subject: Subject) -> None:
     # Given a job being processed
     [job] = subject.created(1)

@@ -25,6 +25,7 @@ from functions.dal.jobs_repository import (
     ENQUEUED_COUNTER,
     STATUS_COUNTERS,
     THROUGHPUT_COUNTERS,
+    Claim,
     IdempotencyClaim,
     InvalidCursor,
     JobPage,
@@ -140,6 +141,30 @@ class InMemoryJobsRepository:
             counters["finished"] += step
             counters["unsuccessful"] += step if final.status != JobStatus.COMPLETED else 0
         self.writes += 1
+
+    def claim_pending(
+        self, tenant: str, job_id: str, job_type: str, at: str, lease_until_ms: int, latest_sweep_at: str
+    ) -> Claim:
+        hook, self.before_next_save = self.before_next_save, None
+        if hook is not None:
+            hook()
+        stored = self._jobs.get((tenant, job_id))
+        if (
+            stored is None
+            or stored.status != JobStatus.PENDING
+            or stored.attempts != 0
+            or stored.type != job_type
+            or (stored.sweep_at is not None and stored.sweep_at > latest_sweep_at)
+        ):
+            return Claim(claimed=False, job=stored)
+        started = stored.start(at, lease_until_ms=lease_until_ms)
+        claimed = started.model_copy(
+            update={"sweep_at": stored.sweep_at or latest_sweep_at, "version": stored.version + 1}
+        )
+        self._jobs[(tenant, job_id)] = claimed
+        self._stream_record(stored, claimed)
+        self.writes += 1
+        return Claim(claimed=True, job=claimed)
 
     def record_progress(self, job: Job, progress: Progress) -> bool:
         stored = self._jobs.get((job.tenant, job.id))
@@ -329,8 +354,8 @@ class RecordingQueue:
 
 
 def message_body(job: Job) -> str:
-    """The body SQS delivers for ``job``."""
-    return JobMessage(tenant=job.tenant, jobId=job.id).to_body()
+    """The body SQS delivers for ``job`` (as the service sends it: with the type)."""
+    return JobMessage(tenant=job.tenant, jobId=job.id, type=job.type).to_body()
 
 
 def make_job(

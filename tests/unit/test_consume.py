@@ -13,7 +13,7 @@ import pytest
 from functions.logic.consume import OUTCOME_RESERVE_MS, ConsumerSettings, JobDeferred, MessageConsumer, Outcome
 from functions.logic.job_types import JobContext
 from functions.models.errors import ConcurrentUpdate, PermanentJobError, RetryableJobError
-from functions.models.job import HistoryEntry, Job, JobStatus
+from functions.models.job import HistoryEntry, Job, JobMessage, JobStatus
 from functions.settings import Settings
 from tests.unit.fakes import (
     DeadLetter,
@@ -878,10 +878,34 @@ def test_a_claim_that_keeps_losing_races_gives_the_message_back(
         real_save(before, after)
 
     monkeypatch.setattr(repo, "save", contended_save)
-    # When the message is delivered, then the consumer gives up (the message returns after its visibility timeout)
+    # When its message, without the type (an earlier version's: read, decide, write), is delivered, then the
+    # consumer gives up (the message returns after its visibility timeout)
     with pytest.raises(ConcurrentUpdate):
-        _deliver(consumer, job)
+        _deliver(consumer, job, body=JobMessage(tenant=job.tenant, jobId=job.id).to_body())
     assert _reload(repo, job).status == JobStatus.PENDING
+
+
+def test_a_pending_job_is_claimed_without_reading_its_record_and_a_duplicate_decides_from_the_claims_answer(
+    consumer: MessageConsumer, repo: InMemoryJobsRepository, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a pending job, and a repository that counts its reads
+    job = _store(repo, make_job(clock, payload=OK_PAYLOAD))
+    reads: list[str] = []
+    real_get = repo.get
+
+    def counted_get(tenant: str, job_id: str) -> Job | None:
+        reads.append(job_id)
+        return real_get(tenant, job_id)
+
+    monkeypatch.setattr(repo, "get", counted_get)
+    # When its message is delivered, then a copy of it
+    first = _deliver(consumer, job)
+    duplicate = _deliver(consumer, job)
+
+    # Then the job ran once, and neither delivery read the record: the claim's conditional write returned it
+    assert (first, duplicate) == (Outcome.COMPLETED, Outcome.DROPPED)
+    assert _trail(_reload(repo, job)) == [("pending", None), ("processing", 1), ("completed", 1)]
+    assert reads == [job.id]  # this test's own _reload
 
 
 def test_the_outcome_of_an_attempt_whose_job_was_taken_over_is_not_recorded(
@@ -915,3 +939,22 @@ def test_a_payload_is_validated_under_the_consumers_settings(
     failed = _reload(repo, job)
     assert (failed.status, failed.attempts) == (JobStatus.FAILED, 1)
     assert "cannot run this job" in (failed.error or "")
+
+
+def test_a_message_received_before_decides_from_a_read_not_from_a_failed_conditional_write(
+    consumer: MessageConsumer, repo: InMemoryJobsRepository, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a job already finished, and a repository that counts its reads and claims
+    job = _store(repo, make_job(clock, payload=OK_PAYLOAD))
+    assert _deliver(consumer, job) is Outcome.COMPLETED
+    calls: list[str] = []
+    real_get, real_claim = repo.get, repo.claim_pending
+    monkeypatch.setattr(repo, "get", lambda *args: calls.append("get") or real_get(*args))
+    monkeypatch.setattr(repo, "claim_pending", lambda *args: calls.append("claim") or real_claim(*args))
+
+    # When a copy of its message comes back for the second time (a retry's or a redelivery's)
+    outcome = consumer.handle(message_body(job), SOURCE_ARN, RECEIPT, REMAINING_MS, receive_count=2)
+
+    # Then the record was read (a read costs a fifth of the write unit a failed conditional write costs), not claimed
+    assert outcome is Outcome.DROPPED
+    assert calls == ["get"]

@@ -151,14 +151,12 @@ def _jobs(clock: FakeClock, count: int, **fields: Any) -> list[Job]:
 
 
 def test_a_listing_reads_its_records_by_key_newest_first_and_drops_those_that_moved_on(clock: FakeClock) -> None:
-    # Given four pending jobs in the in-flight partition, whose records say: one has started since, one is gone
+    # Given four pending jobs of a tenant, whose records say: one has started since, one is gone
     repo = _repo()
     jobs = _jobs(clock, 4)
     index_items = [repo._to_item(job) for job in jobs]
     moved_on = repo._to_item(jobs[1].model_copy(update={"status": JobStatus.PROCESSING}))
-    client = ShardedIndex(index_items)
-    stale_index = dict(index_items[1])
-    client.items = [index_items[0], index_items[3], {**moved_on, "tenantStatus": stale_index["tenantStatus"]}]
+    client = ShardedIndex([index_items[0], index_items[3], moved_on])
     repo._ddb = client
 
     # When the pending jobs are listed
@@ -168,13 +166,33 @@ def test_a_listing_reads_its_records_by_key_newest_first_and_drops_those_that_mo
     assert [job.id for job in page.jobs] == [jobs[3].id, jobs[0].id]
     assert client.batch_calls == 2
     assert page.next_cursor is None
-    # And every shard's partition of that status was asked, none twice
-    asked = sorted(q["ExpressionAttributeValues"][":p"]["S"] for q in client.queries)
-    assert asked == sorted(f"tenant-a#in-flight#{shard}" for shard in range(SHARDS))
+    # And every shard's partition of the tenant was asked, none twice (an unfinished status has no index entries)
+    asked = sorted((q["IndexName"], q["ExpressionAttributeValues"][":p"]["S"]) for q in client.queries)
+    assert asked == sorted(("by-tenant", f"tenant-a#{shard}") for shard in range(SHARDS))
+    assert all("tenantStatus" not in item for item in index_items)
+
+
+def test_only_final_statuses_are_listed_from_the_status_index(clock: FakeClock) -> None:
+    # Given a tenant's jobs: two failed ones among pending ones
+    repo = _repo()
+    jobs = [
+        job.model_copy(update={"status": JobStatus.FAILED if n in (1, 3) else JobStatus.PENDING})
+        for n, job in enumerate(_jobs(clock, 6))
+    ]
+    client = ShardedIndex([repo._to_item(job) for job in jobs])
+    repo._ddb = client
+
+    # When the failed jobs are listed
+    page = repo.list_page("tenant-a", JobStatus.FAILED, None, limit=10, cursor=None)
+
+    # Then the status index's partitions of "failed" were asked, and only the failed jobs' records were read
+    assert [job.id for job in page.jobs] == [jobs[3].id, jobs[1].id]
+    assert {q["IndexName"] for q in client.queries} == {"by-status"}
+    assert sum(client.keys_read) == 3  # the two, and the key the fake leaves unprocessed once
 
 
 def test_a_sparse_status_listing_examines_a_bounded_number_of_entries_per_page(clock: FakeClock) -> None:
-    # Given one processing job behind 25 newer pending ones (all in the in-flight partition), and a budget of 10
+    # Given one processing job behind 25 newer pending ones (listed from the tenant's partition), and a budget of 10
     repo = _repo(listing_shards=2, read_budget=10)
     oldest, *pending = _jobs(clock, 26)
     processing = [oldest.model_copy(update={"status": JobStatus.PROCESSING})]
@@ -250,3 +268,30 @@ def test_paging_through_any_listing_returns_each_matching_job_once_newest_first(
     # Then the pages hold every matching job exactly once, newest first, and the last page says so
     assert seen == expected
     assert cursor is None
+
+
+def test_a_type_listing_filters_the_tenants_entries_and_reads_only_that_types_records(clock: FakeClock) -> None:
+    # Given a tenant's jobs of two types, the rare one behind many of the other, and a budget of 10 entries a page
+    repo = _repo(listing_shards=2, read_budget=10)
+    jobs = [
+        job.model_copy(update={"type": "fetch" if n in (0, 2) else "simulate"})
+        for n, job in enumerate(_jobs(clock, 25))
+    ]
+    client = ShardedIndex([repo._to_item(job) for job in jobs])
+    repo._ddb = client
+
+    # When the rare type is listed page by page
+    pages, cursor = [], None
+    for _ in range(10):
+        page = repo.list_page("tenant-a", None, "fetch", limit=5, cursor=cursor)
+        pages.append([job.id for job in page.jobs])
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+
+    # Then the tenant's index was read (there is no type index), a page examined at most its budget, and only the
+    # rare type's records were read
+    assert [job_id for page_ids in pages for job_id in page_ids] == [jobs[2].id, jobs[0].id]
+    assert len(pages) == 3 and pages[:2] == [[], []]
+    assert {q["IndexName"] for q in client.queries} == {"by-tenant"}
+    assert sum(client.keys_read) == 3  # the two, and the key the fake leaves unprocessed once

@@ -36,10 +36,11 @@ def test_a_job_to_run_now_is_pending_marked_for_the_sweeper_and_sent_without_del
     assert job.run_at is None
     # And the sweeper will re-send it if the consumer has not picked it up within the grace period
     assert job.sweep_at == clock.iso(SETTINGS.pending_grace_seconds)
-    # And its message went out at once
+    # And its message went out at once, naming the type (the consumer claims it without reading the record)
     assert [(sent.message.tenant, sent.message.job_id, sent.delay_seconds) for sent in queue.sends] == [
         ("tenant-a", job.id, 0)
     ]
+    assert queue.sends[0].message.type == job.type
 
 
 def test_enqueue_counts_the_job_as_enqueued_and_pending(
@@ -62,8 +63,11 @@ def test_a_short_delay_is_scheduled_and_sent_with_sqs_delay_seconds(
     assert job.status == JobStatus.SCHEDULED
     assert job.run_at == clock.iso(60)
     assert job.history == (HistoryEntry(status=JobStatus.SCHEDULED, at=clock.iso()),)
-    # And SQS holds the message for 60 s
-    assert [(sent.message.job_id, sent.delay_seconds) for sent in queue.sends] == [(job.id, 60)]
+    # And SQS holds the message for 60 s, without the type: a scheduled job is read, not claimed unread (that
+    # claim's condition would fail, costing a write unit)
+    assert [(sent.message.job_id, sent.delay_seconds, sent.message.type) for sent in queue.sends] == [
+        (job.id, 60, None)
+    ]
     # And the sweeper only looks again if it has not run by runAt + grace
     assert job.sweep_at == clock.iso(60 + SETTINGS.pending_grace_seconds)
 

@@ -8,14 +8,11 @@ class). The names below are the package's public ones; import them from here.
 """
 
 from functions.dal.jobs_repository.dynamo import DynamoJobsRepository
-from functions.dal.jobs_repository.interface import IdempotencyClaim, InvalidCursor, JobPage, JobsRepository
+from functions.dal.jobs_repository.interface import Claim, IdempotencyClaim, InvalidCursor, JobPage, JobsRepository
 from functions.dal.jobs_repository.keys import (
-    IN_FLIGHT_PARTITION,
-    IN_FLIGHT_STATUSES,
     INDEX_BY_STATUS,
     INDEX_BY_SWEEP,
     INDEX_BY_TENANT,
-    INDEX_BY_TYPE,
     LISTING_INDEX_ATTRIBUTES,
     batch_key,
     idempotency_key_item,
@@ -39,14 +36,12 @@ __all__ = [
     "INDEX_BY_STATUS",
     "INDEX_BY_SWEEP",
     "INDEX_BY_TENANT",
-    "INDEX_BY_TYPE",
-    "IN_FLIGHT_PARTITION",
-    "IN_FLIGHT_STATUSES",
     "LISTING_INDEX_ATTRIBUTES",
     "STATUS_COUNTERS",
     "THROUGHPUT_COUNTERS",
     "THROUGHPUT_RETENTION_SECONDS",
     "THROUGHPUT_STATUSES",
+    "Claim",
     "DynamoJobsRepository",
     "IdempotencyClaim",
     "InvalidCursor",

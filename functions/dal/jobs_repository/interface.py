@@ -30,6 +30,15 @@ class IdempotencyClaim:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """What ``claim_pending`` did: ``claimed``, the job as written (version moved on); otherwise the record as it
+    stood (whatever made the claim's condition fail), or None when there is no such job."""
+
+    claimed: bool
+    job: Job | None
+
+
+@dataclass(frozen=True)
 class JobPage:
     jobs: list[Job]
     next_cursor: str | None
@@ -44,6 +53,15 @@ class JobsRepository(Protocol):
     def claim_idempotency(self, tenant: str, claim: IdempotencyClaim) -> None: ...
     def get(self, tenant: str, job_id: str) -> Job | None: ...
     def save(self, before: Job, after: Job) -> None: ...
+    def claim_pending(
+        self, tenant: str, job_id: str, job_type: str, at: str, lease_until_ms: int, latest_sweep_at: str
+    ) -> Claim:
+        """Start attempt 1 of a pending job of ``job_type`` in one conditional write, with no read before it: what
+        ``Job.start`` then ``mark_in_flight`` write (its sweep mark kept if due by ``latest_sweep_at``, else set to
+        it). Anything else (another status, a sweep mark later than that, another type) writes nothing and returns
+        the record as it stood, for the caller to decide from."""
+        ...
+
     def record_progress(self, job: Job, progress: Progress) -> bool: ...
     def list_page(
         self, tenant: str, status: JobStatus | None, job_type: str | None, limit: int, cursor: str | None

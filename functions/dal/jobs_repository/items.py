@@ -38,13 +38,13 @@ def to_item(job: Job, layout: ItemLayout) -> dict[str, Any]:
         "createdAt": {"S": job.created_at},
         "updatedAt": {"S": job.updated_at},
         "version": {"N": str(job.version)},
-        "history": {"L": [{"M": _history_item(entry)} for entry in job.history]},
-        # Listing indexes: newest first within a tenant, by status, by type; each key in one of listing_shards.
+        "history": {"L": [{"M": history_item(entry)} for entry in job.history]},
+        # Listing indexes: newest first within a tenant, and by final status; each key in one of listing_shards.
         "createdKey": {"S": f"{job.created_at}#{job.id}"},
         "tenantKey": {"S": f"{job.tenant}#{listing_shard}"},
-        "tenantStatus": {"S": f"{job.tenant}#{status_partition(job.status)}#{listing_shard}"},
-        "tenantType": {"S": f"{job.tenant}#{job.type}#{listing_shard}"},
     }
+    for key_name, key_value in _status_keys(job.tenant, job.status, listing_shard).items():
+        item[key_name] = {"S": key_value}
     optional_strings = {
         "runAt": job.run_at,
         "startedAt": job.started_at,
@@ -85,6 +85,17 @@ def to_item(job: Job, layout: ItemLayout) -> dict[str, Any]:
         item["sweepShard"] = {"S": str(job_hash % layout.sweep_shards)}
         item["sweepAt"] = {"S": job.sweep_at}
     return item
+
+
+def status_keys(tenant: str, job_id: str, status: JobStatus, layout: ItemLayout) -> dict[str, str]:
+    """The key attributes of a job's record that follow its status (an update writing a status writes these; one
+    it leaves out is absent from a record in that status)."""
+    return _status_keys(tenant, status, id_hash(job_id) % layout.listing_shards)
+
+
+def _status_keys(tenant: str, status: JobStatus, listing_shard: int) -> dict[str, str]:
+    partition = status_partition(status)
+    return {} if partition is None else {"tenantStatus": f"{tenant}#{partition}#{listing_shard}"}
 
 
 def from_item(item: dict[str, Any]) -> Job:
@@ -141,7 +152,7 @@ def _callback(text: str) -> Callback:
     return Callback.model_validate(data).model_copy(update={"for_version": for_version})
 
 
-def _history_item(entry: HistoryEntry) -> dict[str, Any]:
+def history_item(entry: HistoryEntry) -> dict[str, Any]:
     item: dict[str, Any] = {"status": {"S": entry.status.value}, "at": {"S": entry.at}}
     if entry.attempt is not None:
         item["attempt"] = {"N": str(entry.attempt)}

@@ -13,7 +13,6 @@ from functions.models.job import JobStatus
 
 INDEX_BY_TENANT = "by-tenant"
 INDEX_BY_STATUS = "by-status"
-INDEX_BY_TYPE = "by-type"
 INDEX_BY_SWEEP = "by-sweep"
 
 # The non-key attributes the listing indexes project: what their queries filter on. The type never changes, so a
@@ -24,19 +23,18 @@ LISTING_INDEX_ATTRIBUTES = ("type",)
 INDEX_KEYS = {
     INDEX_BY_TENANT: ("tenantKey", "createdKey"),
     INDEX_BY_STATUS: ("tenantStatus", "createdKey"),
-    INDEX_BY_TYPE: ("tenantType", "createdKey"),
 }
 
-# A job's status partition in the by-status index: the statuses a job passes through on its way to a final one
-# share one, so claiming, retrying and re-claiming a job move no index entry (moving one is a delete and a put:
-# two write units a transition). A listing of one of them filters the shared partition by the records' status; it
-# holds the in-flight jobs only, and a page examines at most ``listing_read_budget`` index entries.
-IN_FLIGHT_PARTITION = "in-flight"
-IN_FLIGHT_STATUSES = frozenset({JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.RETRYING})
 
-
-def status_partition(status: JobStatus) -> str:
-    return IN_FLIGHT_PARTITION if status in IN_FLIGHT_STATUSES else status.value
+# Which statuses the by-status index lists: the final ones. A job enters it once, when it ends (one write unit; no
+# entry to delete before), and never leaves it. The others (scheduled, pending, processing, retrying and any
+# non-final status added later) are a tenant's unfinished jobs, few and recent beside its history: a listing of
+# one of them walks the by-tenant index newest first and keeps the records in that status, examining at most
+# ``listing_read_budget`` entries a page (a page may come back short, with a cursor). So creating, claiming,
+# retrying and scheduling a job write no status entry at all.
+def status_partition(status: JobStatus) -> str | None:
+    """The job's partition of the by-status index, or None when a job in ``status`` has no entry there."""
+    return status.value if status.is_final else None
 
 
 def record_key(tenant: str, job_id: str) -> str:

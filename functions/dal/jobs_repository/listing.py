@@ -1,8 +1,13 @@
 """Listing a tenant's jobs newest first (all, by status, by type), a page at a time with opaque cursors.
 
+Two indexes serve every listing: by-tenant (every job, from its creation) and by-status (final jobs only, from their
+end). A type is a filter on either's entries, which project it: a type index would cost every job a write unit at
+creation for what a filter on entries the listing reads anyway gives.
+
 A listing index key carries a shard of the job id (keys.py): a page queries each shard of its partition and merges
 them on ``createdKey``. The indexes hold keys and the type only, so a job's updates do not rewrite them; the page's
-records are then read by key.
+records are then read by key. Only final statuses have by-status entries; the others are listed from the tenant's
+(or the type's) partition, keeping the records in that status.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ from functions.dal.jobs_repository.items import expired, is_job_item
 from functions.dal.jobs_repository.keys import (
     INDEX_BY_STATUS,
     INDEX_BY_TENANT,
-    INDEX_BY_TYPE,
     INDEX_KEYS,
     status_partition,
 )
@@ -45,23 +49,23 @@ class Listing(DynamoTables):
     def list_page(
         self, tenant: str, status: JobStatus | None, job_type: str | None, limit: int, cursor: str | None
     ) -> JobPage:
-        # ``listing`` names the listing in its cursors; ``partition`` is the index partition it reads.
-        if status is not None:
+        # ``listing`` names the listing in its cursors; ``partition`` is the index partition it reads. A type is
+        # filtered on the index entries (they project it) before any record is read; a status without index entries
+        # (keys.py) on the records. A page examines at most ``listing_read_budget`` entries either way.
+        status_entries = status_partition(status) if status is not None else None
+        if status is not None and status_entries is not None:
             index, listing = INDEX_BY_STATUS, f"{tenant}#{status.value}"
-            partition = f"{tenant}#{status_partition(status)}"
-        elif job_type is not None:
-            index, listing = INDEX_BY_TYPE, f"{tenant}#{job_type}"
-            partition = listing
+            partition = f"{tenant}#{status_entries}"
         else:
-            index, listing = INDEX_BY_TENANT, tenant
-            partition = listing
+            index, partition = INDEX_BY_TENANT, tenant
+            listing = tenant if status is None else f"{tenant}#{status.value}"
+        if job_type is not None:
+            listing += f"#type#{job_type}"
         sk_attr = INDEX_KEYS[index][1]
         after = _decode_cursor(cursor, index, listing) if cursor else None
         shard_page = min(limit, max(_MIN_SHARD_PAGE, -(-2 * limit // self._listing_shards)))
         readers = [
-            _ShardReader(
-                self._ddb, self._shard_query(index, f"{partition}#{shard}", after, status, job_type), shard_page
-            )
+            _ShardReader(self._ddb, self._shard_query(index, f"{partition}#{shard}", after), shard_page)
             for shard in range(self._listing_shards)
         ]
         if len(readers) > 1:
@@ -80,11 +84,13 @@ class Listing(DynamoTables):
             if not chunk:
                 break
             examined += len(chunk)
-            records = self._records([item["pk"]["S"] for item in chunk])
+            of_type = [item for item in chunk if job_type is None or item["type"]["S"] == job_type]
+            records = self._records([item["pk"]["S"] for item in of_type])
             for item in chunk:
                 job = records.get(item["pk"]["S"])
-                # Left out: expired records (waiting for DynamoDB's TTL sweep, already gone for the API), and, the
-                # index being eventually consistent, a record that has moved to another status since.
+                # Left out: another type's entries (not read), expired records (waiting for DynamoDB's TTL sweep,
+                # already gone for the API), and, the index being eventually consistent, a record that has moved to
+                # another status since.
                 if job is not None and (status is None or job.status == status):
                     jobs.append(job)
                 last_item = item
@@ -94,9 +100,7 @@ class Listing(DynamoTables):
             next_cursor = _encode_cursor({"i": index, "p": listing, "after": last_item[sk_attr]["S"]})
         return JobPage(jobs=jobs, next_cursor=next_cursor)
 
-    def _shard_query(
-        self, index: str, shard_partition: str, after: str | None, status: JobStatus | None, job_type: str | None
-    ) -> dict[str, Any]:
+    def _shard_query(self, index: str, shard_partition: str, after: str | None) -> dict[str, Any]:
         pk_attr, sk_attr = INDEX_KEYS[index]
         query: dict[str, Any] = {
             "TableName": self._jobs_table,
@@ -110,11 +114,6 @@ class Listing(DynamoTables):
             query["KeyConditionExpression"] += " AND #k < :after"
             query["ExpressionAttributeNames"]["#k"] = sk_attr
             query["ExpressionAttributeValues"][":after"] = {"S": after}
-        if status is not None and job_type is not None:
-            # Both filters: the status index narrows, the type is filtered; a shard reads on until it yields.
-            query["FilterExpression"] = "#t = :t"
-            query["ExpressionAttributeNames"]["#t"] = "type"
-            query["ExpressionAttributeValues"][":t"] = {"S": job_type}
         return query
 
     def _records(self, keys: list[str]) -> dict[str, Job]:

@@ -15,12 +15,12 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.dal.jobs_repository.idempotency import IdempotencyClaims
-from functions.dal.jobs_repository.interface import IdempotencyClaim
-from functions.dal.jobs_repository.items import expired, is_job_item
+from functions.dal.jobs_repository.interface import Claim, IdempotencyClaim
+from functions.dal.jobs_repository.items import expired, history_item, is_job_item, status_keys
 from functions.dal.jobs_repository.keys import INDEX_BY_SWEEP, batch_key, record_key, sweep_shard
 from functions.dal.jobs_repository.table import read_item
 from functions.models.errors import ConcurrentUpdate, StorageError
-from functions.models.job import Job, JobStatus, Progress
+from functions.models.job import HistoryEntry, Job, JobStatus, Progress
 
 # TransactWriteItems takes 100 items and 4 MB: create_many's chunks stay below both.
 _CREATE_CHUNK_JOBS = 99
@@ -88,6 +88,72 @@ class Records(IdempotencyClaims):
         if after.batch_id and before.status.is_final != after.status.is_final:
             items.append(self._batch_progress(after, before))
         self._transact(items)
+
+    def claim_pending(
+        self, tenant: str, job_id: str, job_type: str, at: str, lease_until_ms: int, latest_sweep_at: str
+    ) -> Claim:
+        """One UpdateItem that returns the claimed record (``ALL_NEW``), or, when its condition fails, the record as
+        it stood (``ALL_OLD``): the consumer's claim costs one write and no read."""
+        if "#" in job_id:
+            return Claim(claimed=False, job=None)  # not a job id (see ``get``)
+        entry = HistoryEntry(status=JobStatus.PROCESSING, at=at, attempt=1)
+        values: dict[str, Any] = {
+            ":pending": {"S": JobStatus.PENDING.value},
+            ":processing": {"S": JobStatus.PROCESSING.value},
+            ":type": {"S": job_type},
+            ":zero": {"N": "0"},
+            ":one": {"N": "1"},
+            ":at": {"S": at},
+            ":lease": {"N": str(lease_until_ms)},
+            ":entry": {"L": [{"M": history_item(entry)}]},
+            ":latest": {"S": latest_sweep_at},
+            ":shard": {"S": sweep_shard(job_id, self._sweep_shards)},
+        }
+        key_updates = []
+        processing_keys = status_keys(tenant, job_id, JobStatus.PROCESSING, self._layout)
+        for position, (name, value) in enumerate(processing_keys.items()):
+            values[f":k{position}"] = {"S": value}
+            key_updates.append(f"{name} = :k{position}")
+        update = ", ".join(
+            [
+                "#s = :processing",
+                "attempts = :one",
+                "startedAt = :at",
+                "updatedAt = :at",
+                "leaseUntil = :lease",
+                "version = version + :one",
+                "history = list_append(history, :entry)",
+                # A pending job's mark (due soon after it was accepted) is kept: moving it would cost the sweep index
+                # a delete and a put; the sweeper moves it on if it comes due while the attempt is live.
+                "sweepAt = if_not_exists(sweepAt, :latest)",
+                "sweepShard = if_not_exists(sweepShard, :shard)",
+                *key_updates,
+            ]
+        )
+        try:
+            response = self._ddb.update_item(
+                TableName=self._jobs_table,
+                Key={"pk": {"S": record_key(tenant, job_id)}},
+                UpdateExpression=f"SET {update} REMOVE nextAttemptAt",
+                ConditionExpression=(
+                    "#s = :pending AND attempts = :zero AND #t = :type "
+                    "AND (attribute_not_exists(sweepAt) OR sweepAt <= :latest)"
+                ),
+                ExpressionAttributeNames={"#s": "status", "#t": "type"},
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise StorageError(f"DynamoDB write failed: {exc}") from exc
+            item = exc.response.get("Item")
+            if not item or not is_job_item(item) or expired(item):
+                return Claim(claimed=False, job=None)
+            return Claim(claimed=False, job=self._from_item(item))
+        except BotoCoreError as exc:
+            raise StorageError(f"DynamoDB write failed: {exc}") from exc
+        return Claim(claimed=True, job=self._from_item(response["Attributes"]))
 
     def record_progress(self, job: Job, progress: Progress) -> bool:
         """Set the record's progress if it is still ``job`` (same version), leaving the version as it is."""
