@@ -404,6 +404,19 @@ def create_resources(config: ServiceConfig) -> LocalResources:
     ddb.update_time_to_live(
         TableName=config.limits_table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
     )
+    # Job dependencies: pk "<tenant>#<dependency>#<shard>", sk the dependent's id (functions/dal/dependencies.py).
+    ddb.create_table(
+        TableName=config.dependencies_table,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+    )
+    ddb.update_time_to_live(
+        TableName=config.dependencies_table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
+    )
     boto3.client("s3").create_bucket(Bucket=config.files_bucket)
     # SES only sends from verified identities, locally as on AWS.
     if config.email_sender:

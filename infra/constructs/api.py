@@ -176,6 +176,10 @@ class JobsApi(Construct):
             ["dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
             [tables.limits.table_arn],
         )
+        # dependsOn (functions/dal/dependencies.py): the dependencies' records are read at once (BatchGetItem on the
+        # jobs table, above); their markers are read (BatchGetItem) and the edges and missing markers written
+        # (BatchWriteItem: puts only) in the dependencies table.
+        fn.allow(["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"], [tables.dependencies.table_arn])
         # A new job goes to its lane: normal, high priority or ordered (a group).
         fn.allow(["sqs:SendMessage"], [queue.queue_arn for queue in queues])
         # GetApiKey (without its value) to read the caller's tenant tag.

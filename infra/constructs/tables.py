@@ -64,6 +64,11 @@ class JobsTables(Construct):
         # Per-type rate windows and concurrency slots (functions/dal/limits.py), shared by every consumer; each item
         # expires by itself shortly after its window or lease.
         self.limits = self._table("Limits", removal_policy, time_to_live_attribute=TTL_ATTRIBUTE)
+        # Job dependencies (functions/dal/dependencies.py): pk "<tenant>#<dependency>#<shard>", sk the dependent's
+        # id, and a marker per dependency; resolved edges expire.
+        self.dependencies = self._table(
+            "Dependencies", removal_policy, time_to_live_attribute=TTL_ATTRIBUTE, sort_key=_string("sk")
+        )
 
     def _table(
         self,

@@ -223,7 +223,8 @@ def test_request_bodies_describe_what_the_logic_accepts(spec: dict[str, Any]) ->
     assert (jobs["minItems"], jobs["maxItems"]) == (1, MAX_BATCH_JOBS)
     for spec_schema in (jobs["items"], batch["properties"]["onComplete"]["anyOf"][0]):
         for job in variants(spec_schema).values():
-            assert set(job["properties"]) == ENQUEUE_FIELDS - {"idempotencyKey"}  # refused inside a batch
+            # refused inside a batch
+            assert set(job["properties"]) == ENQUEUE_FIELDS - {"idempotencyKey", "dependsOn"}
             assert job["additionalProperties"] is False
     # And no other route takes a body
     assert {route for route, op in ops.items() if "requestBody" in op} == {
@@ -236,7 +237,7 @@ def test_request_bodies_describe_what_the_logic_accepts(spec: dict[str, Any]) ->
     }
     assert ops[("POST", "/jobs/cancel")]["requestBody"]["required"] is False  # no body: every cancellable job
     cancel = ops[("POST", "/jobs/cancel")]["requestBody"]["content"]["application/json"]["schema"]
-    assert cancel["properties"]["status"]["enum"] == ["pending", "retrying", "scheduled"]
+    assert cancel["properties"]["status"]["enum"] == ["pending", "retrying", "scheduled", "waiting"]
     assert cancel["properties"]["type"]["enum"] == registered_types()
     assert cancel["additionalProperties"] is False
 
