@@ -252,3 +252,19 @@ def test_the_stream_handler_is_idempotent_when_a_batch_comes_again(service: Serv
     record = service.record(b["id"])
     assert (record.status.value, record.waiting_on) == ("pending", 0)
     assert [entry.status.value for entry in record.history] == ["waiting", "pending"]
+
+
+def test_a_released_job_goes_to_its_own_lane(service: Service) -> None:
+    # Given a high-priority job and an ordered one, both waiting on one job
+    first = service.create_job(ok_job())
+    urgent = service.create_job(ok_job(dependsOn=[first["id"]], priority=10))
+    grouped = service.create_job(ok_job(dependsOn=[first["id"]], groupId="invoices"))
+    sent_before = len(service.sent)
+
+    # When the first completes and the stream is handled
+    settle(service)
+
+    # Then each was sent to its lane when released, and ran there
+    urls = {params["QueueUrl"] for params in service.sent[sent_before:]}
+    assert {service.lane_queues("high").queue_url, service.lane_queues("ordered").queue_url} <= urls
+    assert {_status(service, urgent["id"]), _status(service, grouped["id"])} == {"completed"}
