@@ -4,10 +4,13 @@ any, in the dependencies table; the dependent's ``waitingOn`` counter lives on i
 - An edge: pk ``<tenant>#<dependency>#<shard>`` (the dependent's shard among ``shards``), sk the dependent's id.
   1,000 jobs created at once on one dependency spread over the shards' keys instead of one (DynamoDB allows 1,000
   writes/s per key); resolving them queries each shard.
-- A marker: pk ``<tenant>#<dependency>``, sk ``#``: "this job has dependents". The stream consumer reads it for each
-  final transition (one consistent batched read per stream batch) and queries edges only when it exists, so a job
-  nobody depends on costs no query when it ends. It is never written on the dependency's own record: a write there
-  would move the record's version and make the dependency's running attempt lose its outcome.
+- A marker: pk ``<tenant>#<dependency>``, sk ``#``, with ``shards``: the set of shards that hold its edges. The
+  stream consumer reads the markers of a batch's final jobs (one consistent batched read) and queries only the
+  shards a marker names, so a job nobody depends on costs no query when it ends, and one with a few dependents one
+  or two. The set grows by an atomic ``ADD`` (two creators racing both land), only when a creation finds its shard
+  missing: at most ``shards`` writes per dependency, however many dependents it gets. It is never written on the
+  dependency's own record: a write there would move the record's version and make the dependency's running
+  attempt lose its outcome.
 
 An edge is resolved exactly once: the transaction that sets its ``resolvedAt`` (only if missing) also decrements the
 dependent's ``waitingOn`` and moves its version (only while it is ``waiting``). Resolved edges expire a day later.
@@ -91,33 +94,44 @@ class DynamoDependencyStore:
                 found[job.id] = job
         return found
 
-    def with_marker(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which of the (tenant, job id) pairs have dependents (a marker), read consistently."""
+    def markers(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], frozenset[int]]:
+        """The shards holding edges of each (tenant, job id) that has dependents, read consistently."""
         wanted = list(dict.fromkeys(keys))
-        found: set[tuple[str, str]] = set()
+        found: dict[tuple[str, str], frozenset[int]] = {}
         for item in self._batch_get([marker_key(tenant, job_id) for tenant, job_id in wanted]):
             tenant, _, job_id = item["pk"]["S"].partition("#")
-            found.add((tenant, job_id))
+            found[(tenant, job_id)] = frozenset(int(shard) for shard in item.get("shards", {}).get("NS", []))
         return found
 
     def add_edges(self, tenant: str, dependent_id: str, dependency_ids: Sequence[str], now: str) -> None:
-        """Write the dependent's edges, and the markers its dependencies lack. Puts only: writing them again (a
+        """Write the dependent's edges, then add its shard to the markers that lack it. Writing them again (a
         retried request) changes nothing. The markers are read first, so a dependency with 1,000 dependents has
-        its marker written once or a few times, not 1,000 times."""
-        marked = {job_id for _, job_id in self.with_marker((tenant, job_id) for job_id in dependency_ids)}
+        its marker written at most once per shard, not 1,000 times."""
+        shard = key_shard(dependent_id, self._shards)
+        marked = self.markers((tenant, job_id) for job_id in dependency_ids)
         items = [
             {**edge_key(tenant, dependency_id, dependent_id, self._shards), "createdAt": {"S": now}}
             for dependency_id in dependency_ids
         ]
-        items += [
-            {**marker_key(tenant, dependency_id), "createdAt": {"S": now}}
-            for dependency_id in dependency_ids
-            if dependency_id not in marked
-        ]
-        for start in range(0, len(items), _BATCH_WRITE_MAX):
-            pending: dict[str, Any] = {
-                self._table: [{"PutRequest": {"Item": item}} for item in items[start : start + _BATCH_WRITE_MAX]]
-            }
+        self._write_all([{"PutRequest": {"Item": item}} for item in items])
+        for dependency_id in dependency_ids:
+            if shard not in marked.get((tenant, dependency_id), frozenset()):
+                self._add_shard(tenant, dependency_id, shard, now)
+
+    def _add_shard(self, tenant: str, dependency_id: str, shard: int, now: str) -> None:
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key=marker_key(tenant, dependency_id),
+                UpdateExpression="ADD shards :shard SET createdAt = if_not_exists(createdAt, :now)",
+                ExpressionAttributeValues={":shard": {"NS": [str(shard)]}, ":now": {"S": now}},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"DynamoDB UpdateItem (dependency marker) failed: {exc}") from exc
+
+    def _write_all(self, requests: list[dict[str, Any]]) -> None:
+        for start in range(0, len(requests), _BATCH_WRITE_MAX):
+            pending: dict[str, Any] = {self._table: requests[start : start + _BATCH_WRITE_MAX]}
             for attempt in range(_ROUNDS):
                 try:
                     response = self._ddb.batch_write_item(RequestItems=pending)
@@ -132,10 +146,11 @@ class DynamoDependencyStore:
 
     # --- settling ---
 
-    def dependents(self, tenant: str, dependency_id: str) -> list[Edge]:
-        """Every edge from ``dependency_id``: a consistent query per shard (an edge just written is seen)."""
+    def dependents(self, tenant: str, dependency_id: str, shards: Iterable[int]) -> list[Edge]:
+        """Every edge from ``dependency_id`` in ``shards`` (its marker's): a consistent query per shard (an edge
+        just written is seen)."""
         edges: list[Edge] = []
-        for shard in range(self._shards):
+        for shard in sorted(shards):
             request: dict[str, Any] = {
                 "TableName": self._table,
                 "KeyConditionExpression": "pk = :pk",
@@ -156,11 +171,11 @@ class DynamoDependencyStore:
                 request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return edges
 
-    def edges_of(self, tenant: str, dependent_id: str, dependency_ids: Sequence[str]) -> list[Edge]:
-        """The edges from each of ``dependency_ids`` to ``dependent_id`` that exist, read consistently."""
-        keys = [edge_key(tenant, dependency_id, dependent_id, self._shards) for dependency_id in dependency_ids]
+    def edges(self, tenant: str, pairs: Sequence[tuple[str, str]]) -> list[Edge]:
+        """The edges of the (dependency, dependent) ``pairs`` that exist, read consistently 100 at a time."""
+        keys = [edge_key(tenant, dependency_id, dependent_id, self._shards) for dependency_id, dependent_id in pairs]
         return [
-            Edge(item["pk"]["S"][len(tenant) + 1 :].rpartition("#")[0], dependent_id, "resolvedAt" in item)
+            Edge(item["pk"]["S"][len(tenant) + 1 :].rpartition("#")[0], item["sk"]["S"], "resolvedAt" in item)
             for item in self._batch_get(keys)
         ]
 
@@ -213,22 +228,12 @@ class DynamoDependencyStore:
             return Resolution.RESOLVED
         raise StorageError(f"dependency edge {dependency_id} -> {dependent_id} kept conflicting; retried later")
 
-    def close(self, tenant: str, dependency_id: str, dependent_id: str, now: str) -> None:
-        """Mark the edge resolved without counting it (its dependent no longer waits), so it expires."""
-        try:
-            self._ddb.update_item(
-                TableName=self._table,
-                Key=edge_key(tenant, dependency_id, dependent_id, self._shards),
-                UpdateExpression="SET resolvedAt = :now, expiresAt = :expires",
-                ConditionExpression="attribute_exists(sk) AND attribute_not_exists(resolvedAt)",
-                ExpressionAttributeValues={":now": {"S": now}, ":expires": _expiry()},
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return
-            raise StorageError(f"DynamoDB UpdateItem (dependency) failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"DynamoDB UpdateItem (dependency) failed: {exc}") from exc
+    def delete_edges(self, tenant: str, pairs: Sequence[tuple[str, str]]) -> None:
+        """Delete the edges of the (dependency, dependent) ``pairs``, whose dependents no longer wait (25 a request;
+        deleting one already gone changes nothing)."""
+        unique = dict.fromkeys(pairs)  # a request may not name a key twice
+        keys = [edge_key(tenant, dependency_id, dependent_id, self._shards) for dependency_id, dependent_id in unique]
+        self._write_all([{"DeleteRequest": {"Key": key}} for key in keys])
 
     def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

@@ -21,7 +21,7 @@ resolved edge whose dependent is still ``waiting`` at ``waitingOn`` 0 is release
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -48,12 +48,12 @@ SETTLE_THREADS = 16
 
 class DependencyStore(Protocol):
     def jobs(self, tenant: str, job_ids: Sequence[str]) -> dict[str, Job]: ...
-    def with_marker(self, keys: Any) -> set[tuple[str, str]]: ...
+    def markers(self, keys: Any) -> dict[tuple[str, str], frozenset[int]]: ...
     def add_edges(self, tenant: str, dependent_id: str, dependency_ids: Sequence[str], now: str) -> None: ...
-    def dependents(self, tenant: str, dependency_id: str) -> list[Edge]: ...
-    def edges_of(self, tenant: str, dependent_id: str, dependency_ids: Sequence[str]) -> list[Edge]: ...
+    def dependents(self, tenant: str, dependency_id: str, shards: Iterable[int]) -> list[Edge]: ...
+    def edges(self, tenant: str, pairs: Sequence[tuple[str, str]]) -> list[Edge]: ...
     def resolve(self, tenant: str, dependency_id: str, dependent_id: str, now: str) -> Resolution: ...
-    def close(self, tenant: str, dependency_id: str, dependent_id: str, now: str) -> None: ...
+    def delete_edges(self, tenant: str, pairs: Sequence[tuple[str, str]]) -> None: ...
 
 
 def dependency_error(dependency_id: str, status: JobStatus) -> str:
@@ -147,55 +147,65 @@ class Settler:
         whole batch is delivered again) if any step failed: each is idempotent."""
         events = stream_events(records)
         finals = [event for event in events if event.status.is_final]
-        marked = self._store.with_marker((event.tenant, event.job_id) for event in finals) if finals else set()
+        marked = self._store.markers((event.tenant, event.job_id) for event in finals) if finals else {}
         work: list[tuple[str, JobStatus, Edge]] = []
         for event in finals:
-            if (event.tenant, event.job_id) in marked:
-                edges = self._store.dependents(event.tenant, event.job_id)
+            shards = marked.get((event.tenant, event.job_id))
+            if shards:
+                edges = self._store.dependents(event.tenant, event.job_id, shards)
                 work += [(event.tenant, event.status, edge) for edge in edges]
-        for event in events:
-            if event.status == JobStatus.WAITING:
-                work += self._created(event)
+        created = [event for event in events if event.status == JobStatus.WAITING]
+        for tenant in dict.fromkeys(event.tenant for event in created):
+            work += self._created(tenant, [event for event in created if event.tenant == tenant])
+        # An edge may come from both sides in one batch (its dependency's end and its dependent's creation): once.
+        unique: dict[tuple[str, str, str], tuple[str, JobStatus, Edge]] = {}
+        for item in work:
+            unique.setdefault((item[0], item[2].dependency_id, item[2].dependent_id), item)
+        work = list(unique.values())
         if not work:
             return 0
         if len(work) == 1 or self._threads <= 1:
-            for item in work:
-                self.settle_edge(*item)
+            done = [self.settle_edge(*item) for item in work]
         else:
             with ThreadPoolExecutor(max_workers=min(self._threads, len(work))) as pool:
                 # list(): every failure is raised here, after the others have run.
-                list(pool.map(lambda item: self.settle_edge(*item), work))
+                done = list(pool.map(lambda item: self.settle_edge(*item), work))
+        # Edges whose dependent no longer waits are deleted in batches (the resolved ones expire by themselves).
+        for tenant in dict.fromkeys(tenant for tenant, _, _ in work):
+            pairs = [
+                (edge.dependency_id, edge.dependent_id)
+                for (owner, _, _), edge in zip(work, done, strict=True)
+                if edge and owner == tenant
+            ]
+            if pairs:
+                self._store.delete_edges(tenant, pairs)
         return len(work)
 
-    def _created(self, event: StreamEvent) -> list[tuple[str, JobStatus, Edge]]:
-        """A new waiting job: the edges from those of its dependencies that are already final."""
-        dependencies = self._store.jobs(event.tenant, event.depends_on)
+    def _created(self, tenant: str, events: Sequence[StreamEvent]) -> list[tuple[str, JobStatus, Edge]]:
+        """New waiting jobs of one tenant: the edges from those of their dependencies already final (one batched
+        read of the dependencies, one of the edges, for the whole stream batch)."""
+        named = list(dict.fromkeys(job_id for event in events for job_id in event.depends_on))
+        dependencies = self._store.jobs(tenant, named)
         final = {job_id: job.status for job_id, job in dependencies.items() if job.status.is_final}
-        if not final:
+        pairs = [(job_id, event.job_id) for event in events for job_id in event.depends_on if job_id in final]
+        if not pairs:
             return []
-        edges = self._store.edges_of(event.tenant, event.job_id, list(final))
-        return [(event.tenant, final[edge.dependency_id], edge) for edge in edges]
+        return [(tenant, final[edge.dependency_id], edge) for edge in self._store.edges(tenant, pairs)]
 
-    def settle_edge(self, tenant: str, dependency_status: JobStatus, edge: Edge) -> None:
+    def settle_edge(self, tenant: str, dependency_status: JobStatus, edge: Edge) -> Edge | None:
         """The dependency of ``edge`` is final in ``dependency_status``: count it on the dependent (releasing it
-        when it was the last), or cancel the dependent."""
-        now = iso(self._clock())
+        when it was the last), or cancel the dependent. Returns the edge when it is done with (its dependent is
+        stored and no longer waits), to be deleted. A dependent not stored yet keeps its edge: its creation is in
+        flight, and its own stream record settles the edge."""
         if dependency_status == JobStatus.COMPLETED:
             if not edge.resolved:
-                outcome = self._store.resolve(tenant, edge.dependency_id, edge.dependent_id, now)
+                outcome = self._store.resolve(tenant, edge.dependency_id, edge.dependent_id, iso(self._clock()))
                 if outcome == Resolution.NOT_WAITING:
-                    self._close_unless_pending_creation(tenant, edge, now)
-                    return
+                    return edge if self._repo.get(tenant, edge.dependent_id) is not None else None
             self.release_if_met(tenant, edge.dependent_id)
-            return
-        self.cancel_waiting(tenant, edge.dependent_id, dependency_error(edge.dependency_id, dependency_status))
-        self._store.close(tenant, edge.dependency_id, edge.dependent_id, now)
-
-    def _close_unless_pending_creation(self, tenant: str, edge: Edge, now: str) -> None:
-        # The dependent no longer waits (cancelled) or is not stored yet (its creation is in flight, and its own
-        # stream event will settle this edge): only the first is closed.
-        if self._repo.get(tenant, edge.dependent_id) is not None:
-            self._store.close(tenant, edge.dependency_id, edge.dependent_id, now)
+            return None
+        error = dependency_error(edge.dependency_id, dependency_status)
+        return edge if self._cancel_waiting(tenant, edge.dependent_id, error) else None
 
     def release_if_met(self, tenant: str, job_id: str) -> Job | None:
         """Release the job if it is waiting with nothing left to wait for, and send it as a new job is sent."""
@@ -213,9 +223,11 @@ class Settler:
             send_when_due(self._queue, released, self._clock())
         return released
 
-    def cancel_waiting(self, tenant: str, job_id: str, error: str) -> Job | None:
-        """Cancel the job with ``error`` if it is still waiting (its own dependents follow from its stream event)."""
+    def _cancel_waiting(self, tenant: str, job_id: str, error: str) -> bool:
+        """Cancel the job with ``error`` if it is still waiting (its own dependents follow from its stream event);
+        False if there is no such job (yet)."""
         grace_seconds = self._grace_ms // 1000
+        missing: list[bool] = []
 
         def cancel(job: Job, now: int) -> Job | None:
             if job.status != JobStatus.WAITING:
@@ -223,9 +235,15 @@ class Settler:
             return callbacks.arm(job.cancel(iso(now), error), now, grace_seconds)
 
         cancelled = read_decide_write(
-            self._repo, tenant, job_id, self._clock, cancel, attempts=_MAX_RACE_RETRIES, on_missing=lambda: None
+            self._repo,
+            tenant,
+            job_id,
+            self._clock,
+            cancel,
+            attempts=_MAX_RACE_RETRIES,
+            on_missing=lambda: missing.append(True),
         )
         if cancelled is not None:
             logger.info("dependency not completed; job cancelled", extra={"job_id": job_id, "error": error})
             callbacks.announce_final(self._queue, cancelled, self._after_final, event="a dependency's end")
-        return cancelled
+        return not missing

@@ -177,9 +177,11 @@ class JobsApi(Construct):
             [tables.limits.table_arn],
         )
         # dependsOn (functions/dal/dependencies.py): the dependencies' records are read at once (BatchGetItem on the
-        # jobs table, above); their markers are read (BatchGetItem) and the edges and missing markers written
-        # (BatchWriteItem: puts only) in the dependencies table.
-        fn.allow(["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"], [tables.dependencies.table_arn])
+        # jobs table, above); in the dependencies table their markers are read (BatchGetItem), the edges written
+        # (BatchWriteItem: puts only) and a marker lacking the new edge's shard gets it (UpdateItem ADD).
+        fn.allow(
+            ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem"], [tables.dependencies.table_arn]
+        )
         # A new job goes to its lane: normal, high priority or ordered (a group).
         fn.allow(["sqs:SendMessage"], [queue.queue_arn for queue in queues])
         # GetApiKey (without its value) to read the caller's tenant tag.

@@ -78,12 +78,13 @@ class StatsAggregator(Construct):
         )
         # Dependencies (functions/logic/dependencies.py): a final job's dependents, a new waiting job's dependencies.
         # The dependencies table: markers and edges read (BatchGetItem, Query), an edge resolved in a
-        # TransactWriteItems (UpdateItem) or closed (UpdateItem). The jobs table: records read (BatchGetItem,
-        # GetItem), the dependent's waitingOn decremented in that transaction (UpdateItem), a dependent released or
-        # cancelled (PutItem); a cancelled dependent's batch is settled as the consumer settles it (GetItem,
-        # UpdateItem, PutItem). A released job, or a cancelled one's callback, goes to its lane.
+        # TransactWriteItems (UpdateItem), edges whose dependent no longer waits deleted (BatchWriteItem). The jobs
+        # table: records read (BatchGetItem, GetItem), the dependent's waitingOn decremented in that transaction
+        # (UpdateItem), a dependent released or cancelled (PutItem); a cancelled dependent's batch is settled as the
+        # consumer settles it (GetItem, UpdateItem, PutItem). A released job, or a cancelled one's callback, goes to
+        # its lane.
         self.aggregator.allow(
-            ["dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+            ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:Query", "dynamodb:UpdateItem"],
             [tables.dependencies.table_arn],
         )
         self.aggregator.allow(

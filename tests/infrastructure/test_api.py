@@ -198,9 +198,10 @@ def test_api_function_permissions_are_the_ones_it_uses(resources: Resources) -> 
         ("dynamodb:BatchGetItem", limits),
         ("dynamodb:UpdateItem", limits),
         ("dynamodb:DeleteItem", limits),
-        # dependsOn: markers read, edges and markers written
+        # dependsOn: markers read, edges written, a shard added to a marker
         ("dynamodb:BatchGetItem", dependencies),
         ("dynamodb:BatchWriteItem", dependencies),
+        ("dynamodb:UpdateItem", dependencies),
     }
     # And send to each lane's queue (not to a DLQ), and read API keys (for their tenant tag)
     assert permissions_for(pairs, "sqs") == send_to_every_lane(resources)

@@ -113,6 +113,7 @@ def test_aggregator_writes_counters_settles_dependencies_and_reads_only_the_jobs
         ("dynamodb:GetShardIterator", stream),
         ("dynamodb:ListStreams", "*"),
         ("dynamodb:BatchGetItem", dependencies),
+        ("dynamodb:BatchWriteItem", dependencies),
         ("dynamodb:Query", dependencies),
         ("dynamodb:UpdateItem", dependencies),
         ("dynamodb:BatchGetItem", jobs),

@@ -22,52 +22,52 @@ class FakeDependencyStore:
 
     def __init__(self, repo: InMemoryJobsRepository) -> None:
         self.repo = repo
-        self.edges: dict[tuple[str, str, str], bool] = {}  # (tenant, dependency, dependent) -> resolved
-        self.markers: set[tuple[str, str]] = set()
+        self.edge_state: dict[tuple[str, str, str], bool] = {}  # (tenant, dependency, dependent) -> resolved
+        self.marked: set[tuple[str, str]] = set()
         self.transactions = 0
 
     def jobs(self, tenant: str, job_ids: Sequence[str]) -> dict[str, Job]:
         found = {job_id: self.repo.get(tenant, job_id) for job_id in job_ids}
         return {job_id: job for job_id, job in found.items() if job is not None}
 
-    def with_marker(self, keys: Any) -> set[tuple[str, str]]:
-        return {key for key in keys if key in self.markers}
+    def markers(self, keys: Any) -> dict[tuple[str, str], frozenset[int]]:
+        return {key: frozenset({0}) for key in keys if key in self.marked}
 
     def add_edges(self, tenant: str, dependent_id: str, dependency_ids: Sequence[str], now: str) -> None:
         for dependency_id in dependency_ids:
-            self.edges.setdefault((tenant, dependency_id, dependent_id), False)
-            self.markers.add((tenant, dependency_id))
+            self.edge_state.setdefault((tenant, dependency_id, dependent_id), False)
+            self.marked.add((tenant, dependency_id))
 
-    def dependents(self, tenant: str, dependency_id: str) -> list[Edge]:
+    def dependents(self, tenant: str, dependency_id: str, shards: Any) -> list[Edge]:
         return [
             Edge(dependency, dependent, resolved)
-            for (owner, dependency, dependent), resolved in self.edges.items()
+            for (owner, dependency, dependent), resolved in self.edge_state.items()
             if (owner, dependency) == (tenant, dependency_id)
         ]
 
-    def edges_of(self, tenant: str, dependent_id: str, dependency_ids: Sequence[str]) -> list[Edge]:
+    def edges(self, tenant: str, pairs: Sequence[tuple[str, str]]) -> list[Edge]:
         return [
-            Edge(dependency, dependent_id, self.edges[(tenant, dependency, dependent_id)])
-            for dependency in dependency_ids
-            if (tenant, dependency, dependent_id) in self.edges
+            Edge(dependency, dependent, self.edge_state[(tenant, dependency, dependent)])
+            for dependency, dependent in pairs
+            if (tenant, dependency, dependent) in self.edge_state
         ]
 
     def resolve(self, tenant: str, dependency_id: str, dependent_id: str, now: str) -> Resolution:
         self.transactions += 1
-        if self.edges.get((tenant, dependency_id, dependent_id), True):
+        if self.edge_state.get((tenant, dependency_id, dependent_id), True):
             return Resolution.ALREADY
         job = self.repo.get(tenant, dependent_id)
         if job is None or job.status != JobStatus.WAITING or (job.waiting_on or 0) <= 0:
             return Resolution.NOT_WAITING
-        self.edges[(tenant, dependency_id, dependent_id)] = True
+        self.edge_state[(tenant, dependency_id, dependent_id)] = True
         self.repo._jobs[(tenant, dependent_id)] = job.model_copy(
             update={"waiting_on": (job.waiting_on or 0) - 1, "version": job.version + 1}
         )
         return Resolution.RESOLVED
 
-    def close(self, tenant: str, dependency_id: str, dependent_id: str, now: str) -> None:
-        if (tenant, dependency_id, dependent_id) in self.edges:
-            self.edges[(tenant, dependency_id, dependent_id)] = True
+    def delete_edges(self, tenant: str, pairs: Sequence[tuple[str, str]]) -> None:
+        for dependency_id, dependent_id in pairs:
+            self.edge_state.pop((tenant, dependency_id, dependent_id), None)
 
 
 @pytest.fixture
@@ -148,7 +148,7 @@ def test_unknown_ids_are_invalid_option_naming_them_and_nothing_is_written(
         gate(store, ("known", "nope", "other#tenant"))(a_job("new"))
     assert refused.value.details == {"field": "dependsOn", "unknownIds": ["nope", "other#tenant"]}
     assert "nope" in refused.value.message and "dependsOn" in refused.value.message
-    assert store.edges == {}
+    assert store.edge_state == {}
 
 
 def test_completed_dependencies_are_met_and_only_the_others_get_edges(
@@ -164,7 +164,7 @@ def test_completed_dependencies_are_met_and_only_the_others_get_edges(
         None,
     )
     assert [entry.status for entry in job.history] == [JobStatus.WAITING]
-    assert set(store.edges) == {(TENANT, "running", "new")}
+    assert set(store.edge_state) == {(TENANT, "running", "new")}
 
 
 def test_a_job_whose_dependencies_all_completed_is_created_pending(
@@ -173,7 +173,7 @@ def test_a_job_whose_dependencies_all_completed_is_created_pending(
     stored(repo, "done", JobStatus.COMPLETED)
     job = gate(store, ("done",))(a_job("new"))
     assert (job.status, job.waiting_on, job.depends_on) == (JobStatus.PENDING, 0, ("done",))
-    assert store.edges == {}
+    assert store.edge_state == {}
 
 
 # --- reading the stream ---
@@ -241,7 +241,7 @@ def test_a_failed_dependency_cancels_the_waiting_job_with_its_id_and_status(
     assert cancelled is not None
     assert (cancelled.status, cancelled.error) == (JobStatus.CANCELLED, "dependency a failed")
     assert cancelled.history[-1].error == "dependency a failed"
-    assert store.edges[(TENANT, "a", "b")] is True  # closed
+    assert (TENANT, "a", "b") not in store.edge_state  # done with: deleted
     assert queue.sent_job_ids() == []
 
 
@@ -255,7 +255,7 @@ def test_a_dependency_final_before_its_dependent_was_stored_is_settled_by_the_cr
     repo._jobs[(TENANT, "a")] = done
     settler.settle_stream([record(first, done)])
     # Then the edge is left for the creation (no record to count it on)
-    assert store.edges[(TENANT, "a", "b")] is False
+    assert store.edge_state[(TENANT, "a", "b")] is False
     # When b's record is written and its creation handled, it is released
     repo.create(waiting)
     settler.settle_stream([record(None, waiting)])
@@ -263,7 +263,7 @@ def test_a_dependency_final_before_its_dependent_was_stored_is_settled_by_the_cr
     assert queue.sent_job_ids() == ["b"]
 
 
-def test_a_cancelled_dependent_is_left_cancelled_and_its_edge_closed(
+def test_a_cancelled_dependent_is_left_cancelled_and_its_edge_deleted(
     repo: InMemoryJobsRepository, store: FakeDependencyStore, queue: RecordingQueue, settler: Settler
 ) -> None:
     first = stored(repo, "a")
@@ -271,7 +271,7 @@ def test_a_cancelled_dependent_is_left_cancelled_and_its_edge_closed(
     repo.save(dependent, dependent.cancel("2026-01-01T00:00:01.000Z"))
     settler.settle_stream([record(first, first.model_copy(update={"status": JobStatus.COMPLETED}))])
     assert repo.get(TENANT, "b").status == JobStatus.CANCELLED  # type: ignore[union-attr]
-    assert store.edges[(TENANT, "a", "b")] is True
+    assert (TENANT, "a", "b") not in store.edge_state
     assert queue.sent_job_ids() == []
 
 
