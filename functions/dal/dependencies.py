@@ -3,7 +3,7 @@ any, in the dependencies table; the dependent's ``waitingOn`` counter lives on i
 
 - An edge: pk ``<tenant>#<dependency>#<shard>`` (the dependent's shard among ``shards``), sk the dependent's id.
   1,000 jobs created at once on one dependency spread over the shards' keys instead of one (DynamoDB allows 1,000
-  writes/s per key); resolving them queries each shard.
+  writes/s per key).
 - A marker: pk ``<tenant>#<dependency>``, sk ``#``, with ``shards``: the set of shards that hold its edges. The
   stream consumer reads the markers of a batch's final jobs (one consistent batched read) and queries only the
   shards a marker names, so a job nobody depends on costs no query when it ends, and one with a few dependents one
@@ -13,7 +13,8 @@ any, in the dependencies table; the dependent's ``waitingOn`` counter lives on i
   attempt lose its outcome.
 
 An edge is resolved exactly once: the transaction that sets its ``resolvedAt`` (only if missing) also decrements the
-dependent's ``waitingOn`` and moves its version (only while it is ``waiting``). Resolved edges expire a day later.
+dependent's ``waitingOn`` and moves its version (only while it is ``waiting``). Resolved edges expire a day later;
+edges whose dependent no longer waits are deleted.
 """
 
 from __future__ import annotations

@@ -2,13 +2,13 @@
 dependency that ends ``failed`` or ``cancelled`` cancels it with ``"dependency <id> <status>"``, and so on down the
 chain (a cancelled dependent is a cancelled dependency of its own dependents).
 
-Creating (``Gate.prepare``, before the record is stored): the named ids are read in one consistent batched read (a
-missing or expired id, or another tenant's, is ``INVALID_OPTION``); those already completed are met; for the others
-the edges are written, then the record, ``waiting`` with ``waitingOn`` = how many are not met (``pending`` at once
-when none is left).
+Creating (``gate``: ``submit``'s ``prepare``, before the record is stored): the named ids are read in one
+consistent batched read (a missing or expired id, or another tenant's, is ``INVALID_OPTION``); those already
+completed are met; for the others the edges are written, then the record, ``waiting`` with ``waitingOn`` = how many
+are not met (``pending`` at once when none is left).
 
 Settling (``Settler.settle_stream``, from the jobs table's stream): two events settle edges.
-- A job's move into a final status: its edges (if it has a marker) are settled with that status.
+- A job's move into a final status: its edges (in the shards its marker names) are settled with that status.
 - A ``waiting`` job's creation: its dependencies are read, and those already final settle their edges. This is
   what closes the race between a dependency ending and its dependent being written: the dependency's own event may
   have been handled before the edges or the record existed, but the creation's event is handled after the record
@@ -16,7 +16,8 @@ Settling (``Settler.settle_stream``, from the jobs table's stream): two events s
 
 Every step is idempotent, so a stream batch that failed half-way is simply handled again: an edge is resolved
 once (dal/dependencies.py), a release or a cancel is a conditional write that only a ``waiting`` job takes, and a
-resolved edge whose dependent is still ``waiting`` at ``waitingOn`` 0 is released again ("ensure").
+resolved edge whose dependent is still ``waiting`` at ``waitingOn`` 0 is released again ("ensure"). An edge whose
+dependent no longer waits is deleted; one whose dependent is not stored yet is kept for the creation's event.
 """
 
 from __future__ import annotations
