@@ -405,15 +405,7 @@ def create_resources(config: ServiceConfig) -> LocalResources:
         TableName=config.limits_table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
     )
     # Job dependencies: pk "<tenant>#<dependency>#<shard>", sk the dependent's id (functions/dal/dependencies.py).
-    ddb.create_table(
-        TableName=config.dependencies_table,
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-    )
+    _keyed_table(ddb, config.dependencies_table, sort_key="sk")
     ddb.update_time_to_live(
         TableName=config.dependencies_table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
     )
@@ -506,13 +498,14 @@ def parse_api_keys(spec: str) -> dict[str, str]:
     return keys
 
 
-def _keyed_table(ddb: Any, name: str) -> None:
-    """An on-demand table keyed by a string ``pk`` alone."""
+def _keyed_table(ddb: Any, name: str, sort_key: str | None = None) -> None:
+    """An on-demand table keyed by a string ``pk`` (and a string ``sort_key``, if given)."""
+    keys = ["pk", sort_key] if sort_key else ["pk"]
     ddb.create_table(
         TableName=name,
         BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": key, "KeyType": kind} for key, kind in zip(keys, ("HASH", "RANGE"), strict=False)],
+        AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"} for key in keys],
     )
 
 
