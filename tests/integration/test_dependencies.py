@@ -278,3 +278,12 @@ def test_a_released_job_goes_to_its_own_lane(service: Service) -> None:
     urls = {params["QueueUrl"] for params in service.sent[sent_before:]}
     assert {service.lane_queues("high").queue_url, service.lane_queues("ordered").queue_url} <= urls
     assert {_status(service, urgent["id"]), _status(service, grouped["id"])} == {"completed"}
+
+
+def test_a_stray_message_for_a_waiting_job_is_dropped_and_the_job_still_waits(service: Service) -> None:
+    first = service.create_job(ok_job(delaySeconds=3600))
+    waiting = service.create_job(ok_job(dependsOn=[first["id"]]))
+    service.send_message_for(waiting["id"])
+    service.drain()
+    record = service.record(waiting["id"])
+    assert (record.status.value, record.attempts) == ("waiting", 0)
