@@ -7,7 +7,9 @@ import uuid
 
 import pytest
 
-from tests.e2e.conftest import Client
+from jobsctl import JobsClient
+from tests.e2e.conftest import Client, LocalStackProcess
+from tests.e2e.test_cli import as_json, jobs
 
 pytestmark = pytest.mark.e2e
 
@@ -64,3 +66,18 @@ def test_unknown_ids_are_refused_naming_them(tenant: Client) -> None:
     body = response.json()
     assert body["code"] == "INVALID_OPTION" and unknown in body["error"]
     assert body["details"]["unknownIds"] == [unknown]
+
+
+def test_the_client_and_cli_enqueue_with_dependencies(stack: LocalStackProcess, tenant: Client) -> None:
+    client = JobsClient(stack.url, tenant.key, timeout=10)
+    first = client.enqueue("simulate", {"target": "a.png", "durationMs": 500, "failureRate": 0})
+    second = client.enqueue("simulate", {"target": "b.png", "failureRate": 0}, depends_on=[first.id])
+    assert (second.status, second.depends_on, second.waiting_on) == ("waiting", (first.id,), 1)
+
+    # The CLI as test_cli.py runs it: jobs enqueue --depends-on ID --wait
+    ran = jobs(
+        stack, tenant, "enqueue", "simulate", "-p", '{"target": "c.png"}', "--depends-on", second.id, "--wait", "--json"
+    )
+    third = as_json(ran)
+    assert (third["status"], third["dependsOn"], third["waitingOn"]) == ("completed", [second.id], 0)
+    assert client.get(second.id).status == "completed"
