@@ -144,7 +144,7 @@ def parse_job_spec(
     else:
         run_at_ms = _run_at(request.run_at(), now_ms)
     callback_url = _callback_url(request.callbackUrl)
-    if request.dependsOn is not None and {"delaySeconds", "runAt"} & request.model_fields_set:
+    if "dependsOn" in request.model_fields_set and {"delaySeconds", "runAt"} & request.model_fields_set:
         raise InvalidOption(DEPENDS_ON_TIME_MESSAGE)
     idempotency_key = idempotency_key_option(body, idempotency_header)
     return JobSpec(

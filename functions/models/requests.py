@@ -121,6 +121,19 @@ class JobOptions(RequestModel):
 class JobRequest(JobOptions):
     """A job to run (``POST /jobs``): a registered type, its payload (validated by the type's model) and options."""
 
+    model_config = ConfigDict(
+        # delaySeconds and runAt exclude each other, and dependsOn excludes both (the server refuses them together).
+        json_schema_extra={
+            "not": {
+                "anyOf": [
+                    {"required": ["delaySeconds", "runAt"]},
+                    {"required": ["dependsOn", "delaySeconds"]},
+                    {"required": ["dependsOn", "runAt"]},
+                ]
+            }
+        },
+    )
+
     type: str
     payload: dict[str, Any] | None = Field(default=None, description="Validated by the type's payload model")
     idempotencyKey: IdempotencyKey | None = Field(

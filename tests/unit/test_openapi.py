@@ -198,8 +198,18 @@ def test_request_bodies_describe_what_the_logic_accepts(spec: dict[str, Any]) ->
         assert set(job["properties"]) == ENQUEUE_FIELDS
         assert (job["properties"]["priority"]["minimum"], job["properties"]["priority"]["maximum"]) == (1, 10)
         assert (job["properties"]["maxAttempts"]["minimum"], job["properties"]["maxAttempts"]["maximum"]) == (1, 25)
-        # delaySeconds and runAt exclude each other
-        assert job["not"] == {"required": ["delaySeconds", "runAt"]}
+        # delaySeconds and runAt exclude each other, and dependsOn excludes both
+        assert job["not"] == {
+            "anyOf": [
+                {"required": ["delaySeconds", "runAt"]},
+                {"required": ["dependsOn", "delaySeconds"]},
+                {"required": ["dependsOn", "runAt"]},
+            ]
+        }
+        assert (
+            job["properties"]["dependsOn"]["anyOf"][0]["minItems"],
+            job["properties"]["dependsOn"]["anyOf"][0]["maxItems"],
+        ) == (1, 100)
         # And the payload is the type's own model
         payload_model = get_job_type(name).payload_model.__name__
         assert job["properties"]["payload"] == {"$ref": f"#/components/schemas/{payload_model}"} or any(
