@@ -44,6 +44,8 @@ class Settings:
     # a window of burst/rate seconds that admits up to ``key_burst_limit`` requests (functions/logic/rate_limits.py).
     key_rate_limit: float = 100.0
     key_burst_limit: int = 200
+    # Job dependencies (``dependsOn``): one item per edge, keyed by the dependency (functions/dal/dependencies.py).
+    dependencies_table: str = "job-dependencies"
     # Progress a job reports is written at most this often (the last value always lands with the outcome).
     progress_interval_seconds: float = 2.0
     # A standard lane's consumer runs up to this many records of a batch at once (threads); 1 runs them in turn.
@@ -69,6 +71,8 @@ class Settings:
     # The listing indexes' keys (tenant, tenant+status, tenant+type): the status key takes a put at create and a
     # delete and a put when the job ends; a listing page queries every shard.
     listing_shards: int = 32
+    # A dependency's edges, by dependent: 1,000 jobs created at once on one dependency put ~125 edges on a key.
+    dependency_shards: int = 8
     backoff_base_seconds: float = 2.0
     backoff_cap_seconds: float = 300.0
     # A pending job whose message was never sent is re-sent after this long.

@@ -54,6 +54,7 @@ class ServiceStack(Stack):
             config=config,
             runtime=runtime,
             tables=self.tables,
+            queues=self.queue.queues,
             environment=self.queue.environment,
         )
         self.api = JobsApi(
@@ -99,6 +100,7 @@ class ServiceStack(Stack):
         CfnOutput(self, "StatsTableName", value=self.tables.stats.table_name)
         CfnOutput(self, "ImportsTableName", value=self.tables.imports.table_name)
         CfnOutput(self, "LimitsTableName", value=self.tables.limits.table_name)
+        CfnOutput(self, "DependenciesTableName", value=self.tables.dependencies.table_name)
         CfnOutput(self, "FilesBucketName", value=self.files.bucket.bucket_name)
         CfnOutput(
             self,

@@ -53,6 +53,7 @@ DEFAULT_URL = "http://localhost:3000"
 DEFAULT_KEY = "local-dev-key"
 STATUS_STYLES = {
     "scheduled": "blue",
+    "waiting": "blue",
     "pending": "cyan",
     "processing": "yellow",
     "retrying": "magenta",
@@ -223,6 +224,9 @@ def job_view(job: Job) -> Group:
     head.add_row("created", job.created_at)
     if job.run_at:
         head.add_row("run at", job.run_at)
+    if job.depends_on:
+        head.add_row("depends on", ", ".join(job.depends_on))
+        head.add_row("waiting on", f"{job.waiting_on or 0} of {len(job.depends_on)}")
     if job.completed_at:
         head.add_row("finished", job.completed_at)
     if job.error:
@@ -264,6 +268,14 @@ def enqueue(
     ] = None,
     delay: Annotated[int | None, typer.Option("--delay", help="Delay in seconds.")] = None,
     run_at: Annotated[str | None, typer.Option("--run-at", help="ISO-8601 time with offset.")] = None,
+    depends_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--depends-on",
+            metavar="ID",
+            help="A job this one waits for (repeat for more): it runs once all are completed.",
+        ),
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the job is final; exit 1 unless completed.")] = False,
     wait_timeout: Annotated[float, typer.Option("--wait-timeout", help="Seconds --wait waits.")] = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON.")] = False,
@@ -280,6 +292,7 @@ def enqueue(
             timeout_seconds=timeout,
             delay_seconds=delay,
             run_at=run_at,
+            depends_on=depends_on or None,
         )
         if not wait:
             _print_json(_dump(job)) if as_json else out.print(Text.assemble("Enqueued ", _summary_line(job)))
@@ -408,11 +421,12 @@ def cancel(
         str | None, typer.Argument(metavar="[ID]", help="One job; or filter with --status/--type")
     ] = None,
     status: Annotated[
-        str | None, typer.Option("--status", help="Cancel every job in this status (scheduled, pending, retrying)")
+        str | None,
+        typer.Option("--status", help="Cancel every job in this status (scheduled, pending, retrying, waiting)"),
     ] = None,
     job_type: Annotated[str | None, typer.Option("--type", help="Cancel every cancellable job of this type")] = None,
 ) -> None:
-    """Cancel a scheduled, pending or retrying job, or every one matching --status and/or --type."""
+    """Cancel a scheduled, pending, retrying or waiting job, or every one matching --status and/or --type."""
     options: Options = ctx.obj
     if job_id is not None and (status or job_type):
         raise _usage("give a job ID, or --status/--type to cancel every matching job, not both")

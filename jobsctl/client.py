@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -79,8 +79,10 @@ class JobsClient:
         group_id: str | None = None,
         callback_url: str | None = None,
         idempotency_key: str | None = None,
+        depends_on: Sequence[str] | None = None,
     ) -> Job:
-        """Enqueue a job; with ``idempotency_key``, repeating the call returns the first job instead of a new one."""
+        """Enqueue a job; with ``idempotency_key``, repeating the call returns the first job instead of a new one.
+        ``depends_on``: job ids it waits for (``waiting`` until all are completed; cancelled if one is not)."""
         body: dict[str, Any] = {"type": type}
         if payload is not None:
             body["payload"] = payload
@@ -96,6 +98,8 @@ class JobsClient:
             body["runAt"] = run_at.isoformat() if isinstance(run_at, datetime) else run_at
         options = {"groupId": group_id, "callbackUrl": callback_url, "idempotencyKey": idempotency_key}
         body.update({name: value for name, value in options.items() if value is not None})
+        if depends_on is not None:
+            body["dependsOn"] = list(depends_on)
         return self.enqueue_spec(body)
 
     def enqueue_spec(self, spec: dict[str, Any]) -> Job:
@@ -131,7 +135,7 @@ class JobsClient:
         return Job.model_validate(self._request("DELETE", f"/jobs/{_segment(job_id)}").json())
 
     def cancel_matching(self, status: str | None = None, type: str | None = None) -> int:
-        """Cancel every cancellable job (scheduled, pending, retrying) of ``status`` and/or ``type``; how many.
+        """Cancel every cancellable job (scheduled, pending, retrying, waiting) of ``status`` and/or ``type``; how many.
 
         One call of ``POST /jobs/cancel`` looks at a bounded number of jobs and says ``more`` when some were left:
         this calls it again until none are."""

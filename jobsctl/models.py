@@ -10,7 +10,7 @@ from pydantic.alias_generators import to_camel
 from functions.models.bounds import MAX_ATTEMPTS_DEFAULT, PRIORITY_DEFAULT
 
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
-STATUSES = ("scheduled", "pending", "processing", "retrying", "completed", "failed", "cancelled")
+STATUSES = ("scheduled", "waiting", "pending", "processing", "retrying", "completed", "failed", "cancelled")
 
 
 class _ApiModel(BaseModel):
@@ -48,6 +48,9 @@ class Job(_ApiModel):
     # {"percent", "message", "at"} and {"url", "status", "attempts", ...} as the API shows them.
     progress: dict[str, Any] | None = None
     callback: dict[str, Any] | None = None
+    # dependsOn: the jobs it waits for, and how many of them are not completed yet.
+    depends_on: tuple[str, ...] = ()
+    waiting_on: int | None = None
 
     @property
     def is_final(self) -> bool:
@@ -71,5 +74,6 @@ class Stats(_ApiModel):
     completed: int = 0
     failed: int = 0
     cancelled: int = 0
+    waiting: int = 0
     completion_rate: float = 0.0
     failure_rate: float = 0.0

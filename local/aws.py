@@ -408,6 +408,11 @@ def create_resources(config: ServiceConfig) -> LocalResources:
     )
     # Tenant API keys, hashed (functions/dal/keys.py).
     _keyed_table(ddb, config.keys_table)
+    # Job dependencies: pk "<tenant>#<dependency>#<shard>", sk the dependent's id (functions/dal/dependencies.py).
+    _keyed_table(ddb, config.dependencies_table, sort_key="sk")
+    ddb.update_time_to_live(
+        TableName=config.dependencies_table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
+    )
     boto3.client("s3").create_bucket(Bucket=config.files_bucket)
     # SES only sends from verified identities, locally as on AWS.
     if config.email_sender:
@@ -507,13 +512,14 @@ def parse_api_keys(spec: str) -> dict[str, SeedKey]:
     return keys
 
 
-def _keyed_table(ddb: Any, name: str) -> None:
-    """An on-demand table keyed by a string ``pk`` alone."""
+def _keyed_table(ddb: Any, name: str, sort_key: str | None = None) -> None:
+    """An on-demand table keyed by a string ``pk`` (and a string ``sort_key``, if given)."""
+    keys = ["pk", sort_key] if sort_key else ["pk"]
     ddb.create_table(
         TableName=name,
         BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": key, "KeyType": kind} for key, kind in zip(keys, ("HASH", "RANGE"), strict=False)],
+        AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"} for key in keys],
     )
 
 

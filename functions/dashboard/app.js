@@ -5,9 +5,9 @@
 (() => {
   "use strict";
 
-  const STATUSES = ["scheduled", "pending", "processing", "retrying", "completed", "failed", "cancelled"];
+  const STATUSES = ["scheduled", "waiting", "pending", "processing", "retrying", "completed", "failed", "cancelled"];
   const FINAL = new Set(["completed", "failed", "cancelled"]);
-  const CANCELLABLE = new Set(["scheduled", "pending", "retrying"]);
+  const CANCELLABLE = new Set(["scheduled", "waiting", "pending", "retrying"]);
   const RETRYABLE = new Set(["failed", "cancelled"]);
   const REFRESH_MS = 1500;
   const THROUGHPUT_EVERY = 4; // ticks: the chart's buckets are minutes
@@ -891,6 +891,7 @@
     $("action-result").disabled = job.status !== "completed";
     if (job.status !== "completed") $("result-file").hidden = true;
     renderTimeline(job);
+    if (window.JobsDependencies) window.JobsDependencies.render(job, api).catch(() => {}); // dependencies.js
   }
 
   // History is append-only: render only the entries not drawn yet (a retried job keeps its history and grows).

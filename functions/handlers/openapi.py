@@ -434,11 +434,25 @@ _JOB_NOTES: dict[str, dict[str, Any]] = {
     "idempotencyKey": {"description": "The key it was created with (absent otherwise)"},
     "progress": {"description": "What the job last reported (absent otherwise)"},
     "callback": {"description": "Its completion callback (absent otherwise)"},
+    "dependsOn": {
+        "minItems": 1,
+        "description": "The jobs it waits for, each once (absent for a job created without dependsOn)",
+    },
+    "waitingOn": {"minimum": 0, "description": "How many of dependsOn are not completed yet (absent without them)"},
 }
 
 
 # The fields ``Job.to_api()`` leaves out when they are null; it always writes the others.
-_JOB_ABSENT_WHEN_NULL = ("timeoutSeconds", "groupId", "batchId", "idempotencyKey", "progress", "callback")
+_JOB_ABSENT_WHEN_NULL = (
+    "timeoutSeconds",
+    "groupId",
+    "batchId",
+    "idempotencyKey",
+    "progress",
+    "callback",
+    "dependsOn",
+    "waitingOn",
+)
 
 
 def _noted_job(schema: Any) -> Any:

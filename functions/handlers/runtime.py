@@ -16,6 +16,7 @@ from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from functions.dal.batches import DynamoBatchStore
 from functions.dal.clients import client, s3_presigner
+from functions.dal.dependencies import DynamoDependencyStore
 from functions.dal.files import S3FileStore
 from functions.dal.job_queue import QueueLanes, SqsJobQueue
 from functions.dal.jobs_repository import DynamoJobsRepository
@@ -23,6 +24,8 @@ from functions.dal.key_rates import DynamoWindowCounts
 from functions.dal.pauses import DynamoPauseStore
 from functions.logic.batches import BatchSettler
 from functions.logic.callbacks import CallbackDeliverer
+from functions.logic.clock import system_clock
+from functions.logic.dependencies import Settler
 from functions.logic.lanes import LaneRouter
 from functions.logic.limits import Limiter, limiter_from_settings
 from functions.logic.pauses import PauseCheck
@@ -164,6 +167,23 @@ def key_rate_limiter() -> KeyRateLimiter:
 
 
 @lru_cache(maxsize=1)
+def dependency_store() -> DynamoDependencyStore:
+    """Job dependencies' edges (dal/dependencies.py)."""
+    settings = runtime().settings
+    return DynamoDependencyStore(
+        client("dynamodb"), settings.dependencies_table, settings.jobs_table, settings.dependency_shards
+    )
+
+
+@lru_cache(maxsize=1)
+def dependency_settler() -> Settler:
+    """Releases or cancels waiting jobs as their dependencies end (logic/dependencies.py)."""
+    rt = runtime()
+    grace = rt.settings.pending_grace_seconds
+    return Settler(dependency_store(), rt.repo, rt.queue, system_clock, grace, batch_settler().job_final)
+
+
+@lru_cache(maxsize=1)
 def files() -> S3FileStore:
     # Built on first use: only uploads, results and offloaded payloads need S3.
     settings = runtime().settings
@@ -180,6 +200,8 @@ def reset() -> None:
     batch_settler.cache_clear()
     callback_deliverer.cache_clear()
     key_rate_limiter.cache_clear()
+    dependency_store.cache_clear()
+    dependency_settler.cache_clear()
     files.cache_clear()
     client.cache_clear()
     s3_presigner.cache_clear()

@@ -15,7 +15,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.dal.jobs_repository import stream_change, stream_sequence
-from functions.handlers.runtime import emit, logger, metrics, runtime, traced
+from functions.handlers.runtime import dependency_settler, emit, logger, metrics, runtime, traced
 from functions.logic.stats_stream import StatsStore, apply_stream_batch
 from functions.models.errors import JobsError
 
@@ -25,6 +25,9 @@ from functions.models.errors import JobsError
 @traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     emit("StatusChangesCounted", apply_event(runtime().repo, event))
+    # Waiting jobs whose dependencies ended are released or cancelled (logic/dependencies.py); idempotent, so a
+    # batch delivered again after a failure here settles what is left.
+    emit("DependencyEdgesSettled", dependency_settler().settle_stream(event.get("Records", [])))
     return {"state": {}}
 
 

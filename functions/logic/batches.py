@@ -195,6 +195,9 @@ def _spec_at(
         raise InvalidBody(f"{where}: a job spec must be a JSON object (as for POST /jobs)", details=details)
     if "idempotencyKey" in body:
         raise InvalidOption(f"{where}: 'idempotencyKey' is not accepted in a batch", details=details)
+    if "dependsOn" in body:
+        # A job may depend on a batch's jobs (POST /jobs with their jobIds), not be one of them.
+        raise InvalidOption(f"{where}: 'dependsOn' is not accepted in a batch", details=details)
     try:
         return parse_job_spec(body, now_ms, settings=settings, tenant=tenant)
     except ApiError as exc:

@@ -273,8 +273,8 @@ class MessageConsumer:
     @staticmethod
     def _wait_before_start(job: Job, now: int) -> int | None:
         """Milliseconds until the job may start (0: now), or None when this message has nothing to do."""
-        if job.status.is_final:
-            return None
+        if job.status.is_final or job.status == JobStatus.WAITING:
+            return None  # a waiting job is sent again when its dependencies release it
         if job.status == JobStatus.PROCESSING:
             # Another consumer holds a live lease: this copy comes back just after the lease ends, when the job is
             # either final (the copy is dropped then) or its holder has died (the copy takes over). Deleting it now

@@ -27,6 +27,7 @@ from functions.logic.payloads import offload_if_large
 from functions.models.bounds import (
     CALLBACK_URL_MAX_LENGTH,
     DELAY_SECONDS_MAX,
+    DEPENDS_ON_MAX,
     GROUP_ID_MAX_LENGTH,
     IDEMPOTENCY_KEY_MAX_LENGTH,
     MAX_ATTEMPTS_DEFAULT,
@@ -82,6 +83,8 @@ class JobSpec:
     # What "the same body" means for an idempotency key: a hash of the request as sent, without the key.
     fingerprint: str = field(default="", compare=False)
     batch_id: str | None = None
+    # The jobs it waits for (``dependsOn``, each once, in the order given): see logic/dependencies.py.
+    depends_on: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,8 @@ def parse_job_spec(
     else:
         run_at_ms = _run_at(request.run_at(), now_ms)
     callback_url = _callback_url(request.callbackUrl)
+    if "dependsOn" in request.model_fields_set and {"delaySeconds", "runAt"} & request.model_fields_set:
+        raise InvalidOption(DEPENDS_ON_TIME_MESSAGE)
     idempotency_key = idempotency_key_option(body, idempotency_header)
     return JobSpec(
         type=job_type.name,
@@ -153,6 +158,7 @@ def parse_job_spec(
         idempotency_key=idempotency_key,
         # Only a keyed request is ever compared with another one.
         fingerprint=request_fingerprint(body) if idempotency_key else "",
+        depends_on=tuple(dict.fromkeys(request.dependsOn or ())),
     )
 
 
@@ -167,7 +173,9 @@ _OPTION_MESSAGES = {
     "idempotencyKey": f"'idempotencyKey' must be 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} printable ASCII characters "
     "without spaces",
     "callbackUrl": f"'callbackUrl' must be an http(s) URL of at most {CALLBACK_URL_MAX_LENGTH} characters",
+    "dependsOn": f"'dependsOn' must be a list of 1 to {DEPENDS_ON_MAX} job ids",
 }
+DEPENDS_ON_TIME_MESSAGE = "'dependsOn' cannot be combined with 'delaySeconds' or 'runAt'"
 _REQUEST_FIELDS = sorted(ENQUEUE_FIELDS)
 
 
@@ -269,10 +277,14 @@ def submit(
     clock: Clock,
     settings: EnqueueSettings,
     files: Callable[[], FileStore] | None = None,
+    prepare: Callable[[Job], Job] | None = None,
 ) -> Accepted:
-    """Accept a job; with an idempotency key, at most once per key (the same request again gets the same job)."""
+    """Accept a job; with an idempotency key, at most once per key (the same request again gets the same job).
+    ``prepare``: given the new record before it is stored, returns the record to store (logic/dependencies.py)."""
     now = clock()
     job = new_job(spec, tenant, now, settings)
+    if prepare is not None:
+        job = prepare(job)
     stored = offload_if_large(job, files, settings.payload_inline_max_bytes)
     claim = None
     if spec.idempotency_key is not None:
@@ -320,6 +332,8 @@ def _sends_now(job: Job, now: int) -> bool:
     # scheduled one is sent by the sweeper at runAt. Others are sent now, SQS holding them up to 15 min.
     if job.status == JobStatus.SCHEDULED and job.group_id is not None:
         return False
+    if job.status == JobStatus.WAITING:
+        return False  # released (and sent) when its last dependency completes
     return _delay_ms(job, now) <= MAX_DELAY_SECONDS * 1000
 
 

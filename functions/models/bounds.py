@@ -44,6 +44,10 @@ NOT_BLANK_PATTERN = rf"[^{WHITESPACE_CLASS}]"
 
 MESSAGE_MAX_LENGTH = 500
 MAX_BATCH_JOBS = 100
+# dependsOn: how many jobs one job may wait for.
+DEPENDS_ON_MAX = 100
+# Job ids are UUIDs (36 characters); a longer one names no job and is not looked up.
+JOB_ID_MAX_LENGTH = 64
 # A request body (POST /jobs, /jobs/batch, /enqueue, /uploads) up to this size is accepted: 5 MiB.
 BODY_MAX_BYTES_DEFAULT = 5 * 1024 * 1024
 # An upload is at most this large by default (``Settings.upload_max_bytes``): 10 MiB.

@@ -48,8 +48,9 @@ class InvalidOption(ApiError):
     code = "INVALID_OPTION"
     when = (
         "`priority`, `maxAttempts`, `timeoutSeconds`, `delaySeconds` or `runAt` is out of range or not a JSON "
-        "integer/string, both `delaySeconds` and `runAt` are given, or a field is unknown (`details.allowed` lists "
-        "the fields)"
+        "integer/string, both `delaySeconds` and `runAt` are given, a field is unknown (`details.allowed` lists "
+        "the fields), or `dependsOn` is not 1-100 ids, names a job the tenant does not have (`details.unknownIds`) "
+        "or comes with a time"
     )
 
 

@@ -21,6 +21,8 @@ class JobStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Created with ``dependsOn``: waits until every dependency is completed (functions/logic/dependencies.py).
+    WAITING = "waiting"
 
     @property
     def is_final(self) -> bool:
@@ -43,10 +45,15 @@ ALLOWED_TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = MappingProxyType
         JobStatus.COMPLETED: frozenset(),
         JobStatus.FAILED: frozenset({JobStatus.PENDING}),
         JobStatus.CANCELLED: frozenset({JobStatus.PENDING}),
+        # Released when its last dependency completes; cancelled by hand or when a dependency fails or is cancelled.
+        JobStatus.WAITING: frozenset({JobStatus.PENDING, JobStatus.CANCELLED}),
     }
 )
 CANCELLABLE_STATUSES = frozenset(s for s, targets in ALLOWED_TRANSITIONS.items() if JobStatus.CANCELLED in targets)
-RETRYABLE_STATUSES = frozenset(s for s, targets in ALLOWED_TRANSITIONS.items() if JobStatus.PENDING in targets)
+# What POST /jobs/{id}/retry takes: a final job back to pending (a waiting job's move to pending is its release).
+RETRYABLE_STATUSES = frozenset(
+    s for s, targets in ALLOWED_TRANSITIONS.items() if JobStatus.PENDING in targets and s.is_final
+)
 
 
 class HistoryEntry(BaseModel):
@@ -129,6 +136,9 @@ class Job(BaseModel):
     sweep_at: str | None = Field(default=None, exclude=True)
     # Set when the payload is too large for the record: its key in the files bucket (``payload`` is a placeholder).
     payload_ref: str | None = Field(default=None, exclude=True)
+    # Dependencies (``dependsOn``): the jobs this one waits for, and how many of them are not completed yet.
+    depends_on: tuple[str, ...] = Field(default=(), alias="dependsOn")
+    waiting_on: int | None = Field(default=None, alias="waitingOn")
 
     # --- the lifecycle: each method returns the job after the move, its history entries appended ---
 
@@ -188,16 +198,26 @@ class Job(BaseModel):
             progress=progress or self.progress,
         )
 
-    def cancel(self, at: str) -> Job:
-        """Cancel a waiting job (a queued message is dropped by the consumer when it arrives)."""
+    def cancel(self, at: str, error: str | None = None) -> Job:
+        """Cancel a job that has not started (a queued message is dropped by the consumer when it arrives);
+        ``error`` says why when it was not asked for (a dependency failed)."""
         self._check(JobStatus.CANCELLED, f"a {self.status.value} job cannot be cancelled")
-        entry = HistoryEntry(status=JobStatus.CANCELLED, at=at)
-        return self._moved(entry, completed_at=at, sweep_at=None, next_attempt_at_ms=None)
+        entry = HistoryEntry(status=JobStatus.CANCELLED, at=at, error=error)
+        changes: dict[str, Any] = {"error": error} if error is not None else {}
+        return self._moved(entry, completed_at=at, sweep_at=None, next_attempt_at_ms=None, **changes)
+
+    def release(self, at: str, sweep_at: str) -> Job:
+        """A waiting job's dependencies are all completed: pending, its message to be sent (the sweeper sends it
+        after ``sweep_at`` if it was not)."""
+        if self.status != JobStatus.WAITING:
+            raise InvalidState(f"only waiting jobs are released, this one is {self.status.value}")
+        return self._moved(HistoryEntry(status=JobStatus.PENDING, at=at), waiting_on=0, sweep_at=sweep_at)
 
     def reset(self, at: str, sweep_at: str) -> Job:
         """Run a failed or cancelled job again from its first attempt; the sweeper re-sends its message after
         ``sweep_at`` if it was not sent. Its callback waits for the next final state."""
-        self._check(JobStatus.PENDING, f"only failed or cancelled jobs can be retried, this one is {self.status.value}")
+        if self.status not in RETRYABLE_STATUSES:
+            raise InvalidState(f"only failed or cancelled jobs can be retried, this one is {self.status.value}")
         return self._moved(
             HistoryEntry(status=JobStatus.PENDING, at=at),
             attempts=0,
@@ -225,9 +245,13 @@ class Job(BaseModel):
     def to_api(self) -> dict[str, Any]:
         body = self.model_dump(mode="json", by_alias=True)
         body["history"] = [entry.to_json() for entry in self.history]
-        for optional in ("timeoutSeconds", "groupId", "batchId", "idempotencyKey", "progress", "callback"):
+        for optional in ("timeoutSeconds", "groupId", "batchId", "idempotencyKey", "progress", "callback", "waitingOn"):
             if body.get(optional) is None:
                 body.pop(optional, None)
+        if self.depends_on:
+            body["dependsOn"] = list(self.depends_on)
+        else:
+            body.pop("dependsOn", None)
         if body.get("callback"):
             body["callback"] = {k: v for k, v in body["callback"].items() if v is not None}
         return body

@@ -17,9 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from functions.models.bounds import (
     CALLBACK_URL_MAX_LENGTH,
     DELAY_SECONDS_MAX,
+    DEPENDS_ON_MAX,
     GROUP_ID_MAX_LENGTH,
     HTTP_URL_PATTERN,
     IDEMPOTENCY_KEY_MAX_LENGTH,
+    JOB_ID_MAX_LENGTH,
     MAX_ATTEMPTS_DEFAULT,
     MAX_ATTEMPTS_MAX,
     MAX_ATTEMPTS_MIN,
@@ -41,6 +43,7 @@ BOTH_TIMES_MESSAGE = "give either 'delaySeconds' or 'runAt', not both"
 GroupId = Annotated[str, Field(min_length=1, max_length=GROUP_ID_MAX_LENGTH, pattern=PRINTABLE_PATTERN)]
 # An http(s) URL: a callbackUrl, and the URLs of the fetch, crawl-website and webhook-delivery payloads.
 HttpUrl = Annotated[str, Field(min_length=1, max_length=CALLBACK_URL_MAX_LENGTH, pattern=HTTP_URL_PATTERN)]
+JobIdRef = Annotated[str, Field(min_length=1, max_length=JOB_ID_MAX_LENGTH, pattern=PRINTABLE_PATTERN)]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=IDEMPOTENCY_KEY_MAX_LENGTH, pattern=PRINTABLE_PATTERN)]
 
 
@@ -118,11 +121,32 @@ class JobOptions(RequestModel):
 class JobRequest(JobOptions):
     """A job to run (``POST /jobs``): a registered type, its payload (validated by the type's model) and options."""
 
+    model_config = ConfigDict(
+        # delaySeconds and runAt exclude each other, and dependsOn excludes both (the server refuses them together).
+        json_schema_extra={
+            "not": {
+                "anyOf": [
+                    {"required": ["delaySeconds", "runAt"]},
+                    {"required": ["dependsOn", "delaySeconds"]},
+                    {"required": ["dependsOn", "runAt"]},
+                ]
+            }
+        },
+    )
+
     type: str
     payload: dict[str, Any] | None = Field(default=None, description="Validated by the type's payload model")
     idempotencyKey: IdempotencyKey | None = Field(
         default=None,
         description="Or the Idempotency-Key header: the same key and body within 24 h return the first job (200)",
+    )
+    dependsOn: list[JobIdRef] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=DEPENDS_ON_MAX,
+        description="Ids of the tenant's jobs this one waits for: it is `waiting` until every one is completed, "
+        "then runs; cancelled with error 'dependency <id> <status>' if one fails or is cancelled. A repeated id "
+        "counts once; an unknown id is INVALID_OPTION. Not with delaySeconds or runAt.",
     )
 
 
@@ -153,7 +177,8 @@ class CancelMatchingRequest(RequestModel):
     """``POST /jobs/cancel``'s body: which of the tenant's cancellable jobs to cancel (both absent: all of them)."""
 
     status: str | None = Field(
-        default=None, description="Only jobs in this status: scheduled, pending or retrying (the cancellable ones)"
+        default=None,
+        description="Only jobs in this status: scheduled, pending, retrying or waiting (the cancellable ones)",
     )
     type: str | None = Field(default=None, description="Only jobs of this type")
 

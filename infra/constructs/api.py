@@ -173,6 +173,12 @@ class JobsApi(Construct):
             ["dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
             [tables.limits.table_arn],
         )
+        # dependsOn (functions/dal/dependencies.py): the dependencies' records are read at once (BatchGetItem on the
+        # jobs table, above); in the dependencies table their markers are read (BatchGetItem), the edges written
+        # (BatchWriteItem: puts only) and a marker lacking the new edge's shard gets it (UpdateItem ADD).
+        fn.allow(
+            ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem"], [tables.dependencies.table_arn]
+        )
         # A new job goes to its lane: normal, high priority or ordered (a group).
         fn.allow(["sqs:SendMessage"], [queue.queue_arn for queue in queues])
         # A presigned URL acts with its signer's permissions: PUT for POST /uploads, GET for results (job outputs and

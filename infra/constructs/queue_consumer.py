@@ -65,6 +65,7 @@ class JobQueueConsumer(Construct):
             imports_table=tables.imports.table_name,
             limits_table=tables.limits.table_name,
             keys_table=tables.keys.table_name,
+            dependencies_table=tables.dependencies.table_name,
             high_queue_url=self.high_queue.queue_url,
             high_dlq_url=self.high_dlq.queue_url,
             ordered_queue_url=self.ordered_queue.queue_url,

@@ -3,9 +3,12 @@ per-tenant status counters and the per-minute throughput (the stats table), inst
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Duration
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_sqs as sqs
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
@@ -27,6 +30,7 @@ class StatsAggregator(Construct):
         config: ServiceConfig,
         runtime: FunctionRuntime,
         tables: JobsTables,
+        queues: Sequence[sqs.IQueue],
         environment: dict[str, str],
     ) -> None:
         super().__init__(scope, construct_id)
@@ -72,6 +76,22 @@ class StatsAggregator(Construct):
             ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"],
             [tables.stats.table_arn],
         )
+        # Dependencies (functions/logic/dependencies.py): a final job's dependents, a new waiting job's dependencies.
+        # The dependencies table: markers and edges read (BatchGetItem, Query), an edge resolved in a
+        # TransactWriteItems (UpdateItem), edges whose dependent no longer waits deleted (BatchWriteItem). The jobs
+        # table: records read (BatchGetItem, GetItem), the dependent's waitingOn decremented in that transaction
+        # (UpdateItem), a dependent released or cancelled (PutItem); a cancelled dependent's batch is settled as the
+        # consumer settles it (GetItem, UpdateItem, PutItem). A released job, or a cancelled one's callback, goes to
+        # its lane.
+        self.aggregator.allow(
+            ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+            [tables.dependencies.table_arn],
+        )
+        self.aggregator.allow(
+            ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+            [tables.jobs.table_arn],
+        )
+        self.aggregator.allow(["sqs:SendMessage"], [queue.queue_arn for queue in queues])
         NagSuppressions.add_resource_suppressions(
             self.aggregator.role,
             [

@@ -64,6 +64,11 @@ class JobsTables(Construct):
         self.limits = self._table("Limits", removal_policy, time_to_live_attribute=TTL_ATTRIBUTE)
         # Tenant API keys, hashed (functions/dal/keys.py): read by the API's authorizer, written by `jobs keys`.
         self.keys = self._table("Keys", removal_policy)
+        # Job dependencies (functions/dal/dependencies.py): pk "<tenant>#<dependency>#<shard>", sk the dependent's
+        # id, and a marker per dependency; resolved edges expire.
+        self.dependencies = self._table(
+            "Dependencies", removal_policy, time_to_live_attribute=TTL_ATTRIBUTE, sort_key=_string("sk")
+        )
 
     def _table(
         self,

@@ -10,10 +10,11 @@ Every check schemathesis has (``--checks all``: conformance of status, content t
 accepted and negative data refused; undeclared methods answered 405 with ``Allow``; missing headers; auth; resources
 after delete...). Refusals of rules no schema can state are accepted, narrowly: ``GET /jobs``'s opaque ``cursor``,
 batch-import items sharing an ``id``, a ``runAt`` more than a year ahead (a bound that moves with the clock), an
-AI ``model`` the deployment does not allow (deploy-time configuration) and an image ``key`` outside the caller's own
-``uploads/<tenant>/`` (the caller is not in the document). A case whose only invalid part is its headers, on an
-operation that documents none, is not held to "negative data refused": this test replaces them with a valid key.
-A body over 5 MiB whose Lambda event reaches 6 MB may get API Gateway's own 500 (documented in docs/api.md).
+AI ``model`` the deployment does not allow (deploy-time configuration), an image ``key`` outside the caller's own
+``uploads/<tenant>/`` (the caller is not in the document) and ``dependsOn`` ids that name no job of the tenant. A
+case whose only invalid part is its headers, on an operation that documents none, is not held to "negative data
+refused": this test replaces them with a valid key. A body over 5 MiB whose Lambda event reaches 6 MB may get API
+Gateway's own 500 (documented in docs/api.md).
 
 Bounded and reproducible: a random seed each run, printed (``FUZZ_SEED=<seed>`` repeats it), at most
 ``MAX_EXAMPLES`` cases per operation in the fuzzing phase (the coverage phase adds the schema's boundary cases), no
@@ -104,6 +105,7 @@ def test_every_operation_answers_within_its_contract(case: schemathesis.Case, te
         or _only_refused_for(response, "is not allowed in this deployment")
         or _only_refused_for(response, "not your upload: the key must be under uploads/")
         or _run_at_too_far_refused(case, response)
+        or _unknown_dependencies_refused(case, response)
     )
     excluded = [positive_data_acceptance] if refused_for_what_no_schema_says else []
     if _only_the_replaced_key_was_negative(case):
@@ -157,6 +159,19 @@ def _only_refused_for(response: Any, reason: str) -> bool:
     if not isinstance(details, list) or not details:
         return False
     return all(isinstance(detail, dict) and reason in str(detail.get("message", "")) for detail in details)
+
+
+def _unknown_dependencies_refused(case: schemathesis.Case, response: Any) -> bool:
+    """POST /jobs refused only because ``dependsOn`` names jobs the (brand-new) tenant does not have: whether a job
+    exists is no schema's to say."""
+    if response.status_code != 400 or response.json().get("code") != "INVALID_OPTION":
+        return False
+    details = response.json().get("details")
+    named = case.body.get("dependsOn") if isinstance(case.body, dict) else None
+    if not isinstance(details, dict) or details.get("field") != "dependsOn" or not isinstance(named, list):
+        return False
+    unknown = details.get("unknownIds")
+    return isinstance(unknown, list) and bool(unknown) and set(unknown) <= set(named)
 
 
 def _run_at_too_far_refused(case: schemathesis.Case, response: Any) -> bool:

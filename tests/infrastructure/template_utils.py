@@ -130,12 +130,13 @@ def jobs_and_stats_tables(resources: Resources) -> tuple[tuple[str, dict[str, An
 
 
 def imports_table(resources: Resources) -> tuple[str, dict[str, Any]]:
-    """(logical id, resource) of the batch-import table: the one with a sort key."""
-    found = [
-        (k, t) for k, t in of_type(resources, "AWS::DynamoDB::Table").items() if len(t["Properties"]["KeySchema"]) == 2
-    ]
-    assert len(found) == 1, found
-    return found[0]
+    """(logical id, resource) of the batch-import table."""
+    return named_by_setting(resources, "JOBS_IMPORTS_TABLE")
+
+
+def dependencies_table(resources: Resources) -> tuple[str, dict[str, Any]]:
+    """(logical id, resource) of the job dependencies' table."""
+    return named_by_setting(resources, "JOBS_DEPENDENCIES_TABLE")
 
 
 def object_arns(bucket_id: str, *prefixes: str) -> set[str]:

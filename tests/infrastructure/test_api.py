@@ -143,6 +143,7 @@ def test_api_function_permissions_are_the_ones_it_uses(resources: Resources) -> 
     _, api = functions_by_handler(resources)[API_HANDLER]
     jobs, stats = arn(jobs_id), arn(stats_id)
     limits = arn(named_by_setting(resources, "JOBS_LIMITS_TABLE")[0])
+    dependencies = arn(named_by_setting(resources, "JOBS_DEPENDENCIES_TABLE")[0])
 
     # When its permissions are listed
     pairs = role_permissions(resources, role_of(api))
@@ -161,6 +162,10 @@ def test_api_function_permissions_are_the_ones_it_uses(resources: Resources) -> 
         ("dynamodb:BatchGetItem", limits),
         ("dynamodb:UpdateItem", limits),
         ("dynamodb:DeleteItem", limits),
+        # dependsOn: markers read, edges written, a shard added to a marker
+        ("dynamodb:BatchGetItem", dependencies),
+        ("dynamodb:BatchWriteItem", dependencies),
+        ("dynamodb:UpdateItem", dependencies),
     }
     # And send to each lane's queue (not to a DLQ); no API Gateway call (the authorizer gives the tenant), and
     # no access to the keys table

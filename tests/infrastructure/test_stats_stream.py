@@ -13,12 +13,14 @@ from tests.infrastructure.template_utils import (
     arn,
     functions_by_handler,
     jobs_and_stats_tables,
+    named_by_setting,
     of_type,
     only,
     permissions_for,
     render,
     role_of,
     role_permissions,
+    send_to_every_lane,
 )
 
 
@@ -88,11 +90,12 @@ def test_aggregator_reads_the_jobs_stream_in_order_whole_batches_and_without_giv
     assert properties["MemorySize"] == AWS_CONFIG.stats_stream.memory_mb == 256
 
 
-def test_aggregator_writes_only_counters_and_reads_only_the_jobs_stream(resources: Resources) -> None:
+def test_aggregator_writes_counters_settles_dependencies_and_reads_only_the_jobs_stream(resources: Resources) -> None:
     # Given the aggregator's role and the tables
     (jobs_id, _), (stats_id, _) = jobs_and_stats_tables(resources)
     _, properties = _aggregator(resources)
-    stats = arn(stats_id)
+    stats, jobs = arn(stats_id), arn(jobs_id)
+    dependencies = arn(named_by_setting(resources, "JOBS_DEPENDENCIES_TABLE")[0])
     stream = "${" + jobs_id + ".StreamArn}"
 
     # When its permissions are listed
@@ -100,7 +103,7 @@ def test_aggregator_writes_only_counters_and_reads_only_the_jobs_stream(resource
 
     # Then on DynamoDB it may apply counters and its watermark in one transaction on the stats table, read the jobs
     # table's stream (granted by the event source), and list streams (which has no resource-level permission);
-    # nothing on the jobs table itself
+    # and settle dependencies: read and resolve edges, read, release and cancel waiting jobs (no Scan, no Delete)
     assert permissions_for(pairs, "dynamodb") == {
         ("dynamodb:GetItem", stats),
         ("dynamodb:UpdateItem", stats),
@@ -109,10 +112,20 @@ def test_aggregator_writes_only_counters_and_reads_only_the_jobs_stream(resource
         ("dynamodb:GetRecords", stream),
         ("dynamodb:GetShardIterator", stream),
         ("dynamodb:ListStreams", "*"),
+        ("dynamodb:BatchGetItem", dependencies),
+        ("dynamodb:BatchWriteItem", dependencies),
+        ("dynamodb:Query", dependencies),
+        ("dynamodb:UpdateItem", dependencies),
+        ("dynamodb:BatchGetItem", jobs),
+        ("dynamodb:GetItem", jobs),
+        ("dynamodb:PutItem", jobs),
+        ("dynamodb:UpdateItem", jobs),
     }
+    # And a released job (or a cancelled one's callback) goes to its lane
+    assert permissions_for(pairs, "sqs") == send_to_every_lane(resources)
     # And beyond that only its logs (tracing is off by default), with no wildcard action and no other "*" resource
     services = {action.split(":")[0] for action, _ in pairs}
-    assert services == {"dynamodb", "logs"}
+    assert services == {"dynamodb", "logs", "sqs"}
     assert not [action for action, _ in pairs if "*" in action]
     assert {action for action, resource in pairs if resource == "*"} == {"dynamodb:ListStreams"}
 

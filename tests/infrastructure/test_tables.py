@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from infra.constructs import tables
-from tests.infrastructure.template_utils import Resources, imports_table, jobs_and_stats_tables
+from tests.infrastructure.template_utils import Resources, dependencies_table, imports_table, jobs_and_stats_tables
 
 
 def test_jobs_table_has_the_pk_key_ttl_and_the_four_indexes(resources: Resources) -> None:
@@ -35,8 +35,8 @@ def test_jobs_table_has_the_pk_key_ttl_and_the_four_indexes(resources: Resources
 
 
 def test_every_table_is_on_demand_encrypted_recoverable_and_retained(resources: Resources) -> None:
-    # Given the three tables
-    for _, table in (*jobs_and_stats_tables(resources), imports_table(resources)):
+    # Given the tables
+    for _, table in (*jobs_and_stats_tables(resources), imports_table(resources), dependencies_table(resources)):
         properties = table["Properties"]
         # Then each is on-demand, encrypted with the AWS-managed key, has PITR, and survives a stack deletion
         assert properties["BillingMode"] == "PAY_PER_REQUEST"
@@ -83,3 +83,16 @@ def test_index_names_match_the_repository() -> None:
     assert jobs_repository.INDEX_BY_TENANT == tables.INDEX_BY_TENANT
     assert jobs_repository.INDEX_BY_STATUS == tables.INDEX_BY_STATUS
     assert jobs_repository.INDEX_BY_SWEEP == tables.INDEX_BY_SWEEP
+
+
+def test_dependencies_table_is_keyed_by_pk_and_sk_and_resolved_edges_expire(resources: Resources) -> None:
+    # Given the dependencies table
+    _, dependencies = dependencies_table(resources)
+    properties = dependencies["Properties"]
+    # Then its keys are pk (tenant, dependency and shard) and sk (the dependent's id), with no index, and TTL on
+    assert properties["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    assert "GlobalSecondaryIndexes" not in properties
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}

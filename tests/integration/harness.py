@@ -73,6 +73,7 @@ STATS_FIELDS = frozenset(
         "completed",
         "failed",
         "cancelled",
+        "waiting",
         "completionRate",
         "failureRate",
     }

@@ -286,6 +286,7 @@ def test_stats_counts_every_status_exactly(service: Service) -> None:
         "completed": 1,
         "failed": 1,
         "cancelled": 1,
+        "waiting": 0,
         "completionRate": 0.2,
         "failureRate": 0.2,
     }

@@ -679,6 +679,7 @@ def test_the_view_counts_children_by_status(batches: Batches, clock: FakeClock) 
             "completed": 1,
             "failed": 1,
             "cancelled": 0,
+            "waiting": 0,
         },
         "jobIds": list(batch.job_ids),
         "createdAt": clock.iso(),

@@ -55,6 +55,15 @@ MOVES: dict[JobStatus, Callable[[Job], Job]] = {
     JobStatus.CANCELLED: lambda job: job.cancel(AT),
     JobStatus.PENDING: lambda job: job.reset(AT, sweep_at=AT),
 }
+
+
+def move(source: JobStatus, target: JobStatus) -> Callable[[Job], Job]:
+    """The method moving a job from ``source`` to ``target``: a waiting job goes to pending by its release."""
+    if (source, target) == (JobStatus.WAITING, JobStatus.PENDING):
+        return lambda job: job.release(AT, sweep_at=AT)
+    return MOVES[target]
+
+
 ALLOWED = sorted((source, target) for source, targets in ALLOWED_TRANSITIONS.items() for target in targets)
 ILLEGAL = sorted(
     (source, target) for source, target in product(JobStatus, MOVES) if target not in ALLOWED_TRANSITIONS[source]
@@ -70,6 +79,7 @@ def test_the_table_allows_exactly_the_lifecycle_of_a_job() -> None:
         (S.RETRYING, S.PROCESSING), (S.RETRYING, S.CANCELLED), (S.RETRYING, S.FAILED),
         (S.FAILED, S.PENDING),
         (S.CANCELLED, S.PENDING),
+        (S.WAITING, S.PENDING), (S.WAITING, S.CANCELLED),
     }  # fmt: skip
     assert set(ALLOWED) == expected
 
@@ -83,7 +93,7 @@ def test_the_table_names_every_status_and_only_reachable_targets() -> None:
 
 
 def test_cancellable_and_retryable_statuses_follow_the_table() -> None:
-    assert {JobStatus.SCHEDULED, JobStatus.PENDING, JobStatus.RETRYING} == CANCELLABLE_STATUSES
+    assert {JobStatus.SCHEDULED, JobStatus.PENDING, JobStatus.RETRYING, JobStatus.WAITING} == CANCELLABLE_STATUSES
     assert {JobStatus.FAILED, JobStatus.CANCELLED} == RETRYABLE_STATUSES
     assert not CANCELLABLE_STATUSES & FINAL_STATUSES
 
@@ -93,7 +103,7 @@ def test_each_allowed_transition_moves_the_job_and_appends_its_history(source: J
     # Given a job in the source status
     job = a_job(source)
     # When it is moved to the target status
-    moved = MOVES[target](job)
+    moved = move(source, target)(job)
     # Then the new job has the target status, was updated now and ends its history with the move; the old is intact
     assert moved.status == target
     assert moved.updated_at == AT
@@ -110,7 +120,7 @@ def test_each_illegal_transition_is_refused(source: JobStatus, target: JobStatus
     job = a_job(source)
     # When it is asked to move where the table does not allow, then it refuses with a 409 error
     with pytest.raises(InvalidState) as refused:
-        MOVES[target](job)
+        move(source, target)(job)
     assert refused.value.status_code == 409
     assert source.value in refused.value.message
 
@@ -215,3 +225,26 @@ def test_resetting_starts_over_and_rearms_the_callback() -> None:
     assert (again.error, again.result, again.started_at, again.completed_at, again.run_at) == (None,) * 5
     assert again.callback == Callback(url="https://example.com/cb")
     assert a_job(JobStatus.CANCELLED).reset(AT, sweep_at=AT).callback is None
+
+
+def test_a_waiting_job_is_released_to_pending_and_only_a_waiting_one() -> None:
+    # Given a job waiting for its dependencies
+    job = a_job(JobStatus.WAITING, attempts=0, depends_on=("a", "b"), waiting_on=0)
+    # When it is released, it is pending with a sweep mark and nothing left to wait for
+    released = job.release(AT, sweep_at=AT)
+    assert (released.status, released.waiting_on, released.sweep_at) == (JobStatus.PENDING, 0, AT)
+    assert released.depends_on == ("a", "b")
+    # and neither a pending job nor a retry of a waiting job goes through that door
+    with pytest.raises(InvalidState, match="only waiting jobs are released, this one is pending"):
+        released.release(AT, sweep_at=AT)
+    with pytest.raises(InvalidState, match="only failed or cancelled jobs can be retried, this one is waiting"):
+        job.reset(AT, sweep_at=AT)
+
+
+def test_a_cancel_may_say_why_and_the_record_shows_dependencies() -> None:
+    job = a_job(JobStatus.WAITING, attempts=0, depends_on=("a",), waiting_on=1)
+    assert job.to_api()["dependsOn"] == ["a"] and job.to_api()["waitingOn"] == 1
+    cancelled = job.cancel(AT, "dependency a failed")
+    assert (cancelled.error, cancelled.history[-1].error) == ("dependency a failed", "dependency a failed")
+    # A job without dependencies shows neither field
+    assert not {"dependsOn", "waitingOn"} & set(a_job(JobStatus.PENDING).to_api())

@@ -66,6 +66,18 @@ def test_enqueue_timeout_sends_timeout_seconds(api: FakeApi) -> None:
     assert json.loads(api.requests[0].body or b"")["timeoutSeconds"] == 30
 
 
+def test_enqueue_depends_on_is_repeatable_and_get_shows_what_the_job_waits_on(api: FakeApi) -> None:
+    waiting = {**job_body("job-3"), "status": "waiting", "dependsOn": ["job-1", "job-2"], "waitingOn": 1}
+    api.on("POST", "/jobs", lambda r: (202, waiting, {}))
+    api.on("GET", "/jobs/job-3", lambda r: (200, waiting, {}))
+    result = run("enqueue", "simulate", "--depends-on", "job-1", "--depends-on", "job-2")
+    assert result.exit_code == 0, result.output
+    assert json.loads(api.requests[0].body or b"")["dependsOn"] == ["job-1", "job-2"]
+    assert "waiting" in result.stdout
+    shown = run("get", "job-3")
+    assert "job-1, job-2" in shown.stdout and "1 of 2" in shown.stdout
+
+
 def test_get_shows_the_timeout_when_the_job_has_one(api: FakeApi) -> None:
     api.on("GET", "/jobs/job-1", lambda r: (200, {**job_body("job-1"), "timeoutSeconds": 45}, {}))
     result = run("get", "job-1")

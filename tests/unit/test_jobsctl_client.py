@@ -138,6 +138,17 @@ def test_enqueue_sends_a_timeout_and_the_job_shows_it(api: FakeApi, client: Jobs
     assert job.timeout_seconds == 30
 
 
+def test_enqueue_sends_dependencies_and_the_job_shows_them(api: FakeApi, client: JobsClient) -> None:
+    # Given an API that accepts a job waiting on two others
+    body = {**job_body("j3"), "status": "waiting", "dependsOn": ["j1", "j2"], "waitingOn": 2}
+    api.on("POST", "/jobs", lambda r: (202, body, {}))
+    # When it is enqueued with depends_on
+    job = client.enqueue("simulate", {"target": "x"}, depends_on=("j1", "j2"))
+    # Then the body carried dependsOn and the typed job shows both fields
+    assert json.loads(api.requests[0].body or b"")["dependsOn"] == ["j1", "j2"]
+    assert (job.status, job.depends_on, job.waiting_on) == ("waiting", ("j1", "j2"), 2)
+
+
 def test_enqueue_leaves_out_the_options_not_given(api: FakeApi, client: JobsClient) -> None:
     api.on("POST", "/jobs", lambda r: (202, job_body("j1"), {}))
     client.enqueue("message")

@@ -307,6 +307,7 @@ def test_stats_totals_and_rates(repo: InMemoryJobsRepository, clock: FakeClock) 
         "completed": 5,
         "failed": 2,
         "cancelled": 1,
+        "waiting": 0,
         "completionRate": 0.5,
         "failureRate": 0.2,
     }

@@ -199,8 +199,18 @@ def test_request_bodies_describe_what_the_logic_accepts(spec: dict[str, Any]) ->
         assert set(job["properties"]) == ENQUEUE_FIELDS
         assert (job["properties"]["priority"]["minimum"], job["properties"]["priority"]["maximum"]) == (1, 10)
         assert (job["properties"]["maxAttempts"]["minimum"], job["properties"]["maxAttempts"]["maximum"]) == (1, 25)
-        # delaySeconds and runAt exclude each other
-        assert job["not"] == {"required": ["delaySeconds", "runAt"]}
+        # delaySeconds and runAt exclude each other, and dependsOn excludes both
+        assert job["not"] == {
+            "anyOf": [
+                {"required": ["delaySeconds", "runAt"]},
+                {"required": ["dependsOn", "delaySeconds"]},
+                {"required": ["dependsOn", "runAt"]},
+            ]
+        }
+        assert (
+            job["properties"]["dependsOn"]["anyOf"][0]["minItems"],
+            job["properties"]["dependsOn"]["anyOf"][0]["maxItems"],
+        ) == (1, 100)
         # And the payload is the type's own model
         payload_model = get_job_type(name).payload_model.__name__
         assert job["properties"]["payload"] == {"$ref": f"#/components/schemas/{payload_model}"} or any(
@@ -224,7 +234,8 @@ def test_request_bodies_describe_what_the_logic_accepts(spec: dict[str, Any]) ->
     assert (jobs["minItems"], jobs["maxItems"]) == (1, MAX_BATCH_JOBS)
     for spec_schema in (jobs["items"], batch["properties"]["onComplete"]["anyOf"][0]):
         for job in variants(spec_schema).values():
-            assert set(job["properties"]) == ENQUEUE_FIELDS - {"idempotencyKey"}  # refused inside a batch
+            # refused inside a batch
+            assert set(job["properties"]) == ENQUEUE_FIELDS - {"idempotencyKey", "dependsOn"}
             assert job["additionalProperties"] is False
     # And no other route takes a body
     assert {route for route, op in ops.items() if "requestBody" in op} == {
@@ -237,7 +248,7 @@ def test_request_bodies_describe_what_the_logic_accepts(spec: dict[str, Any]) ->
     }
     assert ops[("POST", "/jobs/cancel")]["requestBody"]["required"] is False  # no body: every cancellable job
     cancel = ops[("POST", "/jobs/cancel")]["requestBody"]["content"]["application/json"]["schema"]
-    assert cancel["properties"]["status"]["enum"] == ["pending", "retrying", "scheduled"]
+    assert cancel["properties"]["status"]["enum"] == ["pending", "retrying", "scheduled", "waiting"]
     assert cancel["properties"]["type"]["enum"] == registered_types()
     assert cancel["additionalProperties"] is False
 

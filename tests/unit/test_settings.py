@@ -53,6 +53,8 @@ def test_settings_round_trip_through_the_environment() -> None:
             "authorizer_cache_seconds": 30,
             "key_rate_limit": 2.5,
             "key_burst_limit": 9,
+            "dependencies_table": "dependencies",
+            "dependency_shards": 2,
             "progress_interval_seconds": 0.25,
             "callback_max_attempts": 2,
             "idempotency_ttl_seconds": 60,

@@ -80,6 +80,11 @@ def to_item(job: Job, layout: ItemLayout) -> dict[str, Any]:
     if job.status.is_final and layout.retention_seconds:
         ended = datetime.fromisoformat(job.completed_at or job.updated_at).timestamp()
         item["expiresAt"] = {"N": str(int(ended) + layout.retention_seconds)}
+    if job.depends_on:
+        item["dependsOn"] = {"L": [{"S": dependency} for dependency in job.depends_on]}
+    if job.waiting_on is not None:
+        # Decremented in place as dependencies complete (functions/dal/dependencies.py), the version with it.
+        item["waitingOn"] = {"N": str(job.waiting_on)}
     if job.sweep_at is not None:
         # Sparse index: only jobs the sweeper must look at carry these attributes.
         item["sweepShard"] = {"S": str(job_hash % layout.sweep_shards)}
@@ -133,6 +138,8 @@ def from_item(item: dict[str, Any]) -> Job:
         idempotency_key=text("idempotencyKey"),
         progress=Progress.model_validate_json(item["progressJson"]["S"]) if "progressJson" in item else None,
         callback=_callback(item["callbackJson"]["S"]) if "callbackJson" in item else None,
+        depends_on=tuple(entry["S"] for entry in item.get("dependsOn", {}).get("L", [])),
+        waiting_on=number("waitingOn"),
     )
 
 

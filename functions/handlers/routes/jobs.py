@@ -10,13 +10,13 @@ from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 
 from functions.handlers import openapi as doc
 from functions.handlers.http import caller_tenant, json_response, read_json_body, read_query
-from functions.handlers.runtime import batch_settler, emit, files, runtime
-from functions.logic import manage, waiting
+from functions.handlers.runtime import batch_settler, dependency_store, emit, files, runtime
+from functions.logic import dependencies, manage, waiting
 from functions.logic.clock import system_clock
 from functions.logic.enqueue import Accepted, JobSpec, enqueue_settings, parse_job_spec, parse_message_request, submit
 from functions.logic.job_types import registered_types
 from functions.logic.payloads import with_full_payload
-from functions.models.bounds import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, LIST_LIMIT_MIN
+from functions.models.bounds import JOB_ID_MAX_LENGTH, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, LIST_LIMIT_MIN
 from functions.models.errors import InvalidQuery, NotFound, shown
 from functions.models.job import Job
 
@@ -25,8 +25,6 @@ router = Router()
 JobId = Annotated[str, PathParam(description=doc.JOB_ID)]
 LOCATION = {"Location": "The job's URL: /jobs/{id}"}
 LONG_POLL_HEADER = "X-Long-Poll"
-# Job ids are UUIDs (36 characters); a longer one names no job and is not looked up.
-JOB_ID_MAX_LENGTH = 64
 
 
 @router.post(
@@ -111,8 +109,8 @@ def list_jobs() -> Response[str]:
 @router.post(
     "/jobs/cancel",
     summary="Cancel every matching job",
-    description="Cancels the tenant's scheduled, pending and retrying jobs, of one `status` and/or `type` when "
-    "given, each as `DELETE /jobs/{id}` would; jobs in other statuses are left alone. One call looks at up to "
+    description="Cancels the tenant's scheduled, pending, retrying and waiting jobs, of one `status` and/or `type` "
+    "when given, each as `DELETE /jobs/{id}` would; jobs in other statuses are left alone. One call looks at up to "
     f"{manage.CANCEL_MAX_PAGES * manage.CANCEL_PAGE_SIZE} jobs: `more: true` says some were left (call again).",
     operation_id=doc.request_body("cancelJobs", doc.cancel_matching_body),
     tags=["jobs"],
@@ -126,7 +124,7 @@ def list_jobs() -> Response[str]:
             notes={
                 "INVALID_BODY": "the body is not a JSON object (an empty body means every cancellable job)",
                 "INVALID_OPTION": "an unknown field, a field that is not a string, or a `status` that cannot be "
-                "cancelled (only scheduled, pending, retrying)",
+                "cancelled (only scheduled, pending, retrying, waiting)",
                 "INVALID_TYPE": "`type` is not a registered job type; the message lists the types",
             },
         ),
@@ -184,7 +182,8 @@ def get_job(job_id: Annotated[str, PathParam(include_in_schema=False)]) -> Respo
 @router.delete(
     "/jobs/<job_id>",
     summary="Cancel a job",
-    description="Scheduled, pending and retrying jobs only; it never runs, even if its message is already queued.",
+    description="Scheduled, pending, retrying and waiting jobs only; it never runs, even if its message is already "
+    "queued (a waiting job's dependents are then cancelled too).",
     operation_id="cancelJob",
     tags=["jobs"],
     responses={
@@ -234,7 +233,9 @@ def known_id(job_id: str) -> str:
 
 def _submit(spec: JobSpec, tenant: str) -> Accepted:
     rt = runtime()
-    accepted = submit(spec, tenant, rt.repo, rt.queue, system_clock, enqueue_settings(rt.settings), files=files)
+    prepare = dependencies.gate(dependency_store(), spec.depends_on) if spec.depends_on else None
+    settings = enqueue_settings(rt.settings)
+    accepted = submit(spec, tenant, rt.repo, rt.queue, system_clock, settings, files=files, prepare=prepare)
     if not accepted.replayed:
         emit("JobsEnqueued", 1)
     return accepted

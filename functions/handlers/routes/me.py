@@ -7,7 +7,6 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from functions.handlers import openapi as doc
 from functions.handlers.http import caller, json_response
-from functions.models import responses
 
 router = Router()
 
@@ -18,7 +17,7 @@ router = Router()
     description="The tenant, id, scope (`full` or `read`) and rate limit of the `x-api-key` sent; never its value.",
     operation_id="getCaller",
     tags=["service"],
-    responses={200: doc.ok(responses.CallerKey, "The caller's key"), **doc.keyed_errors()},
+    responses={200: doc.ok("CallerKey", "The caller's key"), **doc.keyed_errors()},
 )
 def me() -> Response[str]:
     key = caller(router)
