@@ -35,6 +35,10 @@ class Settings:
     # (see logic/limits.py); their shared state lives in ``limits_table``.
     type_limits: str = ""
     limits_table: str = "job-limits"
+    # Recurring schedules (logic/schedules.py): their table, and how many partitions its due-time index spreads
+    # the enabled schedules over (the sweeper reads each one every run).
+    schedules_table: str = "job-schedules"
+    schedule_shards: int = 4
     # Progress a job reports is written at most this often (the last value always lands with the outcome).
     progress_interval_seconds: float = 2.0
     # A standard lane's consumer runs up to this many records of a batch at once (threads); 1 runs them in turn.

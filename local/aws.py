@@ -404,6 +404,7 @@ def create_resources(config: ServiceConfig) -> LocalResources:
     ddb.update_time_to_live(
         TableName=config.limits_table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
     )
+    create_schedules_table(ddb, config.schedules_table)
     boto3.client("s3").create_bucket(Bucket=config.files_bucket)
     # SES only sends from verified identities, locally as on AWS.
     if config.email_sender:
@@ -421,6 +422,23 @@ def create_resources(config: ServiceConfig) -> LocalResources:
         dlq_arn=normal.dlq_arn,
         high=high,
         ordered=ordered,
+    )
+
+
+def create_schedules_table(ddb: Any, name: str) -> None:
+    """Recurring schedules, as infra/constructs/schedules.py makes the table: the tenant and a sort key, and the
+    sparse due-time index the sweeper reads (whole items)."""
+    from functions.dal.schedules import DUE_INDEX, DUE_INDEX_KEYS
+
+    partition, sort = DUE_INDEX_KEYS
+    ddb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": attribute, "AttributeType": "S"} for attribute in ("pk", "sk", partition, sort)
+        ],
+        GlobalSecondaryIndexes=[_index(DUE_INDEX, partition, sort, {"ProjectionType": "ALL"})],
     )
 
 

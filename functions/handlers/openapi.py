@@ -35,6 +35,7 @@ from functions.models.bounds import (
 from functions.models.errors import error_table
 from functions.models.job import CANCELLABLE_STATUSES, JobStatus
 from functions.models.requests import CancelMatchingRequest, IdempotencyKey, JobOptions, JobRequest, MessageRequest
+from functions.models.requests import RequestModel as RequestModelBase
 from functions.models.responses import Error
 
 API_VERSION = "0.1.0"
@@ -75,7 +76,7 @@ def openapi_info() -> dict[str, Any]:
         "title": "Serverless Jobs API",
         "version": API_VERSION,
         "description": _DESCRIPTION,
-        "tags": ["jobs", "uploads", "stats", "types", "service", "dashboard"],
+        "tags": ["jobs", "schedules", "uploads", "stats", "types", "service", "dashboard"],
         "security_schemes": {
             API_KEY_SCHEME: APIKey(
                 in_=APIKeyIn.header, name="x-api-key", description="The tenant's API key (API Gateway usage plan)."
@@ -363,6 +364,94 @@ def batch_json_body() -> dict[str, Any]:
     return json_body(schema, "The children, and the job to run when they are all final", example)
 
 
+# --- recurring schedules ---
+
+SCHEDULE_ID = "The schedule's id (from POST /schedules)"
+_SCHEDULE_NOT_IN_JOB = ("delaySeconds", "runAt")
+
+
+@cache
+def _scheduled_job_options() -> type[BaseModel]:
+    """``JobOptions`` without what says when a job runs: a schedule's job runs at the schedule's times."""
+    kept = {name: info for name, info in JobOptions.model_fields.items() if name not in _SCHEDULE_NOT_IN_JOB}
+    fields: dict[str, Any] = {name: (info.annotation, info) for name, info in kept.items()}
+    return create_model("ScheduledJobOptions", __base__=RequestModelBase, **fields)
+
+
+@cache
+def _scheduled_job_schema() -> dict[str, Any]:
+    """One ``<Type>ScheduledJob`` per job type, by ``type``: a schedule's job."""
+    variants = tuple(
+        create_model(
+            f"{pascal(name)}ScheduledJob",
+            __base__=_scheduled_job_options(),
+            type=(Literal[name], ...),  # type: ignore[arg-type]
+            payload=_payload_field(name),
+        )
+        for name in registered_types()
+    )
+    union: Any = Annotated[Union[variants], Field(discriminator="type")]  # noqa: UP007
+    schema = TypeAdapter(union).json_schema(by_alias=True, ref_template=_REF)
+    _COMPONENTS.update(schema.pop("$defs", {}))
+    return schema
+
+
+def _schedule_properties() -> dict[str, Any]:
+    from functions.logic import schedules_cron as cron
+
+    return {
+        "cron": {
+            "type": "string",
+            "maxLength": cron.CRON_MAX_LENGTH,
+            "pattern": cron.CRON_PATTERN,
+            "description": "Five fields (minute hour day-of-month month day-of-week) with *, lists, ranges and "
+            "steps, or @hourly, @daily, @weekly, @monthly; a day that never comes (31 February) is refused",
+        },
+        "timezone": {
+            "type": "string",
+            "enum": list(cron.timezone_names()),
+            "description": "An IANA time zone: the cron's wall time (daylight-saving changes run once)",
+        },
+        "job": {**_scheduled_job_schema(), "description": "The job each run enqueues, as POST /jobs takes it"},
+        "enabled": {"type": "boolean", "description": "A disabled schedule keeps its definition and never runs"},
+    }
+
+
+def create_schedule_body() -> dict[str, Any]:
+    from functions.models.schedules import NAME_PATTERN
+
+    properties = _schedule_properties()
+    properties["timezone"]["default"] = "UTC"
+    properties["enabled"]["default"] = True
+    schema = {
+        "title": "CreateScheduleRequest",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name", "cron", "job"],
+        "properties": {
+            "name": {"type": "string", "pattern": NAME_PATTERN, "description": "Unique per tenant"},
+            **properties,
+        },
+    }
+    example = {
+        "name": "nightly-report",
+        "cron": "30 2 * * *",
+        "timezone": "Europe/Paris",
+        "job": {"type": "message", "payload": {"message": "nightly report"}},
+    }
+    return json_body(schema, "The schedule", example)
+
+
+def update_schedule_body() -> dict[str, Any]:
+    schema = {
+        "title": "UpdateScheduleRequest",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": _schedule_properties(),
+    }
+    return json_body(schema, "What changes (nextRunAt is computed again from now)", {"enabled": False})
+
+
 # --- the document ---
 
 # What the domain ``Job``'s serialization schema does not say: bounds, and what a field holds.
@@ -387,11 +476,20 @@ _JOB_NOTES: dict[str, dict[str, Any]] = {
     "idempotencyKey": {"description": "The key it was created with (absent otherwise)"},
     "progress": {"description": "What the job last reported (absent otherwise)"},
     "callback": {"description": "Its completion callback (absent otherwise)"},
+    "scheduleId": {"description": "The recurring schedule that enqueued it (absent otherwise)"},
 }
 
 
 # The fields ``Job.to_api()`` leaves out when they are null; it always writes the others.
-_JOB_ABSENT_WHEN_NULL = ("timeoutSeconds", "groupId", "batchId", "idempotencyKey", "progress", "callback")
+_JOB_ABSENT_WHEN_NULL = (
+    "timeoutSeconds",
+    "groupId",
+    "batchId",
+    "idempotencyKey",
+    "progress",
+    "callback",
+    "scheduleId",
+)
 
 
 def _noted_job(schema: Any) -> Any:

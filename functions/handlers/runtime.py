@@ -20,6 +20,7 @@ from functions.dal.files import S3FileStore
 from functions.dal.job_queue import QueueLanes, SqsJobQueue
 from functions.dal.jobs_repository import DynamoJobsRepository
 from functions.dal.pauses import DynamoPauseStore
+from functions.dal.schedules import DynamoScheduleStore
 from functions.dal.tenants import ApiKeyTagTenants
 from functions.logic.batches import BatchSettler
 from functions.logic.callbacks import CallbackDeliverer
@@ -131,6 +132,13 @@ def pause_check() -> PauseCheck:
 
 
 @lru_cache(maxsize=1)
+def schedule_store() -> DynamoScheduleStore:
+    """Recurring schedules (logic/schedules.py), in their own table."""
+    settings = runtime().settings
+    return DynamoScheduleStore(client("dynamodb"), settings.schedules_table, settings.schedule_shards)
+
+
+@lru_cache(maxsize=1)
 def batch_store() -> DynamoBatchStore:
     """Fan-out batch items (dal/batches.py)."""
     rt = runtime()
@@ -170,6 +178,7 @@ def reset() -> None:
     limiter.cache_clear()
     pause_store.cache_clear()
     pause_check.cache_clear()
+    schedule_store.cache_clear()
     batch_store.cache_clear()
     batch_settler.cache_clear()
     callback_deliverer.cache_clear()

@@ -83,6 +83,8 @@ class JobSpec:
     # What "the same body" means for an idempotency key: a hash of the request as sent, without the key.
     fingerprint: str = field(default="", compare=False)
     batch_id: str | None = None
+    # The recurring schedule that enqueued it (logic/schedules.py), if any.
+    schedule_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -358,6 +360,7 @@ def new_job(spec: JobSpec, tenant: str, now: int, settings: EnqueueSettings, job
         batch_id=spec.batch_id,
         idempotency_key=spec.idempotency_key,
         callback=Callback(url=spec.callback_url) if spec.callback_url else None,
+        schedule_id=spec.schedule_id,
     )
 
 

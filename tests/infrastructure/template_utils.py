@@ -123,19 +123,12 @@ def all_functions(resources: Resources) -> list[tuple[str, dict[str, Any]]]:
 
 def jobs_and_stats_tables(resources: Resources) -> tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]:
     """(logical id, resource) of the jobs table (the one with indexes) and of the stats table."""
-    found = of_type(resources, "AWS::DynamoDB::Table")
-    jobs = [(k, t) for k, t in found.items() if "GlobalSecondaryIndexes" in t["Properties"]]
-    assert len(jobs) == 1, sorted(found)
-    return jobs[0], named_by_setting(resources, "JOBS_STATS_TABLE")
+    return named_by_setting(resources, "JOBS_JOBS_TABLE"), named_by_setting(resources, "JOBS_STATS_TABLE")
 
 
 def imports_table(resources: Resources) -> tuple[str, dict[str, Any]]:
-    """(logical id, resource) of the batch-import table: the one with a sort key."""
-    found = [
-        (k, t) for k, t in of_type(resources, "AWS::DynamoDB::Table").items() if len(t["Properties"]["KeySchema"]) == 2
-    ]
-    assert len(found) == 1, found
-    return found[0]
+    """(logical id, resource) of the batch-import table."""
+    return named_by_setting(resources, "JOBS_IMPORTS_TABLE")
 
 
 def object_arns(bucket_id: str, *prefixes: str) -> set[str]:

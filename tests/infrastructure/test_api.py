@@ -178,6 +178,7 @@ def test_api_function_permissions_are_the_ones_it_uses(resources: Resources) -> 
     _, api = functions_by_handler(resources)[API_HANDLER]
     jobs, stats = arn(jobs_id), arn(stats_id)
     limits = arn(named_by_setting(resources, "JOBS_LIMITS_TABLE")[0])
+    schedules = arn(named_by_setting(resources, "JOBS_SCHEDULES_TABLE")[0])
 
     # When its permissions are listed
     pairs = role_permissions(resources, role_of(api))
@@ -197,6 +198,11 @@ def test_api_function_permissions_are_the_ones_it_uses(resources: Resources) -> 
         ("dynamodb:BatchGetItem", limits),
         ("dynamodb:UpdateItem", limits),
         ("dynamodb:DeleteItem", limits),
+        # and manage recurring schedules in their table (not its due-time index, which is the sweeper's)
+        ("dynamodb:GetItem", schedules),
+        ("dynamodb:PutItem", schedules),
+        ("dynamodb:DeleteItem", schedules),
+        ("dynamodb:Query", schedules),
     }
     # And send to each lane's queue (not to a DLQ), and read API keys (for their tenant tag)
     assert permissions_for(pairs, "sqs") == send_to_every_lane(resources)

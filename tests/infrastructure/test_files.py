@@ -78,7 +78,7 @@ def test_the_sweeper_touches_no_files_and_no_job_services(resources: Resources) 
         assert permissions_for(pairs, service) == set()
 
 
-def test_the_stack_has_one_bucket_and_four_tables(resources: Resources) -> None:
+def test_the_stack_has_one_bucket_and_five_tables(resources: Resources) -> None:
     assert len(of_type(resources, "AWS::S3::Bucket")) == 1
-    # jobs, stats, imports, limits
-    assert len(of_type(resources, "AWS::DynamoDB::Table")) == 4
+    # jobs, stats, imports, limits, schedules
+    assert len(of_type(resources, "AWS::DynamoDB::Table")) == 5

@@ -49,6 +49,8 @@ def test_settings_round_trip_through_the_environment() -> None:
             "high_priority_threshold": 9,
             "type_limits": '{"fetch": {"ratePerSecond": 2}}',
             "limits_table": "limits",
+            "schedules_table": "schedules",
+            "schedule_shards": 9,
             "progress_interval_seconds": 0.25,
             "callback_max_attempts": 2,
             "idempotency_ttl_seconds": 60,

@@ -62,6 +62,7 @@ def to_item(job: Job, layout: ItemLayout) -> dict[str, Any]:
         ("groupId", job.group_id),
         ("batchId", job.batch_id),
         ("idempotencyKey", job.idempotency_key),
+        ("scheduleId", job.schedule_id),
     ):
         if text_value is not None:
             item[name] = {"S": text_value}
@@ -122,6 +123,7 @@ def from_item(item: dict[str, Any]) -> Job:
         idempotency_key=text("idempotencyKey"),
         progress=Progress.model_validate_json(item["progressJson"]["S"]) if "progressJson" in item else None,
         callback=_callback(item["callbackJson"]["S"]) if "callbackJson" in item else None,
+        schedule_id=text("scheduleId"),
     )
 
 
