@@ -87,3 +87,38 @@ def test_schedules_are_managed_over_http(tenant: Client) -> None:
     assert deleted.status_code == 200 and deleted.json()["id"] == created["id"]
     missing = tenant.get(f"/schedules/{created['id']}")
     assert (missing.status_code, missing.json()["code"]) == (404, "NOT_FOUND")
+
+
+def test_the_cli_and_the_client_manage_schedules(stack: LocalStackProcess, tenant: Client) -> None:
+    from jobsctl import JobsClient
+    from tests.e2e.test_cli import as_json, jobs
+
+    # Given a schedule created with the CLI
+    created = jobs(stack, tenant, "schedules", "create", "cli-made", "*/10 * * * *", "--type", "message",
+                   "--payload", '{"message": "hi"}', "--timezone", "Asia/Tokyo")  # fmt: skip
+    assert created.returncode == 0, created.stdout + created.stderr
+    assert created.stdout.startswith("Created cli-made ")
+    (listed,) = as_json(jobs(stack, tenant, "schedules", "list", "--json"))
+    assert (listed["name"], listed["cron"], listed["timezone"], listed["enabled"]) == (
+        "cli-made",
+        "*/10 * * * *",
+        "Asia/Tokyo",
+        True,
+    )
+    # When the client reads, previews, disables and runs it
+    with JobsClient(stack.url, tenant.key) as client:
+        (schedule,) = list(client.schedules())
+        assert schedule.id == listed["id"] and schedule.job == {"type": "message", "payload": {"message": "hi"}}
+        assert client.preview_schedule("*/10 * * * *", "Asia/Tokyo", count=1) == [schedule.next_run_at]
+        assert client.update_schedule(schedule.id, enabled=False).next_run_at is None
+        job = client.run_schedule(schedule.id)
+        assert job.schedule_id == schedule.id
+    # Then the CLI shows the change, runs it again, and deletes it
+    assert jobs(stack, tenant, "schedules", "update", schedule.id, "--enable", "--cron", "@hourly").returncode == 0
+    assert as_json(jobs(stack, tenant, "schedules", "list", "--json"))[0]["cron"] == "@hourly"
+    ran = jobs(stack, tenant, "schedules", "run", schedule.id)
+    assert ran.returncode == 0 and ran.stdout.startswith("Enqueued "), ran.stdout + ran.stderr
+    bad = jobs(stack, tenant, "schedules", "create", "x", "* * * * * *", "--type", "message")
+    assert bad.returncode == 1 and "INVALID_SCHEDULE" in bad.stderr
+    assert jobs(stack, tenant, "schedules", "delete", schedule.id).stdout.startswith("Deleted cli-made ")
+    assert as_json(jobs(stack, tenant, "schedules", "list", "--json")) == []
