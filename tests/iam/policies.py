@@ -33,6 +33,7 @@ def local_names(config: ServiceConfig) -> dict[str, str]:
         "Tables/Stats": config.stats_table,
         "Tables/Imports": config.imports_table,
         "Tables/Limits": config.limits_table,
+        "Schedules/Table": config.schedules_table,
         "Files/Bucket": config.files_bucket,
         "JobQueue/Queue": queues.name,
         "JobQueue/DeadLetterQueue": queues.dlq_name,
