@@ -59,8 +59,9 @@ plan's rate.
 
 Numbers are strict: an integer field (an option or a payload's) takes a JSON number without a fractional part (`5.0`
 is 5, as in JSON Schema), not `"5"` or `true`. A query parameter may be given once; an empty, unknown or repeated one
-is `400 INVALID_QUERY`. What no schema here can check: `GET /jobs`'s `cursor`, which is opaque (pass back a
-`nextCursor`), that a batch-import's item ids are unique, a `runAt` at most a year ahead, the AI models this deployment
+is `400 INVALID_QUERY`. What no schema here can check: `GET /jobs`'s and `GET /schedules`' `cursor`, which is opaque
+(pass back a `nextCursor`), a cron expression whose days never come (`0 0 31 2 *`), that a batch-import's item ids are
+unique, a `runAt` at most a year ahead, the AI models this deployment
 allows, and that an image's `key` is under the caller's own `uploads/<tenant>/`.
 Webhooks have one path per job type (`POST /hooks/message`, ...), each taking that type's payload."""
 

@@ -62,6 +62,8 @@ PREVIEW_COUNT_DEFAULT = 5
 DUE_PAGE_SIZE = 100
 MAX_DUE_PAGES_PER_SHARD = 10  # bounds one sweep; what is left is the next sweep's
 SCHEDULE_ID_LENGTH = 36
+# A PATCH or DELETE that loses a race with a sweep (a run moving the schedule on) reads it again, this many times.
+WRITE_ATTEMPTS = 3
 
 # Enqueues a spec for a tenant (``submit`` with the caller's repository, queue, clock and settings bound).
 Submit = Callable[[JobSpec, str], Accepted]
@@ -190,28 +192,42 @@ def update_schedule(
     """PATCH: any of cron, timezone, job, enabled; ``nextRunAt`` is computed again from now (none while disabled)."""
     body = _check_fields(body, UPDATE_FIELDS)
     current = get_schedule(store, tenant, schedule_id)
-    expression = cron.check_cron(body["cron"]) if "cron" in body else current.cron
-    timezone = cron.check_timezone(body["timezone"]) if "timezone" in body else current.timezone
-    enabled = _check_enabled(body["enabled"]) if "enabled" in body else current.enabled
-    job = check_job(body["job"], now_ms, settings, tenant) if "job" in body else current.job
-    updated = current.model_copy(
-        update={
-            "cron": expression,
-            "timezone": timezone,
-            "enabled": enabled,
-            "job": job,
-            "next_run_at": _next_run(expression, timezone, now_ms) if enabled else None,
-            "updated_at": iso(now_ms),
-        }
-    )
-    store.replace(current, updated)
-    return updated.model_copy(update={"version": current.version + 1})
+    expression = cron.check_cron(body["cron"]) if "cron" in body else None
+    timezone = cron.check_timezone(body["timezone"]) if "timezone" in body else None
+    enabled = _check_enabled(body["enabled"]) if "enabled" in body else None
+    job = check_job(body["job"], now_ms, settings, tenant) if "job" in body else None
+    for attempt in range(WRITE_ATTEMPTS):
+        if attempt:  # a sweep moved it on meanwhile (a run): apply the change to what it is now
+            current = get_schedule(store, tenant, schedule_id)
+        new_cron, new_zone = expression or current.cron, timezone or current.timezone
+        new_enabled = current.enabled if enabled is None else enabled
+        updated = current.model_copy(
+            update={
+                "cron": new_cron,
+                "timezone": new_zone,
+                "enabled": new_enabled,
+                "job": current.job if job is None else job,
+                "next_run_at": _next_run(new_cron, new_zone, now_ms) if new_enabled else None,
+                "updated_at": iso(now_ms),
+            }
+        )
+        try:
+            store.replace(current, updated)
+        except ConcurrentUpdate:
+            continue
+        return updated.model_copy(update={"version": current.version + 1})
+    raise ConcurrentUpdate("the schedule kept changing while it was being updated")
 
 
 def delete_schedule(store: ScheduleStore, tenant: str, schedule_id: str) -> Schedule:
-    schedule = get_schedule(store, tenant, schedule_id)
-    store.delete(schedule)
-    return schedule
+    for _ in range(WRITE_ATTEMPTS):
+        schedule = get_schedule(store, tenant, schedule_id)
+        try:
+            store.delete(schedule)
+        except ConcurrentUpdate:
+            continue  # a sweep ran it meanwhile
+        return schedule
+    raise ConcurrentUpdate("the schedule kept changing while it was being deleted")
 
 
 def run_now(

@@ -378,3 +378,30 @@ def test_a_run_that_cannot_enqueue_records_last_error_and_keeps_its_cadence(serv
     _due_at(created["id"], now)
     assert _fire(now + 1000).fired == 1
     assert "lastError" not in service.api("GET", f"/schedules/{created['id']}").body
+
+
+def test_a_patch_racing_a_run_applies_to_the_schedule_as_the_run_left_it(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a due schedule, and a sweep that fires it just as a PATCH has read it
+    created = _create(service)
+    _due_at(created["id"], system_clock() - MINUTE_MS)
+    store_type = type(schedule_store())
+    replace = store_type.replace
+    raced: list[bool] = []
+
+    def replace_after_a_run(self: Any, old: Schedule, new: Schedule) -> None:
+        if not raced:
+            raced.append(True)
+            assert _fire(system_clock()).fired == 1  # the run moves the schedule on first
+        replace(self, old, new)
+
+    monkeypatch.setattr(store_type, "replace", replace_after_a_run)
+
+    # When the PATCH writes
+    status, patched, _ = service.api("PATCH", f"/schedules/{created['id']}", {"timezone": "Europe/Paris"})
+
+    # Then it succeeded on the second read, keeping what the run recorded
+    assert status == 200, patched
+    assert patched["timezone"] == "Europe/Paris" and patched["lastJobId"] is not None
+    assert len(_jobs_of(service, created["id"])) == 1
