@@ -442,6 +442,13 @@ def create_schedules_table(ddb: Any, name: str) -> None:
     )
 
 
+def ensure_schedules_table(config: ServiceConfig) -> None:
+    """The schedules table, made again when a state saved before it existed was restored over the resources."""
+    ddb = boto3.client("dynamodb")
+    if config.schedules_table not in ddb.list_tables()["TableNames"]:
+        create_schedules_table(ddb, config.schedules_table)
+
+
 def _lane_queues(
     config: ServiceConfig, name: str, dlq_name: str, max_receive_count: int, *, fifo: bool = False
 ) -> LaneQueues:
