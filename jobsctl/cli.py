@@ -853,8 +853,14 @@ def schedules_list(
 @schedules_app.command("create")
 def schedules_create(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Unique per tenant: 1-64 of A-Z a-z 0-9 _ -")],
-    cron: Annotated[str, typer.Argument(help="Five fields, or @hourly, @daily, @weekly, @monthly")],
+    name_argument: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="Unique per tenant: 1-64 of A-Z a-z 0-9 _ -")
+    ] = None,
+    cron_argument: Annotated[
+        str | None, typer.Argument(metavar="CRON", help="Five fields, or @hourly, @daily, @weekly, @monthly")
+    ] = None,
+    name_option: Annotated[str | None, typer.Option("--name", help="NAME, as an option.")] = None,
+    cron_option: Annotated[str | None, typer.Option("--cron", help="CRON, as an option.")] = None,
     job_type: JobTypeOption = None,
     payload: PayloadOption = None,
     job: JobOption = None,
@@ -865,6 +871,9 @@ def schedules_create(
 ) -> None:
     """Create a schedule: its job is enqueued at each time CRON names (in --timezone)."""
     options: Options = ctx.obj
+    name, cron = name_argument or name_option, cron_argument or cron_option
+    if name is None or cron is None:
+        raise _usage("give the schedule's NAME and CRON (or --name and --cron)")
     spec = _schedule_job(job_type, payload, job, priority, max_attempts)
     if spec is None:
         raise _usage("give the job: --type (with --payload) or --job")

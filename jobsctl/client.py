@@ -211,6 +211,10 @@ class JobsClient:
             params["timezone"] = timezone
         return [str(run) for run in self._request("GET", "/schedules/preview", params=params).json()["runs"]]
 
+    # Other names for the same calls.
+    get_schedule = schedule
+    list_schedules = schedules
+
     def retry(self, job_id: str) -> Job:
         return Job.model_validate(self._request("POST", f"/jobs/{_segment(job_id)}/retry").json())
 

@@ -114,7 +114,7 @@ def check_job(job: Any, now_ms: int, settings: Settings, tenant: str) -> dict[st
     """A schedule's job spec, validated as ``POST /jobs`` validates a body (its codes), without the options that
     say when it runs (the schedule does) or key it (each run has its own key)."""
     if not isinstance(job, dict):
-        raise InvalidBody("'job' must be a JSON object: a job spec as POST /jobs takes it")
+        raise _field_error("job", "'job' must be a JSON object: a job spec as POST /jobs takes it")
     refused = [name for name in REFUSED_JOB_FIELDS if name in job]
     if refused:
         raise InvalidOption(

@@ -144,8 +144,8 @@ class Unavailable(ApiError):
 class InvalidSchedule(ApiError):
     code = "INVALID_SCHEDULE"
     when = (
-        "a schedule's `name`, `cron`, `timezone` or `enabled` is not valid, or a field is unknown; `details.field` "
-        "names the field"
+        "a schedule's `name`, `cron`, `timezone`, `enabled` or `job` is missing or not valid, or a field is unknown; "
+        "`details.field` names the field"
     )
 
 

@@ -115,7 +115,7 @@ def test_a_schedule_is_created_read_listed_and_its_name_is_unique_per_tenant(ser
         ({"job": ok_job(priority=99)}, "INVALID_OPTION", None),
         ({"job": ok_job(delaySeconds=5)}, "INVALID_OPTION", None),
         ({"job": ok_job(runAt="2030-01-01T00:00:00Z")}, "INVALID_OPTION", None),
-        ({"job": "simulate"}, "INVALID_BODY", None),
+        ({"job": "simulate"}, "INVALID_SCHEDULE", "job"),
     ],
 )
 def test_a_bad_schedule_is_refused_with_its_code_naming_the_field(

@@ -25,14 +25,14 @@ ScheduleId = Annotated[str, PathParam(description=doc.SCHEDULE_ID)]
 SCHEDULE_LOCATION = {"Location": "The schedule's URL: /schedules/{id}"}
 _JOB_CODES = ("INVALID_BODY", "INVALID_TYPE", "INVALID_PAYLOAD", "INVALID_OPTION", "PAYLOAD_TOO_LARGE")
 _NOTES = {
-    "INVALID_BODY": "the body, or its `job`, is not a JSON object",
+    "INVALID_BODY": "the body is not a JSON object",
     "INVALID_TYPE": "the job's `type` is not a registered job type; the message lists the types",
     "INVALID_PAYLOAD": "the job's payload does not fit its type's model (`details`), or the job is over 256 KiB of "
     "JSON",
     "INVALID_OPTION": "a job option is out of range or unknown, or the job has `delaySeconds`, `runAt` or "
     "`idempotencyKey` (the schedule says when its jobs run)",
-    "INVALID_SCHEDULE": "`name`, `cron`, `timezone` or `enabled` is missing or not valid, or a field is unknown; "
-    "`details.field` names it",
+    "INVALID_SCHEDULE": "`name`, `cron`, `timezone`, `enabled` or `job` is missing or not valid (`job`: not a JSON "
+    "object), or a field is unknown; `details.field` names it",
 }
 _NOT_FOUND = {"NOT_FOUND": "no such schedule for this tenant"}
 
