@@ -13,6 +13,7 @@ from functions.logic import schedules
 from functions.logic.clock import system_clock
 from functions.logic.enqueue import Accepted, JobSpec, enqueue_settings, submit
 from functions.logic.sweep import SweepSettings, sweep
+from functions.models.errors import StorageError
 
 
 @logger.inject_lambda_context
@@ -21,9 +22,13 @@ from functions.logic.sweep import SweepSettings, sweep
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     rt = runtime()
     store = schedule_store()
-    fired = schedules.fire_due(store, store.shards, system_clock, rt.settings, submit_scheduled)
-    emit("SchedulesFired", fired.fired)
-    emit("SchedulesFailed", fired.failed)
+    try:
+        fired = schedules.fire_due(store, store.shards, system_clock, rt.settings, submit_scheduled)
+        emit("SchedulesFired", fired.fired)
+        emit("SchedulesFailed", fired.failed)
+    except StorageError:
+        # The schedules wait for the next sweep (their runs are keyed); the jobs' marks are swept regardless.
+        logger.exception("schedules not fired: storage unavailable")
     settings = SweepSettings(
         rt.settings.sweep_shards,
         rt.settings.pending_grace_seconds,

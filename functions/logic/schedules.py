@@ -278,7 +278,12 @@ def fire_due(store: ScheduleStore, shards: int, clock: Clock, settings: Settings
             now = clock()
             due = store.due(shard, iso(now), DUE_PAGE_SIZE)
             for schedule in due:
-                outcome = fire(store, schedule, now, settings, submit)
+                try:
+                    outcome = fire(store, schedule, now, settings, submit)
+                except (ApiError, ValueError, LookupError):
+                    # Its cron or zone no longer reads (a library or tzdata change): the others still fire.
+                    logger.exception("schedule could not be fired", extra={"schedule_id": schedule.id})
+                    outcome = "skipped"
                 fired += outcome == "fired"
                 failed += outcome == "failed"
                 skipped += outcome == "skipped"

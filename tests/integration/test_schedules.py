@@ -405,3 +405,22 @@ def test_a_patch_racing_a_run_applies_to_the_schedule_as_the_run_left_it(
     assert status == 200, patched
     assert patched["timezone"] == "Europe/Paris" and patched["lastJobId"] is not None
     assert len(_jobs_of(service, created["id"])) == 1
+
+
+def test_a_schedule_that_no_longer_reads_does_not_stop_the_others(service: Service) -> None:
+    # Given two due schedules, one whose time zone is no longer known (a tzdata update removed it)
+    broken, healthy = _create(service, name="broken"), _create(service, name="healthy")
+    now = system_clock()
+    current = _stored(broken["id"])
+    schedule_store().replace(
+        current, current.model_copy(update={"timezone": "Gone/Zone", "next_run_at": iso(now - 1000)})
+    )
+    _due_at(healthy["id"], now - 1000)
+
+    # When the sweeper fires the due schedules
+    report = _fire(now)
+
+    # Then the healthy one ran, the broken one was left as it was
+    assert (report.fired, report.skipped) == (1, 1)
+    assert len(_jobs_of(service, healthy["id"])) == 1 and _jobs_of(service, broken["id"]) == []
+    assert _stored(broken["id"]).next_run_at == iso(now - 1000)
