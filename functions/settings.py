@@ -46,6 +46,10 @@ class Settings:
     key_burst_limit: int = 200
     # Job dependencies (``dependsOn``): one item per edge, keyed by the dependency (functions/dal/dependencies.py).
     dependencies_table: str = "job-dependencies"
+    # Recurring schedules (logic/schedules.py): their table, and how many partitions its due-time index spreads
+    # the enabled schedules over (the sweeper reads each one every run).
+    schedules_table: str = "job-schedules"
+    schedule_shards: int = 4
     # Progress a job reports is written at most this often (the last value always lands with the outcome).
     progress_interval_seconds: float = 2.0
     # A standard lane's consumer runs up to this many records of a batch at once (threads); 1 runs them in turn.

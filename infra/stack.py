@@ -14,6 +14,7 @@ from infra.constructs.function import FunctionRuntime
 from infra.constructs.job_layer import JobDependenciesLayer
 from infra.constructs.monitoring import MonitoredLane, Monitoring
 from infra.constructs.queue_consumer import JobQueueConsumer
+from infra.constructs.schedules import ScheduleTable
 from infra.constructs.stats_stream import StatsAggregator
 from infra.constructs.sweeper import Sweeper
 from infra.constructs.tables import JobsTables
@@ -67,6 +68,11 @@ class ServiceStack(Stack):
             files=self.files,
             environment=self.queue.environment,
         )
+        # Recurring schedules: managed through the API, fired by the sweeper.
+        self.schedules = ScheduleTable(self, "Schedules")
+        self.schedules.grant_api(self.api.handler)
+        self.schedules.grant_sweeper(self.sweeper.sweeper)
+        self.schedules.name_in_every_function(self)
         lanes = self.queue
         self.monitoring = Monitoring(
             self,
@@ -101,6 +107,7 @@ class ServiceStack(Stack):
         CfnOutput(self, "ImportsTableName", value=self.tables.imports.table_name)
         CfnOutput(self, "LimitsTableName", value=self.tables.limits.table_name)
         CfnOutput(self, "DependenciesTableName", value=self.tables.dependencies.table_name)
+        CfnOutput(self, "SchedulesTableName", value=self.schedules.table.table_name)
         CfnOutput(self, "FilesBucketName", value=self.files.bucket.bucket_name)
         CfnOutput(
             self,

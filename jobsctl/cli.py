@@ -47,7 +47,7 @@ from functions.models.bounds import (
 from jobsctl import discovery
 from jobsctl.client import JobsClient
 from jobsctl.errors import JobsApiError, JobsConnectionError
-from jobsctl.models import STATUSES, Job, Stats
+from jobsctl.models import STATUSES, Job, Schedule, Stats
 
 DEFAULT_URL = "http://localhost:3000"
 DEFAULT_KEY = "local-dev-key"
@@ -85,6 +85,8 @@ hooks_secret_app = typer.Typer(
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(keys_app, name="keys")
 app.add_typer(hooks_app, name="hooks")
+schedules_app = typer.Typer(help="Recurring schedules: a job at each time of a cron expression.", no_args_is_help=True)
+app.add_typer(schedules_app, name="schedules")
 hooks_app.add_typer(hooks_secret_app, name="secret")
 
 
@@ -944,6 +946,147 @@ def worker(
         f"Stopped in {time.monotonic() - began:.1f}s: {runner.invocations} job message(s) handled, "
         f"{runner.released} given back, {result['unfinished']} left to their lease."
     )
+
+
+# --- recurring schedules ---
+
+
+def _schedule_line(schedule: Schedule) -> Text:
+    state = "enabled" if schedule.enabled else "disabled"
+    return Text.assemble(
+        (schedule.name, "bold"),
+        f" {schedule.id} '{schedule.cron}' {schedule.timezone}, {state}, next run {schedule.next_run_at or '-'}",
+    )
+
+
+def _schedule_job(
+    job_type: str | None, payload: str | None, job: str | None, priority: int | None, max_attempts: int | None
+) -> dict[str, Any] | None:
+    """The job spec of ``create``/``update``: --job JSON whole, or --type with --payload and options."""
+    if job is not None:
+        if job_type or payload or priority is not None or max_attempts is not None:
+            raise _usage("give --job, or --type with --payload/--priority/--max-attempts, not both")
+        return _parse_json_object(job, "--job")
+    if job_type is None:
+        if payload or priority is not None or max_attempts is not None:
+            raise _usage("--payload, --priority and --max-attempts need --type")
+        return None
+    spec: dict[str, Any] = {"type": job_type, "payload": _parse_json_object(payload, "--payload") if payload else {}}
+    if priority is not None:
+        spec["priority"] = priority
+    if max_attempts is not None:
+        spec["maxAttempts"] = max_attempts
+    return spec
+
+
+JobTypeOption = Annotated[str | None, typer.Option("--type", help="The job's type.")]
+PayloadOption = Annotated[str | None, typer.Option("--payload", help="The job's payload, a JSON object.")]
+JobOption = Annotated[str | None, typer.Option("--job", help="The whole job spec, as POST /jobs takes it (JSON).")]
+PriorityOption = Annotated[int | None, typer.Option("--priority", help="The job's priority.")]
+MaxAttemptsOption = Annotated[int | None, typer.Option("--max-attempts", help="The job's maxAttempts.")]
+ScheduleIdArgument = Annotated[str, typer.Argument(metavar="ID")]
+
+
+@schedules_app.command("list")
+def schedules_list(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False
+) -> None:
+    """List your schedules, oldest first."""
+    options: Options = ctx.obj
+    with _api_errors(), options.client() as client:
+        found = list(client.schedules())
+    if as_json:
+        _print_json([schedule.model_dump(mode="json", by_alias=True) for schedule in found])
+        return
+    table = Table(title=f"{len(found)} schedule(s)", title_justify="left")
+    for name in ("name", "id", "cron", "timezone", "enabled", "next run", "last run", "last job", "last error"):
+        table.add_column(name, overflow="fold", no_wrap=name == "id")
+    for schedule in found:
+        table.add_row(
+            schedule.name,
+            schedule.id,
+            schedule.cron,
+            schedule.timezone,
+            "yes" if schedule.enabled else "no",
+            schedule.next_run_at or "-",
+            schedule.last_run_at or "-",
+            schedule.last_job_id or "-",
+            Text(schedule.last_error or "", style="red"),
+        )
+    out.print(table)
+
+
+@schedules_app.command("create")
+def schedules_create(
+    ctx: typer.Context,
+    name_argument: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="Unique per tenant: 1-64 of A-Z a-z 0-9 _ -")
+    ] = None,
+    cron_argument: Annotated[
+        str | None, typer.Argument(metavar="CRON", help="Five fields, or @hourly, @daily, @weekly, @monthly")
+    ] = None,
+    name_option: Annotated[str | None, typer.Option("--name", help="NAME, as an option.")] = None,
+    cron_option: Annotated[str | None, typer.Option("--cron", help="CRON, as an option.")] = None,
+    job_type: JobTypeOption = None,
+    payload: PayloadOption = None,
+    job: JobOption = None,
+    priority: PriorityOption = None,
+    max_attempts: MaxAttemptsOption = None,
+    timezone: Annotated[str | None, typer.Option("--timezone", help="IANA time zone [default: UTC]")] = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Create it disabled.")] = False,
+) -> None:
+    """Create a schedule: its job is enqueued at each time CRON names (in --timezone)."""
+    options: Options = ctx.obj
+    name, cron = name_argument or name_option, cron_argument or cron_option
+    if name is None or cron is None:
+        raise _usage("give the schedule's NAME and CRON (or --name and --cron)")
+    spec = _schedule_job(job_type, payload, job, priority, max_attempts)
+    if spec is None:
+        raise _usage("give the job: --type (with --payload) or --job")
+    with _api_errors(), options.client() as client:
+        schedule = client.create_schedule(name, cron, spec, timezone=timezone, enabled=not disabled)
+    out.print(Text.assemble("Created ", _schedule_line(schedule)))
+
+
+@schedules_app.command("update")
+def schedules_update(
+    ctx: typer.Context,
+    schedule_id: ScheduleIdArgument,
+    cron: Annotated[str | None, typer.Option("--cron", help="A new cron expression.")] = None,
+    timezone: Annotated[str | None, typer.Option("--timezone", help="A new IANA time zone.")] = None,
+    job_type: JobTypeOption = None,
+    payload: PayloadOption = None,
+    job: JobOption = None,
+    priority: PriorityOption = None,
+    max_attempts: MaxAttemptsOption = None,
+    enable: Annotated[bool | None, typer.Option("--enable/--disable", help="Enable or disable it.")] = None,
+) -> None:
+    """Change a schedule's cron, time zone, job or enabled; its next run is computed again from now."""
+    options: Options = ctx.obj
+    spec = _schedule_job(job_type, payload, job, priority, max_attempts)
+    if cron is None and timezone is None and spec is None and enable is None:
+        raise _usage("give something to change: --cron, --timezone, --type/--job, --enable or --disable")
+    with _api_errors(), options.client() as client:
+        schedule = client.update_schedule(schedule_id, cron=cron, timezone=timezone, job=spec, enabled=enable)
+    out.print(Text.assemble("Updated ", _schedule_line(schedule)))
+
+
+@schedules_app.command("delete")
+def schedules_delete(ctx: typer.Context, schedule_id: ScheduleIdArgument) -> None:
+    """Delete a schedule (the jobs it enqueued stay)."""
+    options: Options = ctx.obj
+    with _api_errors(), options.client() as client:
+        schedule = client.delete_schedule(schedule_id)
+    out.print(Text.assemble("Deleted ", _schedule_line(schedule)))
+
+
+@schedules_app.command("run")
+def schedules_run(ctx: typer.Context, schedule_id: ScheduleIdArgument) -> None:
+    """Enqueue a schedule's job now, outside its cadence."""
+    options: Options = ctx.obj
+    with _api_errors(), options.client() as client:
+        job = client.run_schedule(schedule_id)
+    out.print(Text.assemble("Enqueued ", _summary_line(job)))
 
 
 def main() -> None:

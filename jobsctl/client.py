@@ -19,7 +19,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from jobsctl.errors import JobsApiError, JobsConnectionError, error_for
-from jobsctl.models import Job, JobPage, Stats
+from jobsctl.models import Job, JobPage, Schedule, SchedulePage, Stats
 
 DEFAULT_TIMEOUT = 30.0
 MAX_PAGE_SIZE = 100
@@ -158,6 +158,66 @@ class JobsClient:
     def types(self) -> builtins.list[dict[str, Any]]:
         """The job types (name, description, payload schema) and whether each is paused for your tenant."""
         return [dict(info) for info in self._request("GET", "/types").json()["types"]]
+
+    # --- recurring schedules ---
+
+    def create_schedule(
+        self, name: str, cron: str, job: dict[str, Any], *, timezone: str | None = None, enabled: bool = True
+    ) -> Schedule:
+        """A schedule enqueueing ``job`` (a POST /jobs body, without delaySeconds/runAt) at each ``cron`` time."""
+        body: dict[str, Any] = {"name": name, "cron": cron, "job": job, "enabled": enabled}
+        if timezone is not None:
+            body["timezone"] = timezone
+        return Schedule.model_validate(self._request("POST", "/schedules", json=body).json())
+
+    def schedule(self, schedule_id: str) -> Schedule:
+        return Schedule.model_validate(self._request("GET", f"/schedules/{_segment(schedule_id)}").json())
+
+    def schedules(self, page_size: int = 50) -> Iterator[Schedule]:
+        """Every schedule of your tenant, oldest first, following ``nextCursor``."""
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": max(1, min(MAX_PAGE_SIZE, page_size))}
+            if cursor:
+                params["cursor"] = cursor
+            page = SchedulePage.model_validate(self._request("GET", "/schedules", params=params).json())
+            yield from page.schedules
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    def update_schedule(
+        self,
+        schedule_id: str,
+        *,
+        cron: str | None = None,
+        timezone: str | None = None,
+        job: dict[str, Any] | None = None,
+        enabled: bool | None = None,
+    ) -> Schedule:
+        """Change any of cron, timezone, job, enabled; the next run is computed again from now."""
+        changes = {"cron": cron, "timezone": timezone, "job": job, "enabled": enabled}
+        body = {name: value for name, value in changes.items() if value is not None}
+        path = f"/schedules/{_segment(schedule_id)}"
+        return Schedule.model_validate(self._request("PATCH", path, json=body).json())
+
+    def delete_schedule(self, schedule_id: str) -> Schedule:
+        return Schedule.model_validate(self._request("DELETE", f"/schedules/{_segment(schedule_id)}").json())
+
+    def run_schedule(self, schedule_id: str) -> Job:
+        """Enqueue the schedule's job now, outside its cadence."""
+        return Job.model_validate(self._request("POST", f"/schedules/{_segment(schedule_id)}/run").json())
+
+    def preview_schedule(self, cron: str, timezone: str | None = None, count: int = 5) -> builtins.list[str]:
+        """The next ``count`` run times (ISO, UTC) of ``cron`` in ``timezone``, as the service computes them."""
+        params: dict[str, Any] = {"cron": cron, "count": count}
+        if timezone is not None:
+            params["timezone"] = timezone
+        return [str(run) for run in self._request("GET", "/schedules/preview", params=params).json()["runs"]]
+
+    # Other names for the same calls.
+    get_schedule = schedule
+    list_schedules = schedules
 
     def retry(self, job_id: str) -> Job:
         return Job.model_validate(self._request("POST", f"/jobs/{_segment(job_id)}/retry").json())

@@ -51,6 +51,8 @@ class Job(_ApiModel):
     # dependsOn: the jobs it waits for, and how many of them are not completed yet.
     depends_on: tuple[str, ...] = ()
     waiting_on: int | None = None
+    # The recurring schedule that enqueued it, if any.
+    schedule_id: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -77,3 +79,26 @@ class Stats(_ApiModel):
     waiting: int = 0
     completion_rate: float = 0.0
     failure_rate: float = 0.0
+
+
+class Schedule(_ApiModel):
+    """A recurring schedule: ``job`` is enqueued at each time ``cron`` names in ``timezone``."""
+
+    id: str
+    name: str
+    cron: str
+    timezone: str = "UTC"
+    job: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
+    next_run_at: str | None = None
+    last_run_at: str | None = None
+    last_job_id: str | None = None
+    created_at: str = ""
+    updated_at: str = ""
+    last_error: str | None = None
+
+
+class SchedulePage(_ApiModel):
+    schedules: tuple[Schedule, ...] = ()
+    count: int = 0
+    next_cursor: str | None = None

@@ -406,13 +406,7 @@ def create_resources(config: ServiceConfig) -> LocalResources:
     ddb.update_time_to_live(
         TableName=config.limits_table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
     )
-    # Tenant API keys, hashed (functions/dal/keys.py).
-    _keyed_table(ddb, config.keys_table)
-    # Job dependencies: pk "<tenant>#<dependency>#<shard>", sk the dependent's id (functions/dal/dependencies.py).
-    _keyed_table(ddb, config.dependencies_table, sort_key="sk")
-    ddb.update_time_to_live(
-        TableName=config.dependencies_table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
-    )
+    create_tables_added_later(ddb, config)
     boto3.client("s3").create_bucket(Bucket=config.files_bucket)
     # SES only sends from verified identities, locally as on AWS.
     if config.email_sender:
@@ -431,6 +425,44 @@ def create_resources(config: ServiceConfig) -> LocalResources:
         high=high,
         ordered=ordered,
     )
+
+
+def create_schedules_table(ddb: Any, name: str) -> None:
+    """Recurring schedules, as infra/constructs/schedules.py makes the table: the tenant and a sort key, and the
+    sparse due-time index the sweeper reads (whole items)."""
+    from functions.dal.schedules import DUE_INDEX, DUE_INDEX_KEYS
+
+    partition, sort = DUE_INDEX_KEYS
+    ddb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": attribute, "AttributeType": "S"} for attribute in ("pk", "sk", partition, sort)
+        ],
+        GlobalSecondaryIndexes=[_index(DUE_INDEX, partition, sort, {"ProjectionType": "ALL"})],
+    )
+
+
+def create_tables_added_later(ddb: Any, config: ServiceConfig, existing: frozenset[str] = frozenset()) -> None:
+    """The tables added since the first saved states: tenant keys (hashed, functions/dal/keys.py), job dependencies
+    (pk "<tenant>#<dependency>#<shard>", sk the dependent's id: functions/dal/dependencies.py), schedules. Those in
+    ``existing`` are left as they are."""
+    if config.keys_table not in existing:
+        _keyed_table(ddb, config.keys_table)
+    if config.dependencies_table not in existing:
+        _keyed_table(ddb, config.dependencies_table, sort_key="sk")
+        ddb.update_time_to_live(
+            TableName=config.dependencies_table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
+        )
+    if config.schedules_table not in existing:
+        create_schedules_table(ddb, config.schedules_table)
+
+
+def ensure_tables_added_later(config: ServiceConfig) -> None:
+    """Make the tables a state saved before they existed lacks, after it was restored over the resources."""
+    ddb = boto3.client("dynamodb")
+    create_tables_added_later(ddb, config, frozenset(ddb.list_tables()["TableNames"]))
 
 
 def _lane_queues(

@@ -21,7 +21,15 @@ from infra.config import ServiceConfig, local_config
 from jobsctl import discovery
 from jobsctl.environments import EnvironmentPool, fresh_handler
 from local import state
-from local.aws import LocalAws, LocalResources, SeedKey, create_api_keys, create_resources, parse_api_keys
+from local.aws import (
+    LocalAws,
+    LocalResources,
+    SeedKey,
+    create_api_keys,
+    create_resources,
+    ensure_tables_added_later,
+    parse_api_keys,
+)
 from local.event_source import SqsEventSource
 from local.gateway import DEFAULT_READ_TIMEOUT_SECONDS, LocalGateway
 from local.iam_calls import record_from_env
@@ -72,6 +80,7 @@ class LocalStack:
                 self.restored = state.restore(self.state_file, self.config.jobs_table)
             except ValueError as exc:
                 self.restore_error = f"{self.state_file} {exc}; starting empty"
+            ensure_tables_added_later(self.config)
         create_api_keys(self.api_keys, self.config.keys_table)
         self._configure_functions(self.resources)
 

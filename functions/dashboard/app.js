@@ -1191,8 +1191,9 @@
     else if (hash === "#/failures") view = "failures";
     else if (hash === "#/image") view = "image";
     else if (hash === "#/types") view = "types";
+    else if (hash === "#/schedules") view = "schedules"; // schedules.js keeps that page
     state.view = view;
-    for (const name of ["overview", "detail", "failures", "image", "types"]) $(`view-${name}`).hidden = name !== view;
+    for (const name of ["overview", "detail", "failures", "image", "types", "schedules"]) $(`view-${name}`).hidden = name !== view;
     document.querySelectorAll("[data-nav]").forEach((link) => {
       const current = link.dataset.nav === view || (view === "detail" && link.dataset.nav === "overview");
       if (current) link.setAttribute("aria-current", "page");
@@ -1210,7 +1211,7 @@
       document.title = "Jobs dashboard";
     }
     if (moveFocus) {
-      const heading = { overview: "overview-h", detail: "detail-h", failures: "failures-h", image: "image-h", types: "types-h" }[view];
+      const heading = { overview: "overview-h", detail: "detail-h", failures: "failures-h", image: "image-h", types: "types-h", schedules: "schedules-h" }[view];
       $(heading).focus({ preventScroll: false });
     }
     refreshNow();

@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.handlers import openapi as doc
 from functions.handlers.http import RequestScopedResolver, register_error_handlers
-from functions.handlers.routes import batches, docs, hooks, jobs, me, stats, types, uploads
+from functions.handlers.routes import batches, docs, hooks, jobs, me, schedules, stats, types, uploads
 from functions.handlers.runtime import logger, metrics, traced
 from functions.logic.enqueue import enqueue_settings
 
@@ -25,7 +25,7 @@ app = RequestScopedResolver()
 register_error_handlers(app)
 
 # In this order: a static path (/jobs/batch) is matched before a dynamic one of the same method only by order.
-for group in (jobs, uploads, stats, types, docs, batches, hooks, me):
+for group in (jobs, uploads, stats, types, docs, batches, hooks, me, schedules):
     app.include_router(group.router)
 
 

@@ -61,8 +61,9 @@ the caller's key.
 
 Numbers are strict: an integer field (an option or a payload's) takes a JSON number without a fractional part (`5.0`
 is 5, as in JSON Schema), not `"5"` or `true`. A query parameter may be given once; an empty, unknown or repeated one
-is `400 INVALID_QUERY`. What no schema here can check: `GET /jobs`'s `cursor`, which is opaque (pass back a
-`nextCursor`), that a batch-import's item ids are unique, a `runAt` at most a year ahead, the AI models this deployment
+is `400 INVALID_QUERY`. What no schema here can check: `GET /jobs`'s and `GET /schedules`' `cursor`, which is opaque
+(pass back a `nextCursor`), a cron expression whose days never come (`0 0 31 2 *`), that a batch-import's item ids are
+unique, a `runAt` at most a year ahead, the AI models this deployment
 allows, and that an image's `key` is under the caller's own `uploads/<tenant>/`.
 Webhooks have one path per job type (`POST /hooks/message`, ...), each taking that type's payload."""
 
@@ -78,7 +79,7 @@ def openapi_info() -> dict[str, Any]:
         "title": "Serverless Jobs API",
         "version": API_VERSION,
         "description": _DESCRIPTION,
-        "tags": ["jobs", "uploads", "stats", "types", "service", "dashboard"],
+        "tags": ["jobs", "schedules", "uploads", "stats", "types", "service", "dashboard"],
         "security_schemes": {
             API_KEY_SCHEME: APIKey(
                 in_=APIKeyIn.header, name="x-api-key", description="The tenant's API key (`jobs keys create`)."
@@ -410,6 +411,90 @@ def batch_json_body() -> dict[str, Any]:
     return json_body(schema, "The children, and the job to run when they are all final", example)
 
 
+# --- recurring schedules ---
+
+SCHEDULE_ID = "The schedule's id (from POST /schedules)"
+# What a schedule's job may not say: when it runs (the schedule does), and its key (each run has its own).
+_NOT_IN_A_SCHEDULED_JOB = ("delaySeconds", "runAt", "idempotencyKey")
+
+
+@cache
+def _scheduled_job_schema() -> dict[str, Any]:
+    """One ``<Type>ScheduledJob`` per job type, by ``type``: POST /jobs's ``<Type>JobRequest`` without
+    ``_NOT_IN_A_SCHEDULED_JOB``. Derived from those schemas rather than from new models, which would cost the API's
+    cold start ~50 ms of model building."""
+    if not any(name.endswith("JobRequest") for name in _COMPONENTS):
+        _union_schema(JobRequest)
+    mapping: dict[str, str] = {}
+    for name in registered_types():
+        request = _COMPONENTS[f"{pascal(name)}JobRequest"]
+        title = f"{pascal(name)}ScheduledJob"
+        properties = {key: value for key, value in request["properties"].items() if key not in _NOT_IN_A_SCHEDULED_JOB}
+        kept = {key: value for key, value in request.items() if key not in ("not", "properties", "title")}
+        _COMPONENTS[title] = {**kept, "properties": properties, "title": title}
+        mapping[name] = _REF.format(model=title)
+    return {
+        "oneOf": [{"$ref": ref} for ref in mapping.values()],
+        "discriminator": {"propertyName": "type", "mapping": mapping},
+    }
+
+
+def _schedule_properties() -> dict[str, Any]:
+    from functions.logic import schedules_cron as cron
+
+    return {
+        "cron": {
+            "type": "string",
+            "maxLength": cron.CRON_MAX_LENGTH,
+            "pattern": cron.CRON_PATTERN,
+            "description": "Five fields (minute hour day-of-month month day-of-week) with *, lists, ranges and "
+            "steps, or @hourly, @daily, @weekly, @monthly; a day that never comes (31 February) is refused",
+        },
+        "timezone": {
+            "type": "string",
+            "enum": list(cron.timezone_names()),
+            "description": "An IANA time zone: the cron's wall time (daylight-saving changes run once)",
+        },
+        "job": {**_scheduled_job_schema(), "description": "The job each run enqueues, as POST /jobs takes it"},
+        "enabled": {"type": "boolean", "description": "A disabled schedule keeps its definition and never runs"},
+    }
+
+
+def create_schedule_body() -> dict[str, Any]:
+    from functions.models.schedules import NAME_PATTERN
+
+    properties = _schedule_properties()
+    properties["timezone"]["default"] = "UTC"
+    properties["enabled"]["default"] = True
+    schema = {
+        "title": "CreateScheduleRequest",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name", "cron", "job"],
+        "properties": {
+            "name": {"type": "string", "pattern": NAME_PATTERN, "description": "Unique per tenant"},
+            **properties,
+        },
+    }
+    example = {
+        "name": "nightly-report",
+        "cron": "30 2 * * *",
+        "timezone": "Europe/Paris",
+        "job": {"type": "message", "payload": {"message": "nightly report"}},
+    }
+    return json_body(schema, "The schedule", example)
+
+
+def update_schedule_body() -> dict[str, Any]:
+    schema = {
+        "title": "UpdateScheduleRequest",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": _schedule_properties(),
+    }
+    return json_body(schema, "What changes (nextRunAt is computed again from now)", {"enabled": False})
+
+
 # --- the document ---
 
 # What the domain ``Job``'s serialization schema does not say: bounds, and what a field holds.
@@ -439,6 +524,7 @@ _JOB_NOTES: dict[str, dict[str, Any]] = {
         "description": "The jobs it waits for, each once (absent for a job created without dependsOn)",
     },
     "waitingOn": {"minimum": 0, "description": "How many of dependsOn are not completed yet (absent without them)"},
+    "scheduleId": {"description": "The recurring schedule that enqueued it (absent otherwise)"},
 }
 
 
@@ -452,6 +538,7 @@ _JOB_ABSENT_WHEN_NULL = (
     "callback",
     "dependsOn",
     "waitingOn",
+    "scheduleId",
 )
 
 

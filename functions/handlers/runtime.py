@@ -22,6 +22,7 @@ from functions.dal.job_queue import QueueLanes, SqsJobQueue
 from functions.dal.jobs_repository import DynamoJobsRepository
 from functions.dal.key_rates import DynamoWindowCounts
 from functions.dal.pauses import DynamoPauseStore
+from functions.dal.schedules import DynamoScheduleStore
 from functions.logic.batches import BatchSettler
 from functions.logic.callbacks import CallbackDeliverer
 from functions.logic.clock import system_clock
@@ -140,6 +141,13 @@ def pause_check() -> PauseCheck:
 
 
 @lru_cache(maxsize=1)
+def schedule_store() -> DynamoScheduleStore:
+    """Recurring schedules (logic/schedules.py), in their own table."""
+    settings = runtime().settings
+    return DynamoScheduleStore(client("dynamodb"), settings.schedules_table, settings.schedule_shards)
+
+
+@lru_cache(maxsize=1)
 def batch_store() -> DynamoBatchStore:
     """Fan-out batch items (dal/batches.py)."""
     rt = runtime()
@@ -196,6 +204,7 @@ def reset() -> None:
     limiter.cache_clear()
     pause_store.cache_clear()
     pause_check.cache_clear()
+    schedule_store.cache_clear()
     batch_store.cache_clear()
     batch_settler.cache_clear()
     callback_deliverer.cache_clear()

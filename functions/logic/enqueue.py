@@ -85,6 +85,8 @@ class JobSpec:
     batch_id: str | None = None
     # The jobs it waits for (``dependsOn``, each once, in the order given): see logic/dependencies.py.
     depends_on: tuple[str, ...] = ()
+    # The recurring schedule that enqueued it (logic/schedules.py), if any.
+    schedule_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -373,6 +375,7 @@ def new_job(spec: JobSpec, tenant: str, now: int, settings: EnqueueSettings, job
         batch_id=spec.batch_id,
         idempotency_key=spec.idempotency_key,
         callback=Callback(url=spec.callback_url) if spec.callback_url else None,
+        schedule_id=spec.schedule_id,
     )
 
 

@@ -90,7 +90,7 @@ class Forbidden(ApiError):
 class NotFound(ApiError):
     status_code = 404
     code = "NOT_FOUND"
-    when = "no such job for this tenant (another tenant's job is not found either)"
+    when = "no such job (or schedule) for this tenant (another tenant's is not found either)"
 
 
 class MethodNotAllowed(ApiError):
@@ -152,6 +152,20 @@ class Unavailable(ApiError):
     status_code = 503
     code = "UNAVAILABLE"
     when = "the job store or the key lookup is unavailable; try again"
+
+
+class InvalidSchedule(ApiError):
+    code = "INVALID_SCHEDULE"
+    when = (
+        "a schedule's `name`, `cron`, `timezone`, `enabled` or `job` is missing or not valid, or a field is unknown; "
+        "`details.field` names the field"
+    )
+
+
+class ScheduleExists(ApiError):
+    status_code = 409
+    code = "SCHEDULE_EXISTS"
+    when = "the tenant already has a schedule of this `name`"
 
 
 def error_table() -> dict[str, type[ApiError]]:

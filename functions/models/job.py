@@ -127,6 +127,8 @@ class Job(BaseModel):
     idempotency_key: str | None = Field(default=None, alias="idempotencyKey")
     progress: Progress | None = None
     callback: Callback | None = None
+    # The recurring schedule that enqueued it (absent otherwise).
+    schedule_id: str | None = Field(default=None, alias="scheduleId")
     # Bookkeeping that never leaves the service.
     version: int = Field(default=0, exclude=True)
     lease_until_ms: int | None = Field(default=None, exclude=True)
@@ -245,7 +247,16 @@ class Job(BaseModel):
     def to_api(self) -> dict[str, Any]:
         body = self.model_dump(mode="json", by_alias=True)
         body["history"] = [entry.to_json() for entry in self.history]
-        for optional in ("timeoutSeconds", "groupId", "batchId", "idempotencyKey", "progress", "callback", "waitingOn"):
+        for optional in (
+            "timeoutSeconds",
+            "groupId",
+            "batchId",
+            "idempotencyKey",
+            "progress",
+            "callback",
+            "waitingOn",
+            "scheduleId",
+        ):
             if body.get(optional) is None:
                 body.pop(optional, None)
         if self.depends_on:

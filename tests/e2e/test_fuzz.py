@@ -8,13 +8,14 @@ documented status code, a documented content type, documented headers, and a bod
 
 Every check schemathesis has (``--checks all``: conformance of status, content type, headers and body; positive data
 accepted and negative data refused; undeclared methods answered 405 with ``Allow``; missing headers; auth; resources
-after delete...). Refusals of rules no schema can state are accepted, narrowly: ``GET /jobs``'s opaque ``cursor``,
-batch-import items sharing an ``id``, a ``runAt`` more than a year ahead (a bound that moves with the clock), an
-AI ``model`` the deployment does not allow (deploy-time configuration), an image ``key`` outside the caller's own
-``uploads/<tenant>/`` (the caller is not in the document) and ``dependsOn`` ids that name no job of the tenant. A
-case whose only invalid part is its headers, on an operation that documents none, is not held to "negative data
-refused": this test replaces them with a valid key. A body over 5 MiB whose Lambda event reaches 6 MB may get API
-Gateway's own 500 (documented in docs/api.md).
+after delete...). Refusals of rules no schema can state are accepted, narrowly: ``GET /jobs``'s and
+``GET /schedules``' opaque ``cursor``, a cron expression whose days never come (``0 0 31 2 *``), batch-import
+items sharing an ``id``, a ``runAt`` more than a year ahead (a bound that moves with the clock), an AI ``model``
+the deployment does not allow (deploy-time configuration), an image ``key`` outside the caller's own
+``uploads/<tenant>/`` (the caller is not in the document) and ``dependsOn`` ids that name no job of the tenant.
+A case whose only invalid part is its headers, on an operation that documents none, is not held to "negative data
+refused": this test replaces them with a valid key.
+A body over 5 MiB whose Lambda event reaches 6 MB may get API Gateway's own 500 (documented in docs/api.md).
 
 Bounded and reproducible: a random seed each run, printed (``FUZZ_SEED=<seed>`` repeats it), at most
 ``MAX_EXAMPLES`` cases per operation in the fuzzing phase (the coverage phase adds the schema's boundary cases), no
@@ -41,6 +42,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from functions.logic.schedules_cron import NEVER_RUNS
 from tests.e2e.conftest import ROOT, Client
 
 pytestmark = pytest.mark.e2e
@@ -106,6 +108,7 @@ def test_every_operation_answers_within_its_contract(case: schemathesis.Case, te
         or _only_refused_for(response, "not your upload: the key must be under uploads/")
         or _run_at_too_far_refused(case, response)
         or _unknown_dependencies_refused(case, response)
+        or _cron_that_never_runs_refused(response)
     )
     excluded = [positive_data_acceptance] if refused_for_what_no_schema_says else []
     if _only_the_replaced_key_was_negative(case):
@@ -117,11 +120,20 @@ def test_every_operation_answers_within_its_contract(case: schemathesis.Case, te
 
 def _opaque_cursor_refused(case: schemathesis.Case, response: Any) -> bool:
     """GET /jobs refused this request for its ``cursor`` (which no schema can check) and for nothing else."""
-    if (case.method.upper(), case.path) != ("GET", "/jobs") or "cursor" not in (case.query or {}):
+    if (case.method.upper(), case.path) not in {("GET", "/jobs"), ("GET", "/schedules")}:
+        return False
+    if "cursor" not in (case.query or {}):
         return False
     if response.status_code != 400 or response.json().get("code") != "INVALID_QUERY":
         return False
     return "cursor" in response.json().get("error", "")
+
+
+def _cron_that_never_runs_refused(response: Any) -> bool:
+    """A cron expression of the document's grammar whose days never come (``0 0 31 2 *``): a calendar rule."""
+    if response.status_code != 400 or response.json().get("code") != "INVALID_SCHEDULE":
+        return False
+    return NEVER_RUNS in response.json().get("error", "")
 
 
 def _refused_by_lambdas_invoke_limit(response: Any) -> bool:

@@ -35,6 +35,7 @@ def local_names(config: ServiceConfig) -> dict[str, str]:
         "Tables/Limits": config.limits_table,
         "Tables/Keys": config.keys_table,
         "Tables/Dependencies": config.dependencies_table,
+        "Schedules/Table": config.schedules_table,
         "Files/Bucket": config.files_bucket,
         "JobQueue/Queue": queues.name,
         "JobQueue/DeadLetterQueue": queues.dlq_name,

@@ -123,10 +123,7 @@ def all_functions(resources: Resources) -> list[tuple[str, dict[str, Any]]]:
 
 def jobs_and_stats_tables(resources: Resources) -> tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]:
     """(logical id, resource) of the jobs table (the one with indexes) and of the stats table."""
-    found = of_type(resources, "AWS::DynamoDB::Table")
-    jobs = [(k, t) for k, t in found.items() if "GlobalSecondaryIndexes" in t["Properties"]]
-    assert len(jobs) == 1, sorted(found)
-    return jobs[0], named_by_setting(resources, "JOBS_STATS_TABLE")
+    return named_by_setting(resources, "JOBS_JOBS_TABLE"), named_by_setting(resources, "JOBS_STATS_TABLE")
 
 
 def imports_table(resources: Resources) -> tuple[str, dict[str, Any]]:

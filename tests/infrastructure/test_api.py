@@ -144,6 +144,7 @@ def test_api_function_permissions_are_the_ones_it_uses(resources: Resources) -> 
     jobs, stats = arn(jobs_id), arn(stats_id)
     limits = arn(named_by_setting(resources, "JOBS_LIMITS_TABLE")[0])
     dependencies = arn(named_by_setting(resources, "JOBS_DEPENDENCIES_TABLE")[0])
+    schedules = arn(named_by_setting(resources, "JOBS_SCHEDULES_TABLE")[0])
 
     # When its permissions are listed
     pairs = role_permissions(resources, role_of(api))
@@ -166,6 +167,11 @@ def test_api_function_permissions_are_the_ones_it_uses(resources: Resources) -> 
         ("dynamodb:BatchGetItem", dependencies),
         ("dynamodb:BatchWriteItem", dependencies),
         ("dynamodb:UpdateItem", dependencies),
+        # and manage recurring schedules in their table (not its due-time index, which is the sweeper's)
+        ("dynamodb:GetItem", schedules),
+        ("dynamodb:PutItem", schedules),
+        ("dynamodb:DeleteItem", schedules),
+        ("dynamodb:Query", schedules),
     }
     # And send to each lane's queue (not to a DLQ); no API Gateway call (the authorizer gives the tenant), and
     # no access to the keys table

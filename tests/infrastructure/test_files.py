@@ -78,7 +78,7 @@ def test_the_sweeper_touches_no_files_and_no_job_services(resources: Resources) 
         assert permissions_for(pairs, service) == set()
 
 
-def test_the_stack_has_one_bucket_and_six_tables(resources: Resources) -> None:
+def test_the_stack_has_one_bucket_and_seven_tables(resources: Resources) -> None:
     assert len(of_type(resources, "AWS::S3::Bucket")) == 1
-    # jobs, stats, imports, limits, keys, dependencies
-    assert len(of_type(resources, "AWS::DynamoDB::Table")) == 6
+    # jobs, stats, imports, limits, keys, dependencies, schedules
+    assert len(of_type(resources, "AWS::DynamoDB::Table")) == 7

@@ -144,6 +144,7 @@ def test_every_function_gets_the_settings_and_powertools_environment(resources: 
         "JOBS_LIMITS_TABLE": {"Ref": named_by_setting(resources, "JOBS_LIMITS_TABLE")[0]},
         "JOBS_KEYS_TABLE": {"Ref": named_by_setting(resources, "JOBS_KEYS_TABLE")[0]},
         "JOBS_DEPENDENCIES_TABLE": {"Ref": named_by_setting(resources, "JOBS_DEPENDENCIES_TABLE")[0]},
+        "JOBS_SCHEDULES_TABLE": {"Ref": named_by_setting(resources, "JOBS_SCHEDULES_TABLE")[0]},
         **{
             setting: {"Ref": logical_id}
             for lane in ("high", "ordered")

@@ -79,9 +79,10 @@ def test_the_runtime_layer_holds_exactly_the_pinned_versions_the_tests_run_with(
     # Given the runtime layer's asset
     python = asset_dir(synthesized, layer_ids(synthesized.resources)[RUNTIME_REQUIREMENTS.name]) / "python"
     versions = versions_in(python)
-    # Then it has Powertools, pydantic and boto3/botocore at the pins of requirements.txt
+    # Then it has Powertools, pydantic, boto3/botocore, and croniter and tzdata (recurring schedules) at the pins of
+    # requirements.txt
     expected = pins(RUNTIME_REQUIREMENTS)
-    assert set(expected) == {"aws-lambda-powertools", "pydantic", "boto3", "botocore"}
+    assert set(expected) == {"aws-lambda-powertools", "pydantic", "boto3", "botocore", "croniter", "tzdata"}
     for name, version in expected.items():
         assert versions[name] == version, name
     # And not the X-Ray SDK: tracing is off, and the handlers do not import it

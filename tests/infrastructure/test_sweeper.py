@@ -9,6 +9,7 @@ from tests.infrastructure.template_utils import (
     arn,
     functions_by_handler,
     jobs_and_stats_tables,
+    named_by_setting,
     only,
     permissions_for,
     role_of,
@@ -42,8 +43,12 @@ def test_sweeper_queries_only_the_sweep_index_and_sends_to_the_main_queue(resour
 
     # Then it may query the by-sweep index (not the table, not the other indexes), read and rewrite job records and
     # the batch items of the jobs it ends
+    schedules_id, _ = named_by_setting(resources, "JOBS_SCHEDULES_TABLE")
     assert permissions_for(pairs, "dynamodb") == {
         ("dynamodb:Query", jobs + "/index/by-sweep"),
+        # and fire the due recurring schedules: query their due-time index, move each on (a conditional Put)
+        ("dynamodb:Query", arn(schedules_id) + "/index/by-due"),
+        ("dynamodb:PutItem", arn(schedules_id)),
         ("dynamodb:BatchGetItem", jobs),
         ("dynamodb:GetItem", jobs),
         ("dynamodb:PutItem", jobs),

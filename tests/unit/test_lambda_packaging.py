@@ -27,6 +27,8 @@ POWERTOOLS_LAYER = {
     "aws-xray-sdk",
     "wrapt",
 }
+# ... and, in the same layer, the cron library and the IANA zones of recurring schedules (the API and the sweeper).
+POWERTOOLS_LAYER |= {"croniter", "tzdata"}
 JOB_LAYER = {
     line.split("==")[0].strip().lower()
     for line in (ROOT / "requirements-jobs.txt").read_text().splitlines()

@@ -148,6 +148,23 @@ def test_every_error_code_the_api_answers_is_documented(spec: dict[str, Any]) ->
         (("GET", "/stats"), set()),
         (("GET", "/stats/throughput"), {"INVALID_QUERY"}),
         (("GET", "/types"), set()),
+        (
+            ("POST", "/schedules"),
+            {
+                "INVALID_BODY",
+                "INVALID_TYPE",
+                "INVALID_PAYLOAD",
+                "INVALID_OPTION",
+                "INVALID_SCHEDULE",
+                "SCHEDULE_EXISTS",
+                "PAYLOAD_TOO_LARGE",
+            },
+        ),
+        (("GET", "/schedules"), {"INVALID_QUERY"}),
+        (("GET", "/schedules/preview"), {"INVALID_SCHEDULE", "INVALID_QUERY"}),
+        (("GET", "/schedules/{schedule_id}"), {"NOT_FOUND"}),
+        (("DELETE", "/schedules/{schedule_id}"), {"NOT_FOUND", "CONFLICT"}),
+        (("POST", "/schedules/{schedule_id}/run"), {"NOT_FOUND", "INVALID_TYPE", "INVALID_PAYLOAD", "INVALID_OPTION"}),
     ],
 )
 def test_each_keyed_route_lists_its_codes_and_the_key_codes(
@@ -245,7 +262,16 @@ def test_request_bodies_describe_what_the_logic_accepts(spec: dict[str, Any]) ->
         ("POST", "/uploads"),
         *(("POST", f"/hooks/{name}") for name in registered_types()),
         ("POST", "/jobs/cancel"),
+        ("POST", "/schedules"),
+        ("PATCH", "/schedules/{schedule_id}"),
     }
+    # A schedule's job is a job spec without what says when it runs (the schedule does) or keys it
+    create = body_schema(("POST", "/schedules"))
+    assert (create["required"], create["additionalProperties"]) == (["name", "cron", "job"], False)
+    update = body_schema(("PATCH", "/schedules/{schedule_id}"))
+    assert set(update["properties"]) == {"cron", "timezone", "job", "enabled"} and "required" not in update
+    for job in variants(create["properties"]["job"]).values():
+        assert set(job["properties"]) == ENQUEUE_FIELDS - {"idempotencyKey", "delaySeconds", "runAt"}
     assert ops[("POST", "/jobs/cancel")]["requestBody"]["required"] is False  # no body: every cancellable job
     cancel = ops[("POST", "/jobs/cancel")]["requestBody"]["content"]["application/json"]["schema"]
     assert cancel["properties"]["status"]["enum"] == ["pending", "retrying", "scheduled", "waiting"]
@@ -273,6 +299,13 @@ def test_success_responses_reference_their_models(spec: dict[str, Any]) -> None:
         ("POST", "/jobs/cancel"): ("200", "CancelledJobs"),
         ("POST", "/types/{type}/pause"): ("200", "TypePause"),
         ("POST", "/types/{type}/resume"): ("200", "TypePause"),
+        ("POST", "/schedules"): ("201", "Schedule"),
+        ("GET", "/schedules"): ("200", "SchedulePage"),
+        ("GET", "/schedules/{schedule_id}"): ("200", "Schedule"),
+        ("PATCH", "/schedules/{schedule_id}"): ("200", "Schedule"),
+        ("DELETE", "/schedules/{schedule_id}"): ("200", "Schedule"),
+        ("POST", "/schedules/{schedule_id}/run"): ("202", "Job"),
+        ("GET", "/schedules/preview"): ("200", "RunTimes"),
     }
     for route, (status, model) in expected.items():
         schema = ops[route]["responses"][status]["content"]["application/json"]["schema"]
@@ -301,6 +334,8 @@ def test_query_and_path_parameters_are_documented(spec: dict[str, Any]) -> None:
     assert params(("POST", "/hooks/message")) == {"priority": "query", "X-Jobs-Signature": "header"}
     assert params(("GET", "/jobs/{job_id}")) == {"job_id": "path", "wait": "query"}
     assert params(("POST", "/jobs")) == {"Idempotency-Key": "header"}
+    assert params(("GET", "/schedules")) == {"limit": "query", "cursor": "query"}
+    assert params(("GET", "/schedules/preview")) == {"cron": "query", "timezone": "query", "count": "query"}
     for route in (("DELETE", "/jobs/{job_id}"), ("POST", "/jobs/{job_id}/retry")):
         assert params(route) == {"job_id": "path"}
 

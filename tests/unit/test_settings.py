@@ -55,6 +55,8 @@ def test_settings_round_trip_through_the_environment() -> None:
             "key_burst_limit": 9,
             "dependencies_table": "dependencies",
             "dependency_shards": 2,
+            "schedules_table": "schedules",
+            "schedule_shards": 9,
             "progress_interval_seconds": 0.25,
             "callback_max_attempts": 2,
             "idempotency_ttl_seconds": 60,

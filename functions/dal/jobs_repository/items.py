@@ -62,6 +62,7 @@ def to_item(job: Job, layout: ItemLayout) -> dict[str, Any]:
         ("groupId", job.group_id),
         ("batchId", job.batch_id),
         ("idempotencyKey", job.idempotency_key),
+        ("scheduleId", job.schedule_id),
     ):
         if text_value is not None:
             item[name] = {"S": text_value}
@@ -140,6 +141,7 @@ def from_item(item: dict[str, Any]) -> Job:
         callback=_callback(item["callbackJson"]["S"]) if "callbackJson" in item else None,
         depends_on=tuple(entry["S"] for entry in item.get("dependsOn", {}).get("L", [])),
         waiting_on=number("waitingOn"),
+        schedule_id=text("scheduleId"),
     )
 
 

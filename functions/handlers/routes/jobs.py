@@ -241,6 +241,10 @@ def _submit(spec: JobSpec, tenant: str) -> Accepted:
     return accepted
 
 
+# POST /schedules/{id}/run enqueues as POST /jobs does.
+submit_for = _submit
+
+
 def record(job: Job) -> dict[str, Any]:
     """One job as the API shows it: with its whole payload, even when that is kept in S3 (listings show a stub)."""
     return with_full_payload(job, files() if job.payload_ref else None).to_api()
