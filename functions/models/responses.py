@@ -14,8 +14,9 @@ from pydantic.json_schema import SkipJsonSchema
 
 from functions.models.bounds import MAX_BATCH_JOBS
 from functions.models.job import Job
+from functions.models.schedules import RunTimes, Schedule, SchedulePage  # documented by name (routes/schedules.py)
 
-__all__ = ["Job"]
+__all__ = ["Job", "RunTimes", "Schedule", "SchedulePage"]
 
 
 class WireModel(BaseModel):

@@ -15,9 +15,7 @@ from functions.handlers.routes.jobs import LOCATION, submit_for
 from functions.handlers.runtime import runtime, schedule_store
 from functions.logic import schedules, schedules_cron
 from functions.logic.clock import system_clock
-from functions.models import responses
 from functions.models.bounds import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, LIST_LIMIT_MIN
-from functions.models.schedules import RunTimes, Schedule, SchedulePage
 
 router = Router()
 
@@ -42,13 +40,12 @@ _NOT_FOUND = {"NOT_FOUND": "no such schedule for this tenant"}
     summary="Create a recurring schedule",
     description="Enqueues `job` at each time `cron` names, in `timezone` (exactly one job per run time, whose record "
     "carries `scheduleId`). Runs are to the minute; time missed while the service was down runs once.",
-    operation_id="createSchedule",
+    operation_id=doc.request_body("createSchedule", doc.create_schedule_body),
     tags=["schedules"],
     responses={
-        201: doc.ok(Schedule, "The schedule", SCHEDULE_LOCATION),
+        201: doc.ok("Schedule", "The schedule", SCHEDULE_LOCATION),
         **doc.errors(*_JOB_CODES, "INVALID_SCHEDULE", "SCHEDULE_EXISTS", *doc.KEYED_ERRORS, notes=_NOTES),
     },
-    openapi_extensions=doc.create_schedule_body(),
 )
 def create_schedule() -> Response[str]:
     tenant = caller_tenant(router)
@@ -63,7 +60,7 @@ def create_schedule() -> Response[str]:
     description="The tenant's schedules, oldest first, a page at a time.",
     operation_id="listSchedules",
     tags=["schedules"],
-    responses={200: doc.ok(SchedulePage, "A page of schedules"), **doc.keyed_errors("INVALID_QUERY")},
+    responses={200: doc.ok("SchedulePage", "A page of schedules"), **doc.keyed_errors("INVALID_QUERY")},
     openapi_extensions=doc.parameters(
         doc.query_param(
             "limit",
@@ -92,7 +89,7 @@ def list_schedules() -> Response[str]:
     operation_id="previewSchedule",
     tags=["schedules"],
     responses={
-        200: doc.ok(RunTimes, "The next run times"),
+        200: doc.ok("RunTimes", "The next run times"),
         **doc.errors(
             "INVALID_SCHEDULE",
             "INVALID_QUERY",
@@ -138,7 +135,7 @@ def preview_schedule() -> Response[str]:
     description="The schedule, with its next run and what its last run enqueued (or why it could not).",
     operation_id="getSchedule",
     tags=["schedules"],
-    responses={200: doc.ok(Schedule, "The schedule"), **doc.errors("NOT_FOUND", *doc.KEYED_ERRORS, notes=_NOT_FOUND)},
+    responses={200: doc.ok("Schedule", "The schedule"), **doc.errors("NOT_FOUND", *doc.KEYED_ERRORS, notes=_NOT_FOUND)},
 )
 def get_schedule(schedule_id: ScheduleId) -> Response[str]:
     tenant = caller_tenant(router)
@@ -150,15 +147,14 @@ def get_schedule(schedule_id: ScheduleId) -> Response[str]:
     summary="Change a schedule",
     description="Any of `cron`, `timezone`, `job`, `enabled`; `nextRunAt` is computed again from now (none while "
     "disabled). The name is kept.",
-    operation_id="updateSchedule",
+    operation_id=doc.request_body("updateSchedule", doc.update_schedule_body),
     tags=["schedules"],
     responses={
-        200: doc.ok(Schedule, "The schedule, changed"),
+        200: doc.ok("Schedule", "The schedule, changed"),
         **doc.errors(
             *_JOB_CODES, "INVALID_SCHEDULE", "NOT_FOUND", "CONFLICT", *doc.KEYED_ERRORS, notes={**_NOTES, **_NOT_FOUND}
         ),
     },
-    openapi_extensions=doc.update_schedule_body(),
 )
 def update_schedule(schedule_id: ScheduleId) -> Response[str]:
     tenant = caller_tenant(router)
@@ -176,7 +172,7 @@ def update_schedule(schedule_id: ScheduleId) -> Response[str]:
     operation_id="deleteSchedule",
     tags=["schedules"],
     responses={
-        200: doc.ok(Schedule, "The deleted schedule"),
+        200: doc.ok("Schedule", "The deleted schedule"),
         **doc.errors("NOT_FOUND", "CONFLICT", *doc.KEYED_ERRORS, notes=_NOT_FOUND),
     },
 )
@@ -192,7 +188,7 @@ def delete_schedule(schedule_id: ScheduleId) -> Response[str]:
     operation_id="runSchedule",
     tags=["schedules"],
     responses={
-        202: doc.ok(responses.Job, "Accepted: the job", LOCATION),
+        202: doc.ok("Job", "Accepted: the job", LOCATION),
         **doc.errors(
             "INVALID_TYPE",
             "INVALID_PAYLOAD",
