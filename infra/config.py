@@ -121,6 +121,8 @@ class ServiceConfig:
     # Memory is also the CPU share (1,769 MB is one vCPU). The API's container holds ~62 MB after its imports, but
     # its cold start is ~0.55 s of CPU (bench/coldstart.py) on the request's path: less memory would stretch that.
     api_memory_mb: int = 512
+    # The key authorizer does one GetItem per key and cache period (API Gateway caches its answers per key).
+    authorizer_memory_mb: int = 256
     sweeper_interval_seconds: int = 60
     sweeper_timeout_seconds: int = 60
     # Off the request path and mostly waiting on DynamoDB (~57 MB after its imports); it runs every minute, idle or

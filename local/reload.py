@@ -73,6 +73,10 @@ class CodeGenerations:
             try:
                 for module in HANDLER_MODULES:
                     importlib.import_module(module)
+                # Modules the handlers import on first use (job types, the callback client...) that were running
+                # load again now, so an error in them is reported at the reload, not by the next job of that type.
+                for name in previous:
+                    _import_if_present(name)
             except Exception as exc:  # noqa: BLE001 - any error in the new code keeps the previous code running
                 for name in [name for name in sys.modules if _ours(name)]:
                     del sys.modules[name]
@@ -110,6 +114,14 @@ class CodeGenerations:
             more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
             if self.reload():
                 self._announce(f"Reloaded: {names}{more} changed (state kept)")
+
+
+def _import_if_present(name: str) -> None:
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:  # a module it imports is missing: an error in the new code
+            raise
 
 
 def _ours(name: str) -> bool:

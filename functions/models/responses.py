@@ -58,6 +58,7 @@ class StatusCounts(WireModel):
 class Stats(StatusCounts):
     """The tenant's jobs by status (exact counts), and its completion and failure rates over all its jobs."""
 
+    waiting: int = Field(description="waiting for their dependencies (dependsOn) to complete")
     enqueued: int
     processed: int = Field(description="completed + failed")
     total: int

@@ -24,8 +24,6 @@ from infra.constructs.tables import API_INDEXES, JobsTables
 
 API_HANDLER = "functions.handlers.api.handler"
 AUTHORIZER_HANDLER = "functions.handlers.authorizer.handler"
-# The authorizer does one GetItem: small and quick (its answers are cached by API Gateway per key anyway).
-AUTHORIZER_MEMORY_MB = 256
 AUTHORIZER_TIMEOUT_SECONDS = 5
 # The header a tenant's key travels in: the authorizer's identity source, so API Gateway caches its answer per key.
 KEY_HEADER = "x-api-key"
@@ -89,7 +87,7 @@ class JobsApi(Construct):
             handler=AUTHORIZER_HANDLER,
             description="The API's Lambda authorizer: tenant, scope and rate limit of an x-api-key",
             timeout_seconds=AUTHORIZER_TIMEOUT_SECONDS,
-            memory_mb=AUTHORIZER_MEMORY_MB,
+            memory_mb=config.authorizer_memory_mb,
             environment=environment,
         )
         # One key's item by its hash: nothing else (it cannot list, write or read any other table).
