@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from functions.dal.jobs_repository import ENQUEUED_COUNTER, THROUGHPUT_COUNTERS, StatusChange, StreamDeltas, minute_key
+from functions.logic import cost as job_cost
 
 # TransactWriteItems takes 100 items: the watermark and at most this many counter items per transaction.
 MAX_ITEMS_PER_TRANSACTION = 90
@@ -42,6 +43,7 @@ def count_change(deltas: StreamDeltas, change: StatusChange) -> None:
         if change.after in THROUGHPUT_COUNTERS:
             minute = deltas.throughput.setdefault((change.tenant, minute_key(change.at)), {})
             minute[change.after] = minute.get(change.after, 0) + 1
+            job_cost.count_cost(minute, change.job_type, change.cost)
     counts[change.after] = counts.get(change.after, 0) + 1
 
 

@@ -47,6 +47,10 @@ DASHBOARD_MONTH: Final = 3.00  # beyond the first 3 dashboards of an account (co
 # https://aws.amazon.com/xray/pricing/ : traces recorded.
 XRAY_TRACE: Final = 5.00 * PER_MILLION
 
+# https://aws.amazon.com/kms/pricing/ and https://aws.amazon.com/secrets-manager/pricing/ : per key / secret a month.
+KMS_KEY_MONTH: Final = 1.00
+SECRET_MONTH: Final = 0.40
+
 # https://aws.amazon.com/eventbridge/pricing/ : scheduled rules' invocations of AWS targets are free.
 EVENTBRIDGE_SCHEDULED_INVOCATION: Final = 0.0
 

@@ -232,6 +232,13 @@ class InMemoryJobsRepository:
             for minute in minutes
         }
 
+    def minute_items(self, tenant: str, minutes: list[str]) -> list[dict[str, Any]]:
+        self.apply_stream()
+        return [
+            {name: {"N": str(value)} for name, value in self._per_minute.get((tenant, minute), Counter()).items()}
+            for minute in minutes
+        ]
+
     def due_for_sweep(self, shard: int, until: str, limit: int) -> list[Job]:
         due = [
             job

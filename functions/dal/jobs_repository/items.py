@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from functions.dal.jobs_repository.keys import id_hash, record_key, status_partition
-from functions.models.job import Callback, HistoryEntry, Job, JobStatus, Progress
+from functions.models.job import Callback, HistoryEntry, Job, JobCost, JobStatus, Progress
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,8 @@ def to_item(job: Job, layout: ItemLayout) -> dict[str, Any]:
     if job.status.is_final and layout.retention_seconds:
         ended = datetime.fromisoformat(job.completed_at or job.updated_at).timestamp()
         item["expiresAt"] = {"N": str(int(ended) + layout.retention_seconds)}
+    if job.cost is not None:
+        item["costJson"] = {"S": job.cost.model_dump_json(by_alias=True)}
     if job.sweep_at is not None:
         # Sparse index: only jobs the sweeper must look at carry these attributes.
         item["sweepShard"] = {"S": str(job_hash % layout.sweep_shards)}
@@ -122,6 +124,7 @@ def from_item(item: dict[str, Any]) -> Job:
         idempotency_key=text("idempotencyKey"),
         progress=Progress.model_validate_json(item["progressJson"]["S"]) if "progressJson" in item else None,
         callback=_callback(item["callbackJson"]["S"]) if "callbackJson" in item else None,
+        cost=JobCost.model_validate_json(item["costJson"]["S"]) if "costJson" in item else None,
     )
 
 

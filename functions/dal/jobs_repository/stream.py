@@ -6,8 +6,9 @@ counters), so the counters are exact however the writers interleave or crash.
 
 from __future__ import annotations
 
+import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from functions.dal.jobs_repository.stats import (
@@ -28,6 +29,10 @@ class StatusChange:
     before: str | None
     after: str | None
     at: str
+    # What logic/cost.py sums per minute: the job's type and its record's ``cost`` once final (not part of what
+    # a change is, for comparisons).
+    job_type: str = field(default="", compare=False)
+    cost: dict[str, Any] | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -67,6 +72,8 @@ def stream_change(record: dict[str, Any]) -> StatusChange | None:
         before=before,
         after=after,
         at=image["updatedAt"]["S"] if "updatedAt" in image else "",
+        job_type=image["type"]["S"],
+        cost=json.loads(new["costJson"]["S"]) if "costJson" in new else None,
     )
 
 

@@ -8,6 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 
+from functions.dal import metering
 from functions.handlers import openapi as doc
 from functions.handlers.http import caller_tenant, json_response, read_json_body, read_query
 from functions.handlers.runtime import batch_settler, emit, files, runtime
@@ -237,7 +238,8 @@ def known_id(job_id: str) -> str:
 
 def _submit(spec: JobSpec, tenant: str) -> Accepted:
     rt = runtime()
-    accepted = submit(spec, tenant, rt.repo, rt.queue, system_clock, enqueue_settings(rt.settings), files=files)
+    with metering.metered():  # the create request's own calls and time: the job's cost (logic/cost.py)
+        accepted = submit(spec, tenant, rt.repo, rt.queue, system_clock, enqueue_settings(rt.settings), files=files)
     if not accepted.replayed:
         emit("JobsEnqueued", 1)
     return accepted
