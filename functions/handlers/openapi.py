@@ -387,11 +387,15 @@ _JOB_NOTES: dict[str, dict[str, Any]] = {
     "idempotencyKey": {"description": "The key it was created with (absent otherwise)"},
     "progress": {"description": "What the job last reported (absent otherwise)"},
     "callback": {"description": "Its completion callback (absent otherwise)"},
+    "cost": {
+        "description": "What the job cost on AWS, estimated from its own measured calls and time at list prices "
+        "(completed and failed jobs; absent otherwise)"
+    },
 }
 
 
 # The fields ``Job.to_api()`` leaves out when they are null; it always writes the others.
-_JOB_ABSENT_WHEN_NULL = ("timeoutSeconds", "groupId", "batchId", "idempotencyKey", "progress", "callback")
+_JOB_ABSENT_WHEN_NULL = ("timeoutSeconds", "groupId", "batchId", "idempotencyKey", "progress", "callback", "cost")
 
 
 def _noted_job(schema: Any) -> Any:

@@ -143,7 +143,7 @@ def at_final(before: Job, after: Job, meter: Meter | None, shape: LambdaShape, i
 
 COST_FIELDS = ("jobs", "usd", "requests", "writeUnits", "readUnits", "lambdaMs")
 # Stored as integers (DynamoDB ADD of exact integers): these many of each per unit.
-_SCALE = {"jobs": 1, "usd": 1_000_000_000, "requests": 1000, "writeUnits": 1000, "readUnits": 1000, "lambdaMs": 10}
+_SCALE = {"jobs": 1, "usd": 1_000_000_000_000, "requests": 1000, "writeUnits": 1000, "readUnits": 1000, "lambdaMs": 10}
 _PREFIX = "cost#"
 
 
@@ -187,7 +187,7 @@ def total(types: dict[str, dict[str, float]]) -> dict[str, float]:
 def _rounded(sums: dict[str, float]) -> dict[str, float]:
     return {
         "jobs": int(sums["jobs"]),
-        "usd": round(sums["usd"], 9),
+        "usd": round(sums["usd"], 12),
         "requests": round(sums["requests"], 3),
         "writeUnits": round(sums["writeUnits"], 3),
         "readUnits": round(sums["readUnits"], 3),

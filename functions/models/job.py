@@ -244,7 +244,7 @@ class Job(BaseModel):
                 body.pop(optional, None)
         if body.get("callback"):
             body["callback"] = {k: v for k, v in body["callback"].items() if v is not None}
-        if not self.status.is_final:
+        if self.status not in (JobStatus.COMPLETED, JobStatus.FAILED):
             body.pop("cost", None)  # the API's part alone until the consumer adds its own at the end
         return body
 

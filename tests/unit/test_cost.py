@@ -150,7 +150,7 @@ class FakeStore:
 
 
 def test_the_report_covers_the_last_minutes_oldest_first() -> None:
-    store = FakeStore([{"cost#message#jobs": {"N": "2"}, "cost#message#usd": {"N": "5000"}}])
+    store = FakeStore([{"cost#message#jobs": {"N": "2"}, "cost#message#usd": {"N": "5000000"}}])
     now = 1_780_000_000_000
     report = cost.cost_report(store, "t1", {"minutes": "3"}, now)
     assert report["minutes"] == 3
