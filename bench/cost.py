@@ -43,6 +43,7 @@ import math
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -288,13 +289,26 @@ def price(rec: Recording, shape: Shape, mode: str, init: dict[str, float]) -> Le
 
 
 def final_record_bytes(rec: Recording) -> float:
-    """The stored size of a final job: its record and index entries as last written, + 100 B overhead each."""
-    last: dict[tuple[str, str], int] = {}
+    """What a job leaves stored, per job: the jobs table's records as last written and the index entries still
+    live at the end (puts minus deletes, at their average size), DynamoDB's 100 B overhead on each item."""
+    jobs_table = next((name for name in rec.indexes if not name.startswith("job-")), "jobs")
+    last: dict[str, int] = {}
+    live: Counter[str] = Counter()
+    sizes: dict[str, list[int]] = {}
     for w in rec.writes:
-        if (w.kind != "delete" and w.table.split("/")[0] == "jobs") or w.table.startswith("jobs"):
-            last[(w.table, w.pk if "/" in w.table else f"{w.pk}")] = w.size + 100
-    jobs_items = sum(size for (table, _), size in last.items())
-    return jobs_items / max(1, rec.jobs)
+        table, _, index = w.table.partition("/")
+        if table != jobs_table:
+            continue
+        if not index:
+            if w.kind == "delete":
+                last.pop(w.pk, None)
+            else:
+                last[w.pk] = w.size + 100
+        elif w.kind in ("put", "delete"):
+            live[index] += 1 if w.kind == "put" else -1
+            sizes.setdefault(index, []).append(w.size + 100)
+    entries = sum(max(0, count) * sum(sizes[index]) / len(sizes[index]) for index, count in live.items())
+    return (sum(last.values()) + entries) / max(1, rec.jobs)
 
 
 def idle_month(rec: Recording, shape: Shape) -> Ledger:
