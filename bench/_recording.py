@@ -59,6 +59,11 @@ class _Invocation(_Span):
     role: str = ""
     records: list[_RecordSpan] = field(default_factory=list)
     cpu_ms: float = 0.0  # the invoking thread's CPU time, AWS calls included
+    # What this invocation's calls and lines cost: write and read units, SQS requests, log bytes.
+    wru: float = 0.0
+    rru: float = 0.0
+    sqs: float = 0.0
+    log_bytes: int = 0
 
 
 # Context variables, not thread-locals: a batch's records run in threads that start from a copy of the invocation's
@@ -141,6 +146,8 @@ class LogSink(io.TextIOBase):
         role = inv.role if inv is not None else "setup"
         with self._lock:
             self._rec.log_bytes[role] += len(text.encode())
+            if inv is not None:
+                inv.log_bytes += len(text.encode())
             if '"_aws"' in text:
                 self._emf(text)
         return len(text)
@@ -238,6 +245,9 @@ class Recording:
     consumer_record_ms: float = 0.0
     consumer_record_cpu_ms: float = 0.0
     job_costs: list[dict[str, Any]] = field(default_factory=list)  # each job's ``cost`` as its final record says
+    # Per stats-aggregator invocation: [records, WRU, RRU, SQS requests, estimated ms, log bytes], so that a full
+    # batch can be priced from how its cost grows with its records (cost.py fits a + b x records).
+    stats_batches: list[list[float]] = field(default_factory=list)
     batch_size: int = 0  # the consumer's batch size in this run
     stream_batch_size: int = 0  # the stats aggregator's batch size in this run
 
@@ -326,7 +336,8 @@ class Recorder:
                     self.rec.handler_ms[name] += elapsed
                     self.rec.handler_aws_ms[name] += inv.aws_ms
                     self.rec.handler_aws_calls[name] += inv.aws_calls
-                    self.rec.estimated_ms[name] += estimate_ms(elapsed, inv)
+                    estimated = estimate_ms(elapsed, inv)
+                    self.rec.estimated_ms[name] += estimated
                     if name == "consumer":
                         self.rec.records += len(event.get("Records", []))
                         outside, each, cpu = consumer_split(elapsed, inv)
@@ -334,7 +345,11 @@ class Recorder:
                         self.rec.consumer_record_ms += sum(each)
                         self.rec.consumer_record_cpu_ms += sum(cpu)
                     if name == "stats":
-                        self.rec.stream_records += len(event.get("Records", []))
+                        records = len(event.get("Records", []))
+                        self.rec.stream_records += records
+                        self.rec.stats_batches.append(
+                            [records, inv.wru, inv.rru, inv.sqs, estimated, float(inv.log_bytes)]
+                        )
 
         return wrapped
 
@@ -385,27 +400,39 @@ class Recorder:
                     span.aws_calls += 1
         error = parsed.get("Error", {}).get("Code") if http_response.status_code >= 300 else None
         with self._lock:
-            self.rec.calls[f"{role} {service} {op}"] += 1
-            if error:
-                self.rec.errors[f"{role} {service} {op} {error}"] += 1
-            if service == "sqs":
-                self._sqs(role, op, params, parsed)
-            elif service == "dynamodb":
-                writes, reads = len(self.rec.writes), dict(self.rec.read_units)
-                self._dynamodb(role, op, params, parsed, failed=error is not None)
-                if not error:
-                    # moto's ConsumedCapacity is a constant; the functions' own cost meters read what AWS would
-                    # return: the units just derived from the items' sizes and the indexes they enter.
-                    wru = sum(w.units for w in self.rec.writes[writes:])
-                    rru = self.rec.read_units[role] - reads.get(role, 0)
-                    parsed["ConsumedCapacity"] = {
-                        "TableName": params.get("TableName", ""),
-                        "CapacityUnits": wru + rru,
-                        "WriteCapacityUnits": wru,
-                        "ReadCapacityUnits": rru,
-                    }
-                    if op in ("TransactWriteItems", "BatchWriteItem", "BatchGetItem", "TransactGetItems"):
-                        parsed["ConsumedCapacity"] = [parsed["ConsumedCapacity"]]
+            totals = (len(self.rec.writes), sum(self.rec.read_units.values()), sum(self.rec.sqs_chunks.values()))
+            self._account(role, service, op, params, parsed, error)
+            inv = _invocation.get()
+            if inv is not None:
+                inv.wru += sum(w.units for w in self.rec.writes[totals[0] :])
+                inv.rru += sum(self.rec.read_units.values()) - totals[1]
+                inv.sqs += sum(self.rec.sqs_chunks.values()) - totals[2]
+
+    def _account(
+        self, role: str, service: str, op: str, params: dict[str, Any], parsed: dict[str, Any], error: str | None
+    ) -> None:
+        """Count one call (the lock held)."""
+        self.rec.calls[f"{role} {service} {op}"] += 1
+        if error:
+            self.rec.errors[f"{role} {service} {op} {error}"] += 1
+        if service == "sqs":
+            self._sqs(role, op, params, parsed)
+        elif service == "dynamodb":
+            writes, reads = len(self.rec.writes), dict(self.rec.read_units)
+            self._dynamodb(role, op, params, parsed, failed=error is not None)
+            if not error:
+                # moto's ConsumedCapacity is a constant; the functions' own cost meters read what AWS would
+                # return: the units just derived from the items' sizes and the indexes they enter.
+                wru = sum(w.units for w in self.rec.writes[writes:])
+                rru = self.rec.read_units[role] - reads.get(role, 0)
+                parsed["ConsumedCapacity"] = {
+                    "TableName": params.get("TableName", ""),
+                    "CapacityUnits": wru + rru,
+                    "WriteCapacityUnits": wru,
+                    "ReadCapacityUnits": rru,
+                }
+                if op in ("TransactWriteItems", "BatchWriteItem", "BatchGetItem", "TransactGetItems"):
+                    parsed["ConsumedCapacity"] = [parsed["ConsumedCapacity"]]
 
     # -- SQS: requests are billed per 64 KB chunk of payload --
 
@@ -651,6 +678,12 @@ def record(
     consumer.record_handler = recorder.wrap_record(consumer.record_handler)
     sweeper.handler = recorder.wrap("sweeper", sweeper.handler)
     stats_stream.handler = recorder.wrap("stats", stats_stream.handler)
+    try:  # an API with a Lambda authorizer: its invocations (one per key per cache TTL) are the enqueue path's
+        from functions.handlers import authorizer  # type: ignore[attr-defined,unused-ignore]
+
+        authorizer.handler = recorder.wrap("authorizer", authorizer.handler)
+    except ImportError:
+        pass
     # The local stack gives each concurrent invocation its own copy of a handler module (jobsctl/environments.py),
     # so the copies it loads must be wrapped too, or their calls would be attributed to the pollers.
     roles = {"functions.handlers.api": None, "functions.handlers.consumer": "consumer"}

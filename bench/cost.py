@@ -99,6 +99,7 @@ class Shape:
                 "consumer": c.consumer.memory_mb,
                 "stats": c.stats_stream.memory_mb,
                 "sweeper": _memory(c, "sweeper"),
+                "authorizer": _memory(c, "authorizer"),
             },
             tracing=bool(getattr(c, "tracing_enabled", False)),
             batch_size=c.consumer.batch_size,
@@ -159,6 +160,30 @@ def init_ms(roles: tuple[str, ...] = ("api", "consumer", "stats_stream")) -> dic
     }
 
 
+STATS_COLUMNS = {"wru": 1, "rru": 2, "sqs": 3, "ms": 4, "log": 5}
+
+
+def at_batch_size(rec: Recording, column: str, size: int) -> float:
+    """A stats-aggregator invocation's ``column`` at ``size`` records: a least-squares line a + b x records over
+    the invocations measured (what is per batch and what is per record), or their mean when all had one size."""
+    points = [(batch[0], batch[STATS_COLUMNS[column]]) for batch in rec.stats_batches if batch[0]]
+    if not points:
+        return 0.0
+    n = len(points)
+    mean_r = sum(r for r, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    spread = sum((r - mean_r) ** 2 for r, _ in points)
+    if spread == 0:
+        return mean_y
+    slope = sum((r - mean_r) * (y - mean_y) for r, y in points) / spread
+    if slope < 0:
+        return mean_y
+    intercept = mean_y - slope * mean_r
+    if intercept < 0:
+        return mean_y / mean_r * size
+    return intercept + slope * size
+
+
 def wru(rec: Recording, role: str) -> float:
     return float(sum(w.units for w in rec.writes if w.role == role))
 
@@ -180,7 +205,7 @@ def price(rec: Recording, shape: Shape, mode: str, init: dict[str, float]) -> Le
     # Per job: how many invocations of each function, and billed ms per invocation.
     invocations: dict[str, float] = {}
     ms: dict[str, float] = {}
-    for role in ("api", "read"):
+    for role in ("api", "read", "authorizer"):
         invocations[role] = rec.invocations[role] / n
         ms[role] = rec.estimated_ms[role] / max(1, rec.invocations[role])
     consumer_invocations = max(1, rec.invocations["consumer"])
@@ -196,9 +221,8 @@ def price(rec: Recording, shape: Shape, mode: str, init: dict[str, float]) -> Le
         ms["consumer"] = rec.estimated_ms["consumer"] / consumer_invocations
         invocations["stats"] = rec.invocations["stats"] / n
     ms["stats"] = rec.estimated_ms["stats"] / max(1, rec.invocations["stats"])
-    # A stats invocation's calls, units and logs are per batch: busy, a full batch of 100 records does what the
-    # measured (smaller) batches did (one watermark, one counter item per tenant, one per minute).
-    stats_scale = invocations["stats"] / max(1e-9, rec.invocations["stats"] / n)
+    if busy and rec.stats_batches:  # a full batch's time, from how the measured batches grew with their records
+        ms["stats"] = at_batch_size(rec, "ms", STREAM_FULL_BATCH)
     batch_scale = invocations["consumer"] / max(1e-9, rec.invocations["consumer"] / n)
 
     apigw = P.apigw_request(shape.api_type)
@@ -208,14 +232,16 @@ def price(rec: Recording, shape: Shape, mode: str, init: dict[str, float]) -> Le
             invocations[role] * apigw,
             scope,
         )
-    for role in ROLES:
-        scope = "api" if role == "api" else "read" if role == "read" else "run"
+    roles = (*ROLES, "authorizer") if invocations["authorizer"] else ROLES
+    for role in roles:
+        scope = "api" if role in ("api", "authorizer") else "read" if role == "read" else "run"
         count = invocations[role]
-        billed = math.ceil(ms[role]) + cold * math.ceil(init[role])
+        billed = math.ceil(ms[role]) + cold * math.ceil(init.get(role, init["api"]))
         memory = shape.memory[role]
         ledger.add(f"Lambda {role}: requests ({count:.3f}/job)", count * P.LAMBDA_REQUEST, scope)
         ledger.add(
-            f"Lambda {role}: GB-s ({memory} MB {shape.architecture} x {ms[role]:.1f} ms + INIT {init[role]:.0f} ms"
+            f"Lambda {role}: GB-s ({memory} MB {shape.architecture} x {ms[role]:.1f} ms + INIT"
+            f" {init.get(role, init['api']):.0f} ms"
             f" x {cold:.1%})",
             count * billed / 1000 * memory / 1024 * gb_s,
             scope,
@@ -226,7 +252,8 @@ def price(rec: Recording, shape: Shape, mode: str, init: dict[str, float]) -> Le
         "read": (1.0, "read"),
         "consumer": (1.0, "run"),
         "consumer-batch": (batch_scale, "run"),
-        "stats": (stats_scale, "run"),
+        "stats": (1.0, "run"),
+        "authorizer": (1.0, "api"),
         "sweeper": (0.0, "run"),  # time-based: in the idle month
     }
     for role, (scale, scope) in callers.items():
@@ -235,6 +262,10 @@ def price(rec: Recording, shape: Shape, mode: str, init: dict[str, float]) -> Le
         units_w = wru(rec, role) / n * scale
         units_r = rec.read_units[role] / n * scale
         requests = sqs_requests(rec, role) / n * scale
+        if role == "stats" and busy and rec.stats_batches:  # full batches of 100 records
+            units_w = invocations["stats"] * at_batch_size(rec, "wru", STREAM_FULL_BATCH)
+            units_r = invocations["stats"] * at_batch_size(rec, "rru", STREAM_FULL_BATCH)
+            requests = invocations["stats"] * at_batch_size(rec, "sqs", STREAM_FULL_BATCH)
         if units_w:
             ledger.add(f"DynamoDB {role}: {units_w:.2f} WRU (table + GSI entries)", units_w * P.DDB_WRITE_UNIT, scope)
         if units_r:
@@ -248,9 +279,9 @@ def price(rec: Recording, shape: Shape, mode: str, init: dict[str, float]) -> Le
     # CloudWatch Logs: what the handlers wrote, Lambda's platform lines, the API's access log.
     log_bytes = 0.0
     for role in ROLES:
-        written = rec.log_bytes[role] / n * (stats_scale if role == "stats" else 1.0)
-        if role == "consumer" and busy:
-            written = rec.log_bytes[role] / n  # per record; the per-invocation part is small
+        written = rec.log_bytes[role] / n  # the consumer's: per record; its per-invocation part is small
+        if role == "stats" and busy and rec.stats_batches:
+            written = invocations["stats"] * at_batch_size(rec, "log", STREAM_FULL_BATCH)
         platform = invocations[role] * PLATFORM_LOG_BYTES
         access = invocations[role] * ACCESS_LOG_BYTES if role in ("api", "read") else 0.0
         role_bytes = written + platform + access
@@ -513,7 +544,9 @@ def main() -> None:
         light_run = [sys.executable, __file__, "--record-light", str(light_path), "--light-jobs", str(args.light_jobs)]
         light_run += ["--workload", args.workload, "--cap", str(args.cap)]
         done = subprocess.run(light_run, check=False, stdout=subprocess.DEVNULL)
-        light = Recording.load(light_path) if done.returncode == 0 else None
+        if done.returncode:
+            raise SystemExit(f"cost: the light recording failed (exit {done.returncode}); no figures reported")
+        light = Recording.load(light_path)
         print(f"(recorded in {time.monotonic() - started:.0f} s)")
     report(busy, light, init_ms())
 
