@@ -111,8 +111,6 @@ class Settings:
     # the check (moto accepts some requests AWS would refuse); on Lambda the service checks them anyway, and the
     # client-side check cost ~80 us of CPU per call (bench/handler.py), so the AWS config turns it off.
     sdk_parameter_validation: bool = True
-    # The API Gateway type in front of the API ("rest" or "http"): the price a job's ``cost`` counts per request.
-    api_gateway_type: str = "rest"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -44,6 +44,7 @@ class Meter:
     write_units: float = 0.0
     read_units: float = 0.0
     started: float = field(default_factory=time.perf_counter)
+    gateway_type: str = "rest"  # the API Gateway type the metered request came through ("rest" or "http")
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
@@ -53,9 +54,9 @@ _meter: ContextVar[Meter | None] = ContextVar("jobs_cost_meter", default=None)
 
 
 @contextmanager
-def metered() -> Iterator[Meter]:
+def metered(gateway_type: str = "rest") -> Iterator[Meter]:
     """Count the calls made in this context (and the threads started from a copy of it) until the block ends."""
-    meter = Meter()
+    meter = Meter(gateway_type=gateway_type)
     token = _meter.set(meter)
     try:
         yield meter
@@ -113,8 +114,3 @@ def function_memory_mb(default: int = 512) -> int:
 
 def architecture() -> str:
     return "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
-
-
-def api_gateway_type() -> str:
-    """The API Gateway type in front of the API, as the stack configures it (``Settings.api_gateway_type``)."""
-    return os.environ.get("JOBS_API_GATEWAY_TYPE", "rest")

@@ -38,9 +38,10 @@ class LambdaShape:
     api_gateway_type: str = "rest"
 
     @classmethod
-    def current(cls) -> LambdaShape:
-        """The running function's memory and architecture, and the API's gateway type."""
-        return cls(metering.function_memory_mb(), metering.architecture(), metering.api_gateway_type())
+    def current(cls, meter: Meter | None = None) -> LambdaShape:
+        """The running function's memory and architecture, and the gateway type the metered request came through."""
+        gateway = meter.gateway_type if meter is not None else "rest"
+        return cls(metering.function_memory_mb(), metering.architecture(), gateway)
 
 
 def price(
@@ -207,12 +208,14 @@ def final_index_entries(before: Job, after: Job) -> int:
 
 def record_create(job: Job, transactional: bool, sends: bool) -> Job:
     """``at_create`` with the running function's meter and shape (unchanged outside a metered request)."""
-    return at_create(job, metering.current(), LambdaShape.current(), create_index_entries(job), transactional, sends)
+    meter = metering.current()
+    return at_create(job, meter, LambdaShape.current(meter), create_index_entries(job), transactional, sends)
 
 
 def record_final(before: Job, after: Job) -> Job:
     """``at_final`` with the running function's meter and shape (unchanged outside a metered record)."""
-    return at_final(before, after, metering.current(), LambdaShape.current(), final_index_entries(before, after))
+    meter = metering.current()
+    return at_final(before, after, meter, LambdaShape.current(meter), final_index_entries(before, after))
 
 
 class CostStore(Protocol):

@@ -187,3 +187,12 @@ def test_the_meter_counts_calls_and_asks_dynamodb_for_its_consumed_capacity() ->
     assert meter.write_units == 1
     assert meter.read_units == 0.5
     assert metering.current() is None
+
+
+def test_the_gateway_price_follows_the_api_type_the_request_came_through() -> None:
+    rest = cost.at_create(a_job(), metering.Meter(gateway_type="rest"), cost.LambdaShape.current(), 0, False, False)
+    http_meter = metering.Meter(gateway_type="http")
+    http = cost.at_create(a_job(), http_meter, cost.LambdaShape.current(http_meter), 0, False, False)
+    assert rest.cost is not None and http.cost is not None
+    difference = prices.APIGW_REST_REQUEST - prices.APIGW_HTTP_REQUEST
+    assert rest.cost.usd - http.cost.usd == pytest.approx(difference, rel=0.05)

@@ -64,7 +64,6 @@ def test_settings_round_trip_through_the_environment() -> None:
             "bedrock_text_model": "m2",
             "bedrock_models": "m1,m2",
             "sdk_parameter_validation": False,
-            "api_gateway_type": "http",
         },
     )
     assert all(getattr(custom, f.name) != f.default for f in dataclasses.fields(Settings))

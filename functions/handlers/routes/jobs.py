@@ -238,7 +238,9 @@ def known_id(job_id: str) -> str:
 
 def _submit(spec: JobSpec, tenant: str) -> Accepted:
     rt = runtime()
-    with metering.metered():  # the create request's own calls and time: the job's cost (logic/cost.py)
+    # The create request's own calls and time: the job's cost (logic/cost.py). An HTTP API sends version 2.0 events.
+    gateway = "http" if router.current_event.raw_event.get("version") == "2.0" else "rest"
+    with metering.metered(gateway):
         accepted = submit(spec, tenant, rt.repo, rt.queue, system_clock, enqueue_settings(rt.settings), files=files)
     if not accepted.replayed:
         emit("JobsEnqueued", 1)
