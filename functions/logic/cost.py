@@ -152,11 +152,18 @@ def counter_name(job_type: str, name: str) -> str:
     return f"{_PREFIX}{job_type}#{name}"
 
 
-def count_cost(minute: dict[str, int], job_type: str, cost: dict[str, Any] | None) -> None:
-    """Add one final job's cost into a minute's counters (``cost#<type>#<field>``, integers)."""
+def count_cost(
+    minute: dict[str, int], job_type: str, cost: dict[str, Any] | None, before: dict[str, Any] | None = None
+) -> None:
+    """Add one final job's cost into a minute's counters (``cost#<type>#<field>``, integers). A retried job's
+    record carries its earlier runs' cost too (``before``, counted when they ended): only the new part is added."""
     if not cost:
         return
-    values = {"jobs": 1, **{name: cost.get(name, 0) for name in COST_FIELDS if name != "jobs"}}
+    earlier = before or {}
+    values = {
+        "jobs": 1,
+        **{name: float(cost.get(name, 0)) - float(earlier.get(name, 0)) for name in COST_FIELDS if name != "jobs"},
+    }
     for name, value in values.items():
         key = counter_name(job_type, name)
         minute[key] = minute.get(key, 0) + round(float(value) * _SCALE[name])

@@ -43,7 +43,7 @@ def count_change(deltas: StreamDeltas, change: StatusChange) -> None:
         if change.after in THROUGHPUT_COUNTERS:
             minute = deltas.throughput.setdefault((change.tenant, minute_key(change.at)), {})
             minute[change.after] = minute.get(change.after, 0) + 1
-            job_cost.count_cost(minute, change.job_type, change.cost)
+            job_cost.count_cost(minute, change.job_type, change.cost, change.cost_before)
     counts[change.after] = counts.get(change.after, 0) + 1
 
 

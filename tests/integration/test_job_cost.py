@@ -67,6 +67,23 @@ def test_stats_cost_sums_the_final_jobs_by_type(service: Service) -> None:
     assert service.api("GET", "/stats/cost").body["minutes"] == 60
 
 
+def test_a_retried_job_is_counted_once_with_all_its_runs(service: Service) -> None:
+    # Given a job that failed, was retried and failed again
+    job = service.create_job(failing_job(max_attempts=1))
+    service.drain()
+    first = service.job(job["id"])["cost"]
+    assert service.api("POST", f"/jobs/{job['id']}/retry").status == 202
+    service.drain()
+    final = service.job(job["id"])
+
+    # Then its record's cost holds both runs, and the sums hold that total (two ends counted)
+    assert final["status"] == "failed"
+    assert final["cost"]["usd"] > first["usd"]
+    body = service.api("GET", "/stats/cost", query={"minutes": "5"}).body
+    assert body["total"]["jobs"] == 2
+    assert body["total"]["usd"] == pytest.approx(final["cost"]["usd"], abs=1e-9)
+
+
 def test_stats_cost_is_per_tenant(service: Service) -> None:
     # Given a job of tenant A that ran
     service.create_job(ok_job())

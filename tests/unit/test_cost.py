@@ -196,3 +196,19 @@ def test_the_gateway_price_follows_the_api_type_the_request_came_through() -> No
     assert rest.cost is not None and http.cost is not None
     difference = prices.APIGW_REST_REQUEST - prices.APIGW_HTTP_REQUEST
     assert rest.cost.usd - http.cost.usd == pytest.approx(difference, rel=0.05)
+
+
+def test_a_retried_job_adds_only_its_new_run_to_the_sums() -> None:
+    # Given a job that failed (its cost counted then), was retried and completed: its record's cost is cumulative
+    at = "2026-12-07T00:05:10.000Z"
+    first = {"usd": 0.000004, "requests": 8, "writeUnits": 9, "readUnits": 1, "lambdaMs": 30}
+    both = {"usd": 0.000007, "requests": 12, "writeUnits": 14, "readUnits": 2, "lambdaMs": 50}
+    deltas = StreamDeltas(counters={}, throughput={})
+    count_change(deltas, StatusChange("t1", "processing", "failed", at, job_type="message", cost=first))
+    count_change(deltas, StatusChange("t1", "processing", "completed", at, "message", both, cost_before=first))
+    minute = deltas.throughput[("t1", "2026-12-07T00:05Z")]
+    sums = cost.sums_by_type([{name: {"N": str(value)} for name, value in minute.items()}])["message"]
+    # Then the sums hold the job's total once, over its two ends
+    assert sums["usd"] == pytest.approx(0.000007)
+    assert sums["writeUnits"] == 14
+    assert sums["jobs"] == 2

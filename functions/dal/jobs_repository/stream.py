@@ -33,6 +33,7 @@ class StatusChange:
     # a change is, for comparisons).
     job_type: str = field(default="", compare=False)
     cost: dict[str, Any] | None = field(default=None, compare=False)
+    cost_before: dict[str, Any] | None = field(default=None, compare=False)  # a retried job's earlier runs
 
 
 @dataclass
@@ -74,7 +75,14 @@ def stream_change(record: dict[str, Any]) -> StatusChange | None:
         at=image["updatedAt"]["S"] if "updatedAt" in image else "",
         job_type=image["type"]["S"],
         cost=json.loads(new["costJson"]["S"]) if "costJson" in new else None,
+        cost_before=json.loads(old["costJson"]["S"]) if "costJson" in old and _counted_before(old) else None,
     )
+
+
+def _counted_before(image: dict[str, Any]) -> bool:
+    """The record completed or failed before (it was retried since): its cost then was counted then."""
+    history = image.get("history", {}).get("L", [])
+    return any(entry.get("M", {}).get("status", {}).get("S") in ("completed", "failed") for entry in history)
 
 
 def _watermark_key(stream_shard: str) -> str:
