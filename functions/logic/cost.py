@@ -45,12 +45,12 @@ class LambdaShape:
 
 
 def price(
-    requests: float,
     write_units: float,
     read_units: float,
     lambda_ms: float,
     memory_mb: int,
     architecture: str,
+    *,
     gateway_requests: float = 0.0,
     gateway_type: str = "rest",
     invocations: float = 0.0,
@@ -88,15 +88,15 @@ def _part(
     meter: Meter,
     shape: LambdaShape,
     write_units: float,
-    requests: float,
+    extra_requests: float,
     sqs: float,
     gateway: float,
     invocations: float,
 ) -> JobCost:
+    """The meter's count plus what it cannot see: ``write_units`` and ``extra_requests`` (the write carrying the
+    cost, a send after it, the event-source mapping's), ``sqs`` of them SQS requests, the gateway, the invocation."""
     ms = meter.elapsed_ms()
-    dynamodb_and_sqs = meter.requests + requests
     usd = price(
-        0.0,
         meter.write_units + write_units,
         meter.read_units,
         ms,
@@ -109,7 +109,7 @@ def _part(
     )
     return JobCost(
         usd=round(usd, 10),
-        requests=round(dynamodb_and_sqs + gateway + invocations, 3),
+        requests=round(meter.requests + extra_requests + gateway + invocations, 3),
         write_units=round(meter.write_units + write_units, 3),
         read_units=round(meter.read_units, 3),
         lambda_ms=round(ms, 1),

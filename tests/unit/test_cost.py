@@ -38,9 +38,7 @@ def a_job(**changes: Any) -> Job:
 
 def test_price_adds_each_service_at_its_list_price() -> None:
     # Given one gateway request, one invocation of 100 ms at 1 GB, 2 SQS requests, 3 WRU and 4 RRU
-    usd = cost.price(
-        0, 3, 4, 100, 1024, "x86_64", gateway_requests=1, gateway_type="rest", invocations=1, sqs_requests=2
-    )
+    usd = cost.price(3, 4, 100, 1024, "x86_64", gateway_requests=1, gateway_type="rest", invocations=1, sqs_requests=2)
     # Then it is the sum of the list prices
     expected = (
         prices.APIGW_REST_REQUEST
@@ -54,8 +52,8 @@ def test_price_adds_each_service_at_its_list_price() -> None:
 
 
 def test_lambda_duration_is_billed_by_the_started_millisecond_and_arm_is_cheaper() -> None:
-    x86 = cost.price(0, 0, 0, 10.2, 1024, "x86_64")
-    arm = cost.price(0, 0, 0, 10.2, 1024, "arm64")
+    x86 = cost.price(0, 0, 10.2, 1024, "x86_64")
+    arm = cost.price(0, 0, 10.2, 1024, "arm64")
     assert x86 == pytest.approx(0.011 * prices.LAMBDA_GB_SECOND["x86_64"])
     assert arm < x86
 
