@@ -1,5 +1,6 @@
-"""Print, as the last line, what the synthesized stack holds that bills by the month: alarms, dashboards, tables,
-KMS keys, secrets, the SQS event-source mappings (FIFO or not), and the API type. Used by cost.py (idle month)."""
+"""Print, as the last line, what the synthesized stack holds that prices depend on: alarms, dashboards, tables,
+KMS keys, secrets, the SQS event-source mappings (FIFO or not), the API type, each function's memory, architecture
+and tracing, and the X-Ray sampling rules. Used by cost.py."""
 
 from __future__ import annotations
 
@@ -31,9 +32,23 @@ def main() -> None:
         queue = next((q for key, q in queues.items() if key in source), None)
         if queue is not None:
             sqs_mappings[1 if queue["Properties"].get("FifoQueue") else 0] += 1
+    functions = {
+        key: {
+            "memory": r["Properties"].get("MemorySize", 128),
+            "architecture": (r["Properties"].get("Architectures") or ["x86_64"])[0],
+            "traced": (r["Properties"].get("TracingConfig") or {}).get("Mode") == "Active",
+        }
+        for key, r in resources.items()
+        if r["Type"] == "AWS::Lambda::Function"
+    }
+    sampling = [
+        r["Properties"].get("SamplingRule", {}) for r in resources.values() if r["Type"] == "AWS::XRay::SamplingRule"
+    ]
     print(
         json.dumps(
             {
+                "functions": functions,
+                "xray_fixed_rate": min((float(rule.get("FixedRate", 0.05)) for rule in sampling), default=0.05),
                 "alarms": types["AWS::CloudWatch::Alarm"],
                 "dashboards": types["AWS::CloudWatch::Dashboard"],
                 "tables": types["AWS::DynamoDB::Table"],

@@ -25,7 +25,9 @@ assumed, and each handler's log output (Powertools' lines and EMF metrics, at th
   logs) and its AWS calls for ``POST /jobs`` (the authorizer's share too when the API has one: one invocation per key
   per cache TTL, ~0 per job at these rates).
 
-Prices: functions/models/prices.py (one table with the functions' own per-job estimates). Lambda duration: each
+The shape prices depend on (API type, each function's memory and architecture, tracing and its sampling rate) is
+read from the synthesized stack, else from infra/config.py. Prices: functions/models/prices.py (one table with the
+functions' own per-job estimates). Lambda duration: each
 handler's own time measured here plus ASSUMED_CALL_MS per AWS call (``_recording.estimate_ms``); INIT: the import
 time of each handler module in a fresh interpreter (bench/coldstart.py's method), billed since 2025-08-01.
 DynamoDB units are derived from item sizes and the table's indexes as declared (every GSI entry, transactions x2,
@@ -83,6 +85,7 @@ class Shape:
     log_retention_days: int
     job_retention_days: int
     sweeper_minutes: float
+    sample_rate: float = X_RAY_SAMPLE_RATE  # X-Ray's sampled share beyond the 1 request/s reservoir
 
     @classmethod
     def deployed(cls) -> Shape:
@@ -302,7 +305,7 @@ def price(rec: Recording, shape: Shape, mode: str, init: dict[str, float]) -> Le
     traces = 0.0
     if shape.tracing:  # a trace per sampled entry request (each API request, each consumer/stats invocation)
         entries = sum(invocations.values())
-        traces = entries * (X_RAY_SAMPLE_RATE if busy else 1.0)  # light: under the 1/s reservoir
+        traces = entries * (shape.sample_rate if busy else 1.0)  # light: under the 1/s reservoir
     ledger.add(
         f"X-Ray: {traces:.2f} traces/job (tracing {'on' if shape.tracing else 'off'} by default)",
         traces * P.XRAY_TRACE,
@@ -427,10 +430,46 @@ def stack_counts() -> dict[str, int]:
         }
 
 
-def report(busy: Recording, light: Recording | None, init: dict[str, float]) -> None:
-    shape = Shape.deployed()
-    if stack_counts().get("http_api"):
+# Which synthesized function (by the words in its logical id) is which role, in order of preference.
+ROLE_FUNCTIONS = {
+    "api": ("ApiFunction", "Api"),
+    "read": ("ApiFunction", "Api"),
+    "consumer": ("JobQueueConsumer", "Consumer"),
+    "stats": ("Stats",),
+    "sweeper": ("Sweeper",),
+    "authorizer": ("Authorizer",),
+}
+
+
+def _function_of(role: str, functions: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    for word in ROLE_FUNCTIONS[role]:
+        for key, fn in sorted(functions.items()):
+            if word in key and (role == "authorizer" or "Authorizer" not in key):
+                return fn
+    return None
+
+
+def apply_synthesized(shape: Shape, counts: dict[str, Any]) -> Shape:
+    """The shape as ``cdk synth`` builds it (API type, each function's memory, architecture, tracing, the X-Ray
+    sampling rate) over what infra/config.py says."""
+    if counts.get("http_api"):
         shape.api_type = "http"
+    functions: dict[str, dict[str, Any]] = counts.get("functions", {})
+    for role in ROLE_FUNCTIONS:
+        match = _function_of(role, functions)
+        if match is None:
+            continue
+        shape.memory[role] = int(match["memory"])
+        if role == "api":
+            shape.architecture = str(match["architecture"])
+    if functions:
+        shape.tracing = any(fn.get("traced") for fn in functions.values())
+    shape.sample_rate = float(counts.get("xray_fixed_rate", X_RAY_SAMPLE_RATE))
+    return shape
+
+
+def report(busy: Recording, light: Recording | None, init: dict[str, float]) -> None:
+    shape = apply_synthesized(Shape.deployed(), stack_counts())
     for rec in (busy, light):
         if rec is not None and (rec.invocations["consumer"] == 0 or not by_role_op(rec).get("api")):
             raise SystemExit("cost: no consumer invocation or no POST /jobs call was attributed; refusing to report.")

@@ -127,3 +127,20 @@ def test_idle_counts_the_stacks_monthly_items(monkeypatch: pytest.MonkeyPatch) -
     assert line(month, "SQS event-source mappings, 1 FIFO") == pytest.approx(polls * prices.SQS_FIFO_REQUEST)
     assert line(month, "KMS keys") == pytest.approx(1.0)
     assert month.total() > 5.0
+
+
+def test_the_synthesized_stack_decides_the_shape() -> None:
+    # Given a synthesized stack with an HTTP API, an authorizer, arm64 functions and tracing on one of them
+    functions = {
+        "ApiAuthorizerFunction1": {"memory": 256, "architecture": "arm64", "traced": False},
+        "ApiFunction2": {"memory": 384, "architecture": "arm64", "traced": True},
+        "JobQueueConsumerFunction3": {"memory": 768, "architecture": "arm64", "traced": False},
+    }
+    shape = ledger.Shape(**{**vars(SHAPE), "memory": dict(SHAPE.memory)})
+    shaped = ledger.apply_synthesized(shape, {"http_api": 1, "functions": functions, "xray_fixed_rate": 0.01})
+    # Then its prices follow it
+    assert (shaped.api_type, shaped.architecture, shaped.tracing, shaped.sample_rate) == ("http", "arm64", True, 0.01)
+    assert (shaped.memory["api"], shaped.memory["authorizer"], shaped.memory["consumer"]) == (384, 256, 768)
+    book = ledger.price(recording(), shaped, "busy", NO_INIT)
+    assert line(book, "API Gateway HTTP (POST") == pytest.approx(prices.APIGW_HTTP_REQUEST)
+    assert line(book, "X-Ray") > 0
