@@ -113,8 +113,7 @@ def _apply_to_item(store: StatsStore, stream_shard: str, item: StatsItem, touche
         for _, one in pending:
             for name, delta in one.items():
                 deltas[name] = deltas.get(name, 0) + delta
-        if not any(deltas.values()):
-            return len(pending)  # they cancel out (e.g. a job retried and started again): nothing to write
+        # Written even when they cancel out (a job retried and started again): the entry still moves past them.
         seen = store.add_once(stream_shard, item, pending[0][0], pending[-1][0], deltas, now_s)
         if seen is None:
             return len(pending)

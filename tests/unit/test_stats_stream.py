@@ -143,11 +143,12 @@ def test_two_stream_shards_count_into_one_tenant_independently() -> None:
     assert store.applied == {(StatsItem("t1"), "a"): seq(10), (StatsItem("t1"), "b"): seq(7)}
 
 
-def test_changes_that_cancel_out_write_nothing() -> None:
+def test_changes_that_cancel_out_still_move_the_items_entry() -> None:
     store = FakeStatsStore()
     batch = [(seq(1), change("processing", "pending")), (seq(2), change("pending", "processing"))]
     assert apply_stream_batch(store, "s", batch, now_s=0) == 2
-    assert store.writes == [] and store.counters == {}
+    assert store.applied == {(StatsItem("t1"), "s"): seq(2)}
+    assert store.counters == {"t1": {"processing": 0, "pending": 0}}
 
 
 def test_an_item_that_refuses_records_it_reports_not_having_fails_the_batch() -> None:
