@@ -41,7 +41,9 @@ What one change counts is ``count_change``'s rule.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from functions.dal.jobs_repository import (
@@ -54,6 +56,9 @@ from functions.dal.jobs_repository import (
 )
 from functions.logic import cost as job_cost
 from functions.models.errors import ConcurrentUpdate
+
+# Item writes of one batch in flight at once.
+ITEM_WRITERS = 10
 
 
 class StatsStore(Protocol):
@@ -97,11 +102,22 @@ def apply_stream_batch(
         count_change(one, change)
         for item, deltas in one.by_item().items():
             touches.setdefault(item, []).append((sequence, deltas))
-    counted = 0
-    for item, item_touches in touches.items():
-        applied = _apply_to_item(store, stream_shard, item, item_touches, now_s)
-        counted += applied if item.minute is None else 0  # every counted change moves its tenant's counters
-    return counted
+    items = list(touches.items())
+    if len(items) <= 1:
+        applied = [_apply_to_item(store, stream_shard, item, item_touches, now_s) for item, item_touches in items]
+    else:
+        # The items are independent: written at once, a busy batch of many tenants takes about one write's time (a
+        # stream shard is handed one batch at a time). An error fails the batch once the others are done.
+        with ThreadPoolExecutor(max_workers=min(ITEM_WRITERS, len(items)), thread_name_prefix="stats") as pool:
+            futures = [
+                pool.submit(
+                    contextvars.copy_context().run, _apply_to_item, store, stream_shard, item, item_touches, now_s
+                )
+                for item, item_touches in items
+            ]
+        applied = [future.result() for future in futures]
+    # Every counted change moves its tenant's counters: those are the changes counted now.
+    return sum(count for (item, _), count in zip(items, applied, strict=True) if item.minute is None)
 
 
 def _apply_to_item(store: StatsStore, stream_shard: str, item: StatsItem, touches: list[Touch], now_s: int) -> int:

@@ -38,12 +38,12 @@ class FakeStatsStore:
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
     throughput: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
     writes: list[tuple[StatsItem, str, str]] = field(default_factory=list)  # every write asked: (item, first, last)
-    crash_after: int | None = None  # writes that succeed before the next one fails (a Lambda crash mid-batch)
+    crash_on: StatsItem | None = None  # the item whose write fails (a Lambda crash mid-batch)
 
     def add_once(
         self, stream_shard: str, item: StatsItem, first: str, last: str, deltas: dict[str, int], now_s: int
     ) -> str | None:
-        if self.crash_after is not None and len(self.writes) >= self.crash_after:
+        if item == self.crash_on:
             raise StorageError("the function died mid-batch")
         self.writes.append((item, first, last))
         seen = self.applied.get((item, stream_shard))
@@ -92,13 +92,13 @@ def test_a_batch_is_one_write_per_item_and_its_redelivery_counts_once() -> None:
     assert store.counters == {"t1": {"enqueued": 1, "pending": 0, "processing": 0, "completed": 1}}
     assert store.throughput == {("t1", "2026-12-06T10:15Z"): {"completed": 1}}
     counters, minute = StatsItem("t1"), StatsItem("t1", "2026-12-06T10:15Z")
-    assert store.writes == [(counters, seq(1), seq(4)), (minute, seq(4), seq(4))] * 2
+    assert sorted(store.writes, key=str) == sorted([(counters, seq(1), seq(4)), (minute, seq(4), seq(4))] * 2, key=str)
     assert store.applied == {(counters, "shard-1"): seq(4), (minute, "shard-1"): seq(4)}
 
 
 def test_a_batch_that_crashed_part_way_completes_exactly_on_redelivery() -> None:
-    # Given a batch of two tenants' records whose delivery dies after the first item was written
-    store = FakeStatsStore(crash_after=1)
+    # Given a batch of two tenants' records whose delivery dies writing the second tenant's counters
+    store = FakeStatsStore(crash_on=StatsItem("t2"))
     batch = [
         (seq(1), change(None, "pending", tenant="t1")),
         (seq(2), change(None, "pending", tenant="t2")),
@@ -108,7 +108,7 @@ def test_a_batch_that_crashed_part_way_completes_exactly_on_redelivery() -> None
         apply_stream_batch(store, "s", batch, now_s=0)
     assert store.counters == {"t1": {"enqueued": 1, "pending": 0, "processing": 1}}
     # When Lambda delivers the batch again
-    store.crash_after = None
+    store.crash_on = None
     counted = apply_stream_batch(store, "s", batch, now_s=0)
     # Then the item already written is left as it is and the other gets its change: every change counted once
     assert counted == 1
@@ -149,6 +149,31 @@ def test_changes_that_cancel_out_still_move_the_items_entry() -> None:
     assert apply_stream_batch(store, "s", batch, now_s=0) == 2
     assert store.applied == {(StatsItem("t1"), "s"): seq(2)}
     assert store.counters == {"t1": {"processing": 0, "pending": 0}}
+
+
+def test_a_batch_without_job_changes_writes_nothing() -> None:
+    store = FakeStatsStore()
+    assert apply_stream_batch(store, "s", [(seq(1), None), (seq(2), change("completed", None))], now_s=0) == 0
+    assert store.writes == []
+
+
+def test_a_batch_of_many_tenants_writes_each_item_once() -> None:
+    # Given a busy batch: 50 tenants, each with a job created and one completed
+    store = FakeStatsStore()
+    records = [
+        (seq(2 * i + n), change(*moves, tenant=f"t{i}"))
+        for i in range(50)
+        for n, moves in enumerate([(None, "pending"), ("processing", "completed")])
+    ]
+    # When it is applied, and again
+    assert apply_stream_batch(store, "s", records, now_s=0) == 100
+    assert apply_stream_batch(store, "s", records, now_s=0) == 0
+    # Then every tenant's counters and minute were written once a delivery, and counted once
+    assert len(store.writes) == 2 * 100
+    assert all(
+        store.counters[f"t{i}"] == {"enqueued": 1, "pending": 1, "processing": -1, "completed": 1} for i in range(50)
+    )
+    assert all(store.throughput[(f"t{i}", "2026-12-06T10:15Z")] == {"completed": 1} for i in range(50))
 
 
 def test_an_item_that_refuses_records_it_reports_not_having_fails_the_batch() -> None:
