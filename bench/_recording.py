@@ -17,13 +17,14 @@ update that changes none of the projected attributes writes nothing to the index
 from __future__ import annotations
 
 import inspect
+import io
 import json
 import math
 import threading
 import time
 from collections import Counter, defaultdict
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,11 @@ class _Invocation(_Span):
     role: str = ""
     records: list[_RecordSpan] = field(default_factory=list)
     cpu_ms: float = 0.0  # the invoking thread's CPU time, AWS calls included
+    # What this invocation's calls and lines cost: write and read units, SQS requests, log bytes.
+    wru: float = 0.0
+    rru: float = 0.0
+    sqs: float = 0.0
+    log_bytes: int = 0
 
 
 # Context variables, not thread-locals: a batch's records run in threads that start from a copy of the invocation's
@@ -90,6 +96,76 @@ def estimate_ms(wall_ms: float, inv: _Invocation) -> float:
     slowest = max(range(len(spans)), key=each.__getitem__)
     others_cpu = sum(max(0.0, r.cpu_ms - r.aws_cpu_ms) for i, r in enumerate(spans) if i != slowest)
     return max(0.0, outside) + each[slowest] + others_cpu
+
+
+def consumer_split(wall_ms: float, inv: _Invocation) -> tuple[float, list[float], list[float]]:
+    """A consumer invocation's estimate in parts: the time outside its records, and per record its own estimate and
+    CPU time (as estimate_ms counts them), so that a batch of another size can be priced from them."""
+    spans = sorted(inv.records, key=lambda r: r.started)
+    if not spans:
+        return wall_ms - inv.aws_ms + ASSUMED_CALL_MS * inv.aws_calls, [], []
+    records_wall = (max(r.ended for r in spans) - spans[0].started) * 1000
+    outside = (
+        wall_ms
+        - records_wall
+        - (inv.aws_ms - sum(r.aws_ms for r in spans))
+        + ASSUMED_CALL_MS * (inv.aws_calls - sum(r.aws_calls for r in spans))
+    )
+    each = [(r.ended - r.started) * 1000 - r.aws_ms + ASSUMED_CALL_MS * r.aws_calls for r in spans]
+    cpu = [max(0.0, r.cpu_ms - r.aws_cpu_ms) for r in spans]
+    return max(0.0, outside), each, cpu
+
+
+def http_role(event: dict[str, Any]) -> str:
+    """``api`` for POST /jobs (the enqueue), ``read`` for GET /jobs/{id} (the workload's one status read),
+    ``api-read`` for anything else (this bench's own polling, excluded). REST (v1) and HTTP API (v2) events."""
+    http = event.get("requestContext", {}).get("http", {})
+    method = event.get("httpMethod") or http.get("method")
+    path = event.get("path") or event.get("rawPath") or ""
+    if (method, path) == ("POST", "/jobs"):
+        return "api"
+    if method == "GET" and path.startswith("/jobs/") and path.count("/") == 2:
+        return "read"
+    return "api-read"
+
+
+class LogSink(io.TextIOBase):
+    """Stands in for sys.stdout while the stack runs: counts the bytes each role's handlers write (Powertools'
+    log lines and EMF metric lines, which Lambda sends to CloudWatch Logs) and the distinct metrics the EMF lines
+    define; keeps nothing else."""
+
+    def __init__(self, rec: Recording, lock: threading.Lock) -> None:
+        self._rec, self._lock = rec, lock
+        self._metrics: set[str] = set()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        inv = _invocation.get()
+        role = inv.role if inv is not None else "setup"
+        with self._lock:
+            self._rec.log_bytes[role] += len(text.encode())
+            if inv is not None:
+                inv.log_bytes += len(text.encode())
+            if '"_aws"' in text:
+                self._emf(text)
+        return len(text)
+
+    def _emf(self, text: str) -> None:
+        for line in text.splitlines():
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            for directive in doc.get("_aws", {}).get("CloudWatchMetrics", []):
+                for dimensions in directive.get("Dimensions", [[]]):
+                    values = ",".join(f"{d}={doc.get(d)}" for d in dimensions)
+                    for metric in directive.get("Metrics", []):
+                        key = f"{directive.get('Namespace')}/{metric.get('Name')}/{values}"
+                        if key not in self._metrics:
+                            self._metrics.add(key)
+                            self._rec.metrics.append(key)
 
 
 # --- DynamoDB item sizes (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html)
@@ -161,6 +237,19 @@ class Recording:
     stream_records: int = 0  # jobs-table stream records handed to the stats aggregator
     outcomes: dict[str, int] = field(default_factory=dict)
     indexes: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> {index: "hash,range"}
+    log_bytes: Counter[str] = field(default_factory=Counter)  # role -> bytes its handlers wrote to stdout (logs, EMF)
+    metrics: list[str] = field(default_factory=list)  # the distinct "namespace/name/dimensions" the EMF lines carry
+    # The consumer's estimated ms split (for scaling to other batch sizes): outside its records, and per record its
+    # own estimate and its CPU time.
+    consumer_outside_ms: float = 0.0
+    consumer_record_ms: float = 0.0
+    consumer_record_cpu_ms: float = 0.0
+    job_costs: list[dict[str, Any]] = field(default_factory=list)  # each job's ``cost`` as its final record says
+    # Per stats-aggregator invocation: [records, WRU, RRU, SQS requests, estimated ms, log bytes], so that a full
+    # batch can be priced from how its cost grows with its records (cost.py fits a + b x records).
+    stats_batches: list[list[float]] = field(default_factory=list)
+    batch_size: int = 0  # the consumer's batch size in this run
+    stream_batch_size: int = 0  # the stats aggregator's batch size in this run
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -172,9 +261,19 @@ class Recording:
     @classmethod
     def load(cls, path: Path) -> Recording:
         data = json.loads(path.read_text())
-        rec = cls(**{k: v for k, v in data.items() if k != "writes"})
-        for name in ("calls", "errors", "sqs_chunks", "read_units", "invocations", "handler_ms", "handler_aws_ms"):
-            setattr(rec, name, Counter(data[name]))
+        known = {f.name for f in fields(cls)}
+        rec = cls(**{k: v for k, v in data.items() if k != "writes" and k in known})
+        for name in (
+            "calls",
+            "errors",
+            "sqs_chunks",
+            "read_units",
+            "invocations",
+            "handler_ms",
+            "handler_aws_ms",
+            "log_bytes",
+        ):
+            setattr(rec, name, Counter(data.get(name, {})))
         rec.handler_aws_calls = Counter(data["handler_aws_calls"])
         rec.estimated_ms = Counter(data.get("estimated_ms", {}))
         rec.writes = [Write(**w) for w in data["writes"]]
@@ -222,7 +321,7 @@ class Recorder:
 
     def wrap(self, role: str | None, handler: Any) -> Any:
         def wrapped(event: dict[str, Any], context: Any) -> Any:
-            name = role or ("api" if (event.get("httpMethod"), event.get("path")) == ("POST", "/jobs") else "api-read")
+            name = role or http_role(event)
             inv = _Invocation(role=name)
             token = _invocation.set(inv)
             started, cpu_started = time.perf_counter(), time.thread_time()
@@ -237,11 +336,20 @@ class Recorder:
                     self.rec.handler_ms[name] += elapsed
                     self.rec.handler_aws_ms[name] += inv.aws_ms
                     self.rec.handler_aws_calls[name] += inv.aws_calls
-                    self.rec.estimated_ms[name] += estimate_ms(elapsed, inv)
+                    estimated = estimate_ms(elapsed, inv)
+                    self.rec.estimated_ms[name] += estimated
                     if name == "consumer":
                         self.rec.records += len(event.get("Records", []))
+                        outside, each, cpu = consumer_split(elapsed, inv)
+                        self.rec.consumer_outside_ms += outside
+                        self.rec.consumer_record_ms += sum(each)
+                        self.rec.consumer_record_cpu_ms += sum(cpu)
                     if name == "stats":
-                        self.rec.stream_records += len(event.get("Records", []))
+                        records = len(event.get("Records", []))
+                        self.rec.stream_records += records
+                        self.rec.stats_batches.append(
+                            [records, inv.wru, inv.rru, inv.sqs, estimated, float(inv.log_bytes)]
+                        )
 
         return wrapped
 
@@ -271,7 +379,8 @@ class Recorder:
     def _role() -> str:
         inv = _invocation.get()
         if inv is not None:
-            return inv.role
+            # The consumer's calls outside its records are per invocation (scaled by batch size, not by jobs).
+            return "consumer-batch" if inv.role == "consumer" and _record.get() is None else inv.role
         return "esm" if "poller" in threading.current_thread().name else "setup"
 
     def _before(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
@@ -291,13 +400,39 @@ class Recorder:
                     span.aws_calls += 1
         error = parsed.get("Error", {}).get("Code") if http_response.status_code >= 300 else None
         with self._lock:
-            self.rec.calls[f"{role} {service} {op}"] += 1
-            if error:
-                self.rec.errors[f"{role} {service} {op} {error}"] += 1
-            if service == "sqs":
-                self._sqs(role, op, params, parsed)
-            elif service == "dynamodb":
-                self._dynamodb(role, op, params, parsed, failed=error is not None)
+            totals = (len(self.rec.writes), sum(self.rec.read_units.values()), sum(self.rec.sqs_chunks.values()))
+            self._account(role, service, op, params, parsed, error)
+            inv = _invocation.get()
+            if inv is not None:
+                inv.wru += sum(w.units for w in self.rec.writes[totals[0] :])
+                inv.rru += sum(self.rec.read_units.values()) - totals[1]
+                inv.sqs += sum(self.rec.sqs_chunks.values()) - totals[2]
+
+    def _account(
+        self, role: str, service: str, op: str, params: dict[str, Any], parsed: dict[str, Any], error: str | None
+    ) -> None:
+        """Count one call (the lock held)."""
+        self.rec.calls[f"{role} {service} {op}"] += 1
+        if error:
+            self.rec.errors[f"{role} {service} {op} {error}"] += 1
+        if service == "sqs":
+            self._sqs(role, op, params, parsed)
+        elif service == "dynamodb":
+            writes, reads = len(self.rec.writes), dict(self.rec.read_units)
+            self._dynamodb(role, op, params, parsed, failed=error is not None)
+            if not error:
+                # moto's ConsumedCapacity is a constant; the functions' own cost meters read what AWS would
+                # return: the units just derived from the items' sizes and the indexes they enter.
+                wru = sum(w.units for w in self.rec.writes[writes:])
+                rru = self.rec.read_units[role] - reads.get(role, 0)
+                parsed["ConsumedCapacity"] = {
+                    "TableName": params.get("TableName", ""),
+                    "CapacityUnits": wru + rru,
+                    "WriteCapacityUnits": wru,
+                    "ReadCapacityUnits": rru,
+                }
+                if op in ("TransactWriteItems", "BatchWriteItem", "BatchGetItem", "TransactGetItems"):
+                    parsed["ConsumedCapacity"] = [parsed["ConsumedCapacity"]]
 
     # -- SQS: requests are billed per 64 KB chunk of payload --
 
@@ -476,12 +611,32 @@ def simulate_body(i: int) -> dict[str, Any]:
     }
 
 
-def record(jobs: int, connections: int = 4, cap_s: float = 240.0) -> Recording:
-    """Start ``local.stack.LocalStack`` in this process (no moto server), run ``jobs`` simulate jobs over HTTP, wait
-    until every one is final (or ``cap_s``), stop, and return the recording."""
-    import os
+def message_body(i: int) -> dict[str, Any]:
+    """The standard workload's job: a ``message`` job (it runs once)."""
+    return {"type": "message", "payload": {"message": f"hello {i}"}}
 
-    os.environ.setdefault("LOG_LEVEL", "ERROR")
+
+WORKLOADS = {"message": message_body, "simulate": simulate_body}
+
+
+def record(
+    jobs: int,
+    connections: int = 4,
+    cap_s: float = 240.0,
+    workload: str = "message",
+    batch_size: int | None = None,
+    stream_batch_size: int | None = None,
+    read_each: bool = True,
+) -> Recording:
+    """Start ``local.stack.LocalStack`` in this process (no moto server), run ``jobs`` jobs of ``workload`` over HTTP,
+    wait until every one is final (or ``cap_s``), read each once (``GET /jobs/{id}``: the standard workload's status
+    read), stop, and return the recording. ``batch_size``/``stream_batch_size``: the consumer's and the stats
+    aggregator's batch sizes (default: as deployed)."""
+    import os
+    from dataclasses import replace
+
+    # The deployed default log level: the log bytes counted are what Lambda would send to CloudWatch Logs.
+    os.environ["LOG_LEVEL"] = "INFO"
     # The shard counts deployed on AWS, not the local stack's few: the hot-key figures are about those.
     os.environ["JOBS_LOCAL_AWS_SHARDS"] = "1"
     from infra.config import AWS_CONFIG, local_config
@@ -491,17 +646,27 @@ def record(jobs: int, connections: int = 4, cap_s: float = 240.0) -> Recording:
     # What LocalStack._configure_functions sets, set before the handlers are imported here to be wrapped.
 
     config = local_config()
+    config = replace(
+        config,
+        consumer=replace(config.consumer, batch_size=batch_size or AWS_CONFIG.consumer.batch_size),
+        stats_stream=replace(config.stats_stream, batch_size=stream_batch_size or AWS_CONFIG.stats_stream.batch_size),
+    )
     os.environ.update(
         {
-            "POWERTOOLS_LOG_LEVEL": os.environ["LOG_LEVEL"],
+            "POWERTOOLS_LOG_LEVEL": "INFO",
             "POWERTOOLS_SERVICE_NAME": config.service_name,
             "POWERTOOLS_METRICS_NAMESPACE": config.metrics_namespace,
-            "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_TRACE_DISABLED": "true",
         }
     )
     recorder = Recorder()
+    recorder.rec.batch_size = config.consumer.batch_size
+    recorder.rec.stream_batch_size = config.stats_stream.batch_size
     recorder.install()
+    import sys
+
+    sink = LogSink(recorder.rec, recorder._lock)
+    real_stdout, sys.stdout = sys.stdout, sink  # before the handlers' loggers bind their stream
 
     from functions.handlers import api, consumer, stats_stream, sweeper
     from local import stack as stack_module
@@ -513,6 +678,12 @@ def record(jobs: int, connections: int = 4, cap_s: float = 240.0) -> Recording:
     consumer.record_handler = recorder.wrap_record(consumer.record_handler)
     sweeper.handler = recorder.wrap("sweeper", sweeper.handler)
     stats_stream.handler = recorder.wrap("stats", stats_stream.handler)
+    try:  # an API with a Lambda authorizer: its invocations (one per key per cache TTL) are the enqueue path's
+        from functions.handlers import authorizer  # type: ignore[attr-defined,unused-ignore]
+
+        authorizer.handler = recorder.wrap("authorizer", authorizer.handler)
+    except ImportError:
+        pass
     # The local stack gives each concurrent invocation its own copy of a handler module (jobsctl/environments.py),
     # so the copies it loads must be wrapped too, or their calls would be attributed to the pollers.
     roles = {"functions.handlers.api": None, "functions.handlers.consumer": "consumer"}
@@ -528,20 +699,19 @@ def record(jobs: int, connections: int = 4, cap_s: float = 240.0) -> Recording:
     stack_module.fresh_handler = recorded_copy  # type: ignore[assignment]
 
     stack = LocalStack(config=config, port=free_port(), moto_port=None, api_keys=parse_api_keys(DEFAULT_API_KEYS))
-    import contextlib
-    import io
     import logging
 
     logging.getLogger().setLevel(logging.ERROR)
-    sink = io.StringIO()
-    with contextlib.redirect_stdout(sink):  # Powertools' EMF metrics lines
+    try:
         stack.start()
+        # The local stack turns Powertools' metrics off (no CloudWatch here); on Lambda they are EMF log lines.
+        os.environ["POWERTOOLS_METRICS_DISABLED"] = "false"
         try:
             recorder.describe_tables()
             port = stack._gateway.port
             client = Http(port, {"x-api-key": API_KEY})
             started = time.perf_counter()
-            _enqueue(port, jobs, connections)
+            ids = _enqueue(port, jobs, connections, WORKLOADS[workload])
             stats: dict[str, Any] = {}
             while time.perf_counter() - started < cap_s:
                 _, stats = client.request("GET", "/stats")
@@ -550,16 +720,23 @@ def record(jobs: int, connections: int = 4, cap_s: float = 240.0) -> Recording:
                 time.sleep(0.25)
             recorder.rec.seconds = time.perf_counter() - started
             recorder.rec.outcomes = {k: v for k, v in stats.items() if isinstance(v, int) and v}
+            if read_each:
+                recorder.rec.job_costs = _read_each(port, ids, connections)
+            time.sleep(1.5)  # the last stream records reach the stats aggregator
             client.close()
         finally:
             stack.stop()
+    finally:
+        sys.stdout = real_stdout
     recorder.rec.jobs = jobs
     return recorder.rec
 
 
-def _enqueue(port: int, jobs: int, connections: int) -> None:
+def _enqueue(port: int, jobs: int, connections: int, body: Any) -> list[str]:
+    """POST /jobs ``jobs`` times; returns the new jobs' ids."""
     lock = threading.Lock()
     cursor = iter(range(jobs))
+    ids: list[str] = []
 
     def worker() -> None:
         client = Http(port, {"x-api-key": API_KEY})
@@ -568,10 +745,41 @@ def _enqueue(port: int, jobs: int, connections: int) -> None:
                 i = next(cursor, None)
             if i is None:
                 break
-            client.request("POST", "/jobs", simulate_body(i))
+            status, created = client.request("POST", "/jobs", body(i))
+            if status in (200, 201, 202) and isinstance(created, dict) and "id" in created:
+                with lock:
+                    ids.append(str(created["id"]))
         client.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    _run_threads(worker, connections)
+    return ids
+
+
+def _read_each(port: int, ids: list[str], connections: int) -> list[dict[str, Any]]:
+    """GET /jobs/{id} once per job (the workload's status read); returns each final job's ``cost``."""
+    lock = threading.Lock()
+    cursor = iter(ids)
+    costs: list[dict[str, Any]] = []
+
+    def worker() -> None:
+        client = Http(port, {"x-api-key": API_KEY})
+        while True:
+            with lock:
+                job_id = next(cursor, None)
+            if job_id is None:
+                break
+            status, job = client.request("GET", f"/jobs/{job_id}")
+            if status == 200 and isinstance(job, dict) and isinstance(job.get("cost"), dict):
+                with lock:
+                    costs.append(job["cost"])
+        client.close()
+
+    _run_threads(worker, connections)
+    return costs
+
+
+def _run_threads(worker: Any, count: int) -> None:
+    threads = [threading.Thread(target=worker) for _ in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -1,221 +1,593 @@
-"""AWS requests and dollars per job: N simulate jobs through the in-process local stack, every AWS request counted.
+"""What a job costs on AWS, counting everything AWS bills: busy and light traffic per million jobs, and an idle month.
 
-    .venv/bin/python bench/cost.py [--jobs 300] [--connections 4] [--save .build/bench/recording.json]
-                                   [--load .build/bench/recording.json]
+    .venv/bin/python bench/cost.py [--jobs 150] [--light-jobs 40] [--connections 4] [--workload message]
+                                   [--save .build/bench/recording.json] [--load .build/bench/recording.json]
 
-The stack is ``local.stack.LocalStack`` (moto in-process, the gateway, the SQS event-source emulator, the sweeper)
-in this process; requests are counted by botocore event hooks (see _recording.py) and attributed to the API
-function, the consumer, the event-source mapping (ESM) or the sweeper. Jobs: ``simulate`` {durationMs 50,
-failureRate 0.35}, maxAttempts 3 (about 1.5 attempts per job). moto's SQS slows down as the queue deepens, so keep
-N modest: the counts per job do not depend on N.
+The standard workload: ``POST /jobs`` (a ``message`` job) -> run once -> counted in stats -> one ``GET /jobs/{id}``
+(``--workload simulate`` runs the older simulate jobs with failures instead). The in-process local stack
+(``local.stack.LocalStack``: moto, the gateway, the SQS and stream event-source emulators, the sweeper) runs N such
+jobs twice: once with the deployed batch sizes (busy) and once, in a fresh interpreter, with batches of one for the
+consumer and the stats aggregator (light). Every AWS request is counted by botocore hooks (_recording.py), never
+assumed, and each handler's log output (Powertools' lines and EMF metrics, at the deployed INFO level) is counted.
 
-How AWS bills what is counted (us-east-1 list prices, checked 2025; on-demand DynamoDB after the 2024-11-01 cut):
-- API Gateway REST API: $3.50 per million requests (first 333 M/month)      aws.amazon.com/api-gateway/pricing/
-  (an HTTP API would be $1.00 per million)
-- Lambda (x86): $0.20 per million requests + $0.0000166667 per GB-second      aws.amazon.com/lambda/pricing/
-  billed duration per invocation rounded up to 1 ms; memory from infra/config.py
-- SQS standard: $0.40 per million requests, each 64 KB chunk of payload a request  aws.amazon.com/sqs/pricing/
-  the Lambda event-source mapping's receives/deletes are SQS requests; its empty receives are not counted here
-- DynamoDB on-demand: $0.625 per million write request units, $0.125 per million read request units
-                                                                               aws.amazon.com/dynamodb/pricing/on-demand/
-  a write unit per 1 KB of item (the larger of before/after), x2 in a transaction; every GSI write costs the
-  index item's size (projection ALL = the whole item) in ordinary write units; reads 4 KB per unit, x0.5 eventual
-- S3: PUT $0.005 per 1,000, GET $0.0004 per 1,000 (these jobs do not touch S3)  aws.amazon.com/s3/pricing/
-Not counted: CloudWatch Logs/metrics, X-Ray, data transfer, free tiers.
+- busy (>= 100 jobs/s): full SQS batches (the consumer's batch size) and full stream batches (100 records): what a
+  consumer invocation does outside its records, its Lambda request, the event-source mapping's receive and delete
+  (one each per batch), and every stats-aggregator invocation are measured, then divided among a full batch. Cold
+  starts: BUSY_COLD_SHARE of invocations (a container serves thousands of requests).
+- light (1 million jobs a month, evenly spread, ~0.4/s): measured with batches of one (one record per consumer
+  invocation, one stream record per stats invocation, as each stream poll finds one); cold starts:
+  LIGHT_COLD_SHARE of invocations (AWS reports INIT in under 1 % of invocations). The idle month is not in it.
+- idle: the fixed monthly cost of a deployment with no traffic: alarms, dashboards, the SQS event-source mappings'
+  empty long polls, the sweeper's schedule and its calls per run (measured), custom metrics emitted when idle,
+  storage and PITR of the tables' standing items. Counted from the stack as synthesized (``cdk synth``) when CDK
+  can run here, else from infra/config.py.
+- behind the API: the enqueue path only: the gateway request, the api Lambda (invocation, duration, INIT share, its
+  logs) and its AWS calls for ``POST /jobs`` (the authorizer's share too when the API has one: one invocation per key
+  per cache TTL, ~0 per job at these rates).
 
-Lambda duration on AWS cannot be measured here: it is estimated (``_recording.estimate_ms``) as the handler's own
-time measured locally plus ASSUMED_CALL_MS per AWS call (a typical in-region SDK round trip). Own time is CPU time
-for the API (it never waits but on AWS; wall time here would include waits for the interpreter lock that moto and
-the consumers hold in this process) and wall time minus the time inside moto for the consumer (its jobs wait).
-A consumer batch whose records ran at once counts its slowest record plus the CPU time of the others.
-The recording runs the consumer's records at once as on AWS (``record_concurrency``), with AWS's shard counts.
+The shape prices depend on (API type, each function's memory and architecture, tracing and its sampling rate) is
+read from the synthesized stack, else from infra/config.py. Prices: functions/models/prices.py (one table with the
+functions' own per-job estimates). Lambda duration: each
+handler's own time measured here plus ASSUMED_CALL_MS per AWS call (``_recording.estimate_ms``); INIT: the import
+time of each handler module in a fresh interpreter (bench/coldstart.py's method), billed since 2025-08-01.
+DynamoDB units are derived from item sizes and the table's indexes as declared (every GSI entry, transactions x2,
+failed conditional writes billed); SQS requests per 64 KB chunk. The per-job check: the sum of the ``cost`` each
+final job record carries (functions/logic/cost.py) against this ledger's lines for the same calls in the same run.
+
+The last line is ``cost: all-in $A/M busy, $B/M light; behind the API $C/M; idle $D/month``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import subprocess
+import sys
+import time
 from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from _recording import ASSUMED_CALL_MS, DEFAULT_RECORDING, Recording, by_role_op, record
+from _common import BUILD, ROOT
+from _recording import DEFAULT_RECORDING, Recording, by_role_op, record
 
-PRICE = {
-    "apigw_rest": 3.50 / 1e6,
-    "apigw_http": 1.00 / 1e6,
-    "lambda_request": 0.20 / 1e6,
-    "lambda_gb_s": 0.0000166667,
-    "sqs_request": 0.40 / 1e6,
-    "ddb_wru": 0.625 / 1e6,
-    "ddb_rru": 0.125 / 1e6,
-    "s3_put": 0.005 / 1000,
-    "s3_get": 0.0004 / 1000,
-}
-TARGET_API, TARGET_ALL = 2.50, 6.00
+from functions.models import prices as P
+
+BUSY_COLD_SHARE = 0.001
+LIGHT_COLD_SHARE = 0.01
+STREAM_FULL_BATCH = 100
+BUSY_JOBS_PER_MONTH = 100 * P.SECONDS_PER_MONTH
+LIGHT_JOBS_PER_MONTH = 1_000_000
+# Lambda's platform lines per invocation (START, END, REPORT in text format), about this many bytes.
+PLATFORM_LOG_BYTES = 280
+# An API Gateway access-log line in infra/constructs/api.py's JSON format, filled in, about this many bytes.
+ACCESS_LOG_BYTES = 330
+# Lambda's SQS event-source mapping long-polls an idle queue with this many pollers, 20 s polls (AWS docs, "Using
+# Lambda with Amazon SQS": it starts with five; each ReceiveMessage is billed, empty or not).
+IDLE_SQS_POLLERS = 5
+SQS_LONG_POLL_SECONDS = 20
+X_RAY_SAMPLE_RATE = 0.05  # X-Ray's default rule: 1 request/s, then 5 %
+ROLES = ("api", "read", "consumer", "stats")
+TARGETS = {"busy": 5.00, "light": 8.00, "behind": 2.50, "idle": 10.00}
 
 
-def memory_mb() -> dict[str, int]:
-    from infra.config import AWS_CONFIG
+@dataclass
+class Shape:
+    """The deployed shape that prices depend on, read from infra/config.py."""
 
+    api_type: str
+    architecture: str
+    memory: dict[str, int]
+    tracing: bool
+    batch_size: int
+    log_retention_days: int
+    job_retention_days: int
+    sweeper_minutes: float
+    sample_rate: float = X_RAY_SAMPLE_RATE  # X-Ray's sampled share beyond the 1 request/s reservoir
+
+    @classmethod
+    def deployed(cls) -> Shape:
+        from infra.config import AWS_CONFIG as c
+
+        api_type = str(getattr(c, "api_type", getattr(c, "api_kind", "rest"))).lower()
+        sweeper_minutes = float(getattr(c, "sweeper_interval_minutes", 0) or c.sweeper_interval_seconds / 60)
+        return cls(
+            api_type="http" if "http" in api_type else "rest",
+            architecture=str(getattr(c, "architecture", "x86_64")),
+            memory={
+                "api": _memory(c, "api"),
+                "read": _memory(c, "api"),
+                "consumer": c.consumer.memory_mb,
+                "stats": c.stats_stream.memory_mb,
+                "sweeper": _memory(c, "sweeper"),
+                "authorizer": _memory(c, "authorizer"),
+            },
+            tracing=bool(getattr(c, "tracing_enabled", False)),
+            batch_size=c.consumer.batch_size,
+            log_retention_days=c.log_retention_days,
+            job_retention_days=c.runtime.job_retention_days if hasattr(c, "runtime") else 30,
+            sweeper_minutes=sweeper_minutes,
+        )
+
+
+def _memory(config: Any, role: str) -> int:
+    value = getattr(config, f"{role}_memory_mb", None)
+    if isinstance(value, int):
+        return value
+    nested = getattr(config, role, None)
+    return int(getattr(nested, "memory_mb", 512))
+
+
+class Ledger:
+    """Lines of $ per job, each with the scope it belongs to (the enqueue path is ``api``)."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, float]] = []
+
+    def add(self, label: str, usd: float, scope: str = "all") -> None:
+        self.lines.append((label, scope, usd))
+
+    def total(self, scope: str | None = None) -> float:
+        return sum(usd for _, s, usd in self.lines if scope is None or s == scope)
+
+
+def init_ms(roles: tuple[str, ...] = ("api", "consumer", "stats_stream")) -> dict[str, float]:
+    """Import time of each handler module in a fresh interpreter, minus an empty one's (bench/coldstart.py's way)."""
+    env_code = "import os; os.environ.setdefault('AWS_DEFAULT_REGION','us-east-1'); import time; t=time.perf_counter()"
+
+    def timed(code: str) -> float:
+        best = math.inf
+        for _ in range(3):
+            out = subprocess.run(
+                [sys.executable, "-c", f"{env_code}; {code}; print((time.perf_counter()-t)*1000)"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            try:
+                best = min(best, float(out.stdout.strip().splitlines()[-1]))
+            except (ValueError, IndexError):
+                continue
+        return 0.0 if best is math.inf else best
+
+    empty = timed("pass")
+    result = {role: max(0.0, timed(f"import functions.handlers.{role}") - empty) for role in roles}
     return {
-        "api": AWS_CONFIG.api_memory_mb,
-        "consumer": AWS_CONFIG.consumer.memory_mb,
-        "stats": AWS_CONFIG.stats_stream.memory_mb,
+        "api": result["api"],
+        "read": result["api"],
+        "consumer": result["consumer"],
+        "stats": result["stats_stream"],
     }
 
 
-def lambda_cost(rec: Recording, role: str, memory: int) -> tuple[float, float, float, float]:
-    """(requests $, GB-s $, estimated ms per invocation, measured local ms per invocation) for the whole run."""
-    calls = rec.invocations.get(role, 0)
-    if not calls:
-        return 0.0, 0.0, 0.0, 0.0
-    if rec.estimated_ms.get(role):
-        est = rec.estimated_ms[role] / calls  # per invocation, records at once accounted for (_recording.estimate_ms)
-    else:  # a recording from before estimated_ms
-        own = (rec.handler_ms[role] - rec.handler_aws_ms[role]) / calls
-        est = own + ASSUMED_CALL_MS * rec.handler_aws_calls[role] / calls
-    gb_s = calls * math.ceil(est) / 1000 * memory / 1024
-    return calls * PRICE["lambda_request"], gb_s * PRICE["lambda_gb_s"], est, rec.handler_ms[role] / calls
+STATS_COLUMNS = {"wru": 1, "rru": 2, "sqs": 3, "ms": 4, "log": 5}
 
 
-def check_attribution(rec: Recording) -> None:
-    """Refuse to price a recording in which the handlers' calls were not attributed (it would print $0 and PASS)."""
-    if rec.invocations["consumer"] == 0 or not by_role_op(rec).get("api"):
-        raise SystemExit(
-            "cost: no consumer invocation or no POST /jobs call was attributed in this recording; the handlers the "
-            "local stack runs were not wrapped (see _recording.record). Refusing to report figures."
-        )
+def at_batch_size(rec: Recording, column: str, size: int) -> float:
+    """A stats-aggregator invocation's ``column`` at ``size`` records: a least-squares line a + b x records over
+    the invocations measured (what is per batch and what is per record), or their mean when all had one size."""
+    points = [(batch[0], batch[STATS_COLUMNS[column]]) for batch in rec.stats_batches if batch[0]]
+    if not points:
+        return 0.0
+    n = len(points)
+    mean_r = sum(r for r, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    spread = sum((r - mean_r) ** 2 for r, _ in points)
+    if spread == 0:
+        return mean_y
+    slope = sum((r - mean_r) * (y - mean_y) for r, y in points) / spread
+    if slope < 0:
+        return mean_y
+    intercept = mean_y - slope * mean_r
+    if intercept < 0:
+        return mean_y / mean_r * size
+    return intercept + slope * size
 
 
-def report(rec: Recording) -> dict[str, Any]:
-    check_attribution(rec)
+def wru(rec: Recording, role: str) -> float:
+    return float(sum(w.units for w in rec.writes if w.role == role))
+
+
+def sqs_requests(rec: Recording, role: str) -> float:
+    return float(sum(chunks for key, chunks in rec.sqs_chunks.items() if key.split(" ")[0] == role))
+
+
+def price(rec: Recording, shape: Shape, mode: str, init: dict[str, float]) -> Ledger:
+    """The ledger of one recording, $ per job: ``mode`` busy scales per-batch figures to full batches."""
     n = rec.jobs
-    per_m = 1e6 / n
-    print(f"cost: {n} jobs in {rec.seconds:.1f} s; counters at the end: {rec.outcomes}")
-    stuck = n - rec.outcomes.get("completed", 0) - rec.outcomes.get("failed", 0)
-    if stuck:
-        print(f"  WARNING: {stuck} jobs not final when the run stopped: their remaining calls are not counted")
-    print(
-        f"  consumer: {rec.invocations['consumer']} invocations, {rec.records} records "
-        f"({rec.records / max(1, rec.invocations['consumer']):.1f} per batch); ESM empty receives (not billed): "
-        f"{rec.esm_empty_receives}"
-    )
-    if rec.errors:
-        print(f"  AWS errors: {dict(rec.errors)}")
+    busy = mode == "busy"
+    cold = BUSY_COLD_SHARE if busy else LIGHT_COLD_SHARE
+    gb_s = P.lambda_gb_second(shape.architecture)
+    ledger = Ledger()
+    deliveries = rec.records / n  # consumer records per job (1 for a message job run once)
+    stream_records = rec.stream_records / n
 
-    print("\nAWS requests per job, by caller and operation (api-read = this bench's polling, excluded):")
-    for role, ops in sorted(by_role_op(rec).items()):
-        if role in ("setup",):
+    # Per job: how many invocations of each function, and billed ms per invocation.
+    invocations: dict[str, float] = {}
+    ms: dict[str, float] = {}
+    for role in ("api", "read", "authorizer"):
+        invocations[role] = rec.invocations[role] / n
+        ms[role] = rec.estimated_ms[role] / max(1, rec.invocations[role])
+    consumer_invocations = max(1, rec.invocations["consumer"])
+    if busy:
+        full = shape.batch_size
+        record_ms = rec.consumer_record_ms / max(1, rec.records)
+        record_cpu = rec.consumer_record_cpu_ms / max(1, rec.records)
+        invocations["consumer"] = deliveries / full
+        ms["consumer"] = rec.consumer_outside_ms / consumer_invocations + record_ms + (full - 1) * record_cpu
+        invocations["stats"] = stream_records / STREAM_FULL_BATCH
+    else:
+        invocations["consumer"] = rec.invocations["consumer"] / n
+        ms["consumer"] = rec.estimated_ms["consumer"] / consumer_invocations
+        invocations["stats"] = rec.invocations["stats"] / n
+    ms["stats"] = rec.estimated_ms["stats"] / max(1, rec.invocations["stats"])
+    if busy and rec.stats_batches:  # a full batch's time, from how the measured batches grew with their records
+        ms["stats"] = at_batch_size(rec, "ms", STREAM_FULL_BATCH)
+    batch_scale = invocations["consumer"] / max(1e-9, rec.invocations["consumer"] / n)
+
+    apigw = P.apigw_request(shape.api_type)
+    for role, scope in (("api", "api"), ("read", "read")):
+        ledger.add(
+            f"API Gateway {shape.api_type.upper()} ({'POST /jobs' if role == 'api' else 'GET /jobs/{id}'})",
+            invocations[role] * apigw,
+            scope,
+        )
+    roles = (*ROLES, "authorizer") if invocations["authorizer"] else ROLES
+    for role in roles:
+        scope = "api" if role in ("api", "authorizer") else "read" if role == "read" else "run"
+        count = invocations[role]
+        billed = math.ceil(ms[role]) + cold * math.ceil(init.get(role, init["api"]))
+        memory = shape.memory[role]
+        ledger.add(f"Lambda {role}: requests ({count:.3f}/job)", count * P.LAMBDA_REQUEST, scope)
+        ledger.add(
+            f"Lambda {role}: GB-s ({memory} MB {shape.architecture} x {ms[role]:.1f} ms + INIT"
+            f" {init.get(role, init['api']):.0f} ms"
+            f" x {cold:.1%})",
+            count * billed / 1000 * memory / 1024 * gb_s,
+            scope,
+        )
+    # DynamoDB and SQS, by caller.
+    callers = {
+        "api": (1.0, "api"),
+        "read": (1.0, "read"),
+        "consumer": (1.0, "run"),
+        "consumer-batch": (batch_scale, "run"),
+        "stats": (1.0, "run"),
+        "authorizer": (1.0, "api"),
+        "sweeper": (0.0, "run"),  # time-based: in the idle month
+    }
+    for role, (scale, scope) in callers.items():
+        if not scale:
             continue
-        total = sum(ops.values())
-        detail = ", ".join(f"{op} {count / n:.2f}" for op, count in ops.most_common())
-        print(f"  {role:<9} {total / n:6.2f}  {detail}")
+        units_w = wru(rec, role) / n * scale
+        units_r = rec.read_units[role] / n * scale
+        requests = sqs_requests(rec, role) / n * scale
+        if role == "stats" and busy and rec.stats_batches:  # full batches of 100 records
+            units_w = invocations["stats"] * at_batch_size(rec, "wru", STREAM_FULL_BATCH)
+            units_r = invocations["stats"] * at_batch_size(rec, "rru", STREAM_FULL_BATCH)
+            requests = invocations["stats"] * at_batch_size(rec, "sqs", STREAM_FULL_BATCH)
+        if units_w:
+            ledger.add(f"DynamoDB {role}: {units_w:.2f} WRU (table + GSI entries)", units_w * P.DDB_WRITE_UNIT, scope)
+        if units_r:
+            ledger.add(f"DynamoDB {role}: {units_r:.2f} RRU", units_r * P.DDB_READ_UNIT, scope)
+        if requests:
+            ledger.add(f"SQS {role}: {requests:.2f} requests", requests * P.SQS_REQUEST, scope)
+    # Busy, Lambda's poller makes one ReceiveMessage and one DeleteMessageBatch per full batch.
+    esm = 2 * deliveries / shape.batch_size if busy else sqs_requests(rec, "esm") / n
+    ledger.add(f"SQS event-source mapping: {esm:.2f} requests (receive, delete)", esm * P.SQS_REQUEST, "run")
 
-    wru: Counter[str] = Counter()
+    # CloudWatch Logs: what the handlers wrote, Lambda's platform lines, the API's access log.
+    log_bytes = 0.0
+    for role in ROLES:
+        written = rec.log_bytes[role] / n  # the consumer's: per record; its per-invocation part is small
+        if role == "stats" and busy and rec.stats_batches:
+            written = invocations["stats"] * at_batch_size(rec, "log", STREAM_FULL_BATCH)
+        platform = invocations[role] * PLATFORM_LOG_BYTES
+        access = invocations[role] * ACCESS_LOG_BYTES if role in ("api", "read") else 0.0
+        role_bytes = written + platform + access
+        log_bytes += role_bytes
+        scope = "api" if role == "api" else "read" if role == "read" else "run"
+        ledger.add(
+            f"CloudWatch Logs {role}: {role_bytes:.0f} B/job ({written:.0f} handler, {platform + access:.0f} platform)",
+            role_bytes / P.GB * (P.LOGS_INGEST_GB + P.LOGS_STORAGE_GB_MONTH * shape.log_retention_days / 30),
+            scope,
+        )
+    # Custom metrics: a monthly price per metric, spread over the month's jobs.
+    jobs_per_month = BUSY_JOBS_PER_MONTH if busy else LIGHT_JOBS_PER_MONTH
+    ledger.add(
+        f"CloudWatch custom metrics: {len(rec.metrics)} x ${P.METRIC_MONTH:.2f}/month over {jobs_per_month:,.0f} jobs",
+        len(rec.metrics) * P.METRIC_MONTH / jobs_per_month,
+        "run",
+    )
+    traces = 0.0
+    if shape.tracing:  # a trace per sampled entry request (each API request, each consumer/stats invocation)
+        entries = sum(invocations.values())
+        traces = entries * (shape.sample_rate if busy else 1.0)  # light: under the 1/s reservoir
+    ledger.add(
+        f"X-Ray: {traces:.2f} traces/job (tracing {'on' if shape.tracing else 'off'} by default)",
+        traces * P.XRAY_TRACE,
+        "run",
+    )
+    # Storage: the final record and its index entries, kept for the retention period, plus PITR of them.
+    months = shape.job_retention_days / 30
+    stored = final_record_bytes(rec)
+    ledger.add(
+        f"DynamoDB storage + PITR: {stored:.0f} B x {shape.job_retention_days} days",
+        stored / P.GB * months * (P.DDB_STORAGE_GB_MONTH + P.DDB_PITR_GB_MONTH),
+        "run",
+    )
+    return ledger
+
+
+def final_record_bytes(rec: Recording) -> float:
+    """What a job leaves stored, per job: the jobs table's records as last written and the index entries still
+    live at the end (puts minus deletes, at their average size), DynamoDB's 100 B overhead on each item."""
+    jobs_table = next((name for name in rec.indexes if not name.startswith("job-")), "jobs")
+    last: dict[str, int] = {}
+    live: Counter[str] = Counter()
+    sizes: dict[str, list[int]] = {}
     for w in rec.writes:
-        scope = "gsi" if "/" in w.table else "table"
-        wru[f"{w.role} {scope}"] += w.units
-    sqs: Counter[str] = Counter()
-    for key, chunks in rec.sqs_chunks.items():
-        sqs[key.split(" ")[0]] += chunks
+        table, _, index = w.table.partition("/")
+        if table != jobs_table:
+            continue
+        if not index:
+            if w.kind == "delete":
+                last.pop(w.pk, None)
+            else:
+                last[w.pk] = w.size + 100
+        elif w.kind in ("put", "delete"):
+            live[index] += 1 if w.kind == "put" else -1
+            sizes.setdefault(index, []).append(w.size + 100)
+    entries = sum(max(0, count) * sum(sizes[index]) / len(sizes[index]) for index, count in live.items())
+    return (sum(last.values()) + entries) / max(1, rec.jobs)
 
-    mem = memory_mb()
-    api_req, api_gbs, api_est, api_local = lambda_cost(rec, "api", mem["api"])
-    con_req, con_gbs, con_est, con_local = lambda_cost(rec, "consumer", mem["consumer"])
-    sta_req, sta_gbs, sta_est, sta_local = lambda_cost(rec, "stats", mem["stats"])
-    lines = {
-        "API Gateway REST (POST /jobs)": ("api", rec.invocations["api"] * PRICE["apigw_rest"]),
-        "Lambda api: requests": ("api", api_req),
-        f"Lambda api: GB-s ({mem['api']} MB x {api_est:.1f} ms est.; {api_local:.1f} ms local)": ("api", api_gbs),
-        "DynamoDB api: table WRU": ("api", wru["api table"] * PRICE["ddb_wru"]),
-        "DynamoDB api: GSI WRU": ("api", wru["api gsi"] * PRICE["ddb_wru"]),
-        "DynamoDB api: RRU": ("api", rec.read_units["api"] * PRICE["ddb_rru"]),
-        "SQS api (SendMessage)": ("api", sqs["api"] * PRICE["sqs_request"]),
-        "Lambda consumer: requests": ("all", con_req),
-        f"Lambda consumer: GB-s ({mem['consumer']} MB x {con_est:.0f} ms est./batch; {con_local:.0f} ms local)": (
-            "all",
-            con_gbs,
-        ),
-        "DynamoDB consumer: table WRU": ("all", wru["consumer table"] * PRICE["ddb_wru"]),
-        "DynamoDB consumer: GSI WRU": ("all", wru["consumer gsi"] * PRICE["ddb_wru"]),
-        "DynamoDB consumer: RRU": ("all", rec.read_units["consumer"] * PRICE["ddb_rru"]),
-        "SQS consumer (visibility, DLQ)": ("all", sqs["consumer"] * PRICE["sqs_request"]),
-        "SQS event-source mapping (receive, delete)": ("all", sqs["esm"] * PRICE["sqs_request"]),
-        "Lambda stats aggregator: requests (stream reads by Lambda are free)": ("all", sta_req),
-        f"Lambda stats aggregator: GB-s ({mem['stats']} MB x {sta_est:.1f} ms est.; {sta_local:.1f} ms local)": (
-            "all",
-            sta_gbs,
-        ),
-        "DynamoDB stats aggregator: WRU (counters, watermark)": ("all", wru["stats table"] * PRICE["ddb_wru"]),
-        "DynamoDB stats aggregator: RRU (watermark)": ("all", rec.read_units["stats"] * PRICE["ddb_rru"]),
-    }
-    print("\n$ per million jobs:")
-    behind = sum(cost for scope, cost in lines.values() if scope == "api") * per_m
-    total = sum(cost for _, cost in lines.values()) * per_m
-    for label, (scope, cost) in lines.items():
-        print(f"  {label:<78} {cost * per_m:8.3f}  {'(behind the API)' if scope == 'api' else ''}")
-    units = {
-        "api table WRU/job": wru["api table"] / n,
-        "api GSI WRU/job": wru["api gsi"] / n,
-        "consumer table WRU/job": wru["consumer table"] / n,
-        "consumer GSI WRU/job": wru["consumer gsi"] / n,
-        "RRU/job": sum(rec.read_units[r] for r in ("api", "consumer")) / n,
-        "SQS requests/job": sum(sqs[r] for r in ("api", "consumer", "esm")) / n,
-    }
-    print("  units: " + ", ".join(f"{k} {v:.2f}" for k, v in units.items()))
-    apigw = rec.invocations["api"] * PRICE["apigw_rest"] * per_m
-    verdict_api = "PASS" if behind <= TARGET_API else "FAIL"
-    verdict_all = "PASS" if total <= TARGET_ALL else "FAIL"
-    target_api = f"target <= {TARGET_API:.2f}: {verdict_api}"
-    print(f"\n  behind the API (API Gateway + api Lambda + its calls)     {behind:7.2f} $/M  {target_api}")
-    print(f"    of which API Gateway REST alone                        {apigw:7.2f} $/M  (HTTP API: {apigw / 3.5:.2f})")
-    target_all = f"target <= {TARGET_ALL:.2f}: {verdict_all}"
-    print(f"  all-in (+ consumer, its calls, the ESM's SQS requests)    {total:7.2f} $/M  {target_all}")
 
-    gsi_all = (wru["api gsi"] + wru["consumer gsi"]) * PRICE["ddb_wru"] * per_m
-    keys_only = sum(w.keys_only_units for w in rec.writes if "/" in w.table and w.role in ("api", "consumer"))
-    print("\n  what-ifs (estimates from the same counts):")
-    print(f"    GSIs cost {gsi_all:.2f} $/M; with KEYS_ONLY projections {keys_only * PRICE['ddb_wru'] * per_m:.2f} $/M")
-    stats_calls = rec.invocations.get("stats", 0)
-    if stats_calls:
-        records = rec.stream_records / stats_calls
-        per_call = (
-            wru["stats table"] * PRICE["ddb_wru"] + sta_req + sta_gbs + rec.read_units["stats"] * PRICE["ddb_rru"]
+def idle_month(rec: Recording, shape: Shape) -> Ledger:
+    """The fixed monthly cost of the stack with no traffic."""
+    ledger = Ledger()
+    counts = stack_counts()
+    ledger.add(f"CloudWatch alarms: {counts['alarms']} x ${P.ALARM_MONTH:.2f}", counts["alarms"] * P.ALARM_MONTH)
+    ledger.add(
+        f"CloudWatch dashboards: {counts['dashboards']} x ${P.DASHBOARD_MONTH:.2f}",
+        counts["dashboards"] * P.DASHBOARD_MONTH,
+    )
+    polls = IDLE_SQS_POLLERS * P.SECONDS_PER_MONTH / SQS_LONG_POLL_SECONDS
+    for kind, count, each in (
+        ("standard", counts["sqs_mappings"], P.SQS_REQUEST),
+        ("FIFO", counts["fifo_mappings"], P.SQS_FIFO_REQUEST),
+    ):
+        ledger.add(
+            f"SQS event-source mappings, {count} {kind}: {polls:,.0f} empty receives each "
+            f"({IDLE_SQS_POLLERS} pollers x {SQS_LONG_POLL_SECONDS} s long polls)",
+            count * polls * each,
         )
-        full = per_call / stats_calls * 1e6 * rec.stream_records / n / 100
+    ledger.add(f"KMS keys: {counts['kms_keys']} x ${P.KMS_KEY_MONTH:.2f}", counts["kms_keys"] * P.KMS_KEY_MONTH)
+    if counts["secrets"]:
+        ledger.add(f"Secrets Manager: {counts['secrets']} x ${P.SECRET_MONTH:.2f}", counts["secrets"] * P.SECRET_MONTH)
+    ledger.add("DynamoDB stream event-source mapping: GetRecords by Lambda are free", 0.0)
+    runs = P.SECONDS_PER_MONTH / 60 / shape.sweeper_minutes
+    sweeps = max(1, rec.invocations["sweeper"])
+    per_run_rru = rec.read_units["sweeper"] / sweeps
+    per_run_wru = wru(rec, "sweeper") / sweeps
+    per_run_sqs = sqs_requests(rec, "sweeper") / sweeps
+    sweep_ms = rec.estimated_ms["sweeper"] / sweeps
+    calls = sum(v for k, v in rec.calls.items() if k.startswith("sweeper ")) / sweeps
+    ledger.add(
+        f"sweeper: {runs:,.0f} runs (every {shape.sweeper_minutes:g} min; EventBridge schedule free), "
+        f"{calls:.0f} calls/run",
+        runs
+        * (
+            P.lambda_usd(math.ceil(sweep_ms), shape.memory["sweeper"], shape.architecture)
+            + per_run_rru * P.DDB_READ_UNIT
+            + per_run_wru * P.DDB_WRITE_UNIT
+            + per_run_sqs * P.SQS_REQUEST
+        ),
+    )
+    ledger.add(
+        f"sweeper logs: {runs:,.0f} x {PLATFORM_LOG_BYTES} B platform lines",
+        runs * PLATFORM_LOG_BYTES / P.GB * P.LOGS_INGEST_GB,
+    )
+    ledger.add("custom metrics when idle: none (idle sweeps and reads emit no metric)", 0.0)
+    ledger.add(
+        f"DynamoDB storage + PITR of standing items ({counts['tables']} tables, ~1 MB)",
+        counts["tables"] * 1e-3 * (P.DDB_STORAGE_GB_MONTH + P.DDB_PITR_GB_MONTH),
+    )
+    return ledger
+
+
+def stack_counts() -> dict[str, int]:
+    """Alarms, dashboards and tables of the stack as synthesized (``cdk synth``); from the constructs' structure
+    when CDK cannot run here."""
+    cached = BUILD / "stack-counts.json"
+    try:
+        out = subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("_synth_counts.py"))],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+        counts: dict[str, int] = json.loads(out.stdout.strip().splitlines()[-1])
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(json.dumps(counts))
+        return counts
+    except (subprocess.SubprocessError, ValueError, IndexError, OSError):
+        if cached.exists():
+            return dict(json.loads(cached.read_text()))
+        return {
+            "alarms": 12,
+            "dashboards": 1,
+            "tables": 4,
+            "kms_keys": 1,
+            "secrets": 0,
+            "sqs_mappings": 2,
+            "fifo_mappings": 1,
+            "http_api": 0,
+        }
+
+
+# Which synthesized function (by the words in its logical id) is which role, in order of preference.
+ROLE_FUNCTIONS = {
+    "api": ("ApiFunction", "Api"),
+    "read": ("ApiFunction", "Api"),
+    "consumer": ("JobQueueConsumer", "Consumer"),
+    "stats": ("Stats",),
+    "sweeper": ("Sweeper",),
+    "authorizer": ("Authorizer",),
+}
+
+
+def _function_of(role: str, functions: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    for word in ROLE_FUNCTIONS[role]:
+        for key, fn in sorted(functions.items()):
+            if word in key and (role == "authorizer" or "Authorizer" not in key):
+                return fn
+    return None
+
+
+def apply_synthesized(shape: Shape, counts: dict[str, Any]) -> Shape:
+    """The shape as ``cdk synth`` builds it (API type, each function's memory, architecture, tracing, the X-Ray
+    sampling rate) over what infra/config.py says."""
+    if counts.get("http_api"):
+        shape.api_type = "http"
+    functions: dict[str, dict[str, Any]] = counts.get("functions", {})
+    for role in ROLE_FUNCTIONS:
+        match = _function_of(role, functions)
+        if match is None:
+            continue
+        shape.memory[role] = int(match["memory"])
+        if role == "api":
+            shape.architecture = str(match["architecture"])
+    if functions:
+        shape.tracing = any(fn.get("traced") for fn in functions.values())
+    shape.sample_rate = float(counts.get("xray_fixed_rate", X_RAY_SAMPLE_RATE))
+    return shape
+
+
+def report(busy: Recording, light: Recording | None, init: dict[str, float]) -> None:
+    shape = apply_synthesized(Shape.deployed(), stack_counts())
+    for rec in (busy, light):
+        if rec is not None and (rec.invocations["consumer"] == 0 or not by_role_op(rec).get("api")):
+            raise SystemExit("cost: no consumer invocation or no POST /jobs call was attributed; refusing to report.")
+    print(
+        f"cost: {busy.jobs} jobs in {busy.seconds:.1f} s (busy recording; outcomes {busy.outcomes}); "
+        f"API {shape.api_type.upper()}, Lambda {shape.architecture}, tracing {'on' if shape.tracing else 'off'}"
+    )
+    print("  INIT (handler import, fresh interpreter): " + ", ".join(f"{k} {v:.0f} ms" for k, v in init.items()))
+    if busy.errors:
+        print(f"  AWS errors (billed, counted): {dict(busy.errors)}")
+    print("\nAWS requests per job, by caller (busy recording; api-read = this bench's polling, excluded):")
+    for role, ops in sorted(by_role_op(busy).items()):
+        if role in ("setup", "api-read"):
+            continue
+        detail = ", ".join(f"{op} {count / busy.jobs:.2f}" for op, count in ops.most_common())
+        print(f"  {role:<15} {detail}")
+
+    results: dict[str, Ledger] = {}
+    for mode, rec in (("busy", busy), ("light", light)):
+        if rec is None:
+            continue
+        ledger = price(rec, shape, mode, init)
+        results[mode] = ledger
         print(
-            f"    the stats aggregator ran {stats_calls} times for {rec.stream_records} stream records "
-            f"({records:.1f} per invocation): {per_call * per_m:.2f} $/M here; with full batches of 100 (a busy "
-            f"stream shard) about {full:.2f} $/M"
+            f"\n{mode}: $ per million jobs ({rec.jobs} jobs recorded, consumer batches of "
+            f"{shape.batch_size if mode == 'busy' else rec.batch_size}, stream batches of "
+            f"{STREAM_FULL_BATCH if mode == 'busy' else rec.stream_batch_size})"
         )
-    sweeper = rec.invocations.get("sweeper", 0)
-    if sweeper:
+        for label, scope, usd in ledger.lines:
+            print(f"  {label:<100} {usd * 1e6:8.3f}  {'(behind the API)' if scope == 'api' else ''}")
+        print(f"  {'total':<100} {ledger.total() * 1e6:8.3f}")
+    idle = idle_month(busy, shape)
+    print("\nidle: $ per month")
+    for label, _, usd in idle.lines:
+        print(f"  {label:<100} {usd:8.3f}")
+
+    busy_total = results["busy"].total() * 1e6
+    light_total = results["light"].total() * 1e6 if "light" in results else float("nan")
+    behind = results["busy"].total("api") * 1e6
+    idle_total = idle.total()
+
+    # The per-job estimates against the ledger of the same run, as run (its own batch sizes).
+    check_rec = light if light is not None else busy
+    as_run = price(check_rec, shape, "light", {k: 0.0 for k in init})
+    own = (
+        sum(
+            usd
+            for label, scope, usd in as_run.lines
+            if scope in ("api", "run")
+            and label.startswith(
+                (
+                    "API Gateway",
+                    "Lambda api",
+                    "Lambda consumer",
+                    "DynamoDB api",
+                    "DynamoDB consumer",
+                    "SQS api",
+                    "SQS consumer",
+                    "SQS event-source",
+                )
+            )
+        )
+        * check_rec.jobs
+    )
+    estimated = sum(float(c.get("usd", 0.0)) for c in check_rec.job_costs)
+    if check_rec.job_costs:
+        ratio = estimated / own if own else float("nan")
+        verdict = "PASS" if abs(ratio - 1) <= 0.10 else "FAIL"
         print(
-            f"    sweeper (not per job; time-based): {sweeper} runs here, "
-            f"{sum(v for k, v in rec.calls.items() if k.startswith('sweeper')) / sweeper:.1f} AWS calls per run"
+            f"\nper-job check ({len(check_rec.job_costs)} final records' cost, light recording): sum ${estimated:.6f} "
+            f"vs ledger ${own:.6f} for the same calls (create + run): {ratio:.3f}x, within 10 %: {verdict}"
         )
-    return {"behind_api": behind, "all_in": total, "apigw": apigw, "units": units}
+    else:
+        print("\nper-job check: no final record carried a cost (GET /jobs/{id} returned none): FAIL")
+
+    for name, value in (("busy", busy_total), ("light", light_total), ("behind", behind), ("idle", idle_total)):
+        print(
+            f"  {name:<7} {value:8.2f}  target <= {TARGETS[name]:.2f}: {'PASS' if value <= TARGETS[name] else 'FAIL'}"
+        )
+    print(
+        f"cost: all-in ${busy_total:.2f}/M busy, ${light_total:.2f}/M light; behind the API ${behind:.2f}/M; "
+        f"idle ${idle_total:.2f}/month"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=300)
+    parser.add_argument("--jobs", type=int, default=150)
+    parser.add_argument("--light-jobs", type=int, default=40)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--cap", type=float, default=120, help="stop waiting for final after this many seconds")
-    parser.add_argument("--save", type=str, default=str(DEFAULT_RECORDING), help="write the recording here")
-    parser.add_argument("--load", type=str, help="report from a saved recording instead of running")
+    parser.add_argument("--workload", choices=("message", "simulate"), default="message")
+    parser.add_argument("--save", type=str, default=str(DEFAULT_RECORDING), help="write the busy recording here")
+    parser.add_argument("--load", type=str, help="report from saved recordings instead of running")
+    parser.add_argument("--record-light", type=str, help=argparse.SUPPRESS)  # the light run's own interpreter
     args = parser.parse_args()
+    light_path = Path(args.load or args.save).with_name("recording-light.json")
+    if args.record_light:
+        record(args.light_jobs, 1, args.cap, args.workload, batch_size=1, stream_batch_size=1).save(
+            Path(args.record_light)
+        )
+        return
     if args.load:
-        from pathlib import Path
-
-        rec = Recording.load(Path(args.load))
+        busy = Recording.load(Path(args.load))
+        light = Recording.load(light_path) if light_path.exists() else None
     else:
-        from pathlib import Path
-
-        rec = record(args.jobs, args.connections, args.cap)
-    report(rec)
-    if args.save and not args.load:
-        rec.save(Path(args.save))
+        started = time.monotonic()
+        busy = record(args.jobs, args.connections, args.cap, args.workload)
+        busy.save(Path(args.save))
+        # Batches of one in a fresh interpreter (the hooks and wrapped handlers of this one stay installed).
+        light_run = [sys.executable, __file__, "--record-light", str(light_path), "--light-jobs", str(args.light_jobs)]
+        light_run += ["--workload", args.workload, "--cap", str(args.cap)]
+        done = subprocess.run(light_run, check=False, stdout=subprocess.DEVNULL)
+        if done.returncode:
+            raise SystemExit(f"cost: the light recording failed (exit {done.returncode}); no figures reported")
+        light = Recording.load(light_path)
+        print(f"(recorded in {time.monotonic() - started:.0f} s)")
+    report(busy, light, init_ms())
 
 
 if __name__ == "__main__":

@@ -118,15 +118,14 @@ def stats_report(rec: Recording, rate: float) -> None:
     records_per_job = rec.stream_records / rec.jobs
     batch = AWS_CONFIG.stats_stream.batch_size
     invocations = records_per_job * rate / batch
-    per_counter_key = invocations / AWS_CONFIG.stats_shards
     shapes = Counter(pattern(w.pk) for w in writes)
     print(
         f"\n  stats aggregator: {len(writes)} item writes in {rec.invocations['stats']} invocations "
         f"({', '.join(f'{shape} {count}' for shape, count in shapes.most_common())}); they grow with invocations, "
         f"not jobs. At {rate:,.0f} jobs/s ({records_per_job:.2f} stream records a job) full batches of {batch} make "
-        f"~{invocations:,.0f} invocations/s, each writing a random counter shard of its tenants (~{per_counter_key:.0f}"
-        f" writes/s per key over {AWS_CONFIG.stats_shards}) and its stream shard's watermark (Lambda reads a stream "
-        f"shard 4 times a second: a few writes/s per watermark)"
+        f"~{invocations:,.0f} invocations/s, each writing, per tenant, the counter item its stream shard maps to (of "
+        f"{AWS_CONFIG.stats_shards}): Lambda runs one batch at a time per stream shard, a few a second, so a key "
+        f"takes a few writes/s from each shard that maps to it"
     )
 
 

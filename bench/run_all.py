@@ -23,7 +23,7 @@ def main() -> None:
         ("coldstart.py", ["3" if quick else "9"]),
         ("handler.py", ["--jobs", "500" if quick else "2000", "--batches", "50" if quick else "200"]),
         ("e2e.py", ["--jobs", "200" if quick else "500", "--cap", "60"]),
-        ("cost.py", ["--jobs", "100" if quick else "300", "--cap", "90"]),
+        ("cost.py", ["--jobs", "100" if quick else "300", "--light-jobs", "30" if quick else "60", "--cap", "90"]),
         ("hotkeys.py", []),
         ("ratelimit.py", ["--jobs", "50" if quick else "100"]),
         ("priority.py", ["--normal", "500" if quick else "2000", "--high", "10" if quick else "20"]),

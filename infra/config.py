@@ -101,7 +101,7 @@ class StatsStreamConfig:
     # The tumbling window: Lambda puts the shard's id in the event only for windowed invocations.
     window_seconds: int = 1
     # Records are gathered this long before an invocation (unless a batch fills first): Lambda reads a stream shard
-    # 4 times a second, and each invocation costs a watermark read and a transaction, whatever its size. /stats
+    # 4 times a second, and each invocation costs a write per stats item it touches, whatever its size. /stats
     # trails the records by about this much more.
     batching_window_seconds: int = 1
     # The stream keeps records 24 h: an aggregator this far behind (or failing) is on its way to losing counts.

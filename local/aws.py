@@ -259,7 +259,7 @@ def trimmable_streams() -> None:
 
     moto 5.2.5 keeps every stream record of a table forever and derives a record's sequence number from how many
     records the list holds; the local stream source (local/stream_source.py) drops records once handled, which
-    would then reuse sequence numbers (and the stats aggregator skips what is at or below its watermark)."""
+    would then reuse sequence numbers (and a stats item refuses what is at or below what it has applied)."""
     from moto.dynamodb.models.table import StreamRecord, StreamShard
 
     if getattr(StreamShard, "_jobs_counted", False):

@@ -9,6 +9,7 @@ import boto3
 import botocore
 from botocore.config import Config
 
+from functions.dal import metering
 from functions.settings import Settings
 
 # Fail fast and let SQS redelivery / the caller retry, rather than hold a Lambda for a long SDK retry loop.
@@ -31,7 +32,7 @@ def client(service: str) -> Any:
     config = _CONFIG.merge(Config(parameter_validation=Settings.from_env().sdk_parameter_validation))
     if service in _READ_TIMEOUTS:
         config = config.merge(Config(read_timeout=_READ_TIMEOUTS[service]))
-    return boto3.client(service, config=config)
+    return metering.attach(boto3.client(service, config=config))
 
 
 @cache

@@ -277,8 +277,9 @@
           tasks.push(refreshJobs());
           // Every few ticks, and at once when a job finished since the last stats
           if (state.tick % THROUGHPUT_EVERY === 0 || !state.lastChart || state.finishedChanged) {
-            state.finishedChanged = false;
             tasks.push(refreshThroughput());
+            if (window.JobsCost) tasks.push(window.JobsCost.refresh(api, state.finishedChanged)); // cost.js
+            state.finishedChanged = false;
           }
         } else if (state.view === "detail") {
           tasks.push(refreshDetail());

@@ -525,6 +525,10 @@ _JOB_NOTES: dict[str, dict[str, Any]] = {
     },
     "waitingOn": {"minimum": 0, "description": "How many of dependsOn are not completed yet (absent without them)"},
     "scheduleId": {"description": "The recurring schedule that enqueued it (absent otherwise)"},
+    "cost": {
+        "description": "What the job cost on AWS, estimated from its own measured calls and time at list prices "
+        "(completed and failed jobs; absent otherwise)"
+    },
 }
 
 
@@ -539,6 +543,7 @@ _JOB_ABSENT_WHEN_NULL = (
     "dependsOn",
     "waitingOn",
     "scheduleId",
+    "cost",
 )
 
 

@@ -1,8 +1,8 @@
 """The stats aggregator: the jobs table's stream (NEW_AND_OLD_IMAGES) applied to the per-tenant counters.
 
 Lambda's event-source mapping runs it with a tumbling window, which is what puts the stream shard's id in the event
-(the watermark is per shard; see logic/stats_stream.py). Nothing is carried from one invocation to the next: the
-watermark is in the stats table, so the window's ``state`` is always returned empty. An error fails the whole
+(each stats item keeps what each shard applied to it; see logic/stats_stream.py). Nothing is carried from one
+invocation to the next, so the window's ``state`` is always returned empty. An error fails the whole
 batch, which Lambda retries as it is, in order, until the records leave the stream (24 h; there is an alarm on the
 iterator age well before that).
 """

@@ -35,9 +35,11 @@ from aws_lambda_powertools import Logger
 __all__ = ["ConsumerSettings", "JobDeferred", "MessageConsumer", "Outcome"]
 from pydantic import ValidationError
 
+from functions.dal import metering
 from functions.dal.files import FileStore
 from functions.dal.jobs_repository import Claim, JobsRepository
 from functions.logic import callbacks
+from functions.logic import cost as job_cost
 from functions.logic.backoff import backoff_seconds
 from functions.logic.clock import Clock, ceil_seconds, iso, parse_iso_ms
 from functions.logic.job_types import JobContext, get_job_type
@@ -127,7 +129,8 @@ class MessageConsumer:
         # is handled so that no later line (the next record on this thread, the invocation's own) carries them.
         logger.thread_safe_append_keys(correlation_id=message.job_id, tenant=message.tenant)
         try:
-            return self._handle(message, body, source_arn, receipt_handle, remaining_ms, receive_count)
+            with metering.metered():  # this record's own calls and time: its job's cost (logic/cost.py)
+                return self._handle(message, body, source_arn, receipt_handle, remaining_ms, receive_count)
         finally:
             logger.thread_safe_remove_keys(["correlation_id", "tenant"])
 
@@ -385,6 +388,7 @@ class MessageConsumer:
         The last step may raise (its batch could not be read): the message then comes back, finds the job final
         and looks at the batch again, so ``then`` (the DLQ copy) must already be done by then."""
         after = callbacks.arm(mark_in_flight(after, 0), now, self.job_settings.pending_grace_seconds)
+        after = job_cost.record_final(before, after)
         if not self._save_outcome(before, after):
             return False
         if after.status == JobStatus.FAILED:

@@ -20,6 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 from functions.dal.files import FileStore
 from functions.dal.job_queue import MAX_DELAY_SECONDS
 from functions.dal.jobs_repository import IdempotencyClaim, JobsRepository
+from functions.logic import cost as job_cost
 from functions.logic.clock import Clock, ceil_seconds, epoch_ms, iso, parse_iso_ms
 from functions.logic.job_types import get_job_type
 from functions.logic.lanes import JobQueue
@@ -297,6 +298,7 @@ def submit(
             expires_at=now // 1000 + settings.idempotency_ttl_seconds,
             now=now // 1000,
         )
+    stored = job_cost.record_create(stored, transactional=claim is not None, sends=_sends_now(stored, now))
     try:
         repo.create(stored, claim)
     except IdempotencyKeyUsed as used:

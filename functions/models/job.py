@@ -98,6 +98,18 @@ class Callback(BaseModel):
     for_version: int | None = Field(default=None, exclude=True)
 
 
+class JobCost(BaseModel):
+    """What one job cost on AWS, estimated from its own measured calls and time (functions/logic/cost.py)."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    usd: float = Field(description="US dollars at list prices (functions/models/prices.py)")
+    requests: float = Field(description="Billed requests: gateway, Lambda invocations, SQS and DynamoDB calls")
+    write_units: float = Field(alias="writeUnits", description="DynamoDB write request units, GSI entries included")
+    read_units: float = Field(alias="readUnits", description="DynamoDB read request units")
+    lambda_ms: float = Field(alias="lambdaMs", description="Lambda milliseconds spent on the job (API + consumer)")
+
+
 class Job(BaseModel):
     """A job as stored and as returned by the API (camelCase on the wire)."""
 
@@ -129,6 +141,8 @@ class Job(BaseModel):
     callback: Callback | None = None
     # The recurring schedule that enqueued it (absent otherwise).
     schedule_id: str | None = Field(default=None, alias="scheduleId")
+    # What the job cost: the API's part from its creation, the consumer's added at the final transition.
+    cost: JobCost | None = None
     # Bookkeeping that never leaves the service.
     version: int = Field(default=0, exclude=True)
     lease_until_ms: int | None = Field(default=None, exclude=True)
@@ -256,6 +270,7 @@ class Job(BaseModel):
             "callback",
             "waitingOn",
             "scheduleId",
+            "cost",
         ):
             if body.get(optional) is None:
                 body.pop(optional, None)
@@ -265,6 +280,8 @@ class Job(BaseModel):
             body.pop("dependsOn", None)
         if body.get("callback"):
             body["callback"] = {k: v for k, v in body["callback"].items() if v is not None}
+        if self.status not in (JobStatus.COMPLETED, JobStatus.FAILED):
+            body.pop("cost", None)  # the API's part alone until the consumer adds its own at the end
         return body
 
 

@@ -79,6 +79,24 @@ class Throughput(WireModel):
     buckets: list[ThroughputBucket]
 
 
+class CostSums(WireModel):
+    jobs: int = Field(description="Final jobs counted")
+    usd: float = Field(description="Their estimated cost, US dollars")
+    requests: float
+    write_units: float = Field(alias="writeUnits")
+    read_units: float = Field(alias="readUnits")
+    lambda_ms: float = Field(alias="lambdaMs")
+
+
+class CostByType(WireModel):
+    """The ``cost`` of the tenant's jobs that ended in the last ``minutes`` minutes, summed by type."""
+
+    minutes: int
+    since: str = Field(description="The first minute counted, UTC: 2026-11-23T14:05Z")
+    types: dict[str, CostSums]
+    total: CostSums
+
+
 class JobTypeInfo(WireModel):
     name: str
     schema_: dict[str, Any] = Field(alias="schema", description="The payload's JSON Schema")

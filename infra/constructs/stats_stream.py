@@ -47,21 +47,21 @@ class StatsAggregator(Construct):
         )
         self.function: lambda_.Function = self.aggregator.function
 
-        # The function keeps a watermark per shard (the last sequence number it applied, written in the same
-        # transaction as the counters), so a batch delivered again is applied once. That needs whole batches, in
-        # order, one at a time per shard; grants the stream read actions (DescribeStream, GetRecords,
+        # Each stats item keeps, per stream shard, the last sequence number applied to it (moved in the same
+        # conditional write as its counts), so a batch delivered again is applied once. That needs whole batches,
+        # in order, one at a time per shard; grants the stream read actions (DescribeStream, GetRecords,
         # GetShardIterator on the stream, ListStreams) to the role.
         self.event_source = event_sources.DynamoEventSource(
             tables.jobs,
             # From the oldest record kept, so nothing written before the mapping exists is missed.
             starting_position=lambda_.StartingPosition.TRIM_HORIZON,
             batch_size=stream.batch_size,
-            # The tumbling window is what makes Lambda put shardId in the event (the watermark's key).
+            # The tumbling window is what makes Lambda put shardId in the event (what the items' entries are per).
             tumbling_window=Duration.seconds(stream.window_seconds),
             max_batching_window=Duration.seconds(stream.batching_window_seconds),
             # One batch per shard in flight, so batches are applied in the shard's order.
             parallelization_factor=1,
-            # Bisecting would deliver partial batches again, out of the watermark's order.
+            # Bisecting would deliver partial batches again, out of the shard's order.
             bisect_batch_on_error=False,
             # A failing batch is retried (and its shard waits) until its records expire: skipping it would lose
             # counts for good. No ReportBatchItemFailures either: a batch is applied whole or not at all.
@@ -69,13 +69,8 @@ class StatsAggregator(Construct):
         )
         self.aggregator.target.add_event_source(self.event_source)
 
-        # Counters and the shard's watermark move in one TransactWriteItems: UpdateItem for the counters, a PutItem
-        # of the watermark conditional on the one read before (the condition is the Put's own, so no
-        # ConditionCheckItem); IAM authorises each item action in it. GetItem reads the watermark first.
-        self.aggregator.allow(
-            ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"],
-            [tables.stats.table_arn],
-        )
+        # One conditional UpdateItem per stats item and batch (logic/stats_stream.py): no read, no transaction.
+        self.aggregator.allow(["dynamodb:UpdateItem"], [tables.stats.table_arn])
         # Dependencies (functions/logic/dependencies.py): a final job's dependents, a new waiting job's dependencies.
         # The dependencies table: markers and edges read (BatchGetItem, Query), an edge resolved in a
         # TransactWriteItems (UpdateItem), edges whose dependent no longer waits deleted (BatchWriteItem). The jobs

@@ -34,7 +34,7 @@ def stats_counted_before_reads() -> Iterator[None]:
     seen by the end-to-end tests, where the local stack's stream source runs the real handler. Its own patch
     context: a test's ``monkeypatch.undo()`` must not take it away."""
     with pytest.MonkeyPatch.context() as patch:
-        for name in ("counters", "throughput"):
+        for name in ("counters", "throughput", "minute_items"):
             patch.setattr(DynamoJobsRepository, name, _after_counting(getattr(DynamoJobsRepository, name)))
         yield
 

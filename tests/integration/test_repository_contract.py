@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import pytest
@@ -24,9 +24,11 @@ from functions.dal.jobs_repository import (
     IdempotencyClaim,
     InvalidCursor,
     JobsRepository,
+    StatsItem,
     minute_key,
     sweep_shard,
 )
+from functions.logic.stats_stream import StatsStore
 from functions.models.errors import ConcurrentUpdate, IdempotencyKeyUsed
 from functions.models.job import HistoryEntry, Job, JobStatus, Progress
 from functions.settings import Settings
@@ -426,3 +428,37 @@ def test_throughput_counts_completions_and_failures_in_the_minute_they_happen(su
         next_minute: {"completed": 1, "failed": 0},
         quiet: {"completed": 0, "failed": 0},
     }
+
+
+# --- the stats aggregator's writes: a stream shard's records once per stats item, in order ---
+
+
+def _seq(n: int) -> str:
+    return str(n).zfill(40)
+
+
+def test_a_counter_item_takes_each_stream_shards_records_once(subject: Subject) -> None:
+    # Given a tenant's counters that took records 1..3 of shard 1
+    store = cast(StatsStore, subject.repo)  # both repositories are the aggregator's store
+    item = StatsItem(subject.a)
+    assert store.add_once("shard-1", item, _seq(1), _seq(3), {"enqueued": 1, "pending": 1}, NOW_S) is None
+
+    # When those records come again, whole or in part, then the next one, then another shard's
+    again = store.add_once("shard-1", item, _seq(1), _seq(3), {"enqueued": 1, "pending": 1}, NOW_S)
+    overlapping = store.add_once("shard-1", item, _seq(3), _seq(4), {"pending": 5}, NOW_S)
+    after = store.add_once("shard-1", item, _seq(4), _seq(4), {"pending": -1, "processing": 1}, NOW_S)
+    other = store.add_once("shard-2", item, _seq(1), _seq(1), {"enqueued": 1, "pending": 1}, NOW_S)
+
+    # Then what the item had is refused (answered with the last record it has of that shard), the rest is added
+    assert (again, overlapping, after, other) == (_seq(3), _seq(3), None, None)
+    counters = subject.repo.counters(subject.a)
+    assert (counters["enqueued"], statuses(counters)) == (2, {"pending": 1, "processing": 1})
+
+
+def test_a_minute_item_takes_each_stream_shards_records_once(subject: Subject) -> None:
+    store = cast(StatsStore, subject.repo)
+    minute = minute_key(subject.clock.iso())
+    item = StatsItem(subject.a, minute)
+    assert store.add_once("shard-1", item, _seq(7), _seq(7), {"completed": 1}, NOW_S) is None
+    assert store.add_once("shard-1", item, _seq(7), _seq(7), {"completed": 1}, NOW_S) == _seq(7)
+    assert subject.repo.throughput(subject.a, [minute]) == {minute: {"completed": 1, "failed": 0}}

@@ -29,7 +29,7 @@ from functions.dal.jobs_repository import (
     IdempotencyClaim,
     InvalidCursor,
     JobPage,
-    StreamDeltas,
+    StatsItem,
     stream_change,
     stream_sequence,
     sweep_shard,
@@ -80,7 +80,8 @@ class InMemoryJobsRepository:
         # The table's stream (Lambda's record shape) and what the aggregator made of it.
         self.stream: list[dict[str, Any]] = []
         self._sequence = itertools.count(1)
-        self._watermark: str | None = None
+        self._delivered = 0  # stream records handed to the aggregator so far (the event source's position)
+        self._applied: dict[StatsItem, dict[str, str]] = {}  # per stats item: stream shard -> last sequence applied
         self._counters: dict[str, Counter[str]] = {}
         self._per_minute: dict[tuple[str, str], Counter[str]] = {}
         self.settled_before: str | None = None  # what the last throughput read was told
@@ -193,24 +194,27 @@ class InMemoryJobsRepository:
         self.stream.append({"eventName": "MODIFY" if old else "INSERT", "dynamodb": data})
 
     def apply_stream(self) -> int:
-        """Run the stats aggregator over the stream records it has not applied yet; returns how many changes."""
-        fresh = self.stream[int(self._watermark or 0) :]  # sequence numbers count the records from 1
+        """Run the stats aggregator over the stream records it has not been handed yet; returns how many changes."""
+        fresh = self.stream[self._delivered :]
         records = [(stream_sequence(record), stream_change(record)) for record in fresh]
-        return apply_stream_batch(self, "fake-stream-shard", records, now_s=0) if records else 0
+        counted = apply_stream_batch(self, "fake-stream-shard", records, now_s=0) if records else 0
+        self._delivered += len(fresh)
+        return counted
 
-    def stream_watermark(self, stream_shard: str) -> str | None:
-        return self._watermark
-
-    def apply_stream_deltas(
-        self, stream_shard: str, previous: str | None, upto: str, deltas: StreamDeltas, now_s: int
-    ) -> None:
-        if self._watermark != previous:
-            raise ConcurrentUpdate("the stream watermark moved")
-        self._watermark = upto
-        for tenant, counts in deltas.counters.items():
-            self._counters.setdefault(tenant, Counter()).update(counts)
-        for key, counts in deltas.throughput.items():
-            self._per_minute.setdefault(key, Counter()).update(counts)
+    def add_once(
+        self, stream_shard: str, item: StatsItem, first: str, last: str, deltas: dict[str, int], now_s: int
+    ) -> str | None:
+        """The DAL's rule: added unless the item has this shard's records from ``first`` on (then what it has)."""
+        entries = self._applied.setdefault(item, {})
+        seen = entries.get(stream_shard)
+        if seen is not None and seen >= first:
+            return seen
+        entries[stream_shard] = last
+        if item.minute is None:
+            self._counters.setdefault(item.tenant, Counter()).update(deltas)
+        else:
+            self._per_minute.setdefault((item.tenant, item.minute), Counter()).update(deltas)
+        return None
 
     # --- reads ---
 
@@ -256,6 +260,13 @@ class InMemoryJobsRepository:
             }
             for minute in minutes
         }
+
+    def minute_items(self, tenant: str, minutes: list[str]) -> list[dict[str, Any]]:
+        self.apply_stream()
+        return [
+            {name: {"N": str(value)} for name, value in self._per_minute.get((tenant, minute), Counter()).items()}
+            for minute in minutes
+        ]
 
     def due_for_sweep(self, shard: int, until: str, limit: int) -> list[Job]:
         due = [

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from functions.dal.jobs_repository import StatusChange, StreamDeltas, stream_change, stream_sequence
+from functions.dal.jobs_repository import StatsItem, StatusChange, StreamDeltas, stream_change, stream_sequence
 from functions.handlers.stats_stream import apply_event
-from functions.logic.stats_stream import MAX_ITEMS_PER_TRANSACTION, apply_stream_batch, count_change
-from functions.models.errors import ConcurrentUpdate, JobsError
+from functions.logic.stats_stream import apply_stream_batch, count_change
+from functions.models.errors import ConcurrentUpdate, JobsError, StorageError
 
 AT = "2026-12-06T10:15:42.123Z"
 
@@ -27,37 +27,36 @@ def fold(changes: list[StatusChange]) -> StreamDeltas:
 
 
 def seq(n: int) -> str:
-    return str(n).zfill(48)
+    return str(n).zfill(40)
 
 
 @dataclass
 class FakeStatsStore:
-    """Applies deltas to plain dicts, with the DAL's watermark rule (ConcurrentUpdate when it moved)."""
+    """Applies deltas to plain dicts with the DAL's rule: an item takes a shard's records once, in order."""
 
-    watermarks: dict[str, str] = field(default_factory=dict)
+    applied: dict[tuple[StatsItem, str], str] = field(default_factory=dict)  # (item, stream shard) -> last sequence
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
     throughput: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
-    transactions: list[int] = field(default_factory=list)  # items per transaction, the watermark included
+    writes: list[tuple[StatsItem, str, str]] = field(default_factory=list)  # every write asked: (item, first, last)
+    crash_on: StatsItem | None = None  # the item whose write fails (a Lambda crash mid-batch)
 
-    def stream_watermark(self, stream_shard: str) -> str | None:
-        return self.watermarks.get(stream_shard)
-
-    def apply_stream_deltas(
-        self, stream_shard: str, previous: str | None, upto: str, deltas: StreamDeltas, now_s: int
-    ) -> None:
-        if self.watermarks.get(stream_shard) != previous:
-            raise ConcurrentUpdate("the watermark moved")
-        assert deltas.item_count() + 1 <= 100, "TransactWriteItems takes at most 100 items"
-        self.transactions.append(deltas.item_count() + 1)
-        self.watermarks[stream_shard] = upto
-        for tenant, counts in deltas.counters.items():
-            target = self.counters.setdefault(tenant, {})
-            for name, delta in counts.items():
-                target[name] = target.get(name, 0) + delta
-        for key, counts in deltas.throughput.items():
-            target = self.throughput.setdefault(key, {})
-            for name, delta in counts.items():
-                target[name] = target.get(name, 0) + delta
+    def add_once(
+        self, stream_shard: str, item: StatsItem, first: str, last: str, deltas: dict[str, int], now_s: int
+    ) -> str | None:
+        if item == self.crash_on:
+            raise StorageError("the function died mid-batch")
+        self.writes.append((item, first, last))
+        seen = self.applied.get((item, stream_shard))
+        if seen is not None and seen >= first:
+            return seen
+        self.applied[(item, stream_shard)] = last
+        if item.minute is None:
+            target = self.counters.setdefault(item.tenant, {})
+        else:
+            target = self.throughput.setdefault((item.tenant, item.minute), {})
+        for name, delta in deltas.items():
+            target[name] = target.get(name, 0) + delta
+        return None
 
 
 def test_a_created_job_is_enqueued_and_counted_in_its_status() -> None:
@@ -76,57 +75,116 @@ def test_an_expired_record_changes_no_count() -> None:
     assert fold([change("completed", None)]) == StreamDeltas(counters={}, throughput={})
 
 
-def test_a_batch_is_applied_and_its_redelivery_is_skipped() -> None:
-    # Given a store and a batch of three records, one of them not a status change
+def test_a_batch_is_one_write_per_item_and_its_redelivery_counts_once() -> None:
+    # Given a store and a batch of four records of one tenant, one of them not a status change, one a completion
     store = FakeStatsStore()
-    batch = [(seq(1), change(None, "pending")), (seq(2), None), (seq(3), change("pending", "processing"))]
-    # When it is applied, then delivered again (Lambda retries a batch whole)
+    batch = [
+        (seq(1), change(None, "pending")),
+        (seq(2), None),
+        (seq(3), change("pending", "processing")),
+        (seq(4), change("processing", "completed")),
+    ]
+    # When it is applied, then delivered again whole (Lambda retries a failed batch as it was)
     first = apply_stream_batch(store, "shard-1", batch, now_s=0)
     again = apply_stream_batch(store, "shard-1", batch, now_s=0)
-    # Then its changes were counted once, and the watermark is at its last record
-    assert (first, again) == (2, 0)
+    # Then its changes were counted once: one write per item (the counters, the minute), each refused the second time
+    assert (first, again) == (3, 0)
+    assert store.counters == {"t1": {"enqueued": 1, "pending": 0, "processing": 0, "completed": 1}}
+    assert store.throughput == {("t1", "2026-12-06T10:15Z"): {"completed": 1}}
+    counters, minute = StatsItem("t1"), StatsItem("t1", "2026-12-06T10:15Z")
+    assert sorted(store.writes, key=str) == sorted([(counters, seq(1), seq(4)), (minute, seq(4), seq(4))] * 2, key=str)
+    assert store.applied == {(counters, "shard-1"): seq(4), (minute, "shard-1"): seq(4)}
+
+
+def test_a_batch_that_crashed_part_way_completes_exactly_on_redelivery() -> None:
+    # Given a batch of two tenants' records whose delivery dies writing the second tenant's counters
+    store = FakeStatsStore(crash_on=StatsItem("t2"))
+    batch = [
+        (seq(1), change(None, "pending", tenant="t1")),
+        (seq(2), change(None, "pending", tenant="t2")),
+        (seq(3), change("pending", "processing", tenant="t1")),
+    ]
+    with pytest.raises(StorageError):
+        apply_stream_batch(store, "s", batch, now_s=0)
     assert store.counters == {"t1": {"enqueued": 1, "pending": 0, "processing": 1}}
-    assert store.watermarks == {"shard-1": seq(3)}
+    # When Lambda delivers the batch again
+    store.crash_on = None
+    counted = apply_stream_batch(store, "s", batch, now_s=0)
+    # Then the item already written is left as it is and the other gets its change: every change counted once
+    assert counted == 1
+    assert store.counters == {
+        "t1": {"enqueued": 1, "pending": 0, "processing": 1},
+        "t2": {"enqueued": 1, "pending": 1},
+    }
 
 
 def test_a_batch_overlapping_what_was_applied_counts_only_the_new_records() -> None:
+    # Given an item that has the shard's first record
     store = FakeStatsStore()
     apply_stream_batch(store, "s", [(seq(1), change(None, "pending"))], now_s=0)
+    # When a batch cut differently brings that record again with a new one
     later = [(seq(1), change(None, "pending")), (seq(2), change("pending", "processing"))]
+    # Then the item refuses the whole, and takes the part after what it has
     assert apply_stream_batch(store, "s", later, now_s=0) == 1
     assert store.counters["t1"] == {"enqueued": 1, "pending": 0, "processing": 1}
+    assert [(first, last) for _, first, last in store.writes] == [(seq(1), seq(1)), (seq(1), seq(2)), (seq(2), seq(2))]
 
 
-def test_watermarks_are_per_shard() -> None:
+def test_two_stream_shards_count_into_one_tenant_independently() -> None:
+    # Given one tenant's jobs in two stream shards whose sequence numbers interleave (they are per shard)
     store = FakeStatsStore()
-    record = (seq(5), change(None, "pending"))
-    apply_stream_batch(store, "a", [record], now_s=0)
-    apply_stream_batch(store, "b", [record], now_s=0)
-    assert store.counters["t1"]["enqueued"] == 2
+    apply_stream_batch(store, "a", [(seq(5), change(None, "pending")), (seq(9), change(None, "pending"))], now_s=0)
+    apply_stream_batch(store, "b", [(seq(7), change(None, "pending"))], now_s=0)
+    # When shard b's batch comes again and shard a moves on past it
+    apply_stream_batch(store, "b", [(seq(7), change(None, "pending"))], now_s=0)
+    apply_stream_batch(store, "a", [(seq(10), change("pending", "processing"))], now_s=0)
+    # Then each shard's records counted once
+    assert store.counters["t1"] == {"enqueued": 3, "pending": 2, "processing": 1}
+    assert store.applied == {(StatsItem("t1"), "a"): seq(10), (StatsItem("t1"), "b"): seq(7)}
 
 
-def test_many_tenants_are_split_into_transactions_of_at_most_100_items() -> None:
-    # Given a batch touching more counter items than one transaction may hold
+def test_changes_that_cancel_out_still_move_the_items_entry() -> None:
     store = FakeStatsStore()
-    records = [(seq(i), change("processing", "completed", tenant=f"t{i}")) for i in range(1, 201)]
-    # When it is applied
-    applied = apply_stream_batch(store, "s", records, now_s=0)
-    # Then every change counted once, in several transactions, each within the limit
-    assert applied == 200
-    assert len(store.transactions) > 1 and max(store.transactions) <= MAX_ITEMS_PER_TRANSACTION + 3
-    assert all(store.counters[f"t{i}"] == {"processing": -1, "completed": 1} for i in range(1, 201))
-    assert store.watermarks["s"] == seq(200)
+    batch = [(seq(1), change("processing", "pending")), (seq(2), change("pending", "processing"))]
+    assert apply_stream_batch(store, "s", batch, now_s=0) == 2
+    assert store.applied == {(StatsItem("t1"), "s"): seq(2)}
+    assert store.counters == {"t1": {"processing": 0, "pending": 0}}
 
 
-def test_a_watermark_moved_by_someone_else_fails_the_batch() -> None:
-    class Racing(FakeStatsStore):
-        def stream_watermark(self, stream_shard: str) -> str | None:
-            return None  # read before another delivery moved it
+def test_a_batch_without_job_changes_writes_nothing() -> None:
+    store = FakeStatsStore()
+    assert apply_stream_batch(store, "s", [(seq(1), None), (seq(2), change("completed", None))], now_s=0) == 0
+    assert store.writes == []
 
-    store = Racing(watermarks={"s": "0" * 48})
+
+def test_a_batch_of_many_tenants_writes_each_item_once() -> None:
+    # Given a busy batch: 50 tenants, each with a job created and one completed
+    store = FakeStatsStore()
+    records = [
+        (seq(2 * i + n), change(*moves, tenant=f"t{i}"))
+        for i in range(50)
+        for n, moves in enumerate([(None, "pending"), ("processing", "completed")])
+    ]
+    # When it is applied, and again
+    assert apply_stream_batch(store, "s", records, now_s=0) == 100
+    assert apply_stream_batch(store, "s", records, now_s=0) == 0
+    # Then every tenant's counters and minute were written once a delivery, and counted once
+    assert len(store.writes) == 2 * 100
+    assert all(
+        store.counters[f"t{i}"] == {"enqueued": 1, "pending": 1, "processing": -1, "completed": 1} for i in range(50)
+    )
+    assert all(store.throughput[(f"t{i}", "2026-12-06T10:15Z")] == {"completed": 1} for i in range(50))
+
+
+def test_an_item_that_refuses_records_it_reports_not_having_fails_the_batch() -> None:
+    class Lying(FakeStatsStore):
+        def add_once(
+            self, stream_shard: str, item: StatsItem, first: str, last: str, deltas: dict[str, int], now_s: int
+        ) -> str | None:
+            return seq(0)  # refused, yet before the first record: retrying would never end
+
     with pytest.raises(ConcurrentUpdate):
-        apply_stream_batch(store, "s", [(seq(1), change(None, "pending"))], now_s=0)
-    assert store.counters == {}
+        apply_stream_batch(Lying(), "s", [(seq(1), change(None, "pending"))], now_s=0)
 
 
 def _image(**attributes: str) -> dict[str, Any]:
@@ -143,7 +201,7 @@ def test_stream_records_map_to_status_changes() -> None:
         }
     }
     assert stream_change(modify) == StatusChange(tenant="t1", before="pending", after="processing", at=AT)
-    assert stream_sequence(modify) == "1100000000017454423009".zfill(48)
+    assert stream_sequence(modify) == "1100000000017454423009".zfill(40)
     insert = {"dynamodb": {"SequenceNumber": "7", "NewImage": _image(**job, status="pending")}}
     assert stream_change(insert) == change(None, "pending")
     # A write that kept the status, a batch item, an idempotency claim: nothing to count

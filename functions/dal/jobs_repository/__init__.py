@@ -3,7 +3,7 @@
 The modules, one concern each: ``interface`` (the protocol, its value types, ``InvalidCursor``), ``keys`` (the
 table's key and index layout), ``items`` (a job as an item and back), ``records`` (create, read, conditional
 write, progress), ``idempotency`` (claims), ``listing`` (sharded listing and cursors), ``stats`` (counter reads),
-``stream`` (the stats aggregator's side: stream records, watermark, counter writes), ``dynamo`` (the concrete
+``stream`` (the stats aggregator's side: stream records, counter writes applied once), ``dynamo`` (the concrete
 class). The names below are the package's public ones; import them from here.
 """
 
@@ -29,7 +29,14 @@ from functions.dal.jobs_repository.stats import (
     THROUGHPUT_STATUSES,
     minute_key,
 )
-from functions.dal.jobs_repository.stream import StatusChange, StreamDeltas, stream_change, stream_sequence
+from functions.dal.jobs_repository.stream import (
+    StatsItem,
+    StatusChange,
+    StreamDeltas,
+    stream_change,
+    stream_sequence,
+    stream_slot,
+)
 
 __all__ = [
     "ENQUEUED_COUNTER",
@@ -47,6 +54,7 @@ __all__ = [
     "InvalidCursor",
     "JobPage",
     "JobsRepository",
+    "StatsItem",
     "StatusChange",
     "StreamDeltas",
     "batch_key",
@@ -57,5 +65,6 @@ __all__ = [
     "status_partition",
     "stream_change",
     "stream_sequence",
+    "stream_slot",
     "sweep_shard",
 ]

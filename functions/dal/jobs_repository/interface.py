@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from functions.models.errors import JobsError
 from functions.models.job import Job, JobStatus, Progress
@@ -73,6 +73,7 @@ class JobsRepository(Protocol):
     def throughput(
         self, tenant: str, minutes: list[str], settled_before: str | None = None
     ) -> dict[str, dict[str, int]]: ...
+    def minute_items(self, tenant: str, minutes: list[str]) -> list[dict[str, Any]]: ...
     def due_for_sweep(self, shard: int, until: str, limit: int) -> list[Job]: ...
     def move_sweep_mark(self, job: Job, sweep_at: str) -> bool:
         """Move the sweep mark if the record is still ``job`` (same version), keeping its version."""

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from functions.dal.jobs_repository.keys import id_hash, record_key, status_partition
-from functions.models.job import Callback, HistoryEntry, Job, JobStatus, Progress
+from functions.models.job import Callback, HistoryEntry, Job, JobCost, JobStatus, Progress
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,8 @@ def to_item(job: Job, layout: ItemLayout) -> dict[str, Any]:
     if job.waiting_on is not None:
         # Decremented in place as dependencies complete (functions/dal/dependencies.py), the version with it.
         item["waitingOn"] = {"N": str(job.waiting_on)}
+    if job.cost is not None:
+        item["costJson"] = {"S": job.cost.model_dump_json(by_alias=True)}
     if job.sweep_at is not None:
         # Sparse index: only jobs the sweeper must look at carry these attributes.
         item["sweepShard"] = {"S": str(job_hash % layout.sweep_shards)}
@@ -142,6 +144,7 @@ def from_item(item: dict[str, Any]) -> Job:
         depends_on=tuple(entry["S"] for entry in item.get("dependsOn", {}).get("L", [])),
         waiting_on=number("waitingOn"),
         schedule_id=text("scheduleId"),
+        cost=JobCost.model_validate_json(item["costJson"]["S"]) if "costJson" in item else None,
     )
 
 

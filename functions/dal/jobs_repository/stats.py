@@ -89,6 +89,15 @@ class Counters(DynamoTables):
         self._summarize(tenant, {minute: totals[minute] for minute in settled if minute not in summarized})
         return totals
 
+    def minute_items(self, tenant: str, minutes: list[str]) -> list[dict[str, Any]]:
+        """Every shard item of the given minutes (their cost sums, logic/cost.py, are not in the summaries)."""
+        keys = [
+            {"pk": {"S": throughput_key(tenant, minute, str(shard))}}
+            for minute in minutes
+            for shard in range(self._throughput_shards)
+        ]
+        return list(self._batch_read(self._stats_table, keys, consistent=False))
+
     def _summarize(self, tenant: str, counts: dict[str, dict[str, int]]) -> None:
         # Best effort: a summary not written now is written by the next read (the shards are still there).
         items = [

@@ -1,14 +1,20 @@
 """The stats table's write side: the stats aggregator applies the jobs table's stream to the counters.
 
-Each stream record is applied exactly once (a watermark per stream shard moves in the same transaction as the
-counters), so the counters are exact however the writers interleave or crash.
+Each stream record is applied exactly once without a read or a transaction: every stats item keeps, per stream shard,
+the last sequence number applied to it (``seq#<shard>``: [sequence, when applied]), and the deltas go in one
+conditional UpdateItem that also moves that entry. Why this shape, and why top-level attributes instead of one map
+of them: logic/stats_stream.py. A stream shard always writes the same item of a tenant (``stream_slot``), so a
+delivery that comes again finds its own entry there.
 """
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass
+import json
+import zlib
+from dataclasses import dataclass, field
 from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.dal.jobs_repository.stats import (
     THROUGHPUT_RETENTION_SECONDS,
@@ -16,7 +22,8 @@ from functions.dal.jobs_repository.stats import (
     minute_epoch,
     throughput_key,
 )
-from functions.dal.jobs_repository.table import DynamoTables, read_item
+from functions.dal.jobs_repository.table import DynamoTables
+from functions.models.errors import ConcurrentUpdate, StorageError
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,19 @@ class StatusChange:
     before: str | None
     after: str | None
     at: str
+    # What logic/cost.py sums per minute: the job's type and its record's ``cost`` once final (not part of what
+    # a change is, for comparisons).
+    job_type: str = field(default="", compare=False)
+    cost: dict[str, Any] | None = field(default=None, compare=False)
+    cost_before: dict[str, Any] | None = field(default=None, compare=False)  # a retried job's earlier runs
+
+
+@dataclass(frozen=True)
+class StatsItem:
+    """What a delta is added to: a tenant's counters, or (``minute`` set) its completions and failures that minute."""
+
+    tenant: str
+    minute: str | None = None
 
 
 @dataclass
@@ -37,16 +57,25 @@ class StreamDeltas:
     counters: dict[str, dict[str, int]]
     throughput: dict[tuple[str, str], dict[str, int]]
 
-    def item_count(self) -> int:
-        return len(self.counters) + len(self.throughput)
+    def by_item(self) -> dict[StatsItem, dict[str, int]]:
+        return {
+            **{StatsItem(tenant): counts for tenant, counts in self.counters.items()},
+            **{StatsItem(tenant, minute): counts for (tenant, minute), counts in self.throughput.items()},
+        }
 
 
-# Sequence numbers of DynamoDB streams are decimal strings of up to 40 digits.
-_SEQUENCE_DIGITS = 48
+# Sequence numbers of DynamoDB streams are decimal strings of 21 to 40 digits (the Streams API reference); more digits
+# than a DynamoDB number holds (38), so they are kept as strings of one width, where text order is numeric order.
+_SEQUENCE_DIGITS = 40
+APPLIED_PREFIX = "seq#"
+# Stream records are kept 24 h: an entry not moved for longer (plus a margin for clocks) can never see a delivery
+# again, since every record it covers was written before it was last moved.
+STREAM_RETENTION_SECONDS = 86_400
+STALE_ENTRY_SECONDS = STREAM_RETENTION_SECONDS + 3_600
 
 
 def stream_sequence(record: dict[str, Any]) -> str:
-    """A stream record's sequence number, zero-padded so that text order is numeric order (as the watermark keeps)."""
+    """A stream record's sequence number, zero-padded so that text order is numeric order (as the items keep it)."""
     return str(record["dynamodb"]["SequenceNumber"]).zfill(_SEQUENCE_DIGITS)
 
 
@@ -67,70 +96,102 @@ def stream_change(record: dict[str, Any]) -> StatusChange | None:
         before=before,
         after=after,
         at=image["updatedAt"]["S"] if "updatedAt" in image else "",
+        job_type=image["type"]["S"],
+        cost=json.loads(new["costJson"]["S"]) if "costJson" in new else None,
+        cost_before=json.loads(old["costJson"]["S"]) if "costJson" in old and _counted_before(old) else None,
     )
 
 
-def _watermark_key(stream_shard: str) -> str:
-    return f"stream#{stream_shard}"
+def _counted_before(image: dict[str, Any]) -> bool:
+    """The record completed or failed before (it was retried since): its cost then was counted then."""
+    history = image.get("history", {}).get("L", [])
+    return any(entry.get("M", {}).get("status", {}).get("S") in ("completed", "failed") for entry in history)
+
+
+def stream_slot(stream_shard: str, shards: int) -> int:
+    """The item (of ``shards``) a stream shard writes for a tenant: always the same one (a stable hash, not Python's
+    per-process ``hash``), so a redelivery meets its own entry; shards spread over the items like random picks did."""
+    return zlib.crc32(stream_shard.encode()) % shards
+
+
+def applied_attribute(stream_shard: str) -> str:
+    """The item attribute holding what ``stream_shard`` applied to it (Lambda's ids begin with ``shardId-``)."""
+    return APPLIED_PREFIX + stream_shard.removeprefix("shardId-")
 
 
 class StatsStream(DynamoTables):
-    def stream_watermark(self, stream_shard: str) -> str | None:
-        """The last stream sequence number applied from this stream shard (zero-padded), None before the first."""
-        item = read_item(self._ddb, self._stats_table, _watermark_key(stream_shard))
-        return str(item["seq"]["S"]) if item else None
-
-    def apply_stream_deltas(
-        self, stream_shard: str, previous: str | None, upto: str, deltas: StreamDeltas, now_s: int
-    ) -> None:
-        """Add ``deltas`` to the counters and move the shard's watermark from ``previous`` to ``upto``, in one
-        transaction conditional on the watermark: records already applied can never be applied again
-        (``ConcurrentUpdate`` if the watermark moved since it was read)."""
-        watermark: dict[str, Any] = {
-            "Put": {
-                "TableName": self._stats_table,
-                "Item": {"pk": {"S": _watermark_key(stream_shard)}, "seq": {"S": upto}},
-                "ConditionExpression": "attribute_not_exists(pk)" if previous is None else "seq = :previous",
-            }
+    def add_once(
+        self, stream_shard: str, item: StatsItem, first: str, last: str, deltas: dict[str, int], now_s: int
+    ) -> str | None:
+        """Add ``deltas`` (the records ``first``..``last`` of ``stream_shard`` that touch ``item``) unless the item
+        has records of that shard at or after ``first`` already. Returns None when added, else the last sequence
+        number the item has from that shard (a delivery seen before: the caller keeps only what is after it)."""
+        key = self._item_key(stream_shard, item)
+        changes = {name: delta for name, delta in deltas.items() if delta}
+        names = {"#w": applied_attribute(stream_shard), **{f"#c{i}": name for i, name in enumerate(changes)}}
+        values: dict[str, Any] = {
+            ":first": {"S": first},
+            ":w": {"L": [{"S": last}, {"N": str(now_s)}]},
+            **{f":d{i}": {"N": str(delta)} for i, delta in enumerate(changes.values())},
         }
-        if previous is not None:
-            watermark["Put"]["ExpressionAttributeValues"] = {":previous": {"S": previous}}
-        items = [watermark]
-        items += [
-            self._counter_update(tenant, counts) for tenant, counts in deltas.counters.items() if any(counts.values())
+        expression = "SET #w = :w"
+        if item.minute is not None:
+            # Per-minute items expire after THROUGHPUT_RETENTION_SECONDS (DynamoDB TTL on ``expiresAt``).
+            values[":expires"] = {"N": str(max(minute_epoch(item.minute), now_s) + THROUGHPUT_RETENTION_SECONDS)}
+            expression += ", expiresAt = if_not_exists(expiresAt, :expires)"
+        if changes:
+            expression += " ADD " + ", ".join(f"#c{i} :d{i}" for i in range(len(changes)))
+        try:
+            response = self._ddb.update_item(
+                TableName=self._stats_table,
+                Key={"pk": {"S": key}},
+                UpdateExpression=expression,
+                ConditionExpression="attribute_not_exists(#w) OR #w[0] < :first",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                # Both free of read units: the item after the write (for pruning), or as it was when the condition
+                # failed (what this shard applied to it).
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code != "ConditionalCheckFailedException":
+                raise StorageError(f"DynamoDB write failed: {code}") from exc
+            entry = (exc.response.get("Item") or {}).get(names["#w"])
+            if entry is None:
+                raise ConcurrentUpdate(f"{key} refused {stream_shard}'s deltas without an entry of it") from exc
+            return str(entry["L"][0]["S"])
+        except BotoCoreError as exc:
+            raise StorageError(f"DynamoDB write failed: {exc}") from exc
+        self._prune(key, response.get("Attributes", {}), now_s)
+        return None
+
+    def _item_key(self, stream_shard: str, item: StatsItem) -> str:
+        # Spread over shards so that no item takes a tenant's whole traffic; a stream shard keeps to one of them.
+        if item.minute is None:
+            return counter_key(item.tenant, stream_slot(stream_shard, self._stats_shards))
+        return throughput_key(item.tenant, item.minute, str(stream_slot(stream_shard, self._throughput_shards)))
+
+    def _prune(self, key: str, item: dict[str, Any], now_s: int) -> None:
+        """Remove the entries of stream shards gone for good (kept past STALE_ENTRY_SECONDS), so an item touched by
+        shard after shard stays small (one write unit a KB). Best effort: one not removed now is seen next time."""
+        cutoff = now_s - STALE_ENTRY_SECONDS
+        stale = [
+            name for name, value in item.items() if name.startswith(APPLIED_PREFIX) and int(value["L"][1]["N"]) < cutoff
         ]
-        items += [
-            self._throughput_update(tenant, minute, counts, now_s)
-            for (tenant, minute), counts in deltas.throughput.items()
-        ]
-        self._transact(items)
-
-    def _counter_update(self, tenant: str, deltas: dict[str, int]) -> dict[str, Any]:
-        # A random shard per write keeps any single counter item far below DynamoDB's per-key write limit.
-        shard = random.randrange(self._stats_shards)
-        return self._stats_add(counter_key(tenant, shard), deltas)
-
-    def _throughput_update(self, tenant: str, minute: str, counts: dict[str, int], now_s: int) -> dict[str, Any]:
-        # Per-minute completions and failures for the dashboard's chart, sharded like the counters; the items
-        # expire after THROUGHPUT_RETENTION_SECONDS (DynamoDB TTL on ``expiresAt``).
-        shard = random.randrange(self._throughput_shards)
-        expires = max(minute_epoch(minute), now_s) + THROUGHPUT_RETENTION_SECONDS
-        return self._stats_add(throughput_key(tenant, minute, str(shard)), counts, expires)
-
-    def _stats_add(self, key: str, deltas: dict[str, int], expires: int | None = None) -> dict[str, Any]:
-        """The transaction item adding ``deltas`` to the stats item ``key`` (and setting its expiry once, if given)."""
-        names = {f"#c{i}": name for i, name in enumerate(deltas)}
-        values: dict[str, Any] = {f":d{i}": {"N": str(delta)} for i, delta in enumerate(deltas.values())}
-        expression = "ADD " + ", ".join(f"#c{i} :d{i}" for i in range(len(deltas)))
-        if expires is not None:
-            values[":expires"] = {"N": str(expires)}
-            expression += " SET expiresAt = if_not_exists(expiresAt, :expires)"
-        return {
-            "Update": {
-                "TableName": self._stats_table,
-                "Key": {"pk": {"S": key}},
-                "UpdateExpression": expression,
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": values,
-            }
-        }
+        if not stale:
+            return
+        names = {f"#p{i}": name for i, name in enumerate(stale)}
+        try:
+            self._ddb.update_item(
+                TableName=self._stats_table,
+                Key={"pk": {"S": key}},
+                UpdateExpression="REMOVE " + ", ".join(names),
+                # Only if still stale: an entry moved meanwhile is in use again.
+                ConditionExpression=" AND ".join(f"{name}[1] < :cutoff" for name in names),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={":cutoff": {"N": str(cutoff)}},
+            )
+        except (ClientError, BotoCoreError):
+            return

@@ -8,6 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 
+from functions.dal import metering
 from functions.handlers import openapi as doc
 from functions.handlers.http import caller_tenant, json_response, read_json_body, read_query
 from functions.handlers.runtime import batch_settler, dependency_store, emit, files, runtime
@@ -235,7 +236,11 @@ def _submit(spec: JobSpec, tenant: str) -> Accepted:
     rt = runtime()
     prepare = dependencies.gate(dependency_store(), spec.depends_on) if spec.depends_on else None
     settings = enqueue_settings(rt.settings)
-    accepted = submit(spec, tenant, rt.repo, rt.queue, system_clock, settings, files=files, prepare=prepare)
+    # The create request's own calls and time: the job's cost (logic/cost.py). An HTTP API's events name their
+    # payload format version (1.0 here); a REST API's carry none.
+    gateway = "http" if "version" in router.current_event.raw_event else "rest"
+    with metering.metered(gateway):
+        accepted = submit(spec, tenant, rt.repo, rt.queue, system_clock, settings, files=files, prepare=prepare)
     if not accepted.replayed:
         emit("JobsEnqueued", 1)
     return accepted

@@ -8,9 +8,17 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from functions.handlers import openapi as doc
 from functions.handlers.http import caller_tenant, json_response, read_query
 from functions.handlers.runtime import runtime
+from functions.logic import cost as job_cost
 from functions.logic import manage
 from functions.logic.clock import system_clock
-from functions.models.bounds import THROUGHPUT_MINUTES_DEFAULT, THROUGHPUT_MINUTES_MAX, THROUGHPUT_MINUTES_MIN
+from functions.models.bounds import (
+    COST_MINUTES_DEFAULT,
+    COST_MINUTES_MAX,
+    COST_MINUTES_MIN,
+    THROUGHPUT_MINUTES_DEFAULT,
+    THROUGHPUT_MINUTES_MAX,
+    THROUGHPUT_MINUTES_MIN,
+)
 
 router = Router()
 
@@ -51,3 +59,30 @@ def throughput() -> Response[str]:
     tenant = caller_tenant(router)
     query = read_query(router, {"minutes"})
     return json_response(200, manage.throughput(runtime().repo, tenant, query, system_clock()))
+
+
+@router.get(
+    "/stats/cost",
+    summary="Cost by type",
+    description="What the tenant's jobs that ended in the last `minutes` cost on AWS, estimated from each job's own "
+    "measured calls and time at list prices (the `cost` of each final job), summed by type.",
+    operation_id="getCost",
+    tags=["stats"],
+    responses={200: doc.ok("CostByType", "The tenant's cost by type"), **doc.keyed_errors("INVALID_QUERY")},
+    openapi_extensions=doc.parameters(
+        doc.query_param(
+            "minutes",
+            "How many minutes",
+            {
+                "type": "integer",
+                "minimum": COST_MINUTES_MIN,
+                "maximum": COST_MINUTES_MAX,
+                "default": COST_MINUTES_DEFAULT,
+            },
+        )
+    ),
+)
+def cost_by_type() -> Response[str]:
+    tenant = caller_tenant(router)
+    query = read_query(router, {"minutes"})
+    return json_response(200, job_cost.cost_report(runtime().repo, tenant, query, system_clock()))
