@@ -66,6 +66,7 @@ def test_the_readme_tour_runs_as_written(stack: LocalStackProcess, tmp_path: Pat
     assert '"status":"failed"' in out and '"attempts":2' in out
     assert '"status":"cancelled"' in out
     assert '"queued":true' in out
+    assert '"dependsOn":["' in out and '"nextRunAt":"' in out and '"types":{' in out
     assert '"code":"INVALID_TYPE"' in out and '"code":"INVALID_PAYLOAD"' in out and '"code":"FORBIDDEN"' in out
 
 
