@@ -119,6 +119,7 @@ def test_each_function_has_the_memory_its_work_needs(resources: Resources) -> No
     # start, the sweeper and the aggregator (off the request path, waiting on DynamoDB) the least
     assert memory == {
         API_HANDLER: AWS_CONFIG.api_memory_mb,
+        AUTHORIZER_HANDLER: AWS_CONFIG.authorizer_memory_mb,
         CONSUMER_HANDLER: AWS_CONFIG.consumer.memory_mb,
         ORDERED_CONSUMER_HANDLER: AWS_CONFIG.consumer.memory_mb,
         SWEEPER_HANDLER: AWS_CONFIG.sweeper_memory_mb,
