@@ -1,6 +1,7 @@
 """Print, as the last line, what the synthesized stack holds that prices depend on: alarms, dashboards, tables,
-KMS keys, secrets, the SQS event-source mappings (FIFO or not), the API type, each function's memory, architecture
-and tracing, and the X-Ray sampling rules. Used by cost.py."""
+KMS keys, secrets, the SQS event-source mappings (FIFO or not), the API type and its access log format, each
+function's memory, architecture, tracing and whether Lambda logs its START/END/REPORT lines, and the X-Ray sampling
+rules. Used by cost.py."""
 
 from __future__ import annotations
 
@@ -37,10 +38,18 @@ def main() -> None:
             "memory": r["Properties"].get("MemorySize", 128),
             "architecture": (r["Properties"].get("Architectures") or ["x86_64"])[0],
             "traced": (r["Properties"].get("TracingConfig") or {}).get("Mode") == "Active",
+            # Lambda's per-invocation lines are INFO system events: sent unless the system level is above INFO.
+            "platform_lines": (r["Properties"].get("LoggingConfig") or {}).get("SystemLogLevel", "INFO")
+            in ("DEBUG", "INFO"),
         }
         for key, r in resources.items()
         if r["Type"] == "AWS::Lambda::Function"
     }
+    access_log_formats = [
+        (r["Properties"].get("AccessLogSettings") or {}).get("Format", "")
+        for r in resources.values()
+        if r["Type"] == "AWS::ApiGatewayV2::Stage"
+    ]
     sampling = [
         r["Properties"].get("SamplingRule", {}) for r in resources.values() if r["Type"] == "AWS::XRay::SamplingRule"
     ]
@@ -57,6 +66,7 @@ def main() -> None:
                 "sqs_mappings": sqs_mappings[0],
                 "fifo_mappings": sqs_mappings[1],
                 "http_api": types["AWS::ApiGatewayV2::Api"],
+                "access_log_format": next((f for f in access_log_formats if f), ""),
             }
         )
     )

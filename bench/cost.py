@@ -42,11 +42,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +61,26 @@ LIGHT_COLD_SHARE = 0.01
 STREAM_FULL_BATCH = 100
 BUSY_JOBS_PER_MONTH = 100 * P.SECONDS_PER_MONTH
 LIGHT_JOBS_PER_MONTH = 1_000_000
-# Lambda's platform lines per invocation (START, END, REPORT in text format), about this many bytes.
+# Lambda's platform lines per invocation (START, END, REPORT in text format), about this many bytes, counted only
+# for a function that logs them: none at system log level WARN (infra/constructs/function.py), as synthesized.
 PLATFORM_LOG_BYTES = 280
-# An API Gateway access-log line in infra/constructs/api.py's JSON format, filled in, about this many bytes.
+# An API Gateway access-log line when the stack's format cannot be read, about this many bytes.
 ACCESS_LOG_BYTES = 330
+# What API Gateway writes for an access-log format's variables on a typical request ("-" for one without a value):
+# the synthesized format filled in with these is the line priced, per route.
+ACCESS_LOG_VALUES = {
+    "$context.requestId": "KpQ3bjq4oAMEVbQ=",
+    "$context.requestTime": "07/Dec/2026:01:40:00 +0000",
+    "$context.identity.sourceIp": "203.0.113.45",
+    "$context.authorizer.keyId": "3f9a1c7e5b20",
+    "$context.authorizer.tenant": "acme-prod",
+    "$context.status": "202",
+    "$context.responseLatency": "24",
+    "$context.integrationLatency": "21",
+    "$context.responseLength": "389",
+    "$context.routeKey": "ANY /{proxy+}",  # the keyed routes' (infra/constructs/api.py)
+}
+ACCESS_LOG_REQUESTS = {"api": ("POST", "/jobs"), "read": ("GET", "/jobs/6f1c2a7e-3b4d-4e5f-8a9b-0c1d2e3f4a5b")}
 # Lambda's SQS event-source mapping long-polls an idle queue with this many pollers, 20 s polls (AWS docs, "Using
 # Lambda with Amazon SQS": it starts with five; each ReceiveMessage is billed, empty or not).
 IDLE_SQS_POLLERS = 5
@@ -86,6 +103,9 @@ class Shape:
     job_retention_days: int
     sweeper_minutes: float
     sample_rate: float = X_RAY_SAMPLE_RATE  # X-Ray's sampled share beyond the 1 request/s reservoir
+    # Roles whose function logs Lambda's START/END/REPORT lines (all, until the synthesized stack says otherwise).
+    platform_lines: dict[str, bool] = field(default_factory=dict)
+    access_log_format: str = ""  # the API stage's, as synthesized ("" when unknown: ACCESS_LOG_BYTES)
 
     @classmethod
     def deployed(cls) -> Shape:
@@ -110,6 +130,19 @@ class Shape:
             job_retention_days=c.runtime.job_retention_days if hasattr(c, "runtime") else 30,
             sweeper_minutes=sweeper_minutes,
         )
+
+
+def access_log_bytes(log_format: str, role: str) -> float:
+    """One access-log line of ``role``'s route: ``log_format`` with each variable filled in, plus its newline."""
+    if not log_format:
+        return float(ACCESS_LOG_BYTES)
+    method, path = ACCESS_LOG_REQUESTS[role]
+    values = {**ACCESS_LOG_VALUES, "$context.httpMethod": method, "$context.path": path}
+    line = log_format
+    for variable in sorted(values, key=len, reverse=True):  # $context.path before a shorter prefix of it
+        line = line.replace(variable, values[variable])
+    line = re.sub(r"\$context\.[A-Za-z0-9_.]+", "-", line)  # the rest (errors) are empty on a served request
+    return float(len(line.encode()) + 1)
 
 
 def _memory(config: Any, role: str) -> int:
@@ -285,13 +318,15 @@ def price(rec: Recording, shape: Shape, mode: str, init: dict[str, float]) -> Le
         written = rec.log_bytes[role] / n  # the consumer's: per record; its per-invocation part is small
         if role == "stats" and busy and rec.stats_batches:
             written = invocations["stats"] * at_batch_size(rec, "log", STREAM_FULL_BATCH)
-        platform = invocations[role] * PLATFORM_LOG_BYTES
-        access = invocations[role] * ACCESS_LOG_BYTES if role in ("api", "read") else 0.0
+        platform = invocations[role] * PLATFORM_LOG_BYTES if shape.platform_lines.get(role, True) else 0.0
+        access = invocations[role] * access_log_bytes(shape.access_log_format, role) if role in ("api", "read") else 0.0
         role_bytes = written + platform + access
         log_bytes += role_bytes
         scope = "api" if role == "api" else "read" if role == "read" else "run"
+        access_part = f", {access:.0f} access log" if access else ""
         ledger.add(
-            f"CloudWatch Logs {role}: {role_bytes:.0f} B/job ({written:.0f} handler, {platform + access:.0f} platform)",
+            f"CloudWatch Logs {role}: {role_bytes:.0f} B/job ({written:.0f} handler, {platform:.0f} platform"
+            f"{access_part})",
             role_bytes / P.GB * (P.LOGS_INGEST_GB + P.LOGS_STORAGE_GB_MONTH * shape.log_retention_days / 30),
             scope,
         )
@@ -386,9 +421,10 @@ def idle_month(rec: Recording, shape: Shape) -> Ledger:
             + per_run_sqs * P.SQS_REQUEST
         ),
     )
+    platform = PLATFORM_LOG_BYTES if shape.platform_lines.get("sweeper", True) else 0
     ledger.add(
-        f"sweeper logs: {runs:,.0f} x {PLATFORM_LOG_BYTES} B platform lines",
-        runs * PLATFORM_LOG_BYTES / P.GB * P.LOGS_INGEST_GB,
+        f"sweeper logs: {runs:,.0f} x {platform} B platform lines",
+        runs * platform / P.GB * P.LOGS_INGEST_GB,
     )
     ledger.add("custom metrics when idle: none (idle sweeps and reads emit no metric)", 0.0)
     ledger.add(
@@ -460,11 +496,13 @@ def apply_synthesized(shape: Shape, counts: dict[str, Any]) -> Shape:
         if match is None:
             continue
         shape.memory[role] = int(match["memory"])
+        shape.platform_lines = {**shape.platform_lines, role: bool(match.get("platform_lines", True))}
         if role == "api":
             shape.architecture = str(match["architecture"])
     if functions:
         shape.tracing = any(fn.get("traced") for fn in functions.values())
     shape.sample_rate = float(counts.get("xray_fixed_rate", X_RAY_SAMPLE_RATE))
+    shape.access_log_format = str(counts.get("access_log_format", ""))
     return shape
 
 

@@ -24,7 +24,7 @@ from functions.models.errors import JobsError
 @metrics.log_metrics
 @traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    emit("StatusChangesCounted", apply_event(runtime().repo, event))
+    apply_event(runtime().repo, event)
     # Waiting jobs whose dependencies ended are released or cancelled (logic/dependencies.py); idempotent, so a
     # batch delivered again after a failure here settles what is left.
     emit("DependencyEdgesSettled", dependency_settler().settle_stream(event.get("Records", [])))

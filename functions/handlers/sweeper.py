@@ -49,7 +49,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
 def submit_scheduled(spec: JobSpec, tenant: str) -> Accepted:
     """A schedule's run, enqueued as POST /jobs enqueues (its payload is small enough to stay in the record)."""
     rt = runtime()
-    accepted = submit(spec, tenant, rt.repo, rt.queue, system_clock, enqueue_settings(rt.settings))
-    if not accepted.replayed:
-        emit("JobsEnqueued", 1)
-    return accepted
+    return submit(spec, tenant, rt.repo, rt.queue, system_clock, enqueue_settings(rt.settings))

@@ -24,7 +24,6 @@ import json
 import math
 import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -294,9 +293,7 @@ class MessageConsumer:
     # --- running it ---
 
     def _run(self, job: Job, body: str, source_arn: str, receipt_handle: str, budget_ms: int) -> Outcome:
-        self.events("JobsStarted", 1)
         reporter = ProgressReporter(self.repo, job, self.clock, self.job_settings.progress_interval_seconds)
-        started = time.perf_counter()
         try:
             deadline_ms = self.clock() + budget_ms
             if job.timeout_seconds is None:
@@ -307,15 +304,11 @@ class MessageConsumer:
             else:
                 result = _within(budget_ms, lambda: self._execute(job, reporter, deadline_ms))
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job, then decided below
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            self.events("JobDurationMs", elapsed_ms)
             return self._after_failure(job, exc, reporter.latest, body, source_arn, receipt_handle)
-        self.events("JobDurationMs", (time.perf_counter() - started) * 1000)
         now = self.clock()
         completed = job.complete(iso(now), result, reporter.latest)
         if not self._save_final(job, completed, now):
             return Outcome.DROPPED
-        self.events("JobsCompleted", 1)
         return Outcome.COMPLETED
 
     def _execute(self, job: Job, reporter: ProgressReporter, deadline_ms: int) -> Any:

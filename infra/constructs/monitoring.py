@@ -22,10 +22,19 @@ from infra.config import ServiceConfig
 
 # The functions' Powertools metrics (functions/handlers/runtime.py ``emit``): the namespace and the "service"
 # dimension come from POWERTOOLS_METRICS_NAMESPACE and POWERTOOLS_SERVICE_NAME (infra/constructs/function.py).
-JOB_FLOW_METRICS = ("JobsEnqueued", "JobsStarted", "JobsCompleted", "JobsFailed")
-JOB_TROUBLE_METRICS = ("JobsRetried", "JobsThrottled", "DuplicateMessages", "MalformedMessages")
-SWEEPER_METRICS = ("ScheduledReleased", "PendingResent", "CallbacksResent")
-JOB_DURATION_METRIC = "JobDurationMs"
+# Only what nothing free shows, each published only in the minutes it is not zero: a job's normal flow is graphed
+# from its queue's own metrics (JOB_FLOW_SQS_METRICS) and the consumers' duration from Lambda's, and /stats counts
+# every status exactly, so no custom metric is billed ($0.30 a month each) for jobs that simply succeed.
+JOB_TROUBLE_METRICS = ("JobsFailed", "JobsRetried", "JobsThrottled", "DuplicateMessages", "MalformedMessages")
+SWEEPER_METRICS = ("ScheduledReleased", "PendingResent", "CallbacksResent", "OrphansResent", "OrphansFailed")
+# A job's flow, all lanes together, from SQS's free metrics: label -> metric of each lane's queue. A message is
+# sent when a job is dispatched, received at each attempt's start (a retry keeps its message) and deleted when the
+# job ends (completed, or failed and dead-lettered by the consumer).
+JOB_FLOW_SQS_METRICS = {
+    "Dispatched": "NumberOfMessagesSent",
+    "Attempts started": "NumberOfMessagesReceived",
+    "Ended": "NumberOfMessagesDeleted",
+}
 
 _MINUTE = Duration.minutes(1)
 _WIDE, _THIRD, _HEIGHT = 12, 8, 6
@@ -252,14 +261,15 @@ class Monitoring(Construct):
 
     # Dashboard
 
-    def _custom(self, name: str, statistic: str = "Sum", label: str | None = None) -> cloudwatch.Metric:
+    def _custom(self, name: str) -> cloudwatch.Metric:
+        """One of the service's counters, summed per minute."""
         return cloudwatch.Metric(
             namespace=self._config.metrics_namespace,
             metric_name=name,
             dimensions_map={"service": self._config.service_name},
-            statistic=statistic,
+            statistic="Sum",
             period=_MINUTE,
-            label=label or name,
+            label=name,
         )
 
     @staticmethod
@@ -298,25 +308,18 @@ class Monitoring(Construct):
                 sort_by=cloudwatch.AlarmStatusWidgetSortBy.STATE_UPDATED_TIMESTAMP,
             )
         )
-        # Jobs: the service's own metrics, all lanes together (per minute).
+        # Jobs, all lanes together (per minute): their flow from the queues' own metrics, then the service's
+        # metrics of what went wrong. Job durations: the consumers' duration below (Lambda's own metric).
         dashboard.add_widgets(
             self._graph(
-                title="Jobs per minute",
-                left=[self._custom(name) for name in JOB_FLOW_METRICS],
-                width=_THIRD,
+                title="Jobs per minute (queue messages, all lanes)",
+                left=[self._all_lanes(lanes, label, name) for label, name in JOB_FLOW_SQS_METRICS.items()],
+                width=_WIDE,
             ),
             self._graph(
-                title="Retries, throttling and odd messages per minute",
+                title="Failures, retries, throttling and odd messages per minute",
                 left=[self._custom(name) for name in JOB_TROUBLE_METRICS],
-                width=_THIRD,
-            ),
-            self._graph(
-                title="Job duration (ms)",
-                left=[
-                    self._custom(JOB_DURATION_METRIC, stat, f"{JOB_DURATION_METRIC} {stat}")
-                    for stat in ("p50", "p95", "p99")
-                ],
-                width=_THIRD,
+                width=_WIDE,
             ),
         )
         # Queues: one line per lane.
@@ -428,6 +431,18 @@ class Monitoring(Construct):
             ),
             self._function_counts_widget("Stats aggregator function", stats_aggregator_function, _WIDE),
         )
+
+    @staticmethod
+    def _all_lanes(lanes: Sequence[MonitoredLane], label: str, metric_name: str) -> cloudwatch.MathExpression:
+        """The per-minute sum of one SQS metric over every lane's queue."""
+        key = metric_name.lower()
+        inputs = {
+            f"{key}_{lane.name.lower()}": lane.queue.metric(metric_name, period=_MINUTE, statistic="Sum")
+            for lane in lanes
+        }
+        # A lane with no data in a minute counts 0 there, rather than blanking the sum.
+        expression = " + ".join(f"FILL({name}, 0)" for name in inputs)
+        return cloudwatch.MathExpression(expression=expression, using_metrics=inputs, label=label, period=_MINUTE)
 
     def _function_counts_widget(self, name: str, fn: lambda_.IFunction, width: int) -> cloudwatch.GraphWidget:
         return self._graph(

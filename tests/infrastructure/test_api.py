@@ -135,6 +135,22 @@ def test_the_default_stage_throttles_the_account_and_logs_json(resources: Resour
     fields = json.loads(properties["AccessLogSettings"]["Format"])
     assert (fields["keyId"], fields["tenant"]) == ("$context.authorizer.keyId", "$context.authorizer.tenant")
     assert fields["requestId"] == "$context.requestId"
+    # and only what a person reads there, without spaces (each line is billed, at every request)
+    assert set(fields) == {
+        "requestId",
+        "ip",
+        "keyId",
+        "tenant",
+        "method",
+        "path",
+        "status",
+        "latencyMs",
+        "integrationLatencyMs",
+        "error",
+        "authorizerError",
+        "integrationError",
+    }
+    assert ", " not in properties["AccessLogSettings"]["Format"]
 
 
 def test_api_function_permissions_are_the_ones_it_uses(resources: Resources) -> None:

@@ -102,6 +102,17 @@ def test_each_function_logs_to_its_own_log_group_with_retention(resources: Resou
     assert len(seen) == FUNCTION_COUNT
 
 
+def test_functions_log_json_without_lambdas_per_invocation_lines(resources: Resources) -> None:
+    # Given each function
+    for _, properties in all_functions(resources):
+        logging = properties["LoggingConfig"]
+        # Then it logs in JSON, so levels apply: Lambda's own lines only from WARN (no START/END/REPORT per
+        # invocation), the handlers' from the level Powertools logs at, so none of theirs is dropped
+        assert logging["LogFormat"] == "JSON"
+        assert logging["SystemLogLevel"] == "WARN"
+        assert logging["ApplicationLogLevel"] == AWS_CONFIG.lambda_environment()["LOG_LEVEL"] == "INFO"
+
+
 def test_functions_run_the_configured_runtime_untraced(resources: Resources) -> None:
     for _, properties in all_functions(resources):
         # Then each runs the configured Python (by default, what the tests run) on arm64 (Graviton, the cheaper

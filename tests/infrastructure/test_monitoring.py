@@ -13,7 +13,7 @@ from aws_cdk.assertions import Template
 
 from infra.config import AWS_CONFIG, ServiceConfig
 from infra.constructs.api import API_HANDLER
-from infra.constructs.monitoring import JOB_DURATION_METRIC, JOB_FLOW_METRICS, JOB_TROUBLE_METRICS, SWEEPER_METRICS
+from infra.constructs.monitoring import JOB_FLOW_SQS_METRICS, JOB_TROUBLE_METRICS, SWEEPER_METRICS
 from infra.constructs.stats_stream import STATS_STREAM_HANDLER
 from infra.constructs.sweeper import SWEEPER_HANDLER
 from infra.stack import ServiceStack
@@ -298,24 +298,41 @@ def test_the_dashboard_is_named_after_the_stack_and_service(resources: Resources
     assert body["widgets"]
 
 
-def test_the_dashboard_graphs_the_job_metrics_per_minute(resources: Resources) -> None:
+def test_the_dashboard_graphs_the_service_counters_per_minute(resources: Resources) -> None:
     # Given the dashboard's graphs
     graphed = _graphed(_dashboard(resources)[1])
     service = (("service", AWS_CONFIG.service_name),)
 
     # Then every counter the functions emit is graphed as a per-minute sum, in the functions' namespace with their
     # Powertools service dimension
-    for name in (*JOB_FLOW_METRICS, *JOB_TROUBLE_METRICS, *SWEEPER_METRICS):
+    for name in (*JOB_TROUBLE_METRICS, *SWEEPER_METRICS):
         lines = graphed.get((AWS_CONFIG.metrics_namespace, name, service))
         assert lines, f"{name} is not graphed"
         assert all(line["stat"] == "Sum" and line["period"] == 60 for line in lines), name
-    assert {"JobsEnqueued", "JobsCompleted", "JobsFailed", "JobsRetried", "JobsThrottled"} <= {
-        *JOB_FLOW_METRICS,
-        *JOB_TROUBLE_METRICS,
+    assert {"JobsFailed", "JobsRetried", "JobsThrottled", "OrphansFailed"} <= {*JOB_TROUBLE_METRICS, *SWEEPER_METRICS}
+    # and none that a free metric or /stats already gives (a job's normal flow, its duration)
+    custom = {name for namespace, name, _ in graphed if namespace == AWS_CONFIG.metrics_namespace}
+    assert custom == {*JOB_TROUBLE_METRICS, *SWEEPER_METRICS}
+
+
+def test_the_dashboard_graphs_the_job_flow_from_every_lane_queue(resources: Resources) -> None:
+    # Given the lanes' queues and the dashboard's graphs
+    queues = [lane_queue_and_dlq(resources, lane)[0][0] for lane in LANES]
+    body = _dashboard(resources)[1]
+    graphed = _graphed(body)
+    expressions = {
+        options["label"]: options["expression"]
+        for widget in body["widgets"]
+        for *names, options in widget["properties"].get("metrics", [])
+        if not names and "expression" in options
     }
-    # and job durations as percentiles
-    durations = graphed[(AWS_CONFIG.metrics_namespace, JOB_DURATION_METRIC, service)]
-    assert {"p50", "p95"} <= {line["stat"] for line in durations}
+
+    # Then dispatched, started and ended jobs are each one line summing SQS's own per-minute counts of every lane
+    for label, metric_name in JOB_FLOW_SQS_METRICS.items():
+        for queue_id in queues:
+            lines = graphed[("AWS/SQS", metric_name, _queue_dimension(queue_id))]
+            assert all(line["stat"] == "Sum" and line["period"] == 60 for line in lines), metric_name
+        assert expressions[label].count("FILL(") == len(LANES), label
 
 
 @pytest.mark.parametrize("lane", LANES)

@@ -144,3 +144,43 @@ def test_the_synthesized_stack_decides_the_shape() -> None:
     book = ledger.price(recording(), shaped, "busy", NO_INIT)
     assert line(book, "API Gateway HTTP (POST") == pytest.approx(prices.APIGW_HTTP_REQUEST)
     assert line(book, "X-Ray") > 0
+
+
+def test_platform_lines_are_priced_only_for_functions_that_log_them() -> None:
+    # Given the same stack synthesized with Lambda's system logs at INFO, then at WARN for every function
+    def synthesized(platform_lines: bool) -> ledger.Shape:
+        functions = {
+            "ApiFunction1": {
+                "memory": 512,
+                "architecture": "x86_64",
+                "traced": False,
+                "platform_lines": platform_lines,
+            },
+            "JobQueueConsumerFunction2": {"memory": 1024, "architecture": "x86_64", "platform_lines": platform_lines},
+            "StatsFunction3": {"memory": 256, "architecture": "x86_64", "platform_lines": platform_lines},
+        }
+        return ledger.apply_synthesized(
+            ledger.Shape(**{**vars(SHAPE), "memory": dict(SHAPE.memory)}), {"functions": functions}
+        )
+
+    info, warn = (ledger.price(recording(), synthesized(lines), "light", NO_INIT) for lines in (True, False))
+    # Then at WARN the consumer's logs are its handler's bytes alone; at INFO, plus START/END/REPORT per invocation
+    per_gb = prices.LOGS_INGEST_GB + prices.LOGS_STORAGE_GB_MONTH * SHAPE.log_retention_days / 30
+    platform = ledger.PLATFORM_LOG_BYTES / prices.GB * per_gb
+    assert line(info, "CloudWatch Logs consumer") - line(warn, "CloudWatch Logs consumer") == pytest.approx(platform)
+    assert line(info, "CloudWatch Logs stats") - line(warn, "CloudWatch Logs stats") == pytest.approx(3 * platform)
+    assert "0 platform" in next(label for label, _, _ in warn.lines if label.startswith("CloudWatch Logs api"))
+
+
+def test_the_access_log_line_is_the_synthesized_format_filled_in() -> None:
+    # Given a format as the stack's: JSON of API Gateway's variables
+    lean = '{"requestId":"$context.requestId","path":"$context.path","error":"$context.error.message"}'
+    spaced = lean.replace(",", ", ").replace('":"', '": "')
+    # When a POST /jobs line is measured
+    measured = ledger.access_log_bytes(lean, "api")
+    # Then it is the line API Gateway writes (an empty variable as "-"), with its newline; spaces cost bytes too
+    request_id = ledger.ACCESS_LOG_VALUES["$context.requestId"]
+    expected = '{"requestId":"' + request_id + '","path":"/jobs","error":"-"}'
+    assert measured == len(expected) + 1
+    assert ledger.access_log_bytes(spaced, "api") == measured + 5  # two after commas, three after colons
+    assert ledger.access_log_bytes("", "api") == ledger.ACCESS_LOG_BYTES  # no format known: the estimate

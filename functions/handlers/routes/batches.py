@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 
 from functions.handlers import openapi as doc
 from functions.handlers.http import caller_tenant, json_response, read_json_body
-from functions.handlers.runtime import batch_settler, batch_store, emit, files, runtime
+from functions.handlers.runtime import batch_settler, batch_store, files, runtime
 from functions.logic import batches
 from functions.logic.clock import system_clock
 from functions.logic.enqueue import enqueue_settings
@@ -71,8 +71,6 @@ def create_batch() -> Response[str]:
         files,
         idempotency_header=key,
     )
-    if accepted.created:  # a retry that finished an earlier request's batch counts the jobs it stored
-        emit("JobsEnqueued", accepted.created)
     headers = {"Location": f"/batches/{accepted.batch.id}"}
     view = batches.accepted_view(accepted.batch)
     if accepted.replayed:

@@ -14,7 +14,7 @@ from functions.dal.clients import client
 from functions.dal.secrets import IngestSecrets
 from functions.handlers import openapi as doc
 from functions.handlers.http import caller_tenant, json_response, read_query
-from functions.handlers.runtime import emit, files, runtime
+from functions.handlers.runtime import files, runtime
 from functions.logic import ingest
 from functions.logic.clock import system_clock
 from functions.logic.enqueue import enqueue_settings
@@ -121,8 +121,6 @@ def _ingest(type_name: str) -> Response[str]:
         settings=enqueue_settings(s),
         files=files,
     )
-    emit("JobsEnqueued", 1)
-    emit("WebhooksIngested", 1)
     return json_response(202, job.to_api(), headers={"Location": f"/jobs/{job.id}"})
 
 

@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from functions.dal import metering
 from functions.handlers import openapi as doc
 from functions.handlers.http import caller_tenant, json_response, read_json_body, read_query
-from functions.handlers.runtime import batch_settler, dependency_store, emit, files, runtime
+from functions.handlers.runtime import batch_settler, dependency_store, files, runtime
 from functions.logic import dependencies, manage, waiting
 from functions.logic.clock import system_clock
 from functions.logic.enqueue import Accepted, JobSpec, enqueue_settings, parse_job_spec, parse_message_request, submit
@@ -241,8 +241,6 @@ def _submit(spec: JobSpec, tenant: str) -> Accepted:
     gateway = "http" if "version" in router.current_event.raw_event else "rest"
     with metering.metered(gateway):
         accepted = submit(spec, tenant, rt.repo, rt.queue, system_clock, settings, files=files, prepare=prepare)
-    if not accepted.replayed:
-        emit("JobsEnqueued", 1)
     return accepted
 
 
