@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from functions.dal import metering
 from functions.dal.jobs_repository import minute_key
+from functions.dal.jobs_repository.items import ItemLayout, to_item
 from functions.dal.jobs_repository.keys import INDEX_KEYS
 from functions.dal.metering import Meter
 from functions.logic.clock import iso
@@ -203,14 +204,41 @@ def _rounded(sums: dict[str, float]) -> dict[str, float]:
     }
 
 
+# Every index of the jobs table by its key attributes: the listing indexes and the sweeper's (sparse) one.
+_INDEXES = (*INDEX_KEYS.values(), ("sweepShard", "sweepAt"))
+# Whether a record has an entry, and whether its key moved, does not depend on the shard counts.
+_LAYOUT = ItemLayout(listing_shards=1, sweep_shards=1)
+
+
+def _index_keys(job: Job) -> dict[tuple[str, str], tuple[str, str] | None]:
+    item = to_item(job, _LAYOUT)
+    return {
+        (partition, sort): (item[partition]["S"], item[sort]["S"]) if partition in item and sort in item else None
+        for partition, sort in _INDEXES
+    }
+
+
+def index_entry_writes(before: Job | None, after: Job) -> int:
+    """DynamoDB's rule for the index entries a write of ``after`` over ``before`` writes: one for an entry added or
+    removed, two for one whose key moved (a delete and a put), none for one that stays (the indexes project only
+    the type, which never changes)."""
+    old = _index_keys(before) if before is not None else {}
+    units = 0
+    for index, key in _index_keys(after).items():
+        previous = old.get(index)
+        if key != previous:
+            units += (key is not None) + (previous is not None)
+    return units
+
+
 def create_index_entries(job: Job) -> int:
-    """The index entries a new record carries: every listing index, and the sweep index when it is marked."""
-    return len(INDEX_KEYS) + (1 if job.sweep_at is not None else 0)
+    """The index entries a new record carries."""
+    return index_entry_writes(None, job)
 
 
 def final_index_entries(before: Job, after: Job) -> int:
-    """A final write moves the record's status entry (a delete and a put) and its sweep entry, if any."""
-    return 2 + (1 if before.sweep_at is not None else 0) + (1 if after.sweep_at is not None else 0)
+    """The index entries the final write adds, removes or moves (the status entry, the sweep mark)."""
+    return index_entry_writes(before, after)
 
 
 def record_create(job: Job, transactional: bool, sends: bool) -> Job:
