@@ -25,6 +25,11 @@ from aws_lambda_powertools.utilities.batch.exceptions import SQSFifoMessageGroup
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+# Every invocation settles batches and reads paused types: their modules load at init with the rest of the consumer
+# (runtime.py's factories import them when first called, for the API, whose common path calls none of them).
+import functions.dal.batches
+import functions.dal.pauses
+import functions.logic.batches  # noqa: F401
 from functions.handlers.concurrent_batch import ConcurrentBatchProcessor
 from functions.handlers.runtime import (
     batch_settler,

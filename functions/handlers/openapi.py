@@ -35,7 +35,7 @@ from functions.models.bounds import (
     TIMEOUT_SECONDS_MIN,
     UPLOAD_MAX_BYTES_DEFAULT,
 )
-from functions.models.errors import error_table
+from functions.models.errors import ApiError, error_table
 from functions.models.job import CANCELLABLE_STATUSES, JobStatus
 from functions.models.requests import CancelMatchingRequest, IdempotencyKey, JobOptions, JobRequest, MessageRequest
 
@@ -281,7 +281,7 @@ def errors(*codes: str, notes: dict[str, str] | None = None) -> dict[int, OpenAP
         listed = by_status[status]
         lines = "\n".join(f"- `{code}`: {notes.get(code, table[code].when)}" for code in listed)
         content = model_content("Error")
-        content["examples"] = {code: {"summary": code, "value": _example(code)} for code in listed}
+        content["examples"] = {code: {"summary": code, "value": _example(code, table)} for code in listed}
         responses[status] = {"description": f"Error codes:\n{lines}", "content": {JSON: content}}
     return responses
 
@@ -291,8 +291,8 @@ def keyed_errors(*codes: str) -> dict[int, OpenAPIResponse]:
     return errors(*codes, *KEYED_ERRORS)
 
 
-def _example(code: str) -> dict[str, Any]:
-    when = error_table()[code].when.replace("`", "")
+def _example(code: str, table: dict[str, type[ApiError]]) -> dict[str, Any]:
+    when = table[code].when.replace("`", "")
     body: dict[str, Any] = {"error": _EXAMPLE_MESSAGES.get(code, when), "code": code}
     if code in _EXAMPLE_DETAILS:
         body["details"] = _EXAMPLE_DETAILS[code]
@@ -350,6 +350,18 @@ def parameters(*items: dict[str, Any]) -> dict[str, Any]:
     Powertools replaces this list with the path parameters of the handler's signature when it has any, so a route
     with both declares its path parameters here too and hides them from the signature (``PathParam``)."""
     return {"parameters": list(items)}
+
+
+# Query parameters built with the document, as the request bodies are: those that need a module only the route's
+# own work imports (the schedules' cron pattern and time-zone list), which no cold start of the API should load.
+_DEFERRED_PARAMETERS: dict[str, Callable[[], dict[str, Any]]] = {}
+
+
+def parameters_built_with_document(operation_id: str, build: Callable[[], dict[str, Any]]) -> str:
+    """Declares ``build()`` (a ``parameters(...)``) as the operation's parameters; returns ``operation_id`` for the
+    route's declaration (in place of ``openapi_extensions=parameters(...)``)."""
+    _DEFERRED_PARAMETERS[operation_id] = build
+    return operation_id
 
 
 def query_param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -563,7 +575,7 @@ _DOCUMENTS: dict[str, str] = {}
 
 def openapi_model(resolver: Any, **kwargs: Any) -> Any:
     """``resolver.get_openapi_schema(**kwargs)`` with the request bodies' schemas added to its components."""
-    from aws_lambda_powertools.event_handler.openapi.models import Components, RequestBody, Schema
+    from aws_lambda_powertools.event_handler.openapi.models import Components, Parameter, RequestBody, Schema
 
     bodies = request_bodies()
     resolve_response_models()
@@ -573,6 +585,9 @@ def openapi_model(resolver: Any, **kwargs: Any) -> Any:
             operation = getattr(path, method)
             if operation is not None and operation.operationId in bodies:
                 operation.requestBody = RequestBody.model_validate(bodies[operation.operationId])
+            if operation is not None and operation.operationId in _DEFERRED_PARAMETERS:
+                built = _DEFERRED_PARAMETERS[operation.operationId]()["parameters"]
+                operation.parameters = [Parameter.model_validate(parameter) for parameter in built]
     if spec.components is None:
         spec.components = Components()
     schemas = dict(spec.components.schemas or {})

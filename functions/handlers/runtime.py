@@ -8,32 +8,34 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
-from functions.dal.batches import DynamoBatchStore
 from functions.dal.clients import client, s3_presigner
-from functions.dal.dependencies import DynamoDependencyStore
-from functions.dal.files import S3FileStore
 from functions.dal.job_queue import QueueLanes, SqsJobQueue
 from functions.dal.jobs_repository import DynamoJobsRepository
 from functions.dal.key_rates import DynamoWindowCounts
-from functions.dal.pauses import DynamoPauseStore
-from functions.dal.schedules import DynamoScheduleStore
-from functions.logic.batches import BatchSettler
-from functions.logic.callbacks import CallbackDeliverer
 from functions.logic.clock import system_clock
-from functions.logic.dependencies import Settler
 from functions.logic.lanes import LaneRouter
-from functions.logic.limits import Limiter, limiter_from_settings
-from functions.logic.pauses import PauseCheck
 from functions.logic.rate_limits import KeyRateLimiter
 from functions.redaction import RedactingFormatter
 from functions.settings import Settings
 from functions.snapstart import register_restore_hooks
+
+if TYPE_CHECKING:
+    from functions.dal.batches import DynamoBatchStore
+    from functions.dal.dependencies import DynamoDependencyStore
+    from functions.dal.files import S3FileStore
+    from functions.dal.pauses import DynamoPauseStore
+    from functions.dal.schedules import DynamoScheduleStore
+    from functions.logic.batches import BatchSettler
+    from functions.logic.callbacks import CallbackDeliverer
+    from functions.logic.dependencies import Settler
+    from functions.logic.limits import Limiter
+    from functions.logic.pauses import PauseCheck
 
 
 class FunctionLogger(Logger):
@@ -122,27 +124,39 @@ def queue_lanes(settings: Settings) -> QueueLanes:
     )
 
 
+# The stores and services below import their modules when first built: a function that never uses one (the API's
+# common path, POST /jobs and GET /jobs/{id}, uses none of them) does not pay for its import at a cold start.
+
+
 @lru_cache(maxsize=1)
 def limiter() -> Limiter:
     """Per-type limits of the consumer (logic/limits.py), sharing their state through the limits table."""
+    from functions.logic.limits import limiter_from_settings
+
     return limiter_from_settings(runtime().settings, client("dynamodb"))
 
 
 @lru_cache(maxsize=1)
 def pause_store() -> DynamoPauseStore:
     """Paused job types per tenant (logic/pauses.py), kept in the limits table."""
+    from functions.dal.pauses import DynamoPauseStore
+
     return DynamoPauseStore(client("dynamodb"), runtime().settings.limits_table)
 
 
 @lru_cache(maxsize=1)
 def pause_check() -> PauseCheck:
     """The consumer's view of paused types, cached a few seconds per container."""
+    from functions.logic.pauses import PauseCheck
+
     return PauseCheck(pause_store())
 
 
 @lru_cache(maxsize=1)
 def schedule_store() -> DynamoScheduleStore:
     """Recurring schedules (logic/schedules.py), in their own table."""
+    from functions.dal.schedules import DynamoScheduleStore
+
     settings = runtime().settings
     return DynamoScheduleStore(client("dynamodb"), settings.schedules_table, settings.schedule_shards)
 
@@ -150,6 +164,8 @@ def schedule_store() -> DynamoScheduleStore:
 @lru_cache(maxsize=1)
 def batch_store() -> DynamoBatchStore:
     """Fan-out batch items (dal/batches.py)."""
+    from functions.dal.batches import DynamoBatchStore
+
     rt = runtime()
     return DynamoBatchStore(client("dynamodb"), rt.settings.jobs_table, rt.repo)
 
@@ -157,6 +173,8 @@ def batch_store() -> DynamoBatchStore:
 @lru_cache(maxsize=1)
 def batch_settler() -> BatchSettler:
     """Completes fan-out batches as their last child ends (logic/batches.py)."""
+    from functions.logic.batches import BatchSettler
+
     rt = runtime()
     return BatchSettler(rt.repo, rt.queue, rt.settings, batch_store())
 
@@ -164,6 +182,8 @@ def batch_settler() -> BatchSettler:
 @lru_cache(maxsize=1)
 def callback_deliverer() -> CallbackDeliverer:
     """Delivers completion callbacks (logic/callbacks.py)."""
+    from functions.logic.callbacks import CallbackDeliverer
+
     rt = runtime()
     return CallbackDeliverer(rt.repo, rt.queue, rt.settings)
 
@@ -177,6 +197,8 @@ def key_rate_limiter() -> KeyRateLimiter:
 @lru_cache(maxsize=1)
 def dependency_store() -> DynamoDependencyStore:
     """Job dependencies' edges (dal/dependencies.py)."""
+    from functions.dal.dependencies import DynamoDependencyStore
+
     settings = runtime().settings
     return DynamoDependencyStore(
         client("dynamodb"), settings.dependencies_table, settings.jobs_table, settings.dependency_shards
@@ -186,6 +208,8 @@ def dependency_store() -> DynamoDependencyStore:
 @lru_cache(maxsize=1)
 def dependency_settler() -> Settler:
     """Releases or cancels waiting jobs as their dependencies end (logic/dependencies.py)."""
+    from functions.logic.dependencies import Settler
+
     rt = runtime()
     grace = rt.settings.pending_grace_seconds
     return Settler(dependency_store(), rt.repo, rt.queue, system_clock, grace, batch_settler().job_final)
@@ -194,6 +218,8 @@ def dependency_settler() -> Settler:
 @lru_cache(maxsize=1)
 def files() -> S3FileStore:
     # Built on first use: only uploads, results and offloaded payloads need S3.
+    from functions.dal.files import S3FileStore
+
     settings = runtime().settings
     return S3FileStore(client("s3"), settings.files_bucket, presigner=lambda: s3_presigner(settings.s3_public_endpoint))
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+# Every sweep settles batches: the module loads at init (runtime.py's factories import it when first called).
+import functions.logic.batches  # noqa: F401
 from functions.handlers.runtime import batch_settler, emit, logger, metrics, runtime, schedule_store, traced
 from functions.logic import schedules
 from functions.logic.clock import system_clock

@@ -9,7 +9,6 @@ from aws_lambda_powertools import Logger
 from pydantic import ValidationError
 
 from functions.dal.jobs_repository import STATUS_COUNTERS, InvalidCursor, JobPage, JobsRepository, minute_key
-from functions.logic import callbacks
 from functions.logic.clock import Clock, iso
 from functions.logic.enqueue import send_or_leave_to_sweeper
 from functions.logic.lanes import JobQueue
@@ -101,6 +100,8 @@ def cancel_job(
 ) -> Job:
     """Cancel a waiting job. Cancelled is final: its completion callback goes out (through ``queue``; without one,
     the sweeper sends it after ``pending_grace_seconds``) and ``after_final`` is told (its batch may be complete)."""
+    # Imported here: reading and listing jobs (the API's GET /jobs/{id} goes through this module) never need it.
+    from functions.logic import callbacks
 
     def cancel(job: Job, now: int) -> Job:
         return callbacks.arm(job.cancel(iso(now)), now, pending_grace_seconds)

@@ -145,6 +145,47 @@ def test_importing_the_api_loads_neither_the_response_models_nor_the_request_bod
     assert "functions.models.responses" not in loaded
 
 
+# What only the other routes use: each route imports it when first called.
+RARE_ROUTES_LOGIC = {
+    "functions.logic.schedules",
+    "functions.logic.schedules_cron",
+    "functions.models.schedules",
+    "functions.dal.schedules",
+    "functions.logic.batches",
+    "functions.dal.batches",
+    "functions.logic.dependencies",
+    "functions.dal.dependencies",
+    "functions.logic.pauses",
+    "functions.dal.pauses",
+    "functions.logic.ingest",
+    "functions.dal.secrets",
+    "functions.logic.callbacks",
+    "functions.logic.limits",
+}
+
+
+def test_importing_the_api_loads_only_what_its_common_path_needs() -> None:
+    # When the API's handler module is imported in a fresh interpreter
+    loaded = modules_loaded("functions.handlers.api", "functions.")
+    # Then what POST /jobs and GET /jobs/{id} use was loaded, and the logic of the rarer routes was not
+    assert {"functions.logic.enqueue", "functions.logic.waiting", "functions.logic.rate_limits"} <= loaded
+    assert "functions.handlers.routes.schedules" in loaded  # the routes are declared
+    assert loaded & RARE_ROUTES_LOGIC == set()
+
+
+def test_importing_the_consumer_loads_what_each_invocation_uses() -> None:
+    # When the consumer's handler module is imported in a fresh interpreter
+    loaded = modules_loaded("functions.handlers.consumer", "functions.")
+    # Then the batches, pauses and limits each invocation builds were loaded with it, not at its first record
+    assert {
+        "functions.logic.batches",
+        "functions.dal.batches",
+        "functions.logic.pauses",
+        "functions.dal.pauses",
+    } <= loaded
+    assert {"functions.logic.limits", "functions.logic.callbacks"} <= loaded
+
+
 def test_the_request_bodies_are_built_only_with_the_document() -> None:
     # Given the API imported in this process, its document not yet built by this test
     doc.request_bodies.cache_clear()

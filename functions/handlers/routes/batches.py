@@ -11,11 +11,12 @@ from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from functions.handlers import openapi as doc
 from functions.handlers.http import caller_tenant, json_response, read_json_body
 from functions.handlers.runtime import batch_settler, batch_store, files, runtime
-from functions.logic import batches
 from functions.logic.clock import system_clock
 from functions.logic.enqueue import enqueue_settings
 from functions.models.errors import error_table
 
+# The routes import the batches' logic when first called: POST /jobs and GET /jobs/{id} need none of it at a cold
+# start.
 router = Router()
 
 BatchId = Annotated[str, PathParam(description=doc.BATCH_ID)]
@@ -55,6 +56,8 @@ _SPEC_NOTE = (
     openapi_extensions=doc.idempotency_key_header("batch"),
 )
 def create_batch() -> Response[str]:
+    from functions.logic import batches
+
     tenant = caller_tenant(router)
     rt = runtime()
     settings = enqueue_settings(rt.settings)
@@ -90,5 +93,7 @@ def create_batch() -> Response[str]:
     },
 )
 def get_batch(batch_id: BatchId) -> Response[str]:
+    from functions.logic import batches
+
     tenant = caller_tenant(router)
     return json_response(200, batches.batch_view(batch_store(), tenant, batch_id))

@@ -11,22 +11,22 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 
 from functions.dal.clients import client
-from functions.dal.secrets import IngestSecrets
 from functions.handlers import openapi as doc
 from functions.handlers.http import caller_tenant, json_response, read_query
 from functions.handlers.runtime import files, runtime
-from functions.logic import ingest
 from functions.logic.clock import system_clock
 from functions.logic.enqueue import enqueue_settings
 from functions.logic.job_types import registered_types
-from functions.models.bounds import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN
+from functions.models.bounds import HOOK_BODY_MAX_BYTES, PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN
 from functions.models.errors import InvalidBody, PayloadTooLarge
 
+# The ingest logic and the secrets store are imported when a webhook first arrives: POST /jobs and GET /jobs/{id}
+# need neither at a cold start.
 router = Router()
 
 _DESCRIPTION = (
     "For external services (payment providers, Git hosts, form builders): the raw body, a JSON object of at most "
-    f"{ingest.MAX_BODY_BYTES // 1024} KiB, becomes the payload of a job of this path's type (validated by the type's "
+    f"{HOOK_BODY_MAX_BYTES // 1024} KiB, becomes the payload of a job of this path's type (validated by the type's "
     "model), answered with 202 as soon as the job is queued. When the tenant configured an ingest secret (`jobs hooks "
     "secret set`), the `X-Jobs-Signature` header must sign the raw body: `t=<unix seconds>,v1=<hex "
     'HMAC-SHA256(secret, "<t>." + body)>`, within 5 minutes of the server\'s clock. One path per job type '
@@ -48,7 +48,7 @@ _RESPONSES = {
             "INVALID_QUERY": "a query parameter other than `priority`, or `priority` not an integer from 1 to 10",
             "INVALID_SIGNATURE": "the tenant configured an ingest secret and `X-Jobs-Signature` is missing, "
             "malformed, more than 5 minutes old (or ahead), or does not sign this body with it",
-            "PAYLOAD_TOO_LARGE": f"the body is larger than {ingest.MAX_BODY_BYTES // 1024} KiB",
+            "PAYLOAD_TOO_LARGE": f"the body is larger than {HOOK_BODY_MAX_BYTES // 1024} KiB",
         },
     ),
 }
@@ -104,6 +104,9 @@ def ingest_webhook(type: Annotated[str, PathParam(include_in_schema=False)]) -> 
 
 
 def _ingest(type_name: str) -> Response[str]:
+    from functions.dal.secrets import IngestSecrets
+    from functions.logic import ingest
+
     tenant = caller_tenant(router)
     rt = runtime()
     s = rt.settings
@@ -128,8 +131,8 @@ def _raw_body() -> bytes:
     """The body's bytes as the sender sent them (API Gateway hands binary bodies over base64-encoded)."""
     raw = router.current_event.body or ""
     # base64 is 4/3 the size: refuse a huge body before decoding it.
-    if len(raw) > ingest.MAX_BODY_BYTES * 4 // 3 + 4:
-        raise PayloadTooLarge(f"the body is larger than {ingest.MAX_BODY_BYTES} bytes")
+    if len(raw) > HOOK_BODY_MAX_BYTES * 4 // 3 + 4:
+        raise PayloadTooLarge(f"the body is larger than {HOOK_BODY_MAX_BYTES} bytes")
     if not router.current_event.is_base64_encoded:
         return raw.encode("utf-8", "surrogatepass")
     try:

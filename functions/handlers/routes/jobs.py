@@ -12,7 +12,7 @@ from functions.dal import metering
 from functions.handlers import openapi as doc
 from functions.handlers.http import caller_tenant, json_response, read_json_body, read_query
 from functions.handlers.runtime import batch_settler, dependency_store, files, runtime
-from functions.logic import dependencies, manage, waiting
+from functions.logic import manage, waiting
 from functions.logic.clock import system_clock
 from functions.logic.enqueue import Accepted, JobSpec, enqueue_settings, parse_job_spec, parse_message_request, submit
 from functions.logic.job_types import registered_types
@@ -234,7 +234,12 @@ def known_id(job_id: str) -> str:
 
 def _submit(spec: JobSpec, tenant: str) -> Accepted:
     rt = runtime()
-    prepare = dependencies.gate(dependency_store(), spec.depends_on) if spec.depends_on else None
+    prepare = None
+    if spec.depends_on:
+        # Imported for the jobs that wait for others only: a plain POST /jobs never needs it.
+        from functions.logic import dependencies
+
+        prepare = dependencies.gate(dependency_store(), spec.depends_on)
     settings = enqueue_settings(rt.settings)
     # The create request's own calls and time: the job's cost (logic/cost.py). An HTTP API's events name their
     # payload format version (1.0 here); a REST API's carry none.

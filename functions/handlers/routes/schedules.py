@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -13,10 +13,11 @@ from functions.handlers import openapi as doc
 from functions.handlers.http import caller_tenant, json_response, read_json_body, read_query
 from functions.handlers.routes.jobs import LOCATION, submit_for
 from functions.handlers.runtime import runtime, schedule_store
-from functions.logic import schedules, schedules_cron
 from functions.logic.clock import system_clock
 from functions.models.bounds import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, LIST_LIMIT_MIN
 
+# Each route imports the schedules' logic (its models, cron parser and time-zone list) when first called, and the
+# preview's parameters are built with the document: POST /jobs and GET /jobs/{id} need none of it at a cold start.
 router = Router()
 
 ScheduleId = Annotated[str, PathParam(description=doc.SCHEDULE_ID)]
@@ -48,6 +49,8 @@ _NOT_FOUND = {"NOT_FOUND": "no such schedule for this tenant"}
     },
 )
 def create_schedule() -> Response[str]:
+    from functions.logic import schedules
+
     tenant = caller_tenant(router)
     body = read_json_body(router)
     schedule = schedules.create_schedule(schedule_store(), tenant, body, system_clock(), runtime().settings)
@@ -75,33 +78,18 @@ def create_schedule() -> Response[str]:
     ),
 )
 def list_schedules() -> Response[str]:
+    from functions.logic import schedules
+
     tenant = caller_tenant(router)
     query = read_query(router, {"limit", "cursor"})
     return json_response(200, schedules.list_schedules(schedule_store(), tenant, query))
 
 
-# Declared before /schedules/<schedule_id>, which would otherwise take "preview" for an id.
-@router.get(
-    "/schedules/preview",
-    summary="The next run times of a cron expression",
-    description="What a schedule with this `cron` and `timezone` would run at next (ISO times, UTC), computed as the "
-    "sweeper computes them: the dashboard shows them as you type.",
-    operation_id="previewSchedule",
-    tags=["schedules"],
-    responses={
-        200: doc.ok("RunTimes", "The next run times"),
-        **doc.errors(
-            "INVALID_SCHEDULE",
-            "INVALID_QUERY",
-            *doc.KEYED_ERRORS,
-            notes={
-                "INVALID_SCHEDULE": "`cron` is missing or not valid, or `timezone` is not valid; `details.field` "
-                "names it",
-                "INVALID_QUERY": "`count` is out of range, or a parameter is unknown, repeated or empty",
-            },
-        ),
-    },
-    openapi_extensions=doc.parameters(
+def _preview_parameters() -> dict[str, Any]:
+    """GET /schedules/preview's query parameters, built with the document."""
+    from functions.logic import schedules, schedules_cron
+
+    return doc.parameters(
         {
             **doc.query_param(
                 "cron", "The cron expression", {"type": "string", "pattern": schedules_cron.CRON_PATTERN}
@@ -121,9 +109,34 @@ def list_schedules() -> Response[str]:
                 "default": schedules.PREVIEW_COUNT_DEFAULT,
             },
         ),
-    ),
+    )
+
+
+# Declared before /schedules/<schedule_id>, which would otherwise take "preview" for an id.
+@router.get(
+    "/schedules/preview",
+    summary="The next run times of a cron expression",
+    description="What a schedule with this `cron` and `timezone` would run at next (ISO times, UTC), computed as the "
+    "sweeper computes them: the dashboard shows them as you type.",
+    operation_id=doc.parameters_built_with_document("previewSchedule", _preview_parameters),
+    tags=["schedules"],
+    responses={
+        200: doc.ok("RunTimes", "The next run times"),
+        **doc.errors(
+            "INVALID_SCHEDULE",
+            "INVALID_QUERY",
+            *doc.KEYED_ERRORS,
+            notes={
+                "INVALID_SCHEDULE": "`cron` is missing or not valid, or `timezone` is not valid; `details.field` "
+                "names it",
+                "INVALID_QUERY": "`count` is out of range, or a parameter is unknown, repeated or empty",
+            },
+        ),
+    },
 )
 def preview_schedule() -> Response[str]:
+    from functions.logic import schedules
+
     caller_tenant(router)
     query = read_query(router, {"cron", "timezone", "count"})
     return json_response(200, schedules.preview(query, system_clock()))
@@ -138,6 +151,8 @@ def preview_schedule() -> Response[str]:
     responses={200: doc.ok("Schedule", "The schedule"), **doc.errors("NOT_FOUND", *doc.KEYED_ERRORS, notes=_NOT_FOUND)},
 )
 def get_schedule(schedule_id: ScheduleId) -> Response[str]:
+    from functions.logic import schedules
+
     tenant = caller_tenant(router)
     return json_response(200, schedules.get_schedule(schedule_store(), tenant, schedule_id).to_api())
 
@@ -157,6 +172,8 @@ def get_schedule(schedule_id: ScheduleId) -> Response[str]:
     },
 )
 def update_schedule(schedule_id: ScheduleId) -> Response[str]:
+    from functions.logic import schedules
+
     tenant = caller_tenant(router)
     body = read_json_body(router)
     schedule = schedules.update_schedule(
@@ -177,6 +194,8 @@ def update_schedule(schedule_id: ScheduleId) -> Response[str]:
     },
 )
 def delete_schedule(schedule_id: ScheduleId) -> Response[str]:
+    from functions.logic import schedules
+
     tenant = caller_tenant(router)
     return json_response(200, schedules.delete_schedule(schedule_store(), tenant, schedule_id).to_api())
 
@@ -205,6 +224,8 @@ def delete_schedule(schedule_id: ScheduleId) -> Response[str]:
     },
 )
 def run_schedule(schedule_id: ScheduleId) -> Response[str]:
+    from functions.logic import schedules
+
     tenant = caller_tenant(router)
     accepted = schedules.run_now(schedule_store(), tenant, schedule_id, system_clock(), runtime().settings, submit_for)
     return json_response(202, accepted.job.to_api(), headers={"Location": f"/jobs/{accepted.job.id}"})

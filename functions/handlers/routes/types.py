@@ -11,10 +11,11 @@ from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from functions.handlers import openapi as doc
 from functions.handlers.http import caller_tenant, json_response
 from functions.handlers.runtime import pause_store
-from functions.logic import pauses
 from functions.logic.clock import system_clock
 from functions.logic.job_types import registered_types
 
+# The routes import the pauses' logic when first called: POST /jobs and GET /jobs/{id} need none of it at a cold
+# start.
 router = Router()
 
 
@@ -28,6 +29,8 @@ router = Router()
     responses={200: doc.ok("JobTypes", "The job types"), **doc.keyed_errors()},
 )
 def list_types() -> Response[str]:
+    from functions.logic import pauses
+
     tenant = caller_tenant(router)
     return json_response(200, {"types": pauses.job_types_for(pause_store(), tenant)})
 
@@ -58,6 +61,8 @@ _PAUSE_ERRORS = doc.errors(
     openapi_extensions=_TYPE_PARAMETER,
 )
 def pause_type(type: TypeName) -> Response[str]:
+    from functions.logic import pauses
+
     tenant = caller_tenant(router)
     return json_response(200, pauses.set_paused(pause_store(), tenant, type, True, system_clock()))
 
@@ -73,5 +78,7 @@ def pause_type(type: TypeName) -> Response[str]:
     openapi_extensions=_TYPE_PARAMETER,
 )
 def resume_type(type: TypeName) -> Response[str]:
+    from functions.logic import pauses
+
     tenant = caller_tenant(router)
     return json_response(200, pauses.set_paused(pause_store(), tenant, type, False, system_clock()))
