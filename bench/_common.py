@@ -90,7 +90,18 @@ def start_local_stack(
 ) -> tuple[subprocess.Popen[bytes], int]:
     """``python -m local`` on free ports (LOG_LEVEL=ERROR), in its own process group; returns (process, port)."""
     port, moto_port = free_port(), free_port()
-    env = {**os.environ, "PORT": str(port), "MOTO_PORT": str(moto_port), "LOG_LEVEL": "ERROR", **(extra_env or {})}
+    # Each run starts empty and keeps nothing: the developer's `make run` state is neither read nor overwritten, and
+    # no earlier run's jobs are counted (FRESH=1, a state file of the run's own), and no file watcher runs.
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "MOTO_PORT": str(moto_port),
+        "LOG_LEVEL": "ERROR",
+        "FRESH": "1",
+        "RELOAD": "0",
+        "JOBS_LOCAL_STATE_FILE": str(log_path.with_suffix(".state.pickle")),
+        **(extra_env or {}),
+    }
     env.pop("AWS_ENDPOINT_URL", None)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
