@@ -147,7 +147,16 @@ def local_stack(api_keys: str, *, cwd: Path = ROOT, **env_overrides: str) -> Ite
     if not ready.wait(60) or process.poll() is not None:
         process.kill()
         pytest.fail("local stack did not start:\n" + "".join(running.output))
-    yield running
+    try:
+        yield running
+    except BaseException:
+        # The test failed: stop the stack anyway (a leaked one keeps its sweeper running), without masking the failure
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        raise
     process.send_signal(signal.SIGINT)
     try:
         process.wait(timeout=30)
