@@ -85,17 +85,9 @@ def estimate_ms(wall_ms: float, inv: _Invocation) -> float:
     overlapping = any(later.started < earlier.ended for earlier, later in pairwise(spans))
     if not overlapping:
         return wall_ms - inv.aws_ms + ASSUMED_CALL_MS * inv.aws_calls
-    records_wall = (max(r.ended for r in spans) - spans[0].started) * 1000
-    outside = (
-        wall_ms
-        - records_wall
-        - (inv.aws_ms - sum(r.aws_ms for r in spans))
-        + ASSUMED_CALL_MS * (inv.aws_calls - sum(r.aws_calls for r in spans))
-    )
-    each = [(r.ended - r.started) * 1000 - r.aws_ms + ASSUMED_CALL_MS * r.aws_calls for r in spans]
-    slowest = max(range(len(spans)), key=each.__getitem__)
-    others_cpu = sum(max(0.0, r.cpu_ms - r.aws_cpu_ms) for i, r in enumerate(spans) if i != slowest)
-    return max(0.0, outside) + each[slowest] + others_cpu
+    outside, each, cpu = consumer_split(wall_ms, inv)
+    slowest = max(range(len(each)), key=each.__getitem__)
+    return outside + each[slowest] + sum(ms for i, ms in enumerate(cpu) if i != slowest)
 
 
 def consumer_split(wall_ms: float, inv: _Invocation) -> tuple[float, list[float], list[float]]:

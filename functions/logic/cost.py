@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from functions.dal import metering
 from functions.dal.jobs_repository import minute_key
-from functions.dal.jobs_repository.items import ItemLayout, to_item
+from functions.dal.jobs_repository.items import ItemLayout, index_attributes
 from functions.dal.jobs_repository.keys import INDEX_KEYS
 from functions.dal.metering import Meter
 from functions.logic.clock import iso
@@ -211,9 +211,9 @@ _LAYOUT = ItemLayout(listing_shards=1, sweep_shards=1)
 
 
 def _index_keys(job: Job) -> dict[tuple[str, str], tuple[str, str] | None]:
-    item = to_item(job, _LAYOUT)
+    keys = index_attributes(job, _LAYOUT)
     return {
-        (partition, sort): (item[partition]["S"], item[sort]["S"]) if partition in item and sort in item else None
+        (partition, sort): (keys[partition], keys[sort]) if partition in keys and sort in keys else None
         for partition, sort in _INDEXES
     }
 

@@ -23,8 +23,6 @@ class ItemLayout:
 
 
 def to_item(job: Job, layout: ItemLayout) -> dict[str, Any]:
-    job_hash = id_hash(job.id)  # one hash for both shards (key_shard's)
-    listing_shard = job_hash % layout.listing_shards
     item: dict[str, Any] = {
         "pk": {"S": record_key(job.tenant, job.id)},
         "id": {"S": job.id},
@@ -39,11 +37,8 @@ def to_item(job: Job, layout: ItemLayout) -> dict[str, Any]:
         "updatedAt": {"S": job.updated_at},
         "version": {"N": str(job.version)},
         "history": {"L": [{"M": history_item(entry)} for entry in job.history]},
-        # Listing indexes: newest first within a tenant, and by final status; each key in one of listing_shards.
-        "createdKey": {"S": f"{job.created_at}#{job.id}"},
-        "tenantKey": {"S": f"{job.tenant}#{listing_shard}"},
     }
-    for key_name, key_value in _status_keys(job.tenant, job.status, listing_shard).items():
+    for key_name, key_value in index_attributes(job, layout).items():
         item[key_name] = {"S": key_value}
     optional_strings = {
         "runAt": job.run_at,
@@ -88,11 +83,19 @@ def to_item(job: Job, layout: ItemLayout) -> dict[str, Any]:
         item["waitingOn"] = {"N": str(job.waiting_on)}
     if job.cost is not None:
         item["costJson"] = {"S": job.cost.model_dump_json(by_alias=True)}
-    if job.sweep_at is not None:
-        # Sparse index: only jobs the sweeper must look at carry these attributes.
-        item["sweepShard"] = {"S": str(job_hash % layout.sweep_shards)}
-        item["sweepAt"] = {"S": job.sweep_at}
     return item
+
+
+def index_attributes(job: Job, layout: ItemLayout) -> dict[str, str]:
+    """The record's index key attributes: the listing indexes (newest first within a tenant, and by final status;
+    each key in one of listing_shards) and the sweeper's sparse one (only jobs it must look at carry it)."""
+    job_hash = id_hash(job.id)  # one hash for both shards (key_shard's)
+    listing_shard = job_hash % layout.listing_shards
+    keys = {"createdKey": f"{job.created_at}#{job.id}", "tenantKey": f"{job.tenant}#{listing_shard}"}
+    keys |= _status_keys(job.tenant, job.status, listing_shard)
+    if job.sweep_at is not None:
+        keys |= {"sweepShard": str(job_hash % layout.sweep_shards), "sweepAt": job.sweep_at}
+    return keys
 
 
 def status_keys(tenant: str, job_id: str, status: JobStatus, layout: ItemLayout) -> dict[str, str]:
