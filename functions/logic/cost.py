@@ -22,9 +22,9 @@ from functions.dal.jobs_repository.items import ItemLayout, index_attributes
 from functions.dal.jobs_repository.keys import INDEX_KEYS
 from functions.dal.metering import Meter
 from functions.logic.clock import iso
+from functions.logic.queries import int_query
 from functions.models import prices
 from functions.models.bounds import COST_MINUTES_DEFAULT, COST_MINUTES_MAX, COST_MINUTES_MIN
-from functions.models.errors import InvalidQuery
 from functions.models.job import Job, JobCost
 
 KB = 1024
@@ -264,11 +264,3 @@ def cost_report(store: CostStore, tenant: str, query: dict[str, str], now_ms: in
     keys = [minute_key(iso(current - 60_000 * back)) for back in range(minutes - 1, -1, -1)]
     types = sums_by_type(store.minute_items(tenant, keys))
     return {"minutes": minutes, "since": keys[0], "types": types, "total": total(types)}
-
-
-def int_query(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = query.get(name, str(default))
-    # isascii(): "²".isdigit() is true, but int("²") fails
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
-        raise InvalidQuery(f"'{name}' must be an integer from {low} to {high}")
-    return int(raw)

@@ -12,6 +12,7 @@ from functions.dal.jobs_repository import STATUS_COUNTERS, InvalidCursor, JobPag
 from functions.logic.clock import Clock, iso
 from functions.logic.enqueue import send_or_leave_to_sweeper
 from functions.logic.lanes import JobQueue
+from functions.logic.queries import int_query
 from functions.logic.transitions import read_decide_write
 from functions.models.errors import (
     ConcurrentUpdate,
@@ -47,20 +48,12 @@ def list_jobs(repo: JobsRepository, tenant: str, query: dict[str, str]) -> JobPa
         except ValueError as exc:
             valid = ", ".join(s.value for s in JobStatus)
             raise InvalidQuery(f"'status' must be one of: {valid}") from exc
-    limit = _int_query(query, "limit", 50, 1, 100)
+    limit = int_query(query, "limit", 50, 1, 100)
     job_type = query.get("type") or None
     try:
         return repo.list_page(tenant, status, job_type, limit, query.get("cursor") or None)
     except InvalidCursor as exc:
         raise InvalidQuery(str(exc)) from exc
-
-
-def _int_query(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = query.get(name, str(default))
-    # isascii(): "²".isdigit() is true, but int("²") fails
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
-        raise InvalidQuery(f"'{name}' must be an integer from {low} to {high}")
-    return int(raw)
 
 
 def job_stats(repo: JobsRepository, tenant: str) -> dict[str, Any]:
@@ -80,7 +73,7 @@ def job_stats(repo: JobsRepository, tenant: str) -> dict[str, Any]:
 
 def throughput(repo: JobsRepository, tenant: str, query: dict[str, str], now_ms: int) -> dict[str, Any]:
     """Completions and failures per minute over the last ``minutes`` (1-1440, default 60), oldest first."""
-    minutes = _int_query(query, "minutes", 60, 1, 1440)
+    minutes = int_query(query, "minutes", 60, 1, 1440)
     current = now_ms - now_ms % 60_000
     keys = [minute_key(iso(current - 60_000 * back)) for back in range(minutes - 1, -1, -1)]
     # A minute that ended over a minute ago takes no more completions (they are stamped when they happen).

@@ -29,6 +29,7 @@ from functions.dal.schedules import InvalidScheduleCursor, ScheduleStore
 from functions.logic import schedules_cron as cron
 from functions.logic.clock import Clock, iso, parse_iso_ms
 from functions.logic.enqueue import Accepted, JobSpec, parse_job_spec
+from functions.logic.queries import int_query
 from functions.models.bounds import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, LIST_LIMIT_MIN
 from functions.models.errors import (
     ApiError,
@@ -172,11 +173,9 @@ def get_schedule(store: ScheduleStore, tenant: str, schedule_id: str) -> Schedul
 
 
 def list_schedules(store: ScheduleStore, tenant: str, query: dict[str, str]) -> dict[str, Any]:
-    raw = query.get("limit", str(LIST_LIMIT_DEFAULT))
-    if not (raw.isascii() and raw.isdigit()) or not LIST_LIMIT_MIN <= int(raw) <= LIST_LIMIT_MAX:
-        raise InvalidQuery(f"'limit' must be an integer from {LIST_LIMIT_MIN} to {LIST_LIMIT_MAX}")
+    limit = int_query(query, "limit", LIST_LIMIT_DEFAULT, LIST_LIMIT_MIN, LIST_LIMIT_MAX)
     try:
-        schedules, next_cursor = store.list_page(tenant, int(raw), query.get("cursor"))
+        schedules, next_cursor = store.list_page(tenant, limit, query.get("cursor"))
     except InvalidScheduleCursor as exc:
         raise InvalidQuery(str(exc)) from exc
     return {
@@ -245,10 +244,8 @@ def preview(query: dict[str, str], now_ms: int) -> dict[str, list[str]]:
         raise _field_error("cron", "'cron' is required")
     expression = cron.check_cron(query["cron"])
     timezone = cron.check_timezone(query.get("timezone", cron.DEFAULT_TIMEZONE))
-    raw = query.get("count", str(PREVIEW_COUNT_DEFAULT))
-    if not (raw.isascii() and raw.isdigit()) or not PREVIEW_COUNT_MIN <= int(raw) <= PREVIEW_COUNT_MAX:
-        raise InvalidQuery(f"'count' must be an integer from {PREVIEW_COUNT_MIN} to {PREVIEW_COUNT_MAX}")
-    return {"runs": [iso(at) for at in cron.upcoming(expression, timezone, now_ms, int(raw))]}
+    count = int_query(query, "count", PREVIEW_COUNT_DEFAULT, PREVIEW_COUNT_MIN, PREVIEW_COUNT_MAX)
+    return {"runs": [iso(at) for at in cron.upcoming(expression, timezone, now_ms, count)]}
 
 
 def _for_schedule(spec: JobSpec, schedule_id: str, idempotency_key: str | None = None) -> JobSpec:
