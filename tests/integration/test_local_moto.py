@@ -224,6 +224,114 @@ def test_item_reads_answer_what_motos_serializer_answers(items: list[dict[str, A
     assert plain == serialized
 
 
+_CLAIM_LIKE = (
+    "SET #s = :s, attempts = attempts + :one, history = list_append(history, :entry), "
+    "mark = if_not_exists(mark, :mark), note = :note REMOVE gone"
+)
+
+
+def _apply_claims(ddb: Any, values: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The same update expression applied to three items with their own values; the items as they end up."""
+    for n, (status, mark) in enumerate(values):
+        ddb.put_item(
+            TableName="u",
+            Item={
+                "pk": {"S": f"k{n}"},
+                "attempts": {"N": str(n)},
+                "history": {"L": [{"S": "created"}]},
+                "gone": {"S": "x"},
+                **({"mark": {"S": "kept"}} if n == 1 else {}),
+            },
+        )
+        ddb.update_item(
+            TableName="u",
+            Key={"pk": {"S": f"k{n}"}},
+            UpdateExpression=_CLAIM_LIKE,
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":s": {"S": status},
+                ":one": {"N": "1"},
+                ":entry": {"L": [{"S": status}]},
+                ":mark": {"S": mark},
+                ":note": {"M": {"at": {"S": mark}}},
+            },
+        )
+    return [ddb.get_item(TableName="u", Key={"pk": {"S": f"k{n}"}})["Item"] for n in range(len(values))]
+
+
+def test_a_kept_update_expression_applies_as_motos_own_parse_does() -> None:
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    values = [("processing", "m0"), ("retrying", "m1"), ("completed", "m2")]
+    with mock_aws():
+        # Given one update expression applied to several items with different values, its tree kept by its text
+        assert getattr(UpdateExpressionParser, "_jobs_kept", False)
+        ddb = _keyed_table("u")
+        kept = _apply_claims(ddb, values)
+        # When the same is done with moto's own parsing and copying
+        patched = UpdateExpressionParser.make
+        UpdateExpressionParser.make = UpdateExpressionParser._jobs_moto_make  # type: ignore[attr-defined]
+        try:
+            ddb.delete_table(TableName="u")
+            own = _apply_claims(_keyed_table("u"), values)
+        finally:
+            UpdateExpressionParser.make = patched  # type: ignore[method-assign]
+    # Then every item is the same, each with its own values (no request's values leak into the kept tree)
+    assert kept == own
+    assert [item["status"]["S"] for item in kept] == ["processing", "retrying", "completed"]
+    assert [item["mark"]["S"] for item in kept] == ["m0", "kept", "m2"]
+    assert all("gone" not in item for item in kept)
+
+
+_BAD_UPDATES = {
+    "does not parse": ("SET n = = :v", {}),
+    "one path twice": ("SET n = :v, n = :v", {":v": {"N": "2"}}),
+    "overlapping paths": ("SET m.a = :v, m = :v", {":v": {"N": "2"}}),
+    "two SET clauses": ("SET n = :v SET o = :v", {":v": {"N": "2"}}),
+    "a name twice": ("SET #a = :v, #b = :v", {":v": {"N": "2"}}),
+}
+
+
+def _refusals(ddb: Any) -> dict[str, str]:
+    refusals = {}
+    for name, (expression, values) in _BAD_UPDATES.items():
+        with pytest.raises(ClientError) as refused:
+            ddb.update_item(
+                TableName="t",
+                Key={"pk": {"S": "existing"}},
+                UpdateExpression=expression,
+                **({"ExpressionAttributeValues": values} if values else {}),
+                **({"ExpressionAttributeNames": {"#a": "n", "#b": "n"}} if "#a" in expression else {}),
+            )
+        error = refused.value.response["Error"]
+        refusals[name] = f"{error['Code']}: {error['Message']}"
+    return refusals
+
+
+def test_a_wrong_update_expression_is_refused_every_time_as_moto_refuses_it(table: Any) -> None:
+    from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    # Given update expressions wrong in one way each; when each is sent twice (a failed parse is not kept)
+    first, second = _refusals(table), _refusals(table)
+    # and once more with moto's own parsing and checks on every node
+    patched = UpdateExpressionParser.make
+    UpdateExpressionParser.make = UpdateExpressionParser._jobs_moto_make  # type: ignore[attr-defined]
+    checks = {cls: cls.traverse for cls in (validators.ActionCountValidator, validators.OverlappingPathsValidator)}
+    for cls in checks:
+        del cls.traverse  # back to DepthFirstTraverser's walk of every node
+    try:
+        own = _refusals(table)
+    finally:
+        UpdateExpressionParser.make = patched  # type: ignore[method-assign]
+        for cls, traverse in checks.items():
+            cls.traverse = traverse  # type: ignore[method-assign]
+    # Then each is refused the same way every time, with moto's own code and message, and nothing was written
+    assert first == second == own
+    assert all(refusal.startswith("ValidationException") for refusal in own.values())
+    assert table.get_item(TableName="t", Key={"pk": {"S": "existing"}})["Item"]["n"] == {"N": "1"}
+
+
 # --- the jobs table's stream, delivered by local/stream_source.py ---
 
 
