@@ -56,6 +56,9 @@ class Result:
     outcomes: Counter[str] = field(default_factory=Counter)
     attempts: Counter[int] = field(default_factory=Counter)
     poll_requests: int = 0
+    # The local stack's CPU time (user + system) while enqueueing and from the first POST to all final (ours only).
+    cpu_enqueue_s: float | None = None
+    cpu_all_final_s: float | None = None
     note: str = ""
 
     @property
@@ -75,6 +78,17 @@ class Result:
         print(f"  first POST -> all final {final}  (server-side span {span}; {self.poll_requests} poll requests)")
         print(f"  outcomes           {dict(sorted(self.outcomes.items()))}")
         print(f"  attempts           {dict(sorted(self.attempts.items()))}")
+        if self.cpu_enqueue_s is not None:
+            print(
+                f"  stack CPU          {self.cpu_enqueue_s / self.jobs * 1000:6.2f} ms a job while enqueueing "
+                f"({self.cpu_enqueue_s / self.enqueue_s:4.0%} of a core)"
+                + (
+                    f", {self.cpu_all_final_s / self.jobs * 1000:6.2f} ms a job to all final "
+                    f"({self.cpu_all_final_s / self.all_final_s:4.0%} of a core)"
+                    if self.cpu_all_final_s is not None and self.all_final_s
+                    else ""
+                )
+            )
         if self.note:
             print(f"  note               {self.note}")
 
@@ -161,7 +175,12 @@ def run_ours(jobs: int, connections: int, cap_s: float, profile: Path | None) ->
             }
             for i in range(jobs)
         ]
+        # CPU of the stack's own process (not of a profiler wrapping it): one Python process, whose Python code runs
+        # on one core at a time, so at ~100 % of a core its CPU per job is what bounds both figures.
+        cpu = _cpu_seconds if prefix is None else (lambda _pid: None)
+        cpu_start = cpu(proc.pid)
         t0, t1, result.latencies_ms, ids, result.enqueue_errors = enqueue(port, headers, bodies, connections, 202)
+        cpu_enqueued = cpu(proc.pid)
         result.enqueue_s = t1 - t0
         accepted = sum(1 for i in ids if i)
         poller = Http(port, headers)
@@ -171,11 +190,16 @@ def run_ours(jobs: int, connections: int, cap_s: float, profile: Path | None) ->
             result.poll_requests += 1
             if status == 200 and stats.get("completed", 0) + stats.get("failed", 0) >= accepted:
                 result.all_final_s = time.perf_counter() - t0
+                cpu_final = cpu(proc.pid)
+                if cpu_start is not None and cpu_final is not None:
+                    result.cpu_all_final_s = cpu_final - cpu_start
                 break
             time.sleep(POLL_SLEEP_S)
         else:
             counts = {k: v for k, v in stats.items() if isinstance(v, int) and v and k not in ("enqueued", "total")}
             print(f"  not all final {cap_s:.0f} s after the last POST; last GET /stats: {counts}", flush=True)
+        if cpu_start is not None and cpu_enqueued is not None:
+            result.cpu_enqueue_s = cpu_enqueued - cpu_start
         records = _list_final(poller)
         poller.close()
         for record in records:
@@ -189,6 +213,15 @@ def run_ours(jobs: int, connections: int, cap_s: float, profile: Path | None) ->
         return result
     finally:
         stop_process_group(proc)
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc), or None where that cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _list_final(client: Http) -> list[dict[str, Any]]:

@@ -2,9 +2,10 @@
 
     .venv/bin/python bench/run_all.py [--quick]
 
-One at a time (the machine has 2 cores): cold start, handler overhead, end to end against the peer, cost (which
-saves the recording), then hot keys from that same recording, then the observed rate limit, then the priority
-lane's latency under a backlog. Each script stops by itself; a failing one is reported and the rest still run.
+One at a time (the machine has 2 cores): cold start, handler overhead, end to end against the peer and the local
+stack's floor under it, cost (which saves the recording), then hot keys from that same recording, then the observed
+rate limit, then the priority lane's latency under a backlog. Each script stops by itself; a failing one is reported
+and the rest still run.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def main() -> None:
         ("coldstart.py", ["3" if quick else "9"]),
         ("handler.py", ["--jobs", "500" if quick else "2000", "--batches", "50" if quick else "200"]),
         ("e2e.py", ["--jobs", "200" if quick else "500", "--cap", "60"]),
+        ("local_floor.py", ["--jobs", "100" if quick else "300", "--rounds", "3" if quick else "7"]),
         ("cost.py", ["--jobs", "100" if quick else "300", "--light-jobs", "30" if quick else "60", "--cap", "90"]),
         ("hotkeys.py", []),
         ("ratelimit.py", ["--jobs", "50" if quick else "100"]),
