@@ -61,6 +61,7 @@ def patch_moto() -> None:
     trimmable_streams()
     parsed_update_expressions_kept()
     action_names_kept()
+    item_size_checked_once()
 
 
 def serialize_dynamodb() -> None:
@@ -322,6 +323,38 @@ def action_names_kept() -> None:
         return
     responses.method_names_from_class = functools.lru_cache(maxsize=None)(responses.method_names_from_class)
     responses._jobs_action_names_kept = True  # type: ignore[attr-defined]
+
+
+def item_size_checked_once() -> None:
+    """Check a new item's size once, not once per attribute.
+
+    moto 5.2.5 builds an item attribute by attribute into a dict that, on each insert, sums the sizes of every
+    attribute already there, to refuse items over DynamoDB's 400 KB: quadratic in the attributes, ~25 % of a job
+    record's PutItem. The sums only grow as attributes are added, so the last one decides: the whole item is
+    measured once, the same sizes added the same way, and refused exactly when moto would refuse it."""
+    from moto.dynamodb.exceptions import ItemSizeTooLarge
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict, bytesize
+
+    if getattr(Item, "_jobs_size_once", False):
+        return
+    original = Item.__init__
+
+    def init(item: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -> None:
+        item.hash_key = hash_key
+        item.range_key = range_key
+        values = {key: DynamoType(value) for key, value in attrs.items()}
+        if sum(bytesize(key) + value.size() for key, value in values.items()) > _MOTO_ITEM_LIMIT:
+            raise ItemSizeTooLarge
+        item.attrs = LimitedSizeDict()
+        dict.update(item.attrs, values)  # dict's own update: no per-attribute check (LimitedSizeDict's stays for later)
+
+    setattr(Item, "__init__", init)  # noqa: B010 - patching moto
+    Item._jobs_size_once = True  # type: ignore[attr-defined]
+    Item._jobs_moto_init = original  # type: ignore[attr-defined]  # the test compares with it
+
+
+# moto's limit for an item's size (DynamoDB's 400 KB, as moto measured it): see LimitedSizeDict.__setitem__.
+_MOTO_ITEM_LIMIT = 405_000
 
 
 def trimmable_streams() -> None:

@@ -332,6 +332,38 @@ def test_a_wrong_update_expression_is_refused_every_time_as_moto_refuses_it(tabl
     assert table.get_item(TableName="t", Key={"pk": {"S": "existing"}})["Item"]["n"] == {"N": "1"}
 
 
+def _stored_or_refused(ddb: Any, sizes: list[int]) -> list[str]:
+    outcomes = []
+    for n, size in enumerate(sizes):
+        item = {"pk": {"S": f"big{n}"}, "blob": {"S": "x" * size}, "n": {"N": "1"}, "tags": {"SS": ["a", "b"]}}
+        try:
+            ddb.put_item(TableName="t", Item=item)
+            outcomes.append("stored")
+        except ClientError as exc:
+            outcomes.append(exc.response["Error"]["Code"])
+    return outcomes
+
+
+def test_an_item_is_refused_over_the_size_limit_exactly_as_moto_refuses_it(table: Any) -> None:
+    from moto.dynamodb.models.dynamo_type import Item
+
+    # Given items around DynamoDB's 400 KB (moto's 405,000 bytes), measured once each
+    sizes = [1_000, 404_000, 404_980, 404_985, 404_990, 405_000, 500_000]
+    assert getattr(Item, "_jobs_size_once", False)
+    once = _stored_or_refused(table, sizes)
+    # When the same items are put with moto's own attribute-by-attribute check
+    patched = Item.__init__
+    Item.__init__ = Item._jobs_moto_init  # type: ignore[attr-defined,method-assign]
+    try:
+        own = _stored_or_refused(table, sizes)
+    finally:
+        Item.__init__ = patched  # type: ignore[method-assign]
+    # Then the same ones are stored and the same ones refused, the largest among the refused
+    assert once == own
+    assert once[0] == once[1] == "stored" and once[-1] == "ValidationException"
+    assert "stored" in once[2:-1] and "ValidationException" in once[2:-1]
+
+
 # --- the jobs table's stream, delivered by local/stream_source.py ---
 
 
