@@ -11,7 +11,9 @@ as the stack runs it), in interleaved rounds (the figure is the median):
 - the record: the ``PutItem`` of one job record alone, as our API writes it (captured from the handler). Any shape
   that keeps a job's record pays at least this to accept a job;
 - the API's calls: every AWS call our ``POST /jobs`` makes (the record, the send), replayed bare;
-- the handler: ``functions.handlers.api.handler`` for ``POST /jobs`` against moto, with no HTTP in front of it.
+- the handler: ``functions.handlers.api.handler`` for ``POST /jobs`` against moto, with no HTTP in front of it;
+- over HTTP: ``python -m local`` with no consumer (``JOBS_LOCAL_CONSUMERS=0``), the stack process's CPU time per
+  ``POST /jobs`` on 8 keep-alive connections: the gateway, the handler and the stream's count of each new job.
 
 bench/e2e.py prints the stack's CPU per job while enqueueing over HTTP (the gateway, the stream's stats and the
 consumers running meanwhile); the peer's enqueue rate is in its output. The last line:
@@ -36,7 +38,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=300, help="jobs per part per round")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--no-http", action="store_true", help="skip the part over HTTP (it starts the stack)")
     args = parser.parse_args()
+    over_http = None if args.no_http else http_cpu_per_post(args.jobs)
 
     from botocore.handlers import BUILTIN_HANDLERS
     from handler import post_event
@@ -111,12 +115,15 @@ def main() -> None:
             "handler": handler,
         }
         figures: dict[str, list[float]] = {name: [] for name in parts}
+        sqs = boto3.client("sqs")
         for _ in range(args.rounds):
             for name, run in parts.items():
                 started = time.process_time()
                 for _ in range(args.jobs):
                     run()
                 figures[name].append((time.process_time() - started) / args.jobs * 1000)
+                # The stack's consumers keep the queue drained; moto's SQS work grows with a queue's depth.
+                _drain(sqs, resources.queue_url)
     finally:
         aws.stop()
 
@@ -126,10 +133,57 @@ def main() -> None:
     print(f"  moto: the record's {record[0][1]} alone      {med['record']:6.2f} ms  ({1000 / med['record']:5.0f}/s)")
     print(f"  moto: the API's calls ({ops})  {med['calls']:6.2f} ms  ({1000 / med['calls']:5.0f}/s)")
     print(f"  the API handler against moto, no HTTP   {med['handler']:6.2f} ms  ({1000 / med['handler']:5.0f}/s)")
+    if over_http is not None:
+        print(f"  the stack over HTTP, no consumer running  {over_http:6.2f} ms  ({1000 / over_http:5.0f}/s)")
     print(
         f"floor: POST /jobs {med['handler']:.2f} ms of CPU in-process, "
         f"the record's write alone {med['record']:.2f} ms: at most {1000 / med['handler']:.0f} jobs/s on one core"
     )
+
+
+def http_cpu_per_post(jobs: int) -> float | None:
+    """The local stack's CPU ms per ``POST /jobs`` over HTTP with no consumer running (None if it did not start)."""
+    from _common import API_KEY, BUILD, start_local_stack, stop_process_group, wait_http
+    from e2e import _cpu_seconds, enqueue
+
+    consumers_off = {"JOBS_LOCAL_CONSUMERS": "0", "JOBS_LOCAL_LANE_CONSUMERS": "0"}
+    proc, port = start_local_stack(BUILD / "local-floor.log", extra_env=consumers_off)
+    try:
+        if not wait_http(port, "/health", 90, proc):
+            return None
+        headers = {"x-api-key": API_KEY}
+        warm = [{"type": "message", "payload": {"message": "warm"}}] * 20
+        enqueue(port, headers, warm, 4, 202)
+        bodies = [
+            {"type": "simulate", "payload": {"action": "fetch", "target": f"https://example.com/{i}", "durationMs": 50}}
+            for i in range(jobs)
+        ]
+        time.sleep(1)  # the warm-up's stream records counted
+        before = _cpu_seconds(proc.pid)
+        enqueue(port, headers, bodies, 8, 202)
+        time.sleep(1)  # and these
+        after = _cpu_seconds(proc.pid)
+        if before is None or after is None:
+            return None
+        return (after - before - _idle_cpu(proc.pid, 1.0)) / jobs * 1000
+    finally:
+        stop_process_group(proc)
+
+
+def _idle_cpu(pid: int, seconds: float) -> float:
+    """What the stack spends meanwhile with nothing to do (its pollers, the sweeper), for ``seconds`` x 2 sleeps."""
+    from e2e import _cpu_seconds
+
+    before = _cpu_seconds(pid)
+    time.sleep(seconds * 2)
+    after = _cpu_seconds(pid)
+    return (after - before) if before is not None and after is not None else 0.0
+
+
+def _drain(sqs: Any, queue_url: str) -> None:
+    while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)]
+        sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
 
 
 def _snake(name: str) -> str:
