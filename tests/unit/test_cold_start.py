@@ -173,17 +173,69 @@ def test_importing_the_api_loads_only_what_its_common_path_needs() -> None:
     assert loaded & RARE_ROUTES_LOGIC == set()
 
 
+# What a record of a job in no fan-out batch never uses: the batches' store and settler, and the producing side's
+# logic (enqueueing, its request models, the sweeper's pass), which only the batches' settling and the sweeper use.
+CONSUMER_RARE_LOGIC = {
+    "functions.logic.batches",
+    "functions.dal.batches",
+    "functions.logic.enqueue",
+    "functions.models.requests",
+    "functions.logic.sweep",
+    "functions.logic.rate_limits",
+    "functions.dal.key_rates",
+}
+
+
 def test_importing_the_consumer_loads_what_each_invocation_uses() -> None:
     # When the consumer's handler module is imported in a fresh interpreter
     loaded = modules_loaded("functions.handlers.consumer", "functions.")
-    # Then the batches, pauses and limits each invocation builds were loaded with it, not at its first record
+    # Then the pauses, limits and callbacks each invocation builds were loaded with it, not at its first record
     assert {
-        "functions.logic.batches",
-        "functions.dal.batches",
         "functions.logic.pauses",
         "functions.dal.pauses",
+        "functions.logic.limits",
+        "functions.dal.limits",
+        "functions.logic.callbacks",
+        "functions.logic.in_flight",
     } <= loaded
-    assert {"functions.logic.limits", "functions.logic.callbacks"} <= loaded
+    # And what only a job of a fan-out batch (or another function) uses was not
+    assert loaded & CONSUMER_RARE_LOGIC == set()
+
+
+SETTLE = """
+import json, sys
+from functions.handlers import consumer, runtime
+from functions.logic.clock import iso
+from functions.models.job import HistoryEntry, Job, JobStatus
+
+settled = []
+class Settler:
+    def job_final(self, job):
+        settled.append(job.id)
+
+def job(job_id, batch_id):
+    now = iso(0)
+    history = (HistoryEntry(status=JobStatus.COMPLETED, at=now),)
+    return Job(id=job_id, tenant="t", type="simulate", payload={}, status=JobStatus.COMPLETED, priority=5, attempts=1,
+               max_attempts=3, created_at=now, updated_at=now, history=history, batch_id=batch_id)
+
+runtime.settle_batch(job("alone", None))
+loaded = "functions.logic.batches" in sys.modules
+runtime.batch_settler = Settler
+runtime.settle_batch(job("child", "b-1"))
+print(json.dumps([loaded, settled]))
+"""
+
+
+def test_the_consumer_settles_batches_only_for_a_job_of_one() -> None:
+    # Given the consumer imported in a fresh interpreter
+    env = {"AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", SETTLE], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    # When a job in no batch ends, then a batch's child
+    loaded, settled = json.loads(out.stdout)
+    # Then the first built no settler (the batches' modules stay unloaded), and the child's batch was settled
+    assert loaded is False
+    assert settled == ["child"]
 
 
 def test_the_request_bodies_are_built_only_with_the_document() -> None:
