@@ -247,3 +247,79 @@ def test_the_request_bodies_are_built_only_with_the_document() -> None:
     body = spec["paths"]["/jobs"]["post"]["requestBody"]
     assert body["content"]["application/json"]["schema"]["discriminator"]["propertyName"] == "type"
     assert {"createJob", "createBatch", "enqueueMessage", "createUpload", "cancelJobs"} <= set(doc.request_bodies())
+
+
+# The Powertools modules neither function uses: the other resolvers (AppSync's imports asyncio) and the data classes
+# of other event sources, which the packages' __init__s would load (functions/handlers/lean_imports.py).
+OTHER_RESOLVERS = {
+    "aws_lambda_powertools.event_handler.appsync",
+    "aws_lambda_powertools.event_handler.events_appsync.appsync_events",
+    "aws_lambda_powertools.event_handler.bedrock_agent",
+    "aws_lambda_powertools.event_handler.bedrock_agent_function",
+    "aws_lambda_powertools.event_handler.lambda_function_url",
+    "aws_lambda_powertools.event_handler.vpc_lattice",
+    "aws_lambda_powertools.event_handler.http_resolver",
+}
+OTHER_EVENT_SOURCES = {
+    f"aws_lambda_powertools.utilities.data_classes.{module}"
+    for module in ("appsync_resolver_event", "code_pipeline_job_event", "kinesis_firehose_event", "ses_event")
+}
+
+
+def test_importing_the_api_loads_one_resolver_and_no_asyncio() -> None:
+    # When the API's handler module is imported in a fresh interpreter
+    loaded = modules_loaded("functions.handlers.api", "")
+    # Then Powertools' REST resolver and the API Gateway event were loaded, and no other resolver, no other event
+    # source's data classes, and not asyncio (which only AppSync's resolver imports)
+    assert {
+        "aws_lambda_powertools.event_handler.api_gateway",
+        "aws_lambda_powertools.utilities.data_classes.api_gateway_proxy_event",
+    } <= loaded
+    assert loaded & (OTHER_RESOLVERS | OTHER_EVENT_SOURCES | {"asyncio"}) == set()
+
+
+def test_importing_the_consumer_loads_no_other_event_source() -> None:
+    # When the consumer's handler module is imported in a fresh interpreter
+    loaded = modules_loaded("functions.handlers.consumer", "aws_lambda_powertools.")
+    # Then its batch processor and the SQS record were loaded, and neither a resolver nor other event sources
+    assert {
+        "aws_lambda_powertools.utilities.batch",
+        "aws_lambda_powertools.utilities.data_classes.sqs_event",
+    } <= loaded
+    assert loaded & (OTHER_RESOLVERS | OTHER_EVENT_SOURCES) == set()
+    assert not {name for name in loaded if name.startswith("aws_lambda_powertools.event_handler.")}
+
+
+DEFERRED = """
+import json, sys
+import functions.handlers  # sets the packages up
+from functions.handlers.lean_imports import DEFERRED_PACKAGES, DeferredPackage
+
+result = {}
+for name in DEFERRED_PACKAGES:
+    package = sys.modules[name]
+    deferred = type(package) is DeferredPackage
+    lazily = {export: getattr(package, export) for export in package._exports}
+    still_deferred = type(package) is DeferredPackage
+    everything = package.__all__  # not a name any module binds: runs the __init__
+    same = sorted(export for export in everything if export in lazily and getattr(package, export) is lazily[export])
+    result[name] = [deferred, still_deferred, type(package).__name__, sorted(everything), same]
+print(json.dumps(result))
+"""
+
+
+def test_a_deferred_package_gives_what_its_init_gives() -> None:
+    # Given a fresh interpreter that imported the handlers' package
+    env = {"AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-c", DEFERRED], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    for name, (deferred, still_deferred, kind, everything, same) in json.loads(out.stdout).items():
+        # Then each package was set up deferred, and every name its __init__ binds was given one module at a time
+        assert deferred, name
+        assert still_deferred, name
+        # And once its __init__ ran (asked for a name no module binds), it is a plain package again, and every
+        # public name is the very object given before
+        assert kind == "module"
+        assert len(everything) > 15
+        assert same == everything, name
