@@ -1,17 +1,19 @@
-"""Two Powertools packages whose ``__init__`` imports every module they have, set up to load one module at a time.
+"""Packages whose ``__init__`` imports every module they have, set up to load only the modules that are used.
 
 ``aws_lambda_powertools.event_handler``'s ``__init__`` imports every resolver (AppSync's, which imports asyncio,
 Bedrock's, VPC Lattice's, Lambda function URLs'...), and ``aws_lambda_powertools.utilities.data_classes``' the data
 classes of every event source AWS has (about thirty modules). Python runs a package's ``__init__`` before any of its
 modules, so the API's one resolver (``event_handler.api_gateway``) or the consumer's SQS record
 (``data_classes.sqs_event``) cannot be imported without all of them: ~20 ms of CPU at every cold start for modules
-that neither function ever uses (docs/performance.md#cold-start).
+that neither function ever uses. And Powertools' batch module imports ``asyncio`` (its twenty modules, ~10 ms) for
+its asynchronous processor, which the consumer does not use (docs/performance.md#cold-start).
 
 ``defer_package_init`` registers such a package without running its ``__init__``. A module of the package then
 imports as usual; a name the ``__init__`` imports from one of its modules (``from aws_lambda_powertools.event_handler
-import Response``) loads that module, and only it; any other name (``__all__``, say) runs the ``__init__`` itself,
-once. So every import of the package gives what it gives without this, the same objects: only what is never asked
-for is not loaded. ``functions/handlers/__init__.py`` calls it first thing, before any handler imports Powertools.
+import Response``) loads that module, and only it; any other name (``asyncio.run``, ``__all__``) runs the
+``__init__`` itself, once, as the import would have. So every use of the package gives what it gives without this,
+the same objects: only what is never used is not loaded. ``functions/handlers/__init__.py`` calls it first thing,
+before any handler imports Powertools.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-DEFERRED_PACKAGES = ("aws_lambda_powertools.event_handler", "aws_lambda_powertools.utilities.data_classes")
+DEFERRED_PACKAGES = ("aws_lambda_powertools.event_handler", "aws_lambda_powertools.utilities.data_classes", "asyncio")
 
-# ``from .module import A, B`` or ``from package.module import (\n A,\n B as C,\n)``, as the two __init__s have them.
+# ``from .module import A, B`` or ``from package.module import (\n A,\n B as C,\n)``, as Powertools' __init__s have them
+# (asyncio's ``from .module import *`` maps no name: any name runs its __init__).
 _FROM_IMPORT = re.compile(r"^from\s+([\w.]+)\s+import\s+(\([^)]*\)|[^\n]*)", re.MULTILINE)
 _IMPORTED_NAME = re.compile(r"(\w+)(?:\s+as\s+(\w+))?")
 
@@ -36,7 +39,8 @@ class DeferredPackage(ModuleType):
     """A package whose ``__init__`` runs only when a name it does not map to one of its modules is asked for."""
 
     _exports: dict[str, tuple[str, str]]  # a name the __init__ binds -> (its module, the name there)
-    _init_lock: threading.Lock
+    _init_lock: threading.RLock
+    _init_started: bool
 
     def __getattr__(self, name: str) -> Any:
         export = self._exports.get(name)
@@ -64,13 +68,21 @@ class DeferredPackage(ModuleType):
         ModuleType.__setattr__(self, name, value)
 
     def _run_init(self) -> None:
+        """Run the package's ``__init__``, once. Another thread asking for a name meanwhile waits for it to end
+        (as it would wait for an import in progress); the __init__ itself asking for a name not bound yet (``from .
+        import module``) goes on without it, as in any import."""
         with self._init_lock:
-            if self.__class__ is not DeferredPackage:
-                return  # run by another thread meanwhile
-            self.__class__ = ModuleType  # type: ignore[assignment]  # a plain package from now on, as usual
+            if self._init_started:
+                return
+            ModuleType.__setattr__(self, "_init_started", True)
             spec = self.__spec__
             assert spec is not None and spec.loader is not None
-            spec.loader.exec_module(self)
+            try:
+                spec.loader.exec_module(self)
+            except BaseException:
+                ModuleType.__setattr__(self, "_init_started", False)
+                raise
+            self.__class__ = ModuleType  # type: ignore[assignment]  # a plain package from now on, as usual
 
 
 def defer_package_init(name: str) -> None:
@@ -98,7 +110,9 @@ def defer_package_init(name: str) -> None:
     package = importlib.util.module_from_spec(spec)
     package.__class__ = DeferredPackage
     ModuleType.__setattr__(package, "_exports", exports)
-    ModuleType.__setattr__(package, "_init_lock", threading.Lock())
+    ModuleType.__setattr__(package, "_init_lock", threading.RLock())
+    ModuleType.__setattr__(package, "_init_started", False)
     sys.modules[name] = package
     parent, _, child = name.rpartition(".")
-    setattr(sys.modules[parent], child, package)
+    if parent:
+        setattr(sys.modules[parent], child, package)

@@ -270,12 +270,13 @@ def test_importing_the_api_loads_one_resolver_and_no_asyncio() -> None:
     # When the API's handler module is imported in a fresh interpreter
     loaded = modules_loaded("functions.handlers.api", "")
     # Then Powertools' REST resolver and the API Gateway event were loaded, and no other resolver, no other event
-    # source's data classes, and not asyncio (which only AppSync's resolver imports)
+    # source's data classes, and nothing of asyncio (which only AppSync's resolver imports)
     assert {
         "aws_lambda_powertools.event_handler.api_gateway",
         "aws_lambda_powertools.utilities.data_classes.api_gateway_proxy_event",
     } <= loaded
-    assert loaded & (OTHER_RESOLVERS | OTHER_EVENT_SOURCES | {"asyncio"}) == set()
+    assert loaded & (OTHER_RESOLVERS | OTHER_EVENT_SOURCES) == set()
+    assert {name for name in loaded if name.startswith("asyncio.")} == set()
 
 
 def test_importing_the_consumer_loads_no_other_event_source() -> None:
@@ -290,13 +291,21 @@ def test_importing_the_consumer_loads_no_other_event_source() -> None:
     assert not {name for name in loaded if name.startswith("aws_lambda_powertools.event_handler.")}
 
 
+def test_importing_the_consumer_runs_no_asyncio() -> None:
+    # When the consumer's handler module is imported in a fresh interpreter
+    loaded = modules_loaded("functions.handlers.consumer", "asyncio")
+    # Then Powertools' batch module imported asyncio (for its asynchronous processor, which the consumer does not
+    # use), and none of asyncio's modules was loaded: its __init__ did not run
+    assert loaded == {"asyncio"}
+
+
 DEFERRED = """
 import json, sys
 import functions.handlers  # sets the packages up
 from functions.handlers.lean_imports import DEFERRED_PACKAGES, DeferredPackage
 
 result = {}
-for name in DEFERRED_PACKAGES:
+for name in DEFERRED_PACKAGES[:2]:
     package = sys.modules[name]
     deferred = type(package) is DeferredPackage
     lazily = {export: getattr(package, export) for export in package._exports}
@@ -323,3 +332,47 @@ def test_a_deferred_package_gives_what_its_init_gives() -> None:
         assert kind == "module"
         assert len(everything) > 15
         assert same == everything, name
+
+
+DEFERRED_ASYNCIO = """
+import json, sys, threading, time
+import functions.handlers  # sets asyncio up
+package = sys.modules["asyncio"]
+deferred = type(package).__name__
+
+# While one thread runs the __init__ (slowly), another asks for a name it binds: it waits, and gets it.
+loader = package.__spec__.loader
+real_exec = loader.exec_module
+running = threading.Event()
+def slow_exec(module):
+    running.set()
+    time.sleep(0.2)
+    real_exec(module)
+loader.exec_module = slow_exec
+first = threading.Thread(target=lambda: package.get_event_loop_policy)
+first.start()
+running.wait()
+import asyncio
+sleep = asyncio.sleep  # asked for while the __init__ runs in the other thread
+first.join()
+
+async def answer():
+    await sleep(0)
+    return 42
+
+print(json.dumps([deferred, type(package).__name__, asyncio.run(answer()), sleep is asyncio.tasks.sleep]))
+"""
+
+
+def test_a_deferred_asyncio_runs_its_init_on_first_use_once_for_every_thread() -> None:
+    # Given a fresh interpreter that imported the handlers' package (asyncio deferred)
+    env = {"AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-c", DEFERRED_ASYNCIO], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    deferred, kind, answer, same = json.loads(out.stdout)
+    # Then asyncio was deferred until a name was asked for; a thread asking while another ran its __init__ waited
+    # for it and got the name; and asyncio then works as usual
+    assert deferred == "DeferredPackage"
+    assert kind == "module"
+    assert (answer, same) == (42, True)
