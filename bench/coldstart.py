@@ -46,16 +46,19 @@ HANDLERS = {
     "sweeper": "import functions.handlers.sweeper",
 }
 # The floor under the handlers' figures: the libraries each one imports (Powertools' parts, pydantic with its first
-# model class, which loads the rest of pydantic), and none of our code.
+# model class, which loads the rest of pydantic), and none of our code. They are imported as the handlers import them:
+# after ``functions.handlers``, which only sets up two of Powertools' packages to load the modules asked for
+# (handlers/lean_imports.py).
 _MODEL = "import pydantic; type('M', (pydantic.BaseModel,), {'__annotations__': {'x': int}})"
+_AS_THE_HANDLERS = "import functions.handlers; "
 LIBRARIES = {
     "api: its libraries alone": (
-        "from aws_lambda_powertools import Logger, Metrics; "
+        f"{_AS_THE_HANDLERS}from aws_lambda_powertools import Logger, Metrics; "
         "from aws_lambda_powertools.event_handler import APIGatewayRestResolver; "
         f"from aws_lambda_powertools.event_handler.openapi.params import Path; {_MODEL}"
     ),
     "consumer: its libraries alone": (
-        "from aws_lambda_powertools import Logger, Metrics; "
+        f"{_AS_THE_HANDLERS}from aws_lambda_powertools import Logger, Metrics; "
         f"from aws_lambda_powertools.utilities.batch import BatchProcessor, process_partial_response; {_MODEL}"
     ),
 }

@@ -25,14 +25,12 @@ from aws_lambda_powertools.utilities.batch.exceptions import SQSFifoMessageGroup
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-# Every invocation settles batches and reads paused types: their modules load at init with the rest of the consumer
-# (runtime.py's factories import them when first called, for the API, whose common path calls none of them).
-import functions.dal.batches
-import functions.dal.pauses
-import functions.logic.batches  # noqa: F401
+# Every invocation reads paused types: the store's module loads at init with the rest of the consumer (runtime.py's
+# factories import their modules when first called). A fan-out batch is settled only when a job of one ends
+# (runtime.settle_batch), so the batches' modules load then, not at every cold start.
+import functions.dal.pauses  # noqa: F401
 from functions.handlers.concurrent_batch import ConcurrentBatchProcessor
 from functions.handlers.runtime import (
-    batch_settler,
     callback_deliverer,
     emit,
     files,
@@ -41,6 +39,7 @@ from functions.handlers.runtime import (
     metrics,
     pause_check,
     runtime,
+    settle_batch,
     traced,
 )
 from functions.logic.clock import system_clock
@@ -68,7 +67,7 @@ def message_consumer() -> MessageConsumer:
         files=files,
         limiter=limiter(),
         pauses=pause_check(),
-        after_final=batch_settler().job_final,
+        after_final=settle_batch,
         callback_delivery=callback_deliverer().deliver,
     )
 

@@ -15,6 +15,8 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+# Every request is counted against its key's rate limit: the module loads at init (runtime.py builds the limiter).
+import functions.logic.rate_limits  # noqa: F401
 from functions.handlers.runtime import key_rate_limiter, logger, runtime
 from functions.logic import json_body
 from functions.models.errors import (

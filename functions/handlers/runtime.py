@@ -17,10 +17,8 @@ from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from functions.dal.clients import client, s3_presigner
 from functions.dal.job_queue import QueueLanes, SqsJobQueue
 from functions.dal.jobs_repository import DynamoJobsRepository
-from functions.dal.key_rates import DynamoWindowCounts
 from functions.logic.clock import system_clock
 from functions.logic.lanes import LaneRouter
-from functions.logic.rate_limits import KeyRateLimiter
 from functions.redaction import RedactingFormatter
 from functions.settings import Settings
 from functions.snapstart import register_restore_hooks
@@ -36,6 +34,8 @@ if TYPE_CHECKING:
     from functions.logic.dependencies import Settler
     from functions.logic.limits import Limiter
     from functions.logic.pauses import PauseCheck
+    from functions.logic.rate_limits import KeyRateLimiter
+    from functions.models.job import Job
 
 
 class FunctionLogger(Logger):
@@ -124,8 +124,9 @@ def queue_lanes(settings: Settings) -> QueueLanes:
     )
 
 
-# The stores and services below import their modules when first built: a function that never uses one (the API's
-# common path, POST /jobs and GET /jobs/{id}, uses none of them) does not pay for its import at a cold start.
+# The stores and services below import their modules when first built: a function that never uses one does not pay
+# for its import at a cold start. A handler imports at init the modules of those its common path uses (the API's
+# rate limits, the consumer's limits and pauses), so that their cost stays in the cold start, not its first request.
 
 
 @lru_cache(maxsize=1)
@@ -179,6 +180,13 @@ def batch_settler() -> BatchSettler:
     return BatchSettler(rt.repo, rt.queue, rt.settings, batch_store())
 
 
+def settle_batch(job: Job) -> None:
+    """``BatchSettler.job_final`` for a job that has just become final, the settler (and its modules) built only
+    for a job of a fan-out batch: the consumer's other jobs, nearly all of them, have nothing to settle."""
+    if job.batch_id is not None:
+        batch_settler().job_final(job)
+
+
 @lru_cache(maxsize=1)
 def callback_deliverer() -> CallbackDeliverer:
     """Delivers completion callbacks (logic/callbacks.py)."""
@@ -191,6 +199,9 @@ def callback_deliverer() -> CallbackDeliverer:
 @lru_cache(maxsize=1)
 def key_rate_limiter() -> KeyRateLimiter:
     """The API's per-key rate limits (logic/rate_limits.py), counted in the limits table."""
+    from functions.dal.key_rates import DynamoWindowCounts
+    from functions.logic.rate_limits import KeyRateLimiter
+
     return KeyRateLimiter(DynamoWindowCounts(client("dynamodb"), runtime().settings.limits_table))
 
 

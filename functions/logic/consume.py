@@ -41,13 +41,13 @@ from functions.logic import callbacks
 from functions.logic import cost as job_cost
 from functions.logic.backoff import backoff_seconds
 from functions.logic.clock import Clock, ceil_seconds, iso, parse_iso_ms
+from functions.logic.in_flight import mark_in_flight
 from functions.logic.job_types import JobContext, get_job_type
 from functions.logic.lanes import JobQueue
 from functions.logic.limits import ADMITTED, Admission, Limiter, NoLimits
 from functions.logic.pauses import MARK_AHEAD_SECONDS, PauseCheck, recheck_seconds
 from functions.logic.payloads import full_payload
 from functions.logic.progress import ProgressReporter
-from functions.logic.sweep import mark_in_flight
 from functions.logic.transitions import read_decide_write
 from functions.models.errors import ApiError, ConcurrentUpdate, FileNotFound, JobDeferred, JobFailure, JobsError
 from functions.models.job import Job, JobMessage, JobStatus, Progress

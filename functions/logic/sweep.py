@@ -5,8 +5,8 @@ is set when the job becomes final and moved past each retry's due time (``callba
 when the callback's message was lost (a crash before sending it, an SQS error).
 
 Jobs in flight (processing, retrying) keep a mark too, due at the latest a grace after their lease ends or their
-next attempt is due (``mark_in_flight``, kept by the consumer with each transition; a live job's mark that comes
-due is moved on). Past that, no message of the job is left: one deleted behind the job's back, or moved to the DLQ
+next attempt is due (``in_flight.mark_in_flight``, kept by the consumer with each transition; a live job's mark that
+comes due is moved on). Past that, no message of the job is left: one deleted behind the job's back, or moved to the DLQ
 by the queue's maxReceiveCount (crashes, timeouts, storage errors, lease waits). The sweeper then re-sends the
 job (the consumer takes it over from the record), and ends it ``failed`` once its last attempt is known dead or it
 made no progress for ``orphan_give_up_seconds``: so no accepted job stays non-final forever. Every such write is
@@ -29,6 +29,7 @@ from functions.dal.jobs_repository import JobsRepository
 from functions.logic import callbacks
 from functions.logic.clock import Clock, ceil_seconds, iso, parse_iso_ms
 from functions.logic.enqueue import send_or_leave_to_sweeper
+from functions.logic.in_flight import IN_FLIGHT, in_flight_until
 from functions.logic.lanes import JobQueue
 from functions.models.errors import ConcurrentUpdate
 from functions.models.job import Job, JobStatus
@@ -56,35 +57,6 @@ class SweepReport:
     callbacks_resent: int = 0
     orphans_resent: int = 0
     orphans_failed: int = 0
-
-
-IN_FLIGHT = frozenset({JobStatus.PROCESSING, JobStatus.RETRYING})
-
-
-def _in_flight_until(job: Job) -> int | None:
-    """When an in-flight job's message is due back at the latest: its lease's end, or its next attempt's time."""
-    if job.status == JobStatus.PROCESSING:
-        return job.lease_until_ms
-    if job.status == JobStatus.RETRYING:
-        return job.next_attempt_at_ms
-    return None
-
-
-def mark_in_flight(job: Job, grace_seconds: int, previous: str | None = None) -> Job:
-    """``job`` (about to be written by the consumer) with the sweep mark its status calls for: final, none
-    (``callbacks.arm`` sets one for a pending callback); in flight, due at the latest a grace after its lease or
-    next attempt. An earlier mark (the one it had while pending, nearly always) is kept: the index holds keys only,
-    so a write keeping the mark costs it nothing, where moving it is a delete and a put. If such a mark comes due
-    while the job is still live, the sweeper moves it then (``move_sweep_mark``, no version change). ``previous``:
-    the mark before the transition, when the transition itself drops it (``Job.start``)."""
-    if job.status.is_final:
-        return job.model_copy(update={"sweep_at": None})
-    until = _in_flight_until(job)
-    if job.status not in IN_FLIGHT or until is None:
-        return job
-    latest = iso(until + grace_seconds * 1000)
-    kept = previous if previous is not None else job.sweep_at
-    return job.model_copy(update={"sweep_at": kept if kept is not None and kept <= latest else latest})
 
 
 def sweep(
@@ -117,7 +89,7 @@ def sweep(
                     next_look = now + max(grace_ms, waited_ms)
                     resent += 1
                 elif job.status in IN_FLIGHT:
-                    until = _in_flight_until(job)
+                    until = in_flight_until(job)
                     in_flight_grace_ms = settings.in_flight_grace_seconds * 1000
                     if until is not None and until + in_flight_grace_ms > now:
                         # Still live (its mark was kept from before): look when it would be overdue. The mark moves

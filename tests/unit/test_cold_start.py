@@ -173,17 +173,69 @@ def test_importing_the_api_loads_only_what_its_common_path_needs() -> None:
     assert loaded & RARE_ROUTES_LOGIC == set()
 
 
+# What a record of a job in no fan-out batch never uses: the batches' store and settler, and the producing side's
+# logic (enqueueing, its request models, the sweeper's pass), which only the batches' settling and the sweeper use.
+CONSUMER_RARE_LOGIC = {
+    "functions.logic.batches",
+    "functions.dal.batches",
+    "functions.logic.enqueue",
+    "functions.models.requests",
+    "functions.logic.sweep",
+    "functions.logic.rate_limits",
+    "functions.dal.key_rates",
+}
+
+
 def test_importing_the_consumer_loads_what_each_invocation_uses() -> None:
     # When the consumer's handler module is imported in a fresh interpreter
     loaded = modules_loaded("functions.handlers.consumer", "functions.")
-    # Then the batches, pauses and limits each invocation builds were loaded with it, not at its first record
+    # Then the pauses, limits and callbacks each invocation builds were loaded with it, not at its first record
     assert {
-        "functions.logic.batches",
-        "functions.dal.batches",
         "functions.logic.pauses",
         "functions.dal.pauses",
+        "functions.logic.limits",
+        "functions.dal.limits",
+        "functions.logic.callbacks",
+        "functions.logic.in_flight",
     } <= loaded
-    assert {"functions.logic.limits", "functions.logic.callbacks"} <= loaded
+    # And what only a job of a fan-out batch (or another function) uses was not
+    assert loaded & CONSUMER_RARE_LOGIC == set()
+
+
+SETTLE = """
+import json, sys
+from functions.handlers import consumer, runtime
+from functions.logic.clock import iso
+from functions.models.job import HistoryEntry, Job, JobStatus
+
+settled = []
+class Settler:
+    def job_final(self, job):
+        settled.append(job.id)
+
+def job(job_id, batch_id):
+    now = iso(0)
+    history = (HistoryEntry(status=JobStatus.COMPLETED, at=now),)
+    return Job(id=job_id, tenant="t", type="simulate", payload={}, status=JobStatus.COMPLETED, priority=5, attempts=1,
+               max_attempts=3, created_at=now, updated_at=now, history=history, batch_id=batch_id)
+
+runtime.settle_batch(job("alone", None))
+loaded = "functions.logic.batches" in sys.modules
+runtime.batch_settler = Settler
+runtime.settle_batch(job("child", "b-1"))
+print(json.dumps([loaded, settled]))
+"""
+
+
+def test_the_consumer_settles_batches_only_for_a_job_of_one() -> None:
+    # Given the consumer imported in a fresh interpreter
+    env = {"AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", SETTLE], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    # When a job in no batch ends, then a batch's child
+    loaded, settled = json.loads(out.stdout)
+    # Then the first built no settler (the batches' modules stay unloaded), and the child's batch was settled
+    assert loaded is False
+    assert settled == ["child"]
 
 
 def test_the_request_bodies_are_built_only_with_the_document() -> None:
@@ -195,3 +247,132 @@ def test_the_request_bodies_are_built_only_with_the_document() -> None:
     body = spec["paths"]["/jobs"]["post"]["requestBody"]
     assert body["content"]["application/json"]["schema"]["discriminator"]["propertyName"] == "type"
     assert {"createJob", "createBatch", "enqueueMessage", "createUpload", "cancelJobs"} <= set(doc.request_bodies())
+
+
+# The Powertools modules neither function uses: the other resolvers (AppSync's imports asyncio) and the data classes
+# of other event sources, which the packages' __init__s would load (functions/handlers/lean_imports.py).
+OTHER_RESOLVERS = {
+    "aws_lambda_powertools.event_handler.appsync",
+    "aws_lambda_powertools.event_handler.events_appsync.appsync_events",
+    "aws_lambda_powertools.event_handler.bedrock_agent",
+    "aws_lambda_powertools.event_handler.bedrock_agent_function",
+    "aws_lambda_powertools.event_handler.lambda_function_url",
+    "aws_lambda_powertools.event_handler.vpc_lattice",
+    "aws_lambda_powertools.event_handler.http_resolver",
+}
+OTHER_EVENT_SOURCES = {
+    f"aws_lambda_powertools.utilities.data_classes.{module}"
+    for module in ("appsync_resolver_event", "code_pipeline_job_event", "kinesis_firehose_event", "ses_event")
+}
+
+
+def test_importing_the_api_loads_one_resolver_and_no_asyncio() -> None:
+    # When the API's handler module is imported in a fresh interpreter
+    loaded = modules_loaded("functions.handlers.api", "")
+    # Then Powertools' REST resolver and the API Gateway event were loaded, and no other resolver, no other event
+    # source's data classes, and nothing of asyncio (which only AppSync's resolver imports)
+    assert {
+        "aws_lambda_powertools.event_handler.api_gateway",
+        "aws_lambda_powertools.utilities.data_classes.api_gateway_proxy_event",
+    } <= loaded
+    assert loaded & (OTHER_RESOLVERS | OTHER_EVENT_SOURCES) == set()
+    assert {name for name in loaded if name.startswith("asyncio.")} == set()
+
+
+def test_importing_the_consumer_loads_no_other_event_source() -> None:
+    # When the consumer's handler module is imported in a fresh interpreter
+    loaded = modules_loaded("functions.handlers.consumer", "aws_lambda_powertools.")
+    # Then its batch processor and the SQS record were loaded, and neither a resolver nor other event sources
+    assert {
+        "aws_lambda_powertools.utilities.batch",
+        "aws_lambda_powertools.utilities.data_classes.sqs_event",
+    } <= loaded
+    assert loaded & (OTHER_RESOLVERS | OTHER_EVENT_SOURCES) == set()
+    assert not {name for name in loaded if name.startswith("aws_lambda_powertools.event_handler.")}
+
+
+def test_importing_the_consumer_runs_no_asyncio() -> None:
+    # When the consumer's handler module is imported in a fresh interpreter
+    loaded = modules_loaded("functions.handlers.consumer", "asyncio")
+    # Then Powertools' batch module imported asyncio (for its asynchronous processor, which the consumer does not
+    # use), and none of asyncio's modules was loaded: its __init__ did not run
+    assert loaded == {"asyncio"}
+
+
+DEFERRED = """
+import json, sys
+import functions.handlers  # sets the packages up
+from functions.handlers.lean_imports import DEFERRED_PACKAGES, DeferredPackage
+
+result = {}
+for name in DEFERRED_PACKAGES[:2]:
+    package = sys.modules[name]
+    deferred = type(package) is DeferredPackage
+    lazily = {export: getattr(package, export) for export in package._exports}
+    still_deferred = type(package) is DeferredPackage
+    everything = package.__all__  # not a name any module binds: runs the __init__
+    same = sorted(export for export in everything if export in lazily and getattr(package, export) is lazily[export])
+    result[name] = [deferred, still_deferred, type(package).__name__, sorted(everything), same]
+print(json.dumps(result))
+"""
+
+
+def test_a_deferred_package_gives_what_its_init_gives() -> None:
+    # Given a fresh interpreter that imported the handlers' package
+    env = {"AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-c", DEFERRED], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    for name, (deferred, still_deferred, kind, everything, same) in json.loads(out.stdout).items():
+        # Then each package was set up deferred, and every name its __init__ binds was given one module at a time
+        assert deferred, name
+        assert still_deferred, name
+        # And once its __init__ ran (asked for a name no module binds), it is a plain package again, and every
+        # public name is the very object given before
+        assert kind == "module"
+        assert len(everything) > 15
+        assert same == everything, name
+
+
+DEFERRED_ASYNCIO = """
+import json, sys, threading, time
+import functions.handlers  # sets asyncio up
+package = sys.modules["asyncio"]
+deferred = type(package).__name__
+
+# While one thread runs the __init__ (slowly), another asks for a name it binds: it waits, and gets it.
+loader = package.__spec__.loader
+real_exec = loader.exec_module
+running = threading.Event()
+def slow_exec(module):
+    running.set()
+    time.sleep(0.2)
+    real_exec(module)
+loader.exec_module = slow_exec
+first = threading.Thread(target=lambda: package.get_event_loop_policy)
+first.start()
+running.wait()
+import asyncio
+sleep = asyncio.sleep  # asked for while the __init__ runs in the other thread
+first.join()
+
+async def answer():
+    await sleep(0)
+    return 42
+
+print(json.dumps([deferred, type(package).__name__, asyncio.run(answer()), sleep is asyncio.tasks.sleep]))
+"""
+
+
+def test_a_deferred_asyncio_runs_its_init_on_first_use_once_for_every_thread() -> None:
+    # Given a fresh interpreter that imported the handlers' package (asyncio deferred)
+    env = {"AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-c", DEFERRED_ASYNCIO], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    deferred, kind, answer, same = json.loads(out.stdout)
+    # Then asyncio was deferred until a name was asked for; a thread asking while another ran its __init__ waited
+    # for it and got the name; and asyncio then works as usual
+    assert deferred == "DeferredPackage"
+    assert kind == "module"
+    assert (answer, same) == (42, True)
