@@ -375,8 +375,9 @@ def main() -> None:
         print("--- ours / peer")
         if ours.all_final_s and peer.all_final_s:
             ratio = ours.all_final_s / peer.all_final_s
-            verdict = "PASS" if ratio <= 0.2 else "FAIL"
-            print(f"  all-final time ratio   {ratio:5.2f}  (target <= 0.20: {verdict})")
+            # Issue 15 asks <= 0.5x; an earlier issue asked <= 0.2x.
+            verdicts = ", ".join(f"<= {bound:.2f}: {'PASS' if ratio <= bound else 'FAIL'}" for bound in (0.5, 0.2))
+            print(f"  all-final time ratio   {ratio:5.2f}  (targets {verdicts})")
         else:
             print("  all-final time ratio   n/a (a run did not finish)")
         ratio = ours.rate / peer.rate if peer.rate else float("nan")
