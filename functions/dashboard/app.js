@@ -30,6 +30,8 @@
     for (const child of children) if (child !== null && child !== undefined) node.append(child);
     return node;
   }
+  // The pages loaded after this one (schedules.js) build their elements with the same helper.
+  window.JobsDom = Object.freeze({ el });
 
   function setText(node, text) {
     const value = text === null || text === undefined ? "" : String(text);

@@ -1,5 +1,6 @@
 /* Jobs dashboard: the Schedules page (#/schedules). Plain JS, no build step, loaded after app.js; it reads the key
-   app.js keeps in localStorage and calls the API with URLs relative to the page, as app.js does.
+   app.js keeps in localStorage, builds its elements with app.js's el(), and calls the API with URLs relative to the
+   page, as app.js does.
    List, create (with the next five run times, computed by the server as you type), enable/disable, run now, delete. */
 (() => {
   "use strict";
@@ -9,18 +10,7 @@
   const PREVIEW_DELAY_MS = 250;
   const $ = (id) => document.getElementById(id);
 
-  function el(tag, props, ...children) {
-    const node = document.createElement(tag);
-    for (const [name, value] of Object.entries(props || {})) {
-      if (value === undefined || value === null || value === false) continue;
-      if (name === "class") node.className = value;
-      else if (name === "text") node.textContent = value;
-      else if (name === "dataset") Object.assign(node.dataset, value);
-      else node.setAttribute(name, value === true ? "" : String(value));
-    }
-    for (const child of children) if (child !== null && child !== undefined) node.append(child);
-    return node;
-  }
+  const el = window.JobsDom.el; // app.js's, loaded before this file
 
   function when(iso) {
     if (!iso) return "—";
