@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from functions.dal.jobs_repository import JobsRepository
 from functions.logic.manage import get_job
-from functions.models.errors import InvalidQuery
+from functions.logic.queries import int_query
 from functions.models.job import Job
 
 MAX_WAIT_SECONDS = 20
@@ -23,12 +23,9 @@ MAX_INTERVAL_SECONDS = 1.0
 
 def parse_wait(query: dict[str, str]) -> float:
     """The ``wait`` query parameter: whole seconds from 0 to 20 (0 or absent: answer at once)."""
-    raw = query.get("wait")
-    if raw is None or raw == "":
-        return 0.0
-    if not (raw.isascii() and raw.isdigit()) or not 0 <= int(raw) <= MAX_WAIT_SECONDS:
-        raise InvalidQuery(f"'wait' must be an integer from 0 to {MAX_WAIT_SECONDS} (seconds)")
-    return float(int(raw))
+    # An empty value answers at once, as an absent one does.
+    wait = {"wait": query.get("wait") or "0"}
+    return float(int_query(wait, "wait", 0, 0, MAX_WAIT_SECONDS, unit="seconds"))
 
 
 def wait_for_final(

@@ -71,7 +71,7 @@ def test_unknown_job_is_not_found(repo: InMemoryJobsRepository) -> None:
 
 @pytest.mark.parametrize("raw", ["21", "-1", "1.5", "x", "²", "99999999999999999999"])
 def test_wait_must_be_0_to_20_seconds(raw: str) -> None:
-    with pytest.raises(InvalidQuery, match="wait"):
+    with pytest.raises(InvalidQuery, match=r"^'wait' must be an integer from 0 to 20 \(seconds\)$"):
         parse_wait({"wait": raw})
 
 
