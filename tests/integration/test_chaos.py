@@ -31,7 +31,7 @@ import pytest
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from functions.dal.jobs_repository import DynamoJobsRepository
+from functions.dal.jobs_repository import Claim, DynamoJobsRepository
 from functions.handlers import runtime as runtime_module
 from functions.handlers import sweeper
 from functions.handlers.runtime import runtime
@@ -116,6 +116,18 @@ def chaos(service: Service, monkeypatch: pytest.MonkeyPatch) -> Iterator[Chaos]:
         chaos.maybe_crash(f"after {kind} write")
 
     monkeypatch.setattr(DynamoJobsRepository, "save", chaotic_save)
+    original_claim_pending = DynamoJobsRepository.claim_pending
+
+    # A pending job's first attempt is claimed by one conditional update without a read (records.claim_pending),
+    # not through save: the same two points around it, or most claims would never crash.
+    def chaotic_claim_pending(self: DynamoJobsRepository, *args: Any, **kwargs: Any) -> Claim:
+        chaos.maybe_crash("before claim write")
+        claim = original_claim_pending(self, *args, **kwargs)
+        if claim.claimed:
+            chaos.maybe_crash("after claim write")
+        return claim
+
+    monkeypatch.setattr(DynamoJobsRepository, "claim_pending", chaotic_claim_pending)
 
     def effect(payload: ChaosPayload, ctx: JobContext) -> str:
         record = runtime().repo.get(ctx.tenant, ctx.job_id)
