@@ -181,8 +181,9 @@ def batch_settler() -> BatchSettler:
 
 
 def settle_batch(job: Job) -> None:
-    """``BatchSettler.job_final`` for a job that has just become final, the settler (and its modules) built only
-    for a job of a fan-out batch: the consumer's other jobs, nearly all of them, have nothing to settle."""
+    """``BatchSettler.job_final`` for a job that has just become final (the consumer's, the sweeper's, a cancel's, a
+    dependency's end), the settler and its modules built only for a job of a fan-out batch: nearly every job is in
+    none."""
     if job.batch_id is not None:
         batch_settler().job_final(job)
 
@@ -223,7 +224,7 @@ def dependency_settler() -> Settler:
 
     rt = runtime()
     grace = rt.settings.pending_grace_seconds
-    return Settler(dependency_store(), rt.repo, rt.queue, system_clock, grace, batch_settler().job_final)
+    return Settler(dependency_store(), rt.repo, rt.queue, system_clock, grace, settle_batch)
 
 
 @lru_cache(maxsize=1)

@@ -8,9 +8,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-# Every sweep settles batches: the module loads at init (runtime.py's factories import it when first called).
-import functions.logic.batches  # noqa: F401
-from functions.handlers.runtime import batch_settler, emit, logger, metrics, runtime, schedule_store, traced
+from functions.handlers.runtime import emit, logger, metrics, runtime, schedule_store, settle_batch, traced
 from functions.logic import schedules
 from functions.logic.clock import system_clock
 from functions.logic.enqueue import Accepted, JobSpec, enqueue_settings, submit
@@ -39,7 +37,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
         orphan_give_up_seconds=rt.settings.orphan_give_up_seconds,
     )
     # A job the sweeper ends may be its batch's last: the batch is settled as when a consumer ends it.
-    report = sweep(rt.repo, rt.queue, system_clock, settings, after_final=batch_settler().job_final)
+    report = sweep(rt.repo, rt.queue, system_clock, settings, after_final=settle_batch)
     emit("ScheduledReleased", report.released)
     emit("PendingResent", report.resent)
     emit("CallbacksResent", report.callbacks_resent)

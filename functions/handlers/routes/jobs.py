@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from functions.dal import metering
 from functions.handlers import openapi as doc
 from functions.handlers.http import caller_tenant, json_response, read_json_body, read_query
-from functions.handlers.runtime import batch_settler, dependency_store, files, runtime
+from functions.handlers.runtime import dependency_store, files, runtime, settle_batch
 from functions.logic import manage, waiting
 from functions.logic.clock import system_clock
 from functions.logic.enqueue import Accepted, JobSpec, enqueue_settings, parse_job_spec, parse_message_request, submit
@@ -144,7 +144,7 @@ def cancel_jobs() -> Response[str]:
         system_clock,
         queue=rt.queue,
         pending_grace_seconds=rt.settings.pending_grace_seconds,
-        after_final=batch_settler().job_final,
+        after_final=settle_batch,
     )
     return json_response(200, answer)
 
@@ -202,7 +202,7 @@ def cancel_job(job_id: JobId) -> Response[str]:
         system_clock,
         queue=rt.queue,
         pending_grace_seconds=rt.settings.pending_grace_seconds,
-        after_final=batch_settler().job_final,
+        after_final=settle_batch,
     )
     return json_response(200, record(job))
 
