@@ -25,6 +25,9 @@ from functions.logic.job_types import get_job_type, registered_types
 from functions.logic.uploads import UPLOAD_TYPES
 from functions.models.bounds import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
+    LIST_LIMIT_DEFAULT,
+    LIST_LIMIT_MAX,
+    LIST_LIMIT_MIN,
     MAX_ATTEMPTS_MAX,
     MAX_ATTEMPTS_MIN,
     MAX_BATCH_JOBS,
@@ -366,6 +369,23 @@ def parameters_built_with_document(operation_id: str, build: Callable[[], dict[s
 
 def query_param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+def integer_schema(low: int, high: int, default: int) -> dict[str, Any]:
+    """A query parameter's schema for what ``logic/queries.int_query`` accepts: an integer from ``low`` to ``high``."""
+    return {"type": "integer", "minimum": low, "maximum": high, "default": default}
+
+
+def page_params() -> tuple[dict[str, Any], dict[str, Any]]:
+    """A listing's ``limit`` and ``cursor`` query parameters."""
+    return (
+        query_param("limit", "Page size", integer_schema(LIST_LIMIT_MIN, LIST_LIMIT_MAX, LIST_LIMIT_DEFAULT)),
+        query_param(
+            "cursor",
+            "The previous page's nextCursor: opaque, so no schema can tell a good one (a bad one is INVALID_QUERY)",
+            {"type": "string", "minLength": 1},
+        ),
+    )
 
 
 def header_param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:

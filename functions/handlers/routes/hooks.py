@@ -57,7 +57,7 @@ _PARAMETERS = doc.parameters(
     doc.query_param(
         "priority",
         "The job's priority",
-        {"type": "integer", "minimum": PRIORITY_MIN, "maximum": PRIORITY_MAX, "default": PRIORITY_DEFAULT},
+        doc.integer_schema(PRIORITY_MIN, PRIORITY_MAX, PRIORITY_DEFAULT),
     ),
     doc.header_param(
         "X-Jobs-Signature",

@@ -17,7 +17,7 @@ from functions.logic.clock import system_clock
 from functions.logic.enqueue import Accepted, JobSpec, enqueue_settings, parse_job_spec, parse_message_request, submit
 from functions.logic.job_types import registered_types
 from functions.logic.payloads import with_full_payload
-from functions.models.bounds import JOB_ID_MAX_LENGTH, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, LIST_LIMIT_MIN
+from functions.models.bounds import JOB_ID_MAX_LENGTH
 from functions.models.errors import InvalidQuery, NotFound, shown
 from functions.models.job import Job
 
@@ -83,16 +83,7 @@ def enqueue_message() -> Response[str]:
     openapi_extensions=doc.parameters(
         doc.query_param("status", "Only jobs in this status", {"type": "string", "enum": doc.STATUS_VALUES}),
         doc.query_param("type", "Only jobs of this type", {"type": "string", "enum": registered_types()}),
-        doc.query_param(
-            "limit",
-            "Page size",
-            {"type": "integer", "minimum": LIST_LIMIT_MIN, "maximum": LIST_LIMIT_MAX, "default": LIST_LIMIT_DEFAULT},
-        ),
-        doc.query_param(
-            "cursor",
-            "The previous page's nextCursor: opaque, so no schema can tell a good one (a bad one is INVALID_QUERY)",
-            {"type": "string", "minLength": 1},
-        ),
+        *doc.page_params(),
     ),
 )
 def list_jobs() -> Response[str]:
@@ -165,7 +156,7 @@ def cancel_jobs() -> Response[str]:
         doc.query_param(
             "wait",
             "Long-poll: seconds to wait for a final status",
-            {"type": "integer", "minimum": 0, "maximum": waiting.MAX_WAIT_SECONDS, "default": 0},
+            doc.integer_schema(0, waiting.MAX_WAIT_SECONDS, 0),
         ),
     ),
 )

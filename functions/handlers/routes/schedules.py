@@ -14,7 +14,6 @@ from functions.handlers.http import caller_tenant, json_response, read_json_body
 from functions.handlers.routes.jobs import LOCATION, submit_for
 from functions.handlers.runtime import runtime, schedule_store
 from functions.logic.clock import system_clock
-from functions.models.bounds import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, LIST_LIMIT_MIN
 
 # Each route imports the schedules' logic (its models, cron parser and time-zone list) when first called, and the
 # preview's parameters are built with the document: POST /jobs and GET /jobs/{id} need none of it at a cold start.
@@ -65,16 +64,7 @@ def create_schedule() -> Response[str]:
     tags=["schedules"],
     responses={200: doc.ok("SchedulePage", "A page of schedules"), **doc.keyed_errors("INVALID_QUERY")},
     openapi_extensions=doc.parameters(
-        doc.query_param(
-            "limit",
-            "Page size",
-            {"type": "integer", "minimum": LIST_LIMIT_MIN, "maximum": LIST_LIMIT_MAX, "default": LIST_LIMIT_DEFAULT},
-        ),
-        doc.query_param(
-            "cursor",
-            "The previous page's nextCursor: opaque, so no schema can tell a good one (a bad one is INVALID_QUERY)",
-            {"type": "string", "minLength": 1},
-        ),
+        *doc.page_params(),
     ),
 )
 def list_schedules() -> Response[str]:
@@ -102,12 +92,9 @@ def _preview_parameters() -> dict[str, Any]:
         doc.query_param(
             "count",
             "How many run times",
-            {
-                "type": "integer",
-                "minimum": schedules.PREVIEW_COUNT_MIN,
-                "maximum": schedules.PREVIEW_COUNT_MAX,
-                "default": schedules.PREVIEW_COUNT_DEFAULT,
-            },
+            doc.integer_schema(
+                schedules.PREVIEW_COUNT_MIN, schedules.PREVIEW_COUNT_MAX, schedules.PREVIEW_COUNT_DEFAULT
+            ),
         ),
     )
 

@@ -46,12 +46,7 @@ def stats() -> Response[str]:
         doc.query_param(
             "minutes",
             "How many minutes",
-            {
-                "type": "integer",
-                "minimum": THROUGHPUT_MINUTES_MIN,
-                "maximum": THROUGHPUT_MINUTES_MAX,
-                "default": THROUGHPUT_MINUTES_DEFAULT,
-            },
+            doc.integer_schema(THROUGHPUT_MINUTES_MIN, THROUGHPUT_MINUTES_MAX, THROUGHPUT_MINUTES_DEFAULT),
         )
     ),
 )
@@ -73,12 +68,7 @@ def throughput() -> Response[str]:
         doc.query_param(
             "minutes",
             "How many minutes",
-            {
-                "type": "integer",
-                "minimum": COST_MINUTES_MIN,
-                "maximum": COST_MINUTES_MAX,
-                "default": COST_MINUTES_DEFAULT,
-            },
+            doc.integer_schema(COST_MINUTES_MIN, COST_MINUTES_MAX, COST_MINUTES_DEFAULT),
         )
     ),
 )
