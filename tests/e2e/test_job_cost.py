@@ -5,15 +5,13 @@ browser."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import Client, LocalStackProcess
-
-CHROMIUM = Path("/usr/bin/chromium")
+from tests.e2e.test_dashboard import CHROMIUM, browser, page  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.e2e
 
@@ -50,29 +48,12 @@ def test_a_message_job_costs_what_its_record_says_and_the_stats_sum_it(tenant: C
     assert (bad.status_code, bad.json()["code"]) == (400, "INVALID_QUERY")
 
 
-@pytest.fixture
-def page() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's Chromium (/usr/bin/chromium) is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox", "--disable-gpu"]
-        )
-        context = browser.new_context(viewport={"width": 1360, "height": 1000})
-        page = context.new_page()
-        page.set_default_timeout(10_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        yield page
-        browser.close()
-        assert not errors, f"uncaught errors in the page: {errors}"
-
-
-def test_the_dashboard_shows_cost_per_type_for_the_day(stack: LocalStackProcess, tenant: Client, page: Any) -> None:
-    from playwright.sync_api import expect
-
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium (/usr/bin/chromium) is not installed")
+def test_the_dashboard_shows_cost_per_type_for_the_day(
+    stack: LocalStackProcess,
+    tenant: Client,
+    page: Page,  # noqa: F811  (the fixture imported above)
+) -> None:
     # Given a message job that ran and was counted
     job_id = tenant.enqueue({"type": "message", "payload": {"message": "dashboard"}})["id"]
     tenant.wait_for(job_id, {"completed"})

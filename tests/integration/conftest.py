@@ -13,6 +13,7 @@ from functions.dal.clients import client
 from functions.dal.jobs_repository import DynamoJobsRepository
 from functions.handlers import authorizer, runtime, stats_stream
 from functions.handlers import consumer as consumer_handler
+from functions.settings import Settings
 from infra.config import local_config
 from local.aws import create_api_keys, create_resources
 from local.event_source import SqsEventSource
@@ -45,6 +46,16 @@ def _after_counting(read: Any) -> Any:
         return read(repo, *args, **kwargs)
 
     return call
+
+
+@pytest.fixture(scope="module")
+def local_tables() -> Iterator[Settings]:
+    """The local stack's tables and queues in moto for one module's tests, with the settings the functions would run
+    with."""
+    with mock_aws(config={"core": {"reset_boto3_session": False}}):
+        config = local_config()
+        create_resources(config)
+        yield config.settings()
 
 
 @pytest.fixture

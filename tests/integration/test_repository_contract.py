@@ -11,13 +11,11 @@ then works in tenants of its own.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from functions.dal.jobs_repository import (
     DynamoJobsRepository,
@@ -32,8 +30,6 @@ from functions.logic.stats_stream import StatsStore
 from functions.models.errors import ConcurrentUpdate, IdempotencyKeyUsed
 from functions.models.job import HistoryEntry, Job, JobStatus, Progress
 from functions.settings import Settings
-from infra.config import local_config
-from local.aws import create_resources
 from tests.unit.fakes import FakeClock, InMemoryJobsRepository, make_job
 
 BASE_MS = 1_800_000_000_000  # ahead of today: no record of these tests is past a retention period
@@ -76,15 +72,6 @@ class Subject:
         return stored
 
 
-@pytest.fixture(scope="module")
-def dynamodb_settings() -> Iterator[Settings]:
-    """The local stack's tables in moto, with the settings the functions would run with."""
-    with mock_aws(config={"core": {"reset_boto3_session": False}}):
-        config = local_config()
-        create_resources(config)
-        yield config.settings()
-
-
 _cases = itertools.count(1)
 
 
@@ -93,7 +80,7 @@ def subject(request: pytest.FixtureRequest) -> Subject:
     clock = FakeClock(BASE_MS + 3_600_000)
     if request.param == "in-memory":
         return Subject(InMemoryJobsRepository(sweep_shards=4), 4, clock, "tenant-a", "tenant-b")
-    settings: Settings = request.getfixturevalue("dynamodb_settings")
+    settings: Settings = request.getfixturevalue("local_tables")
     repo = DynamoJobsRepository.from_settings(boto3.client("dynamodb"), settings)
     case = next(_cases)
     return Subject(repo, settings.sweep_shards, clock, f"case-{case}-a", f"case-{case}-b")

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from functions.dal.jobs_repository import DynamoJobsRepository, StatsItem, StatusChange, stream_slot
 from functions.dal.jobs_repository.stream import STALE_ENTRY_SECONDS, applied_attribute
@@ -18,8 +16,6 @@ from functions.handlers.stats_stream import apply_event
 from functions.logic.stats_stream import apply_stream_batch
 from functions.models.errors import StorageError
 from functions.settings import Settings
-from infra.config import local_config
-from local.aws import create_resources
 
 AT = "2026-12-06T10:15:42.123Z"
 MINUTE = "2026-12-06T10:15Z"
@@ -30,25 +26,17 @@ SHARD = "shardId-00000001541626099285-f35f62ef"
 _tenants = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
-def settings() -> Iterator[Settings]:
-    with mock_aws(config={"core": {"reset_boto3_session": False}}):
-        config = local_config()
-        create_resources(config)
-        yield config.settings()
-
-
 @pytest.fixture
-def calls(settings: Settings) -> Counter[str]:
+def calls(local_tables: Settings) -> Counter[str]:
     """The DynamoDB operations the repository's client makes."""
     return Counter()
 
 
 @pytest.fixture
-def repo(settings: Settings, calls: Counter[str]) -> DynamoJobsRepository:
+def repo(local_tables: Settings, calls: Counter[str]) -> DynamoJobsRepository:
     client = boto3.client("dynamodb")
     client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.update([model.name]))
-    return DynamoJobsRepository.from_settings(client, settings)
+    return DynamoJobsRepository.from_settings(client, local_tables)
 
 
 @pytest.fixture
