@@ -23,11 +23,12 @@ import math
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field, fields
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from _common import API_KEY, BUILD, Http, free_port
 
@@ -726,56 +727,59 @@ def record(
 
 def _enqueue(port: int, jobs: int, connections: int, body: Any) -> list[str]:
     """POST /jobs ``jobs`` times; returns the new jobs' ids."""
-    lock = threading.Lock()
-    cursor = iter(range(jobs))
-    ids: list[str] = []
 
-    def worker() -> None:
-        client = Http(port, {"x-api-key": API_KEY})
-        while True:
-            with lock:
-                i = next(cursor, None)
-            if i is None:
-                break
-            status, created = client.request("POST", "/jobs", body(i))
-            if status in (200, 201, 202) and isinstance(created, dict) and "id" in created:
-                with lock:
-                    ids.append(str(created["id"]))
-        client.close()
+    def create(client: Http, i: int) -> str | None:
+        status, created = client.request("POST", "/jobs", body(i))
+        ok = status in (200, 201, 202) and isinstance(created, dict) and "id" in created
+        return str(created["id"]) if ok else None
 
-    _run_threads(worker, connections)
-    return ids
+    return _each_over_connections(port, range(jobs), connections, create)
 
 
 def _read_each(port: int, ids: list[str], connections: int) -> list[dict[str, Any]]:
     """GET /jobs/{id} once per job (the workload's status read); returns each final job's ``cost``."""
+
+    def cost(client: Http, job_id: str) -> dict[str, Any] | None:
+        status, job = client.request("GET", f"/jobs/{job_id}")
+        ok = status == 200 and isinstance(job, dict) and isinstance(job.get("cost"), dict)
+        return job["cost"] if ok else None
+
+    return _each_over_connections(port, ids, connections, cost)
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _each_over_connections(
+    port: int, items: Iterable[T], connections: int, call: Callable[[Http, T], R | None]
+) -> list[R]:
+    """``call(client, item)`` for every item, on ``connections`` keep-alive connections at once; what the calls
+    returned, Nones left out."""
     lock = threading.Lock()
-    cursor = iter(ids)
-    costs: list[dict[str, Any]] = []
+    cursor = iter(items)
+    results: list[R] = []
 
     def worker() -> None:
         client = Http(port, {"x-api-key": API_KEY})
         while True:
             with lock:
-                job_id = next(cursor, None)
-            if job_id is None:
-                break
-            status, job = client.request("GET", f"/jobs/{job_id}")
-            if status == 200 and isinstance(job, dict) and isinstance(job.get("cost"), dict):
+                try:
+                    item = next(cursor)
+                except StopIteration:
+                    break
+            result = call(client, item)
+            if result is not None:
                 with lock:
-                    costs.append(job["cost"])
+                    results.append(result)
         client.close()
 
-    _run_threads(worker, connections)
-    return costs
-
-
-def _run_threads(worker: Any, count: int) -> None:
-    threads = [threading.Thread(target=worker) for _ in range(count)]
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return results
 
 
 DEFAULT_RECORDING = BUILD / "recording.json"
