@@ -132,3 +132,12 @@ def stop_process_group(proc: subprocess.Popen[bytes], grace_s: float = 20) -> No
             except ProcessLookupError:
                 return
             time.sleep(0.2)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc), or None where that cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None

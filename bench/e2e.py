@@ -36,7 +36,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from _common import API_KEY, BUILD, ROOT, Http, free_port, percentile, start_local_stack, stop_process_group, wait_http
+from _common import (
+    API_KEY,
+    BUILD,
+    ROOT,
+    Http,
+    cpu_seconds,
+    free_port,
+    percentile,
+    start_local_stack,
+    stop_process_group,
+    wait_http,
+)
 
 PEER_SRC = Path(os.environ.get("PEER_DIR", "/work/shared/peers/seed1-wrangler"))
 PEER_NPM = ROOT / ".build" / "peer"
@@ -177,7 +188,7 @@ def run_ours(jobs: int, connections: int, cap_s: float, profile: Path | None) ->
         ]
         # CPU of the stack's own process (not of a profiler wrapping it): one Python process, whose Python code runs
         # on one core at a time, so at ~100 % of a core its CPU per job is what bounds both figures.
-        cpu = _cpu_seconds if prefix is None else (lambda _pid: None)
+        cpu = cpu_seconds if prefix is None else (lambda _pid: None)
         cpu_start = cpu(proc.pid)
         t0, t1, result.latencies_ms, ids, result.enqueue_errors = enqueue(port, headers, bodies, connections, 202)
         cpu_enqueued = cpu(proc.pid)
@@ -213,15 +224,6 @@ def run_ours(jobs: int, connections: int, cap_s: float, profile: Path | None) ->
         return result
     finally:
         stop_process_group(proc)
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of process ``pid`` so far (Linux /proc), or None where that cannot be read."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _list_final(client: Http) -> list[dict[str, Any]]:

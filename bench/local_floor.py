@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from _common import ROOT  # noqa: F401 - puts the repository on sys.path
+from _common import API_KEY, BUILD, cpu_seconds, start_local_stack, stop_process_group, wait_http
 
 
 def main() -> None:
@@ -43,7 +43,7 @@ def main() -> None:
     over_http = None if args.no_http else http_cpu_per_post(args.jobs)
 
     from botocore.handlers import BUILTIN_HANDLERS
-    from handler import post_event
+    from handler import post_event, snake
 
     from infra.config import local_config
     from local.aws import LocalAws, create_resources, fake_credentials, patch_moto
@@ -98,7 +98,7 @@ def main() -> None:
                 serial[0] += 1
                 fresh = f"{serial[0]:08d}-floor-{job_id[14:]}"  # a new job id, so the create's condition holds
                 for service, op, text in texts:
-                    method = getattr(clients[service], _snake(op))
+                    method = getattr(clients[service], snake(op))
                     method(**json.loads(text.replace(job_id, fresh)))
 
             return run
@@ -143,8 +143,7 @@ def main() -> None:
 
 def http_cpu_per_post(jobs: int) -> float | None:
     """The local stack's CPU ms per ``POST /jobs`` over HTTP with no consumer running (None if it did not start)."""
-    from _common import API_KEY, BUILD, start_local_stack, stop_process_group, wait_http
-    from e2e import _cpu_seconds, enqueue
+    from e2e import enqueue
 
     consumers_off = {"JOBS_LOCAL_CONSUMERS": "0", "JOBS_LOCAL_LANE_CONSUMERS": "0"}
     proc, port = start_local_stack(BUILD / "local-floor.log", extra_env=consumers_off)
@@ -159,10 +158,10 @@ def http_cpu_per_post(jobs: int) -> float | None:
             for i in range(jobs)
         ]
         time.sleep(1)  # the warm-up's stream records counted
-        before = _cpu_seconds(proc.pid)
+        before = cpu_seconds(proc.pid)
         enqueue(port, headers, bodies, 8, 202)
         time.sleep(1)  # and these
-        after = _cpu_seconds(proc.pid)
+        after = cpu_seconds(proc.pid)
         if before is None or after is None:
             return None
         return (after - before - _idle_cpu(proc.pid, 1.0)) / jobs * 1000
@@ -172,11 +171,9 @@ def http_cpu_per_post(jobs: int) -> float | None:
 
 def _idle_cpu(pid: int, seconds: float) -> float:
     """What the stack spends meanwhile with nothing to do (its pollers, the sweeper), for ``seconds`` x 2 sleeps."""
-    from e2e import _cpu_seconds
-
-    before = _cpu_seconds(pid)
+    before = cpu_seconds(pid)
     time.sleep(seconds * 2)
-    after = _cpu_seconds(pid)
+    after = cpu_seconds(pid)
     return (after - before) if before is not None and after is not None else 0.0
 
 
@@ -184,10 +181,6 @@ def _drain(sqs: Any, queue_url: str) -> None:
     while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
         entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)]
         sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
-
-
-def _snake(name: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
 if __name__ == "__main__":
