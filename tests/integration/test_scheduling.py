@@ -184,8 +184,8 @@ def test_a_run_at_in_the_past_means_now(service: Service, ago: timedelta) -> Non
 
 
 def test_a_run_at_with_another_offset_is_the_same_instant_in_utc(service: Service) -> None:
-    # Given a runAt two seconds ahead, written in UTC+05:30
-    when = datetime.now(timezone(timedelta(hours=5, minutes=30))) + timedelta(seconds=2)
+    # Given a runAt thirty seconds ahead, written in UTC+05:30
+    when = datetime.now(timezone(timedelta(hours=5, minutes=30))) + timedelta(seconds=30)
 
     # When the job is posted
     job = service.create_job(ok_job(runAt=when.isoformat()))
@@ -194,7 +194,9 @@ def test_a_run_at_with_another_offset_is_the_same_instant_in_utc(service: Servic
     assert job["status"] == "scheduled"
     assert job["runAt"] == iso(int(when.timestamp() * 1000))
     assert job["runAt"].endswith("Z")
-    assert sends_of(service, job["id"]) == [2]
+    # And SQS holds it back for what is left of the 30 s when it is sent (rounded up; a slow machine takes a few)
+    [delay] = sends_of(service, job["id"])
+    assert 20 <= delay <= 30, delay
 
 
 def test_a_run_at_exactly_one_year_ahead_is_accepted(service: Service) -> None:
