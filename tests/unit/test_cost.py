@@ -213,13 +213,16 @@ def test_a_retried_job_adds_only_its_new_run_to_the_sums() -> None:
 
 
 def test_index_entries_follow_the_tables_indexes_a_record_enters_and_leaves() -> None:
-    # Given a new pending job marked for the sweeper, and the same job claimed, then completed
+    # Given a new pending job marked for the sweeper, and the same job claimed, then completed (or failed)
     created = a_job(status=JobStatus.PENDING, sweep_at="2026-12-07T00:00:10Z")
     claimed = created.model_copy(update={"status": JobStatus.PROCESSING, "sweep_at": None})
     completed = claimed.model_copy(update={"status": JobStatus.COMPLETED, "completed_at": "2026-12-07T00:00:02Z"})
+    failed = claimed.model_copy(update={"status": JobStatus.FAILED, "completed_at": "2026-12-07T00:00:02Z"})
     # Then creating it writes its by-tenant entry and the sweep mark (no status entry while unfinished)
     assert cost.create_index_entries(created) == 2
-    # and the claim removes the mark, the final write puts the status entry, and a moved mark is a delete + put
+    # and the claim removes the mark; completing writes no status entry (completed is listed by the walk), failing
+    # puts one; a moved mark is a delete + put
     assert cost.index_entry_writes(created, claimed) == 1
-    assert cost.final_index_entries(claimed, completed) == 1
+    assert cost.final_index_entries(claimed, completed) == 0
+    assert cost.final_index_entries(claimed, failed) == 1
     assert cost.index_entry_writes(created, created.model_copy(update={"sweep_at": "2026-12-07T00:01:00Z"})) == 2

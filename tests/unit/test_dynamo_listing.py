@@ -172,7 +172,7 @@ def test_a_listing_reads_its_records_by_key_newest_first_and_drops_those_that_mo
     assert all("tenantStatus" not in item for item in index_items)
 
 
-def test_only_final_statuses_are_listed_from_the_status_index(clock: FakeClock) -> None:
+def test_only_failed_and_cancelled_are_listed_from_the_status_index(clock: FakeClock) -> None:
     # Given a tenant's jobs: two failed ones among pending ones
     repo = _repo()
     jobs = [
@@ -189,6 +189,28 @@ def test_only_final_statuses_are_listed_from_the_status_index(clock: FakeClock) 
     assert [job.id for job in page.jobs] == [jobs[3].id, jobs[1].id]
     assert {q["IndexName"] for q in client.queries} == {"by-status"}
     assert sum(client.keys_read) == 3  # the two, and the key the fake leaves unprocessed once
+
+
+def test_completed_jobs_are_listed_by_walking_the_tenants_index(clock: FakeClock) -> None:
+    # Given a tenant's jobs: completed ones among failed ones; completing wrote no status entry
+    repo = _repo()
+    jobs = [
+        job.model_copy(update={"status": JobStatus.COMPLETED if n % 2 else JobStatus.FAILED})
+        for n, job in enumerate(_jobs(clock, 6))
+    ]
+    items = [repo._to_item(job) for job in jobs]
+    assert [("tenantStatus" in item) for item in items] == [True, False] * 3
+    client = ShardedIndex(items)
+    repo._ddb = client
+
+    # When the completed jobs are listed
+    page = repo.list_page("tenant-a", JobStatus.COMPLETED, None, limit=10, cursor=None)
+
+    # Then the tenant's partitions were walked (no status index query), and only the completed jobs came back,
+    # newest first
+    assert [job.id for job in page.jobs] == [jobs[5].id, jobs[3].id, jobs[1].id]
+    assert {q["IndexName"] for q in client.queries} == {"by-tenant"}
+    assert page.next_cursor is None
 
 
 def test_a_sparse_status_listing_examines_a_bounded_number_of_entries_per_page(clock: FakeClock) -> None:

@@ -26,15 +26,21 @@ INDEX_KEYS = {
 }
 
 
-# Which statuses the by-status index lists: the final ones. A job enters it once, when it ends (one write unit; no
-# entry to delete before), and never leaves it. The others (scheduled, pending, processing, retrying and any
-# non-final status added later) are a tenant's unfinished jobs, few and recent beside its history: a listing of
-# one of them walks the by-tenant index newest first and keeps the records in that status, examining at most
-# ``listing_read_budget`` entries a page (a page may come back short, with a cursor). So creating, claiming,
-# retrying and scheduling a job write no status entry at all.
+# Which statuses the by-status index lists: the final ones other than ``completed``. A job enters it once, when it
+# ends failed or cancelled (one write unit; no entry to delete before), and never leaves it. The others are listed
+# by walking the by-tenant index newest first and keeping the records in that status, examining at most
+# ``listing_read_budget`` entries a page (a page may come back short, with a cursor): the unfinished statuses
+# (scheduled, pending, processing, retrying, waiting and any added later), few and recent beside a tenant's
+# history, and ``completed``, which most of a tenant's jobs end in, so the walk finds them about as densely as an
+# index would, and the index entry (a write unit on every job that succeeds, and its storage) is saved. An index
+# pays for itself only for the statuses that are sparse in a tenant's history. So creating, claiming, retrying,
+# scheduling and completing a job write no status entry at all.
+INDEXED_STATUSES = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+
+
 def status_partition(status: JobStatus) -> str | None:
     """The job's partition of the by-status index, or None when a job in ``status`` has no entry there."""
-    return status.value if status.is_final else None
+    return status.value if status in INDEXED_STATUSES else None
 
 
 def record_key(tenant: str, job_id: str) -> str:

@@ -1,13 +1,13 @@
 """Listing a tenant's jobs newest first (all, by status, by type), a page at a time with opaque cursors.
 
-Two indexes serve every listing: by-tenant (every job, from its creation) and by-status (final jobs only, from their
-end). A type is a filter on either's entries, which project it: a type index would cost every job a write unit at
-creation for what a filter on entries the listing reads anyway gives.
+Two indexes serve every listing: by-tenant (every job, from its creation) and by-status (failed and cancelled jobs
+only, from their end: keys.py). A type is a filter on either's entries, which project it: a type index would cost
+every job a write unit at creation for what a filter on entries the listing reads anyway gives.
 
 A listing index key carries a shard of the job id (keys.py): a page queries each shard of its partition and merges
 them on ``createdKey``. The indexes hold keys and the type only, so a job's updates do not rewrite them; the page's
-records are then read by key. Only final statuses have by-status entries; the others are listed from the tenant's
-(or the type's) partition, keeping the records in that status.
+records are then read by key. Only the sparse final statuses have by-status entries; the others (completed among
+them) are listed from the tenant's partition, keeping the records in that status.
 """
 
 from __future__ import annotations
