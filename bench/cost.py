@@ -17,6 +17,9 @@ assumed, and each handler's log output (Powertools' lines and EMF metrics, at th
 - light (1 million jobs a month, evenly spread, ~0.4/s): measured with batches of one (one record per consumer
   invocation, one stream record per stats invocation, as each stream poll finds one); cold starts:
   LIGHT_COLD_SHARE of invocations (AWS reports INIT in under 1 % of invocations). The idle month is not in it.
+  A final record's expiry (TTL, 30 days on) puts a REMOVE record on the stream, which no run here reaches; the
+  stats aggregator's event source filters REMOVE records out (infra/config.py, ``StatsStreamConfig.event_names``),
+  and a record filtered out is no invocation, so expiries cost nothing there.
 - idle: the fixed monthly cost of a deployment with no traffic: alarms, dashboards, the SQS event-source mappings'
   empty long polls, the sweeper's schedule and its calls per run (measured), custom metrics emitted when idle,
   storage and PITR of the tables' standing items. Counted from the stack as synthesized (``cdk synth``) when CDK

@@ -106,6 +106,11 @@ class StatsStreamConfig:
     batching_window_seconds: int = 1
     # The stream keeps records 24 h: an aggregator this far behind (or failing) is on its way to losing counts.
     iterator_age_alarm_seconds: int = 300
+    # The stream records (``eventName``) that invoke the aggregator, the event source's filter on AWS and locally
+    # (local/stream_source.py). Not REMOVE: a final job's expiry (TTL) deletes its record, and neither the counters
+    # (stats count transitions) nor dependencies (settled when a job became final) need that; nothing else deletes
+    # from the jobs table. A filtered-out record is not an invocation, so expiries cost nothing here.
+    event_names: tuple[str, ...] = ("INSERT", "MODIFY")
 
 
 @dataclass(frozen=True)

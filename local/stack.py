@@ -116,6 +116,8 @@ class LocalStack:
             interval_seconds=STREAM_POLL_SECONDS,
             timeout_seconds=self.config.stats_stream.timeout_seconds,
             batching_window_seconds=self.config.stats_stream.batching_window_seconds,
+            # The deployed mapping's filter: no REMOVE records (expiries) reach the function.
+            event_names=self.config.stats_stream.event_names,
         )
         for event_source in self._event_sources:
             event_source.start()

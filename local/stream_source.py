@@ -3,18 +3,22 @@
 moto keeps a table's stream in memory as one shard. This source hands its records to the handler in order, in
 batches, with the fields Lambda adds to a stream event under a tumbling window (``shardId``, ``window``,
 ``state``), and drops them once an invocation returned: a failed invocation gets the same batch again, as on
-Lambda. moto numbers its stream records by the length of the shard's list; ``local.aws.trimmable_streams`` numbers
-them by a counter instead, so handled records can be dropped and the list stays short.
+Lambda. The mapping's filter applies as on Lambda (``StatsStreamConfig.event_names``, the one the CDK stack
+deploys): a record of another kind (REMOVE: an expiry) is dropped without reaching the handler, and a batch left
+with none invokes nothing. moto numbers its stream records by the length of the shard's list;
+``local.aws.trimmable_streams`` numbers them by a counter instead, so handled records can be dropped and the list
+stays short.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
+from infra.config import StatsStreamConfig
 from local.aws import _DYNAMODB_LOCK, ACCOUNT_ID, REGION
 from local.lambda_context import LocalContext
 
@@ -40,14 +44,26 @@ def _lambda_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
     return {**record, "dynamodb": data, "eventSourceARN": stream_arn}
 
 
-def deliver_once(table_name: str, handler: Handler, batch_size: int, timeout_seconds: int = 30) -> int:
-    """Invoke ``handler`` with the oldest ``batch_size`` records, then drop them; returns how many it handled.
-    If the handler raises, the records stay (the next delivery gets them again) and the error propagates."""
+def deliver_once(
+    table_name: str,
+    handler: Handler,
+    batch_size: int,
+    timeout_seconds: int = 30,
+    event_names: Collection[str] = StatsStreamConfig.event_names,
+) -> int:
+    """Invoke ``handler`` with the oldest ``batch_size`` records whose ``eventName`` is one of ``event_names``, then
+    drop them and the records filtered out before them; returns how many records left the stream (handed over or
+    filtered out). If the handler raises, the records stay (the next delivery gets them again) and the error
+    propagates."""
     shard = _shard(table_name)
     with _DYNAMODB_LOCK:
-        batch = list(shard.items[:batch_size])
-    if not batch:
+        taken, batch = _next_batch(shard.items, batch_size, event_names)
+    if not taken:
         return 0
+    if not batch:  # only filtered-out records: no invocation, as on Lambda
+        with _DYNAMODB_LOCK:
+            del shard.items[:taken]
+        return taken
     stream_arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{table_name}/stream/local"
     now = datetime.now(UTC).isoformat()
     event = {
@@ -61,14 +77,34 @@ def deliver_once(table_name: str, handler: Handler, batch_size: int, timeout_sec
     }
     handler(event, LocalContext("stats-aggregator", timeout_seconds))
     with _DYNAMODB_LOCK:
-        del shard.items[: len(batch)]  # only what was handed over: records written meanwhile were appended after it
-    return len(batch)
+        del shard.items[:taken]  # only what was looked at: records written meanwhile were appended after it
+    return taken
 
 
-def drain(table_name: str, handler: Handler, batch_size: int = 100) -> int:
-    """Deliver until the stream is empty (tests call this before reading counters)."""
+def _next_batch(items: list[Any], batch_size: int, event_names: Collection[str]) -> tuple[int, list[Any]]:
+    """From the oldest records: how many to take off the stream, and the up to ``batch_size`` of them that pass the
+    filter (Lambda fills a batch with records that pass it)."""
+    batch: list[Any] = []
+    taken = 0
+    for item in items:
+        if len(batch) == batch_size:
+            break
+        taken += 1
+        if item.record["eventName"] in event_names:
+            batch.append(item)
+    return taken, batch
+
+
+def drain(
+    table_name: str,
+    handler: Handler,
+    batch_size: int = 100,
+    event_names: Collection[str] = StatsStreamConfig.event_names,
+) -> int:
+    """Deliver until the stream is empty (tests call this before reading counters); returns how many records left
+    the stream."""
     handled = 0
-    while count := deliver_once(table_name, handler, batch_size):
+    while count := deliver_once(table_name, handler, batch_size, event_names=event_names):
         handled += count
     return handled
 
@@ -94,8 +130,10 @@ class StreamEventSource:
         interval_seconds: float,
         timeout_seconds: int,
         batching_window_seconds: float = 0.0,
+        event_names: Collection[str] = StatsStreamConfig.event_names,
     ) -> None:
         self._table_name = table_name
+        self._event_names = event_names
         self._handler = handler
         self._batch_size = batch_size
         self._interval = interval_seconds
@@ -114,7 +152,9 @@ class StreamEventSource:
     def _poll(self) -> None:
         while not self._stopping.is_set():
             try:
-                handled = deliver_once(self._table_name, self._handler, self._batch_size, self._timeout)
+                handled = deliver_once(
+                    self._table_name, self._handler, self._batch_size, self._timeout, self._event_names
+                )
             except Exception:
                 log.exception("stats aggregator invocation failed; its batch will be delivered again")
                 handled = 0

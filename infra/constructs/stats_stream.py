@@ -66,6 +66,10 @@ class StatsAggregator(Construct):
             # A failing batch is retried (and its shard waits) until its records expire: skipping it would lose
             # counts for good. No ReportBatchItemFailures either: a batch is applied whole or not at all.
             retry_attempts=UNBOUNDED_RETRIES,
+            # Only the record kinds the function uses (config.stats_stream.event_names: INSERT and MODIFY): every
+            # expiry of a final job puts a REMOVE record on the stream, which the function would skip, and a record
+            # filtered out here costs no invocation.
+            filters=[lambda_.FilterCriteria.filter({"eventName": lambda_.FilterRule.or_(*stream.event_names)})],
         )
         self.aggregator.target.add_event_source(self.event_source)
 

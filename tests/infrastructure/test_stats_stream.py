@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from aws_cdk.assertions import Template
+
 from infra.config import AWS_CONFIG
 from infra.constructs.stats_stream import STATS_STREAM_HANDLER
 from tests.infrastructure.template_utils import (
@@ -88,6 +90,28 @@ def test_aggregator_reads_the_jobs_stream_in_order_whole_batches_and_without_giv
     assert properties["Handler"] == STATS_STREAM_HANDLER
     assert properties["Timeout"] == AWS_CONFIG.stats_stream.timeout_seconds == 30
     assert properties["MemorySize"] == AWS_CONFIG.stats_stream.memory_mb == 256
+
+
+def test_only_inserts_and_modifies_invoke_the_aggregator_not_expiries(template: Template, resources: Resources) -> None:
+    # Given the jobs table, whose final records expire (TTL): each expiry puts a REMOVE record on its stream
+    (jobs_id, jobs), _ = jobs_and_stats_tables(resources)
+    assert jobs["Properties"]["TimeToLiveSpecification"]["Enabled"] is True
+
+    # When the mapping on the jobs table's stream is read
+    mapping = _stream_mapping(resources, jobs_id)
+
+    # Then its one filter lets INSERT and MODIFY records through and nothing else (no REMOVE: no invocation)
+    patterns = [json.loads(entry["Pattern"]) for entry in mapping["FilterCriteria"]["Filters"]]
+    assert patterns == [{"eventName": ["INSERT", "MODIFY"]}]
+    template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "EventSourceArn": {"Fn::GetAtt": [jobs_id, "StreamArn"]},
+            "FilterCriteria": {"Filters": [{"Pattern": '{"eventName":["INSERT","MODIFY"]}'}]},
+        },
+    )
+    # And it is the filter the local stack's stream source applies (local/stream_source.py)
+    assert AWS_CONFIG.stats_stream.event_names == ("INSERT", "MODIFY")
 
 
 def test_aggregator_writes_counters_settles_dependencies_and_reads_only_the_jobs_stream(resources: Resources) -> None:

@@ -400,3 +400,31 @@ def test_stream_records_are_delivered_in_order_once_and_never_renumbered() -> No
         assert isinstance(records[0]["dynamodb"]["ApproximateCreationDateTime"], float)
         # And nothing is left to deliver
         assert deliver_once("streamed", lambda event, context: events.append(event), batch_size=2) == 0
+
+
+def test_the_stream_source_filters_as_the_deployed_mapping_does_removes_never_reach_the_handler() -> None:
+    from local.stream_source import deliver_once, drain
+
+    with mock_aws():
+        # Given a streamed table where an item is written, updated, deleted (as TTL deletes an expired record) and
+        # another written
+        ddb = _keyed_table("filtered", streamed=True)
+        ddb.put_item(TableName="filtered", Item={"pk": {"S": "a"}, "n": {"N": "1"}})
+        ddb.put_item(TableName="filtered", Item={"pk": {"S": "a"}, "n": {"N": "2"}})
+        ddb.delete_item(TableName="filtered", Key={"pk": {"S": "a"}})
+        ddb.put_item(TableName="filtered", Item={"pk": {"S": "b"}, "n": {"N": "1"}})
+        events: list[dict[str, Any]] = []
+
+        # When the stream is drained with the default filter (the deployed one) in batches of two
+        assert drain("filtered", lambda event, context: events.append(event), batch_size=2) == 4
+
+        # Then the inserts and the update came, in order, and the delete did not: it left the stream unseen
+        records = [record for event in events for record in event["Records"]]
+        assert [r["eventName"] for r in records] == ["INSERT", "MODIFY", "INSERT"]
+        assert [len(event["Records"]) for event in events] == [2, 1]
+
+        # And when only deletes are waiting, they are dropped without invoking the handler
+        ddb.delete_item(TableName="filtered", Key={"pk": {"S": "b"}})
+        assert deliver_once("filtered", lambda event, context: events.append(event), batch_size=2) == 1
+        assert len(events) == 2
+        assert deliver_once("filtered", lambda event, context: events.append(event), batch_size=2) == 0

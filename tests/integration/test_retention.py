@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from functions.dal.jobs_repository import record_key
+from functions.handlers import stats_stream
+from local.stream_source import deliver_once, drain
 from tests.integration.harness import TENANT_A, Service, failing_job, ok_job
 
 DAY = 86_400
@@ -70,6 +73,41 @@ def test_an_expired_job_is_gone_for_the_api_before_ttl_deletes_it_and_stats_stay
     )
     assert service.stats() == stats_before
     assert stats_before["completed"] == 2
+
+
+def test_an_expiry_never_reaches_the_stats_aggregator_and_the_counts_stay_exact(service: Service) -> None:
+    # Given the aggregator's own handler behind the local stream source, recording what each invocation is given
+    given: list[str] = []
+
+    def aggregator(event: dict[str, Any], context: Any) -> Any:
+        given.extend(record["eventName"] for record in event["Records"])
+        return stats_stream.handler(event, context)
+
+    table = service.settings.jobs_table
+    # And two completed jobs, counted
+    kept = service.create_job(ok_job("kept.png"))
+    expired = service.create_job(ok_job("expired.png"))
+    service.drain()
+    drain(table, aggregator)
+    stats_before = service.stats()
+    assert stats_before["completed"] == 2
+    given.clear()
+
+    # When TTL deletes one of them and another job is created and completes meanwhile
+    service.dynamodb.delete_item(TableName=table, Key={"pk": {"S": record_key(TENANT_A, expired["id"])}})
+    fresh = service.create_job(ok_job("fresh.png"))
+    service.drain()
+    drain(table, aggregator)
+
+    # Then the aggregator saw the new job's creation and its changes, and not the removal (it left the stream)
+    assert "REMOVE" not in given
+    assert given[0] == "INSERT" and "MODIFY" in given
+    assert deliver_once(table, aggregator, batch_size=100) == 0
+    # And the counts are exact: the expired job stays counted as completed, the new one is added
+    stats_after = service.stats()
+    assert stats_after["completed"] == 3
+    assert stats_after["enqueued"] == stats_before["enqueued"] + 1
+    assert service.job(kept["id"])["status"] == service.job(fresh["id"])["status"] == "completed"
 
 
 def test_pages_stay_full_when_expired_jobs_sit_among_the_listed_ones(service: Service) -> None:
