@@ -76,7 +76,7 @@ def test_the_client_and_cli_enqueue_with_dependencies(stack: LocalStackProcess, 
 
     # The CLI as test_cli.py runs it: jobs enqueue --depends-on ID --wait
     ran = jobs(
-        stack, tenant, "enqueue", "simulate", "-p", '{"target": "c.png"}', "--depends-on", second.id, "--wait", "--json"
+        stack, tenant, "enqueue", "simulate", "-p", '{"target": "c.png", "failureRate": 0}', "--depends-on", second.id, "--wait", "--json"
     )
     third = as_json(ran)
     assert (third["status"], third["dependsOn"], third["waitingOn"]) == ("completed", [second.id], 0)
