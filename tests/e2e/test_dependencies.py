@@ -75,9 +75,8 @@ def test_the_client_and_cli_enqueue_with_dependencies(stack: LocalStackProcess, 
     assert (second.status, second.depends_on, second.waiting_on) == ("waiting", (first.id,), 1)
 
     # The CLI as test_cli.py runs it: jobs enqueue --depends-on ID --wait
-    ran = jobs(
-        stack, tenant, "enqueue", "simulate", "-p", '{"target": "c.png", "failureRate": 0}', "--depends-on", second.id, "--wait", "--json"
-    )
+    payload = '{"target": "c.png", "failureRate": 0}'
+    ran = jobs(stack, tenant, "enqueue", "simulate", "-p", payload, "--depends-on", second.id, "--wait", "--json")
     third = as_json(ran)
     assert (third["status"], third["dependsOn"], third["waitingOn"]) == ("completed", [second.id], 0)
     assert client.get(second.id).status == "completed"

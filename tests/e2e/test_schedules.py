@@ -100,15 +100,15 @@ def test_the_cli_and_the_client_manage_schedules(stack: LocalStackProcess, tenan
     from jobsctl import JobsClient
     from tests.e2e.test_cli import as_json, jobs
 
-    # Given a schedule created with the CLI
-    created = jobs(stack, tenant, "schedules", "create", "cli-made", "*/10 * * * *", "--type", "message",
+    # Given a schedule created with the CLI (daily: one due while the test runs would move its next run)
+    created = jobs(stack, tenant, "schedules", "create", "cli-made", "0 3 * * *", "--type", "message",
                    "--payload", '{"message": "hi"}', "--timezone", "Asia/Tokyo")  # fmt: skip
     assert created.returncode == 0, created.stdout + created.stderr
     assert created.stdout.startswith("Created cli-made ")
     (listed,) = as_json(jobs(stack, tenant, "schedules", "list", "--json"))
     assert (listed["name"], listed["cron"], listed["timezone"], listed["enabled"]) == (
         "cli-made",
-        "*/10 * * * *",
+        "0 3 * * *",
         "Asia/Tokyo",
         True,
     )
@@ -116,7 +116,7 @@ def test_the_cli_and_the_client_manage_schedules(stack: LocalStackProcess, tenan
     with JobsClient(stack.url, tenant.key) as client:
         (schedule,) = list(client.schedules())
         assert schedule.id == listed["id"] and schedule.job == {"type": "message", "payload": {"message": "hi"}}
-        assert client.preview_schedule("*/10 * * * *", "Asia/Tokyo", count=1) == [schedule.next_run_at]
+        assert client.preview_schedule("0 3 * * *", "Asia/Tokyo", count=1) == [schedule.next_run_at]
         assert client.update_schedule(schedule.id, enabled=False).next_run_at is None
         job = client.run_schedule(schedule.id)
         assert job.schedule_id == schedule.id

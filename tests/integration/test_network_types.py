@@ -211,17 +211,17 @@ def test_webhook_failures_are_classified(
 
 
 def test_a_webhook_timeout_is_retryable(server: LocalServer, aws: Any) -> None:
-    # Given a receiver that answers after 1 s, and a 0.3 s HTTP timeout; the tenant's signing secret exists already
+    # Given a receiver that answers after 3 s, and a 0.3 s HTTP timeout; the tenant's signing secret exists already
     # (its creation, and the first Secrets Manager client's, take most of a second on a loaded machine: not timed)
-    server.routes["/slow"] = slow(1.0)
+    server.routes["/slow"] = slow(3.0)
     ctx = context(aws, http_timeout_seconds=0.3)
     tenant_secret(ctx)
     # When a webhook is delivered to it
     started = time.monotonic()
     with pytest.raises(RetryableJobError, match="did not answer in time"):
         webhook_delivery(WebhookPayload(url=server.url("/slow"), body={}), ctx)
-    # Then it gave up at the timeout, not when the answer came
-    assert time.monotonic() - started < 0.9
+    # Then it gave up at the timeout, not when the answer came (2.2 s of slack for a loaded machine)
+    assert time.monotonic() - started < 2.5
 
 
 def test_a_refused_connection_is_retryable(aws: Any) -> None:
