@@ -67,8 +67,9 @@ def test_create_preview_toggle_run_and_delete_a_schedule(
     row.get_by_role("button", name="Run every-quarter now").click()
     expect(page.locator("#schedules-status")).to_contain_text("every-quarter ran now: job")
     # (the job the page names: a quarter hour passing meanwhile would add a job of the schedule's own)
-    shown = re.search(r"ran now: job (\S{8})", page.locator("#schedules-status").inner_text())
-    assert shown, page.locator("#schedules-status").inner_text()
+    status_text = page.locator("#schedules-status").inner_text()
+    shown = re.search(r"ran now: job (\S{8})", status_text)
+    assert shown, status_text
     jobs = [j for j in tenant.get("/jobs").json()["jobs"] if j.get("scheduleId") == created["id"]]
     (job,) = [j for j in jobs if j["id"].startswith(shown.group(1))]
     assert tenant.wait_for(job["id"], {"completed"}, timeout=20)["scheduleId"] == created["id"]

@@ -11,6 +11,7 @@ import requests
 
 from jobsctl.ops import peek
 from tests.e2e.conftest import FIRST_KEY, SECOND_KEY, Client, LocalStackProcess, settled, tenant_of
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -84,10 +85,12 @@ def test_a_failing_job_retries_to_exhaustion_and_its_message_ends_in_the_dlq(
     sqs = stack.aws("sqs")
     dlq = sqs.get_queue_url(QueueName="jobs-dlq")["QueueUrl"]
     # (the whole queue, as `jobs dlq list` reads it: other tests of this stack dead-letter messages too)
-    deadline = time.monotonic() + 10
-    while not any(letter.job_id == job["id"] for letter in peek(sqs, dlq, limit=1000)):
-        assert time.monotonic() < deadline, "the job's message never reached the DLQ"
-        time.sleep(0.5)
+    wait_until(
+        lambda: any(letter.job_id == job["id"] for letter in peek(sqs, dlq, limit=1000)),
+        10,
+        "the job's message is in the DLQ",
+        interval=0.5,
+    )
 
 
 def test_tenants_see_only_their_own_jobs(stack: LocalStackProcess) -> None:

@@ -199,6 +199,10 @@ class Service:
     def lane_queues(self, lane: str) -> LaneQueues:
         return self.lanes.get(lane) or LaneQueues(self.queue_url, self.queue_arn, self.dlq_url, self.dlq_arn)
 
+    def queue_total(self, queue_url: str) -> int:
+        """Every message of one queue: visible, in flight and delayed."""
+        return sum(self.queue_counts(queue_url).values())
+
     def queue_counts(self, queue_url: str | None = None, *, lane: str | None = None) -> dict[str, int]:
         """Message counts of one queue (``queue_url`` or a ``lane``), or of every lane together without either."""
         if queue_url is None and lane is None and self.lanes:

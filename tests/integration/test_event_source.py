@@ -13,6 +13,7 @@ import pytest
 
 from local.event_source import SqsEventSource
 from tests.integration.harness import Service
+from tests.waiting import wait_until
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -106,18 +107,6 @@ def send_all(service: Service, queue: EmulatedQueue, bodies: list[str]) -> None:
         assert len(service.sqs.send_message_batch(QueueUrl=queue.url, Entries=entries)["Successful"]) == len(chunk)
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting until {what}")
-        time.sleep(0.05)
-
-
-def total(service: Service, url: str) -> int:
-    return sum(service.queue_counts(url).values())
-
-
 def receive_all(service: Service, url: str, expected: int, timeout: float = 5.0) -> list[str]:
     bodies: list[str] = []
     deadline = time.monotonic() + timeout
@@ -141,7 +130,7 @@ def test_records_look_like_lambdas_sqs_event(service: Service, make_queue: Any, 
     # When a message is consumed
     send_all(service, queue, ["hello"])
     run_source(handler, queue)
-    wait_until(lambda: total(service, queue.url) == 0, 5, "the message is deleted")
+    wait_until(lambda: service.queue_total(queue.url) == 0, 5, "the message is deleted")
 
     # Then the record has the fields of Lambda's SQS event
     (record,) = recorder.events[0]["Records"]
@@ -167,13 +156,13 @@ def test_a_message_always_reported_failed_ends_in_the_dlq_after_max_receive_coun
     # When a message is consumed
     send_all(service, queue, ["poison"])
     source = run_source(handler, queue)
-    wait_until(lambda: total(service, queue.dlq_url) == 1, 10, "the message reaches the DLQ")
+    wait_until(lambda: service.queue_total(queue.dlq_url) == 1, 10, "the message reaches the DLQ")
     source.stop()
 
     # Then it was delivered maxReceiveCount times, then moved to the DLQ, leaving the queue empty
     assert recorder.bodies() == ["poison", "poison"]
     assert receive_all(service, queue.dlq_url, 1) == ["poison"]
-    assert total(service, queue.url) == 0
+    assert service.queue_total(queue.url) == 0
 
 
 def test_only_the_failed_record_of_a_batch_stays_in_the_queue(
@@ -191,13 +180,13 @@ def test_only_the_failed_record_of_a_batch_stays_in_the_queue(
     # When the three are consumed
     send_all(service, queue, ["a", "b", "c"])
     source = run_source(handler, queue)
-    wait_until(lambda: total(service, queue.url) == 1, 5, "two of three messages are deleted")
+    wait_until(lambda: service.queue_total(queue.url) == 1, 5, "two of three messages are deleted")
     source.stop()
 
     # Then "a" and "c" were deleted and "b" comes back after its visibility timeout
     assert sorted(recorder.bodies()) == ["a", "b", "c"]
     assert receive_all(service, queue.url, 1) == ["b"]
-    assert total(service, queue.dlq_url) == 0
+    assert service.queue_total(queue.dlq_url) == 0
 
 
 def test_a_handler_that_raises_leaves_the_whole_batch(service: Service, make_queue: Any, run_source: Any) -> None:
@@ -217,7 +206,7 @@ def test_a_handler_that_raises_leaves_the_whole_batch(service: Service, make_que
     source.stop()
 
     # Then none of them was deleted: all three come back
-    assert total(service, queue.url) == 3
+    assert service.queue_total(queue.url) == 3
     assert sorted(receive_all(service, queue.url, 3)) == ["a", "b", "c"]
 
 
@@ -238,7 +227,7 @@ def test_two_pollers_process_twenty_messages_without_losing_one(
 
     # When they are consumed
     source = run_source(handler, queue, batch_size=5, concurrency=2)
-    wait_until(lambda: total(service, queue.url) == 0, 15, "the queue is empty")
+    wait_until(lambda: service.queue_total(queue.url) == 0, 15, "the queue is empty")
     source.stop()
 
     # Then every message was handled and deleted, in batches of at most 5, by both pollers at once
@@ -246,7 +235,7 @@ def test_two_pollers_process_twenty_messages_without_losing_one(
     assert all(1 <= len(batch) <= 5 for batch in recorder.batches)
     assert len(recorder.threads) == 2
     assert recorder.max_active == 2
-    assert total(service, queue.dlq_url) == 0
+    assert service.queue_total(queue.dlq_url) == 0
 
 
 def test_stop_returns_promptly_and_lets_an_in_flight_batch_finish(
@@ -273,4 +262,4 @@ def test_stop_returns_promptly_and_lets_an_in_flight_batch_finish(
     # Then it returned within a long poll, every poller ended, and the in-flight message was deleted
     assert elapsed < 3.5
     assert not any(thread.is_alive() for thread in source._threads)
-    assert total(service, queue.url) == 0
+    assert service.queue_total(queue.url) == 0

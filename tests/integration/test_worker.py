@@ -14,6 +14,7 @@ import pytest
 from jobsctl.runner import MissingSettings, WorkerOptions, build_worker
 from jobsctl.worker import SqsWorker
 from tests.integration.harness import Service, failing_job, ok_job
+from tests.waiting import wait_until
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -102,18 +103,6 @@ def send(service: Service, queue: Queue, bodies: list[str]) -> None:
         service.sqs.send_message_batch(QueueUrl=queue.url, Entries=entries)
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting until {what}")
-        time.sleep(0.05)
-
-
-def total(service: Service, url: str) -> int:
-    return sum(service.queue_counts(url).values())
-
-
 def visible_now(service: Service, url: str) -> list[str]:
     """The bodies receivable right now (received with visibility 0, so this look changes nothing)."""
     seen: dict[str, str] = {}
@@ -150,7 +139,7 @@ def test_the_real_consumer_completes_one_job_and_retries_then_dead_letters_the_o
     # the successes deleted: the job queue is empty
     dead = service.dead_letters(1)
     assert json.loads(dead[0]["Body"])["jobId"] == bad["id"]
-    wait_until(lambda: total(service, service.queue_url) == 0, 5, "the job queue is empty")
+    wait_until(lambda: service.queue_total(service.queue_url) == 0, 5, "the job queue is empty")
     assert result == {"released": 0, "unfinished": 0}
 
 
@@ -173,7 +162,7 @@ def test_a_failure_reported_by_the_handler_stays_in_the_queue_and_successes_are_
     worker.shutdown(5)
 
     # Then a and c were deleted, and b is still there (invisible until its visibility timeout ends)
-    assert total(service, queue.url) == 1
+    assert service.queue_total(queue.url) == 1
     wait_until(lambda: visible_now(service, queue.url) == ["b"], 5, "b becomes visible again")
 
 
@@ -204,7 +193,7 @@ def test_heartbeats_keep_a_slow_job_invisible_beyond_the_visibility_timeout(
     assert during == []
     assert calls.bodies == ["slow"]
     assert worker.heartbeats >= 3
-    assert total(service, queue.url) == 0
+    assert service.queue_total(queue.url) == 0
 
 
 def test_without_heartbeats_the_same_slow_job_is_delivered_twice(
@@ -292,7 +281,7 @@ def test_shutdown_finishes_the_job_in_flight_and_releases_the_unstarted_messages
     (done,) = calls.bodies
     assert done in calls.ended
     assert visible_now(service, queue.url) == sorted({f"m{i}" for i in range(5)} - {done})
-    assert total(service, queue.url) == 4
+    assert service.queue_total(queue.url) == 4
     assert worker.released == 4
     assert result == {"released": 0, "unfinished": 0}  # the slot gave them back itself, within the grace
 
@@ -344,7 +333,7 @@ def test_four_slots_process_twenty_messages_at_once_without_losing_or_repeating_
 
     # When a worker with concurrency 4 consumes them
     worker = start_worker(workers, handler, queue, concurrency=4, visibility_timeout=30)
-    wait_until(lambda: total(service, queue.url) == 0, 15, "the queue is empty")
+    wait_until(lambda: service.queue_total(queue.url) == 0, 15, "the queue is empty")
     worker.shutdown(5)
 
     # Then each was handled exactly once, one per invocation, four at a time
