@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import BUILD, ROOT
-from _recording import DEFAULT_RECORDING, Recording, by_role_op, record
+from _recording import ASSUMED_CALL_MS, DEFAULT_RECORDING, Recording, by_role_op, record
 
 from functions.models import prices as P
 
@@ -157,16 +157,23 @@ def _memory(config: Any, role: str) -> int:
 
 
 class Ledger:
-    """Lines of $ per job, each with the scope it belongs to (the enqueue path is ``api``)."""
+    """Lines of $ per job, each with the scope it belongs to (the enqueue path is ``api``); in a floor (``floor``),
+    the lines that no shape can do without are marked fixed."""
 
     def __init__(self) -> None:
         self.lines: list[tuple[str, str, float]] = []
+        self.fixed: set[str] = set()
 
-    def add(self, label: str, usd: float, scope: str = "all") -> None:
+    def add(self, label: str, usd: float, scope: str = "all", fixed: bool = False) -> None:
         self.lines.append((label, scope, usd))
+        if fixed:
+            self.fixed.add(label)
 
     def total(self, scope: str | None = None) -> float:
         return sum(usd for _, s, usd in self.lines if scope is None or s == scope)
+
+    def fixed_total(self, scope: str | None = None) -> float:
+        return sum(usd for label, s, usd in self.lines if label in self.fixed and (scope is None or s == scope))
 
 
 def init_ms(roles: tuple[str, ...] = ("api", "consumer", "stats_stream")) -> dict[str, float]:
@@ -360,9 +367,88 @@ def price(rec: Recording, shape: Shape, mode: str, init: dict[str, float]) -> Le
     return ledger
 
 
+# A stream function that dispatches busy traffic sends this many messages a call (SendMessageBatch's limit).
+DISPATCH_BATCH = 10
+# The measured lines every shape pays, whatever its design: the fixed shape (API Gateway -> a function -> SQS -> a
+# consumer, stats from the jobs table's stream) and the standard workload (a POST, a run, a GET) make these requests.
+FIXED_LINES = ("API Gateway", "DynamoDB read:", "SQS event-source mapping")
+
+
+def floor(rec: Recording, shape: Shape, mode: str, init: dict[str, float]) -> Ledger:
+    """The floor of every shape that keeps the service's features and guarantees: this run's ledger, line by line,
+    less what such a shape need not pay (docs/performance.md, "the floor of each shape"):
+
+    - the index entries the record enters at create and leaves at the end (the by-tenant entry: a table key that
+      lists a tenant's jobs instead, shape X; the sweep mark: no per-job mark once the table's stream dispatches,
+      shape Y), and their storage;
+    - the API's send, made instead from the jobs table's stream (batches of ten when busy), by the stream function
+      that already runs for stats, with the call's time in it;
+    - under light traffic, the stats writes beyond one per stream record (the counters and the minute in one item).
+
+    Lines marked fixed (``Ledger.fixed``) are what the fixed shape and the measure pay whatever the design: the two
+    gateway requests, every Lambda invocation, the record's three writes (create, claim, end), the read, the SQS
+    requests and one exact stats write per stream record. The rest (duration, storage, logs) has no floor but zero.
+    """
+    measured = price(rec, shape, mode, init)
+    busy = mode == "busy"
+    n = max(1, rec.jobs)
+    jobs_table = next((name for name in rec.indexes if not name.startswith("job-")), "jobs")
+    out = Ledger()
+    for label, scope, usd in measured.lines:
+        role = label.split(":")[0].split(" ")[-1]
+        if label.startswith(("DynamoDB api:", "DynamoDB consumer:")) and "WRU" in label:
+            units = sum(w.units for w in rec.writes if w.role == role and w.table == jobs_table) / n
+            what = "the create" if role == "api" else "the claim and the end"
+            out.add(
+                f"DynamoDB {role}: {units:.2f} WRU ({what} on the record alone; no index entry: X, Y)",
+                min(usd, units * P.DDB_WRITE_UNIT),
+                scope,
+                fixed=True,
+            )
+        elif label.startswith("SQS api:"):
+            sends = sqs_requests(rec, "api") / n
+            requests = sends / DISPATCH_BATCH if busy else sends
+            out.add(
+                f"SQS dispatch from the jobs table's stream: {requests:.2f} requests (batches of "
+                f"{DISPATCH_BATCH if busy else 1}; Y)",
+                requests * P.SQS_REQUEST,
+                "run",
+                fixed=True,
+            )
+            send_ms = requests * ASSUMED_CALL_MS
+            out.add(
+                f"Lambda stats: GB-s of the dispatch's sends ({send_ms:.1f} ms/job at {shape.memory['stats']} MB)",
+                send_ms / 1000 * shape.memory["stats"] / 1024 * P.lambda_gb_second(shape.architecture),
+                "run",
+            )
+        elif label.startswith("DynamoDB stats:") and "WRU" in label:
+            units = rec.stream_records / n
+            floor_usd = usd if busy else min(usd, units * P.DDB_WRITE_UNIT)
+            detail = "full batches, as measured" if busy else f"{units:.2f} WRU, one per stream record"
+            out.add(f"DynamoDB stats: {detail} (exact counts)", floor_usd, scope, fixed=True)
+        elif label.startswith("DynamoDB storage"):
+            record_bytes, _ = stored_bytes(rec)
+            months = shape.job_retention_days / 30
+            out.add(
+                f"DynamoDB storage + PITR: {record_bytes:.0f} B x {shape.job_retention_days} days (the record alone)",
+                min(usd, record_bytes / P.GB * months * (P.DDB_STORAGE_GB_MONTH + P.DDB_PITR_GB_MONTH)),
+                scope,
+            )
+        else:
+            fixed = label.startswith(FIXED_LINES) or (label.startswith("Lambda ") and ": requests" in label)
+            out.add(label, usd, scope, fixed=fixed)
+    return out
+
+
 def final_record_bytes(rec: Recording) -> float:
     """What a job leaves stored, per job: the jobs table's records as last written and the index entries still
     live at the end (puts minus deletes, at their average size), DynamoDB's 100 B overhead on each item."""
+    records, entries = stored_bytes(rec)
+    return records + entries
+
+
+def stored_bytes(rec: Recording) -> tuple[float, float]:
+    """Per job, the bytes the jobs table's items keep at the end and the bytes their live index entries keep."""
     jobs_table = next((name for name in rec.indexes if not name.startswith("job-")), "jobs")
     last: dict[str, int] = {}
     live: Counter[str] = Counter()
@@ -380,7 +466,7 @@ def final_record_bytes(rec: Recording) -> float:
             live[index] += 1 if w.kind == "put" else -1
             sizes.setdefault(index, []).append(w.size + 100)
     entries = sum(max(0, count) * sum(sizes[index]) / len(sizes[index]) for index, count in live.items())
-    return (sum(last.values()) + entries) / max(1, rec.jobs)
+    return sum(last.values()) / max(1, rec.jobs), entries / max(1, rec.jobs)
 
 
 def idle_month(rec: Recording, shape: Shape) -> Ledger:
@@ -586,6 +672,9 @@ def report(busy: Recording, light: Recording | None, init: dict[str, float]) -> 
     else:
         print("\nper-job check: no final record carried a cost (GET /jobs/{id} returned none): FAIL")
 
+    floors = {mode: floor(rec, shape, mode, init) for mode, rec in (("busy", busy), ("light", light)) if rec}
+    report_floor(floors)
+
     for name, value in (("busy", busy_total), ("light", light_total), ("behind", behind), ("idle", idle_total)):
         print(
             f"  {name:<7} {value:8.2f}  target <= {TARGETS[name]:.2f}: {'PASS' if value <= TARGETS[name] else 'FAIL'}"
@@ -594,6 +683,30 @@ def report(busy: Recording, light: Recording | None, init: dict[str, float]) -> 
         f"cost: all-in ${busy_total:.2f}/M busy, ${light_total:.2f}/M light; behind the API ${behind:.2f}/M; "
         f"idle ${idle_total:.2f}/month"
     )
+
+
+def report_floor(floors: dict[str, Ledger]) -> None:
+    """Each floor line by line, then what it says of each target: below the fixed lines (no shape reaches it under
+    this measure), above the floor (only by cutting duration, storage and logs further), or within reach."""
+    for mode, book in floors.items():
+        print(f"\n{mode} floor: this run's lines less what a shape keeping every guarantee need not pay (* fixed)")
+        for label, scope, usd in book.lines:
+            mark = "*" if label in book.fixed else " "
+            print(f"  {mark} {label:<98} {usd * 1e6:8.3f}  {'(behind the API)' if scope == 'api' else ''}")
+        print(f"    {'floor (fixed lines)':<98} {book.total() * 1e6:8.3f}  ({book.fixed_total() * 1e6:.3f})")
+    figures = {name: (book.total(), book.fixed_total()) for name, book in floors.items()}
+    if "busy" in floors:
+        figures["behind"] = (floors["busy"].total("api"), floors["busy"].fixed_total("api"))
+    print()
+    for name, (total, fixed) in figures.items():
+        total, fixed, target = total * 1e6, fixed * 1e6, TARGETS[name]
+        if fixed > target:
+            verdict = f"below the floor: its fixed lines alone are ${fixed:.2f}"
+        elif total > target:
+            verdict = f"only by cutting duration, storage and logs by ${total - target:.2f} of ${total - fixed:.2f}"
+        else:
+            verdict = "within the floor's reach"
+        print(f"  floor {name:<7} {total:6.2f}  (fixed {fixed:.2f})  target <= {target:.2f}: {verdict}")
 
 
 def main() -> None:

@@ -184,3 +184,81 @@ def test_the_access_log_line_is_the_synthesized_format_filled_in() -> None:
     assert measured == len(expected) + 1
     assert ledger.access_log_bytes(spaced, "api") == measured + 5  # two after commas, three after colons
     assert ledger.access_log_bytes("", "api") == ledger.ACCESS_LOG_BYTES  # no format known: the estimate
+
+
+def test_the_floor_keeps_the_records_own_writes_and_sends_from_the_stream() -> None:
+    # Given jobs whose create also writes three index entries, and whose stats take two units a stream record
+    rec = recording()
+    # When the floor is taken under light and busy traffic
+    light = ledger.floor(rec, SHAPE, "light", NO_INIT)
+    busy = ledger.floor(rec, SHAPE, "busy", NO_INIT)
+    # Then the create is the record's own write, the run keeps its write (a transaction: 2 units)
+    assert line(light, "DynamoDB api") == pytest.approx(prices.DDB_WRITE_UNIT)
+    assert line(light, "DynamoDB consumer") == pytest.approx(2 * prices.DDB_WRITE_UNIT)
+    # And the send leaves the enqueue path: one request a job light, a tenth of one busy (batches of ten)
+    assert line(light, "SQS api") == 0
+    assert line(light, "SQS dispatch") == pytest.approx(prices.SQS_REQUEST)
+    assert line(busy, "SQS dispatch") == pytest.approx(prices.SQS_REQUEST / 10)
+    assert light.total("api") < ledger.price(rec, SHAPE, "light", NO_INIT).total("api")
+    # And light stats pay one unit a stream record; busy ones stay as measured
+    assert line(light, "DynamoDB stats: 3.00 WRU") == pytest.approx(3 * prices.DDB_WRITE_UNIT)
+    measured_busy = ledger.price(rec, SHAPE, "busy", NO_INIT)
+    stats_writes = next(
+        usd for label, _, usd in measured_busy.lines if label.startswith("DynamoDB stats") and "WRU" in label
+    )
+    assert line(busy, "DynamoDB stats: full batches") == pytest.approx(stats_writes)
+
+
+def test_the_floor_stores_the_record_alone_and_is_never_above_the_ledger() -> None:
+    rec = recording(jobs=1)
+    rec.writes = [
+        Write("api", "jobs", "p", "put", 500, 1, False),
+        Write("api", "jobs/by-status", "s", "put", 100, 1, False),
+        Write("consumer", "jobs", "p", "put", 700, 2, True),
+    ]
+    for mode in ("busy", "light"):
+        measured = ledger.price(rec, SHAPE, mode, NO_INIT)
+        low = ledger.floor(rec, SHAPE, mode, NO_INIT)
+        assert low.total() < measured.total()
+        assert "800 B" in next(label for label, _, _ in low.lines if label.startswith("DynamoDB storage"))
+        assert line(low, "DynamoDB storage") == pytest.approx(line(measured, "DynamoDB storage") * 800 / 1000)
+
+
+def test_the_floors_fixed_lines_are_the_requests_and_writes_every_shape_makes() -> None:
+    book = ledger.floor(recording(), SHAPE, "light", NO_INIT)
+    fixed = {label.split(":")[0].split(" (")[0] for label in book.fixed}
+    assert fixed == {
+        "API Gateway REST",
+        "Lambda api",
+        "Lambda read",
+        "Lambda consumer",
+        "Lambda stats",
+        "DynamoDB api",
+        "DynamoDB consumer",
+        "DynamoDB stats",
+        "DynamoDB read",
+        "SQS dispatch from the jobs table's stream",
+        "SQS event-source mapping",
+    }
+    # Duration, logs and storage are levers, not fixed
+    assert not any("GB-s" in label or "Logs" in label or "storage" in label for label in book.fixed)
+    assert 0 < book.fixed_total() < book.total()
+
+
+def test_each_target_is_judged_against_the_floor_and_its_fixed_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    # Given floors of $4/M (all fixed), $9/M with $8.50 fixed, and $6/M with $4.50 fixed (behind the API: $2/M)
+    def book(fixed: float, lever: float, behind: float = 0.0) -> ledger.Ledger:
+        made = ledger.Ledger()
+        made.add("fixed", (fixed - behind) / 1e6, "run", fixed=True)
+        made.add("behind", behind / 1e6, "api", fixed=True)
+        made.add("lever", lever / 1e6, "run")
+        return made
+
+    # When the busy floor is $6 with $4.50 fixed and the light floor $9 with $8.50 fixed
+    ledger.report_floor({"busy": book(4.5, 1.5, behind=2.0), "light": book(8.5, 0.5)})
+    out = capsys.readouterr().out
+    # Then light is below the floor, busy needs $1.00 of the $1.50 of levers, behind the API is within reach
+    assert "floor light     9.00  (fixed 8.50)  target <= 8.00: below the floor" in out
+    busy = "floor busy      6.00  (fixed 4.50)  target <= 5.00: only by cutting duration, storage and logs"
+    assert f"{busy} by $1.00 of $1.50" in out
+    assert "floor behind    2.00  (fixed 2.00)  target <= 2.50: within the floor's reach" in out
