@@ -103,7 +103,8 @@ def test_the_init_phase_is_billed_at_the_cold_start_share() -> None:
     assert line(cold, "Lambda api: GB-s") - line(warm, "Lambda api: GB-s") == pytest.approx(extra)
 
 
-def test_stored_bytes_are_the_last_record_and_the_live_index_entries() -> None:
+def one_job_moving_between_index_entries() -> Recording:
+    """One job: its record (500 B, then 700 B) and an index entry that it leaves for another (100 B each)."""
     rec = recording(jobs=1)
     rec.writes = [
         Write("api", "jobs", "p", "put", 500, 1, False),
@@ -112,6 +113,11 @@ def test_stored_bytes_are_the_last_record_and_the_live_index_entries() -> None:
         Write("consumer", "jobs/by-status", "s", "delete", 100, 1, False),
         Write("consumer", "jobs/by-status", "s2", "put", 100, 1, False),
     ]
+    return rec
+
+
+def test_stored_bytes_are_the_last_record_and_the_live_index_entries() -> None:
+    rec = one_job_moving_between_index_entries()
     assert ledger.final_record_bytes(rec) == pytest.approx(700 + 100 + 200)
 
 
@@ -210,12 +216,8 @@ def test_the_floor_keeps_the_records_own_writes_and_sends_from_the_stream() -> N
 
 
 def test_the_floor_stores_the_record_alone_and_is_never_above_the_ledger() -> None:
-    rec = recording(jobs=1)
-    rec.writes = [
-        Write("api", "jobs", "p", "put", 500, 1, False),
-        Write("api", "jobs/by-status", "s", "put", 100, 1, False),
-        Write("consumer", "jobs", "p", "put", 700, 2, True),
-    ]
+    # Given a job that keeps 800 B of record and 200 B of index entry (1,000 B stored, as measured)
+    rec = one_job_moving_between_index_entries()
     for mode in ("busy", "light"):
         measured = ledger.price(rec, SHAPE, mode, NO_INIT)
         low = ledger.floor(rec, SHAPE, mode, NO_INIT)
