@@ -66,7 +66,9 @@ class CodeGenerations:
     def reload(self) -> bool:
         """Import the ``functions`` code again; True when it loaded (then environments pick it up)."""
         with self.lock:
-            previous = {name: module for name, module in sys.modules.items() if _ours(name)}
+            # A copy first (one call, atomic under the interpreter lock): other threads import while this runs (a
+            # job type loaded on first use, moto), and a dict that changes size under iteration raises.
+            previous = {name: module for name, module in sys.modules.copy().items() if _ours(name)}
             for name in previous:
                 del sys.modules[name]
             importlib.invalidate_caches()
@@ -78,7 +80,7 @@ class CodeGenerations:
                 for name in previous:
                     _import_if_present(name)
             except Exception as exc:  # noqa: BLE001 - any error in the new code keeps the previous code running
-                for name in [name for name in sys.modules if _ours(name)]:
+                for name in [name for name in sys.modules.copy() if _ours(name)]:
                     del sys.modules[name]
                 sys.modules.update(previous)
                 self._announce(f"Reload failed, still running the previous code: {self._where(exc)}")
@@ -112,7 +114,12 @@ class CodeGenerations:
                 continue
             names = ", ".join(str(path.relative_to(self.root)) for path in changed[:3])
             more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-            if self.reload():
+            try:
+                loaded = self.reload()
+            except Exception as exc:  # noqa: BLE001 - a watcher that died would leave the stack on old code, silently
+                self._announce(f"Reload failed, still running the previous code: {self._where(exc)}")
+                continue
+            if loaded:
                 self._announce(f"Reloaded: {names}{more} changed (state kept)")
 
 
