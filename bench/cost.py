@@ -357,14 +357,18 @@ def price(rec: Recording, shape: Shape, mode: str, init: dict[str, float]) -> Le
         "run",
     )
     # Storage: the final record and its index entries, kept for the retention period, plus PITR of them.
-    months = shape.job_retention_days / 30
     stored = final_record_bytes(rec)
     ledger.add(
         f"DynamoDB storage + PITR: {stored:.0f} B x {shape.job_retention_days} days",
-        stored / P.GB * months * (P.DDB_STORAGE_GB_MONTH + P.DDB_PITR_GB_MONTH),
+        storage_usd(stored, shape),
         "run",
     )
     return ledger
+
+
+def storage_usd(stored: float, shape: Shape) -> float:
+    """``stored`` bytes kept for the retention period, with PITR."""
+    return stored / P.GB * shape.job_retention_days / 30 * (P.DDB_STORAGE_GB_MONTH + P.DDB_PITR_GB_MONTH)
 
 
 # A stream function that dispatches busy traffic sends this many messages a call (SendMessageBatch's limit).
@@ -374,9 +378,9 @@ DISPATCH_BATCH = 10
 FIXED_LINES = ("API Gateway", "DynamoDB read:", "SQS event-source mapping")
 
 
-def floor(rec: Recording, shape: Shape, mode: str, init: dict[str, float]) -> Ledger:
-    """The floor of every shape that keeps the service's features and guarantees: this run's ledger, line by line,
-    less what such a shape need not pay (docs/performance.md, "the floor of each shape"):
+def floor(measured: Ledger, rec: Recording, shape: Shape, mode: str) -> Ledger:
+    """The floor of every shape that keeps the service's features and guarantees: ``measured``, this run's ledger
+    (``price``), line by line, less what such a shape need not pay (docs/performance.md, "the floor of each shape"):
 
     - the index entries the record enters at create and leaves at the end (the by-tenant entry: a table key that
       lists a tenant's jobs instead, shape X; the sweep mark: no per-job mark once the table's stream dispatches,
@@ -389,10 +393,9 @@ def floor(rec: Recording, shape: Shape, mode: str, init: dict[str, float]) -> Le
     gateway requests, every Lambda invocation, the record's three writes (create, claim, end), the read, the SQS
     requests and one exact stats write per stream record. The rest (duration, storage, logs) has no floor but zero.
     """
-    measured = price(rec, shape, mode, init)
     busy = mode == "busy"
     n = max(1, rec.jobs)
-    jobs_table = next((name for name in rec.indexes if not name.startswith("job-")), "jobs")
+    jobs_table = jobs_table_name(rec)
     out = Ledger()
     for label, scope, usd in measured.lines:
         role = label.split(":")[0].split(" ")[-1]
@@ -418,7 +421,7 @@ def floor(rec: Recording, shape: Shape, mode: str, init: dict[str, float]) -> Le
             send_ms = requests * ASSUMED_CALL_MS
             out.add(
                 f"Lambda stats: GB-s of the dispatch's sends ({send_ms:.1f} ms/job at {shape.memory['stats']} MB)",
-                send_ms / 1000 * shape.memory["stats"] / 1024 * P.lambda_gb_second(shape.architecture),
+                P.lambda_usd(send_ms, shape.memory["stats"], shape.architecture, invocations=0),
                 "run",
             )
         elif label.startswith("DynamoDB stats:") and "WRU" in label:
@@ -428,10 +431,9 @@ def floor(rec: Recording, shape: Shape, mode: str, init: dict[str, float]) -> Le
             out.add(f"DynamoDB stats: {detail} (exact counts)", floor_usd, scope, fixed=True)
         elif label.startswith("DynamoDB storage"):
             record_bytes, _ = stored_bytes(rec)
-            months = shape.job_retention_days / 30
             out.add(
                 f"DynamoDB storage + PITR: {record_bytes:.0f} B x {shape.job_retention_days} days (the record alone)",
-                min(usd, record_bytes / P.GB * months * (P.DDB_STORAGE_GB_MONTH + P.DDB_PITR_GB_MONTH)),
+                min(usd, storage_usd(record_bytes, shape)),
                 scope,
             )
         else:
@@ -447,9 +449,14 @@ def final_record_bytes(rec: Recording) -> float:
     return records + entries
 
 
+def jobs_table_name(rec: Recording) -> str:
+    """The jobs table among the recorded ones (the others are named ``job-...``)."""
+    return next((name for name in rec.indexes if not name.startswith("job-")), "jobs")
+
+
 def stored_bytes(rec: Recording) -> tuple[float, float]:
     """Per job, the bytes the jobs table's items keep at the end and the bytes their live index entries keep."""
-    jobs_table = next((name for name in rec.indexes if not name.startswith("job-")), "jobs")
+    jobs_table = jobs_table_name(rec)
     last: dict[str, int] = {}
     live: Counter[str] = Counter()
     sizes: dict[str, list[int]] = {}
@@ -626,7 +633,7 @@ def report(busy: Recording, light: Recording | None, init: dict[str, float]) -> 
             f"{STREAM_FULL_BATCH if mode == 'busy' else rec.stream_batch_size})"
         )
         for label, scope, usd in ledger.lines:
-            print(f"  {label:<100} {usd * 1e6:8.3f}  {'(behind the API)' if scope == 'api' else ''}")
+            print(ledger_row(label, scope, usd))
         print(f"  {'total':<100} {ledger.total() * 1e6:8.3f}")
     idle = idle_month(busy, shape)
     print("\nidle: $ per month")
@@ -672,7 +679,7 @@ def report(busy: Recording, light: Recording | None, init: dict[str, float]) -> 
     else:
         print("\nper-job check: no final record carried a cost (GET /jobs/{id} returned none): FAIL")
 
-    floors = {mode: floor(rec, shape, mode, init) for mode, rec in (("busy", busy), ("light", light)) if rec}
+    floors = {mode: floor(results[mode], rec, shape, mode) for mode, rec in (("busy", busy), ("light", light)) if rec}
     report_floor(floors)
 
     for name, value in (("busy", busy_total), ("light", light_total), ("behind", behind), ("idle", idle_total)):
@@ -685,14 +692,19 @@ def report(busy: Recording, light: Recording | None, init: dict[str, float]) -> 
     )
 
 
+def ledger_row(label: str, scope: str, usd: float, mark: str = "") -> str:
+    """A ledger line as printed, in $ per million jobs; ``mark`` (a floor's fixed lines) before the label."""
+    label = f"{mark} {label}" if mark else label
+    return f"  {label:<100} {usd * 1e6:8.3f}  {'(behind the API)' if scope == 'api' else ''}"
+
+
 def report_floor(floors: dict[str, Ledger]) -> None:
     """Each floor line by line, then what it says of each target: below the fixed lines (no shape reaches it under
     this measure), above the floor (only by cutting duration, storage and logs further), or within reach."""
     for mode, book in floors.items():
         print(f"\n{mode} floor: this run's lines less what a shape keeping every guarantee need not pay (* fixed)")
         for label, scope, usd in book.lines:
-            mark = "*" if label in book.fixed else " "
-            print(f"  {mark} {label:<98} {usd * 1e6:8.3f}  {'(behind the API)' if scope == 'api' else ''}")
+            print(ledger_row(label, scope, usd, mark="*" if label in book.fixed else " "))
         print(f"    {'floor (fixed lines)':<98} {book.total() * 1e6:8.3f}  ({book.fixed_total() * 1e6:.3f})")
     figures = {name: (book.total(), book.fixed_total()) for name, book in floors.items()}
     if "busy" in floors:

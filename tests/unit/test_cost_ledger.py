@@ -192,12 +192,15 @@ def test_the_access_log_line_is_the_synthesized_format_filled_in() -> None:
     assert ledger.access_log_bytes("", "api") == ledger.ACCESS_LOG_BYTES  # no format known: the estimate
 
 
+def floor_of(rec: Recording, mode: str) -> ledger.Ledger:
+    return ledger.floor(ledger.price(rec, SHAPE, mode, NO_INIT), rec, SHAPE, mode)
+
+
 def test_the_floor_keeps_the_records_own_writes_and_sends_from_the_stream() -> None:
     # Given jobs whose create also writes three index entries, and whose stats take two units a stream record
     rec = recording()
     # When the floor is taken under light and busy traffic
-    light = ledger.floor(rec, SHAPE, "light", NO_INIT)
-    busy = ledger.floor(rec, SHAPE, "busy", NO_INIT)
+    light, busy = (floor_of(rec, mode) for mode in ("light", "busy"))
     # Then the create is the record's own write, the run keeps its write (a transaction: 2 units)
     assert line(light, "DynamoDB api") == pytest.approx(prices.DDB_WRITE_UNIT)
     assert line(light, "DynamoDB consumer") == pytest.approx(2 * prices.DDB_WRITE_UNIT)
@@ -220,14 +223,14 @@ def test_the_floor_stores_the_record_alone_and_is_never_above_the_ledger() -> No
     rec = one_job_moving_between_index_entries()
     for mode in ("busy", "light"):
         measured = ledger.price(rec, SHAPE, mode, NO_INIT)
-        low = ledger.floor(rec, SHAPE, mode, NO_INIT)
+        low = ledger.floor(measured, rec, SHAPE, mode)
         assert low.total() < measured.total()
         assert "800 B" in next(label for label, _, _ in low.lines if label.startswith("DynamoDB storage"))
         assert line(low, "DynamoDB storage") == pytest.approx(line(measured, "DynamoDB storage") * 800 / 1000)
 
 
 def test_the_floors_fixed_lines_are_the_requests_and_writes_every_shape_makes() -> None:
-    book = ledger.floor(recording(), SHAPE, "light", NO_INIT)
+    book = floor_of(recording(), "light")
     fixed = {label.split(":")[0].split(" (")[0] for label in book.fixed}
     assert fixed == {
         "API Gateway REST",
@@ -248,7 +251,7 @@ def test_the_floors_fixed_lines_are_the_requests_and_writes_every_shape_makes() 
 
 
 def test_each_target_is_judged_against_the_floor_and_its_fixed_lines(capsys: pytest.CaptureFixture[str]) -> None:
-    # Given floors of $4/M (all fixed), $9/M with $8.50 fixed, and $6/M with $4.50 fixed (behind the API: $2/M)
+    # Given ledgers made of a fixed line, a behind-the-API line (fixed) and a lever
     def book(fixed: float, lever: float, behind: float = 0.0) -> ledger.Ledger:
         made = ledger.Ledger()
         made.add("fixed", (fixed - behind) / 1e6, "run", fixed=True)
