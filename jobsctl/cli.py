@@ -13,8 +13,6 @@ complete (``--wait``, ``watch``), 2 a usage error.
 from __future__ import annotations
 
 import json
-import signal
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -48,6 +46,7 @@ from jobsctl import discovery
 from jobsctl.client import JobsClient
 from jobsctl.errors import JobsApiError, JobsConnectionError
 from jobsctl.models import STATUSES, Job, Schedule, Stats
+from jobsctl.stopping import StopSignals, end_process
 
 DEFAULT_URL = "http://localhost:3000"
 DEFAULT_KEY = "local-dev-key"
@@ -929,23 +928,22 @@ def worker(
                 err.print(f"  {name}")
             err.print("Set them in the environment, or pass --stack NAME (deployed) or --from-config (make run).")
             raise typer.Exit(2) from exc
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signals = StopSignals()
     runner.start()
     err.print(f"Worker running on {runner.queue_url}: {concurrency} slot(s). Ctrl-C or SIGTERM to stop.")
     try:
-        while not stop.wait(1.0):
-            pass
+        signals.wait()
     finally:
         err.print(f"Stopping: up to {grace_seconds:g}s for in-flight jobs…")
         began = time.monotonic()
         result = runner.shutdown(grace_seconds)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        signals.restore()
     err.print(
         f"Stopped in {time.monotonic() - began:.1f}s: {runner.invocations} job message(s) handled, "
         f"{runner.released} given back, {result['unfinished']} left to their lease."
     )
+    if result["unfinished"]:
+        end_process(0)  # not waiting at exit for the jobs left to their lease
 
 
 # --- recurring schedules ---

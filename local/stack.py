@@ -9,6 +9,7 @@ See docs/local-development.md.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -20,6 +21,7 @@ from typing import Any
 from infra.config import ServiceConfig, local_config
 from jobsctl import discovery
 from jobsctl.environments import EnvironmentPool, fresh_handler
+from jobsctl.stopping import StopSignals, end_process
 from local import state
 from local.aws import (
     LocalAws,
@@ -44,6 +46,9 @@ DEFAULT_API_KEYS = "local-dev-key:local"
 # (4 times a second): the stats lag the job records by about this much.
 STREAM_POLL_SECONDS = 0.25
 ROOT = Path(__file__).resolve().parents[1]
+# A stop still running this long after its grace period prints every thread's stack: a Ctrl-C that hangs says where
+# it hangs. So does SIGUSR1 at any time.
+STOP_REPORT_AFTER_GRACE_SECONDS = 20.0
 
 
 def load_environment(module: str, attribute: str = "handler") -> Any:
@@ -235,6 +240,9 @@ def main() -> None:
         read_timeout_seconds=float(os.environ.get("GATEWAY_READ_TIMEOUT_SECONDS", DEFAULT_READ_TIMEOUT_SECONDS)),
         stop_grace_seconds=float(os.environ.get("STOP_GRACE_SECONDS", "10")),
     )
+    # From before the start: a Ctrl-C while starting, or as soon as "Ready." shows, is a stop like any other.
+    signals = StopSignals()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     stack.start()
     first_key = next(iter(api_keys))
     found_at = discovery.discovery_path()
@@ -260,13 +268,13 @@ def main() -> None:
     discovery.write(found_at, stack.url, first_key, first.tenant, aws_endpoint, stack.config.keys_table)
     print("Ready. Ctrl-C to stop.", flush=True)
 
-    stopped = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopped.set())
-    stopped.wait()
+    signals.wait()
     print("Stopping: finishing in-flight batches...", flush=True)
+    faulthandler.dump_traceback_later(stack.stop_grace_seconds + STOP_REPORT_AFTER_GRACE_SECONDS, exit=False)
     discovery.remove(found_at)
     saved = stack.stop()
     if saved is not None:
         print(f"Saved {saved.describe()} to {stack.state_file}  (make run FRESH=1 starts empty)", flush=True)
     print("Stopped.", flush=True)
+    # Attempts still running past the grace period are left behind (retried after the restart), not waited for.
+    end_process(0)

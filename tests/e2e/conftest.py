@@ -161,8 +161,11 @@ def local_stack(api_keys: str, *, cwd: Path = ROOT, **env_overrides: str) -> Ite
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGUSR1)  # every thread's stack, printed (local/stack.py): where the stop hangs
+        time.sleep(2)
         process.kill()
-        pytest.fail("local stack did not stop within 30 s of Ctrl-C")
+        reader.join(timeout=5)
+        pytest.fail("local stack did not stop within 30 s of Ctrl-C:\n" + "".join(running.output)[-20000:])
     reader.join(timeout=5)
     assert process.returncode == 0, "".join(running.output)
     assert "Stopped." in "".join(running.output)

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import FIRST_KEY, ROOT, Client, LocalStackProcess, add_key, local_stack, settled
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -254,6 +255,35 @@ def test_a_job_cut_short_by_the_stop_is_retried_after_the_restart(tmp_path: Path
     with local_stack(f"{KEY}:cut", **kept) as second:
         finished = Client(second.url, KEY).wait_for(job["id"], {"completed", "failed"}, timeout=40)
         assert finished["status"] == "completed" and finished["attempts"] == 2, finished
+
+
+def test_the_stop_does_not_wait_for_a_batch_running_on_record_threads_past_the_grace_period(tmp_path: Path) -> None:
+    # Given one poller running a batch's records on threads of their own (as on Lambda), with jobs far longer than
+    # the stop's grace period and than the fixture's 30 s bound on a stop
+    settings = {
+        "JOBS_LOCAL_STATE_FILE": str(tmp_path / "state.pickle"),
+        "JOBS_LOCAL_CONSUMERS": "1",
+        "JOBS_LOCAL_RECORD_CONCURRENCY": "4",
+        "STOP_GRACE_SECONDS": "1",
+    }
+    with local_stack(f"{KEY}:abandon", **settings) as running:
+        client = Client(running.url, KEY)
+        # (the poller is busy with the first job while the three long ones queue up: it then receives them as one batch)
+        client.enqueue({"type": "simulate", "payload": {"target": "first.png", "durationMs": 2000, "failureRate": 0}})
+        time.sleep(0.5)
+        long_job = {"type": "simulate", "payload": {"target": "long.png", "durationMs": 60000, "failureRate": 0}}
+        ids = [client.enqueue(long_job)["id"] for _ in range(3)]
+        wait_until(
+            lambda: all(client.get(f"/jobs/{job_id}").json()["status"] == "processing" for job_id in ids),
+            timeout=30,
+            what="the three long jobs run at once",
+        )
+        # When it is stopped (the fixture's Ctrl-C), timed
+        stopping = time.monotonic()
+    stopped_in = time.monotonic() - stopping
+    # Then it stopped after the grace period, leaving the three attempts to be retried after a restart
+    assert stopped_in < 15, f"stopped in {stopped_in:.1f} s"
+    assert "(3 mid-attempt, retried after the restart)" in "".join(running.output), running.output
 
 
 def bucket_of(stack: LocalStackProcess) -> str:

@@ -298,6 +298,65 @@ def test_the_worker_lists_the_settings_it_is_missing_and_exits_2(monkeypatch: py
     assert "JOBS_JOBS_TABLE" not in result.stderr
 
 
+class FakeWorker:
+    """What ``jobs worker`` runs, with a shutdown that reports ``unfinished`` jobs left to their lease."""
+
+    queue_url = "https://sqs.local/jobs-queue"
+    invocations = 2
+    released = 1
+
+    def __init__(self, unfinished: int) -> None:
+        self.unfinished = unfinished
+        self.shutdown_grace: float | None = None
+
+    def start(self) -> None:
+        return None
+
+    def shutdown(self, grace_seconds: float) -> dict[str, int]:
+        self.shutdown_grace = grace_seconds
+        return {"released": self.released, "unfinished": self.unfinished}
+
+
+class ImmediateStop:
+    """Stop signals as if Ctrl-C came at once."""
+
+    def wait(self) -> int:
+        return 2
+
+    def restore(self) -> None:
+        return None
+
+
+class ProcessEnded(Exception):
+    pass
+
+
+@pytest.mark.parametrize("unfinished", [0, 1])
+def test_the_worker_ends_its_process_at_once_only_when_it_left_jobs_to_their_lease(
+    monkeypatch: pytest.MonkeyPatch, unfinished: int
+) -> None:
+    # Given a worker whose stop leaves `unfinished` jobs running past the grace period
+    worker = FakeWorker(unfinished)
+    monkeypatch.setattr("jobsctl.runner.build_worker", lambda env, options: worker)
+    monkeypatch.setattr("jobsctl.cli.StopSignals", ImmediateStop)
+    ended: list[int] = []
+
+    def end_process(code: int = 0) -> None:
+        ended.append(code)
+        raise ProcessEnded
+
+    monkeypatch.setattr("jobsctl.cli.end_process", end_process)
+    settings = {name: "x" for name in REQUIRED}
+    # When it is stopped
+    result = runner.invoke(app, ["worker", "--grace-seconds", "2"], env=settings)
+    # Then it gave its jobs the grace period and said what it left; it ended the process itself only if it left
+    # jobs running (Python would wait for their threads before exiting)
+    assert worker.shutdown_grace == 2
+    assert f"{unfinished} left to their lease" in result.stderr
+    assert ended == ([0] if unfinished else [])
+    assert isinstance(result.exception, ProcessEnded) if unfinished else result.exit_code == 0, result.output
+
+
 def test_worker_settings_come_from_the_environment_over_the_deployed_function_over_config() -> None:
     # Given the same variable from three places
     deployed = {"JOBS_JOBS_TABLE": "deployed-jobs", "JOBS_STATS_TABLE": "deployed-stats", "JOBS_DLQ_URL": "d"}
