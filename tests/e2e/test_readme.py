@@ -4,10 +4,14 @@ Each test fails when the example it runs is gone, changed beyond recognition, or
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import textwrap
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,6 +57,22 @@ def run_example(script: str, stack: LocalStackProcess, path: Path) -> str:
     return result.stdout
 
 
+def json_objects(text: str) -> Iterator[dict[str, Any]]:
+    """The JSON objects printed in ``text``, in order (curl prints no newline after a body, so one line may hold
+    several, and headers between them)."""
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    while start != -1:
+        try:
+            found, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            start = text.find("{", start + 1)
+            continue
+        if isinstance(found, dict):
+            yield found
+        start = text.find("{", end)
+
+
 def test_the_readme_tour_runs_as_written(stack: LocalStackProcess, tmp_path: Path) -> None:
     # Given the README's tour block, pointed at this test's stack
     script = block_starting(README, "# Health")
@@ -68,6 +88,10 @@ def test_the_readme_tour_runs_as_written(stack: LocalStackProcess, tmp_path: Pat
     assert '"queued":true' in out
     assert '"dependsOn":["' in out and '"nextRunAt":"' in out and '"types":{' in out
     assert '"code":"INVALID_TYPE"' in out and '"code":"INVALID_PAYLOAD"' in out and '"code":"FORBIDDEN"' in out
+    # And the job with a runAt is scheduled for a day later, whatever the day the tour runs (no date that goes stale)
+    scheduled = next(record for record in json_objects(out) if record.get("payload") == {"message": "see you tomorrow"})
+    ahead = datetime.fromisoformat(scheduled["runAt"]) - datetime.fromisoformat(scheduled["createdAt"])
+    assert scheduled["status"] == "scheduled" and timedelta(hours=23) < ahead <= timedelta(days=1), scheduled
 
 
 def test_the_readme_dead_letter_queue_example_runs_as_written(stack: LocalStackProcess, tmp_path: Path) -> None:
