@@ -70,8 +70,14 @@ def serialize_dynamodb() -> None:
     moto is not thread-safe there: a cancelled TransactWriteItems restores a copy of the tables taken when it began,
     wiping writes other threads made meanwhile. The local stack runs the API, several consumers and the sweeper in
     threads, so every backend call takes one lock (requests from the moto server thread included).
+
+    A request's answer is built under the lock too. The backend hands back the items it holds, not copies, and an
+    update changes its item in place: a BatchGetItem measured and serialized its items after its calls, so an
+    update landing meanwhile could make it answer half an update, or raise "dictionary changed size during
+    iteration" (the API then answered 500; make test's load test saw it once).
     """
     from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.responses import DynamoHandler
 
     if getattr(DynamoDBBackend, "_jobs_serialized", False):
         return
@@ -79,6 +85,7 @@ def serialize_dynamodb() -> None:
     for name, method in inspect.getmembers(DynamoDBBackend, inspect.isfunction):
         if not name.startswith("_"):
             setattr(DynamoDBBackend, name, _locked(method))
+    setattr(DynamoHandler, "call_action", _locked(DynamoHandler.call_action))  # noqa: B010 - patching moto
     DynamoDBBackend._jobs_serialized = True  # type: ignore[attr-defined]
 
 

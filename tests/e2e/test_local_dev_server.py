@@ -269,8 +269,8 @@ def test_the_stop_does_not_wait_for_a_batch_running_on_record_threads_past_the_g
     with local_stack(f"{KEY}:abandon", **settings) as running:
         client = Client(running.url, KEY)
         # (the poller is busy with the first job while the three long ones queue up: it then receives them as one batch)
-        client.enqueue({"type": "simulate", "payload": {"target": "first.png", "durationMs": 2000, "failureRate": 0}})
-        time.sleep(0.5)
+        first = {"type": "simulate", "payload": {"target": "first.png", "durationMs": 4000, "failureRate": 0}}
+        client.wait_for(client.enqueue(first)["id"], {"processing"}, timeout=30)
         long_job = {"type": "simulate", "payload": {"target": "long.png", "durationMs": 60000, "failureRate": 0}}
         ids = [client.enqueue(long_job)["id"] for _ in range(3)]
         wait_until(

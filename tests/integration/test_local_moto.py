@@ -3,7 +3,10 @@ unreceived, item reads answer exactly what moto's own serializer answers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -428,3 +431,65 @@ def test_the_stream_source_filters_as_the_deployed_mapping_does_removes_never_re
         assert deliver_once("filtered", lambda event, context: events.append(event), batch_size=2) == 1
         assert len(events) == 2
         assert deliver_once("filtered", lambda event, context: events.append(event), batch_size=2) == 0
+
+
+def test_an_item_read_while_another_thread_updates_it_is_whole_and_never_an_error(table: Any) -> None:
+    # Given an item that one thread keeps updating, adding an attribute and removing it by turns, and writing the
+    # same number into `version` and `mirror` each time (a read that saw half an update would show them apart)
+    key = {"pk": {"S": "busy"}}
+    padding = {f"field{i}": {"S": "x" * i} for i in range(50)}  # a job record's size: more for a read to walk
+    table.put_item(TableName="t", Item={**key, "version": {"N": "0"}, "mirror": {"N": "0"}, **padding})
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    torn: list[dict[str, Any]] = []
+
+    def update() -> None:
+        version = 0
+        while not stop.is_set():
+            version += 1
+            change = (
+                "SET version = :v, mirror = :v, extra = :v"
+                if version % 2
+                else "SET version = :v, mirror = :v REMOVE extra"
+            )
+            table.update_item(
+                TableName="t", Key=key, UpdateExpression=change, ExpressionAttributeValues={":v": {"N": str(version)}}
+            )
+
+    def read(fetch: Callable[[], dict[str, Any]]) -> None:
+        while not stop.is_set():
+            try:
+                item = fetch()
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+                errors.append(exc)
+                return
+            if item["version"] != item["mirror"]:
+                torn.append(item)
+
+    def batch_get() -> dict[str, Any]:
+        return dict(table.batch_get_item(RequestItems={"t": {"Keys": [key]}})["Responses"]["t"][0])
+
+    readers: list[Callable[[], dict[str, Any]]] = [
+        lambda: table.get_item(TableName="t", Key=key)["Item"],
+        batch_get,
+        batch_get,
+        lambda: table.query(
+            TableName="t", KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": key["pk"]}
+        )["Items"][0],
+    ]
+    threads = [threading.Thread(target=update)] + [threading.Thread(target=read, args=(fetch,)) for fetch in readers]
+    # When they run side by side, switching threads as often as Python can
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(3)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        sys.setswitchinterval(interval)
+    # Then every read answered a whole item, never an error: DynamoDB applies each request to an item atomically
+    assert not errors, errors[:3]
+    assert not torn, torn[:3]
