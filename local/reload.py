@@ -83,10 +83,13 @@ class CodeGenerations:
                 for name in [name for name in sys.modules.copy() if _ours(name)]:
                     del sys.modules[name]
                 sys.modules.update(previous)
-                self._announce(f"Reload failed, still running the previous code: {self._where(exc)}")
+                self._announce_failure(exc)
                 return False
             self.number += 1
             return True
+
+    def _announce_failure(self, exc: Exception) -> None:
+        self._announce(f"Reload failed, still running the previous code: {self._where(exc)}")
 
     def _where(self, exc: Exception) -> str:
         """``SyntaxError: invalid syntax (functions/x.py, line 3)``: the error and the line it points at."""
@@ -117,7 +120,7 @@ class CodeGenerations:
             try:
                 loaded = self.reload()
             except Exception as exc:  # noqa: BLE001 - a watcher that died would leave the stack on old code, silently
-                self._announce(f"Reload failed, still running the previous code: {self._where(exc)}")
+                self._announce_failure(exc)
                 continue
             if loaded:
                 self._announce(f"Reloaded: {names}{more} changed (state kept)")

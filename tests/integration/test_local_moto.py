@@ -3,7 +3,6 @@ unreceived, item reads answer exactly what moto's own serializer answers."""
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +14,8 @@ from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
+
+from tests.races import frequent_thread_switches
 
 NEW_ITEM = {"Put": {"TableName": "t", "Item": {"pk": {"S": "new"}}, "ConditionExpression": "attribute_not_exists(pk)"}}
 
@@ -479,17 +480,15 @@ def test_an_item_read_while_another_thread_updates_it_is_whole_and_never_an_erro
     ]
     threads = [threading.Thread(target=update)] + [threading.Thread(target=read, args=(fetch,)) for fetch in readers]
     # When they run side by side, switching threads as often as Python can
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        for thread in threads:
-            thread.start()
-        time.sleep(3)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-        sys.setswitchinterval(interval)
+    with frequent_thread_switches():
+        try:
+            for thread in threads:
+                thread.start()
+            time.sleep(3)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
     # Then every read answered a whole item, never an error: DynamoDB applies each request to an item atomically
     assert not errors, errors[:3]
     assert not torn, torn[:3]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from local import reload
+from tests.races import frequent_thread_switches
 from tests.waiting import wait_until
 
 PACKAGE = "reload_fixture_pkg"
@@ -46,16 +47,14 @@ def test_a_reload_while_another_thread_imports_does_not_fail(package: Path) -> N
                 del sys.modules[name]
 
     churn = threading.Thread(target=import_churn, daemon=True)
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # hand the interpreter lock over between nearly every bytecode
-    churn.start()
-    try:
-        # When the code is reloaded many times meanwhile
-        results = [generations.reload() for _ in range(30)]
-    finally:
-        stop.set()
-        churn.join(timeout=5)
-        sys.setswitchinterval(interval)
+    with frequent_thread_switches():
+        churn.start()
+        try:
+            # When the code is reloaded many times meanwhile
+            results = [generations.reload() for _ in range(30)]
+        finally:
+            stop.set()
+            churn.join(timeout=5)
     # Then every reload loaded the code, none raised
     assert all(results)
     assert generations.number == 31

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -321,7 +322,7 @@ class ImmediateStop:
     """Stop signals as if Ctrl-C came at once."""
 
     def wait(self) -> int:
-        return 2
+        return signal.SIGINT
 
     def restore(self) -> None:
         return None
